@@ -1,0 +1,7 @@
+"""`python -m device` is the same program as `voxbox`."""
+
+import sys
+
+from device.cli import main
+
+sys.exit(main())

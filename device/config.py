@@ -1,0 +1,283 @@
+"""Typed settings from a TOML file plus environment overrides.
+
+Every setting has a default, so an empty file (or none) is a valid config.
+A wrong key or value raises ConfigError naming the key and what is wrong.
+Environment: VOXBOX_<SECTION>_<KEY>=value overrides the file (e.g.
+VOXBOX_REALTIME_URL). The API key comes only from OPENAI_API_KEY or from the
+file named by realtime.api_key_file, never from the TOML itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from device.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/voxbox/voxbox.toml")
+
+
+@dataclass
+class AudioSettings:
+    input_device: str = ""  # substring of the device name, or an index; "" = system default
+    output_device: str = ""
+    input_rate: int = 0  # 0 = the device's default rate
+    input_channels: int = 0  # 0 = the device's channel count
+    channels: list[int] = field(default_factory=list)  # channels to average; [] = all
+    output_rate: int = 24000
+    frames_per_buffer_ms: int = 10
+    output_buffer_ms: int = 20
+
+
+@dataclass
+class WakeSettings:
+    words: list[str] = field(default_factory=lambda: ["hey_jarvis"])
+    models: list[str] = field(default_factory=list)  # custom .tflite or manifest .json paths
+    engine: str = "openwakeword"  # openwakeword | microwakeword
+    threshold: float = 0.5
+    trigger_level: int = 1  # consecutive frames above threshold
+    refractory_s: float = 2.0
+
+
+@dataclass
+class VadSettings:
+    engine: str = "silero"  # silero | micro
+    threshold: float = 0.5
+    min_speech_ms: int = 90
+    min_silence_ms: int = 500
+    padding_ms: int = 150
+    # Stricter while the device speaks, so its own echo does not interrupt it.
+    speaking_threshold: float = 0.7
+    speaking_min_speech_ms: int = 90
+
+
+@dataclass
+class AecSettings:
+    enabled: bool = True
+    noise_suppression: bool = False
+    high_pass: bool = True
+    auto_gain: bool = False
+    stream_delay_ms: int = -1  # -1 = estimate
+
+
+@dataclass
+class ConversationSettings:
+    follow_up_s: float = 6.0  # listening window after a reply before going idle
+    first_turn_s: float = 8.0  # after the wake word: time allowed to start speaking
+    barge_in: str = "local"  # local | server | both | off
+    preroll_ms: int = 300  # audio kept before a barge-in and sent with it
+    max_turn_s: float = 30.0
+
+
+@dataclass
+class RealtimeSettings:
+    url: str = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    api_key_file: str = ""
+    instructions: str = "You are a helpful voice assistant on a smart speaker. Answer briefly."
+    voice: str = "marin"
+    turn_detection: str = "server_vad"  # server_vad | semantic_vad | none
+    vad_threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    idle_timeout_ms: int = 0  # 0 = not sent
+    eagerness: str = "auto"
+    ca_file: str = ""
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    reconnect_max_s: float = 30.0
+    session_max_s: float = 3300.0  # renew before the server's limit (60 min at OpenAI)
+    offline_buffer_s: float = 2.0
+
+
+@dataclass
+class GpioSettings:
+    enabled: bool = True
+    led_driver: str = "none"  # none | leds | rgb | apa102
+    led_pins: list[int] = field(default_factory=list)
+    apa102_count: int = 0
+    brightness: float = 0.3
+    button_pin: int = -1  # -1 = no button
+    hold_s: float = 2.0
+    state_dir: str = "/var/lib/voxbox"
+
+
+@dataclass
+class Settings:
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    wake: WakeSettings = field(default_factory=WakeSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    aec: AecSettings = field(default_factory=AecSettings)
+    conversation: ConversationSettings = field(default_factory=ConversationSettings)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+    gpio: GpioSettings = field(default_factory=GpioSettings)
+    profile: str = ""  # hardware profile name or path (hw/*.toml)
+    log_level: str = "info"
+    source: str = "defaults"  # where these settings came from, for messages
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "wake.engine": ("openwakeword", "microwakeword"),
+    "vad.engine": ("silero", "micro"),
+    "conversation.barge_in": ("local", "server", "both", "off"),
+    "realtime.turn_detection": ("server_vad", "semantic_vad", "none"),
+    "realtime.eagerness": ("low", "medium", "high", "auto"),
+    "gpio.led_driver": ("none", "leds", "rgb", "apa102"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    """Check `value` against the annotated type; strings from the environment are parsed."""
+    origin = typing.get_origin(typ)
+    if origin is list:
+        (inner,) = typing.get_args(typ)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"config {key}: expected a list, got {value!r}")
+        return [_coerce(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]
+    if typ is bool:
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        if not isinstance(value, bool):
+            raise ConfigError(f"config {key}: expected true or false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(f"config {key}: expected an integer, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config {key}: expected an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"config {key}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config {key}: expected a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"config {key}: expected a string, got {value!r}")
+        return value
+    raise AssertionError(f"unhandled type {typ} for {key}")
+
+
+def _apply(obj: Any, prefix: str, values: dict[str, Any]) -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if k not in names or k == "source":
+            raise ConfigError(f"config {key}: unknown setting (known: {', '.join(sorted(names - {'source'}))})")
+        typ = hints[k]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config {key}: expected a [{key}] table")
+            _apply(getattr(obj, k), f"{key}.", v)
+        else:
+            setattr(obj, k, _coerce(key, v, typ))
+
+
+def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.type) or f.name in
+                ("audio", "wake", "vad", "aec", "conversation", "realtime", "gpio")}
+    for name, value in env.items():
+        if not name.startswith("VOXBOX_") or name in ("VOXBOX_CONFIG",):
+            continue
+        rest = name[len("VOXBOX_"):].lower()
+        section = next((s for s in sorted(sections, key=len, reverse=True) if rest.startswith(s + "_")), None)
+        if section:
+            out.setdefault(section, {})[rest[len(section) + 1:]] = value
+        else:
+            out[rest] = value
+    return out
+
+
+def _validate(s: Settings) -> None:
+    for key, choices in _CHOICES.items():
+        obj: Any = s
+        parts = key.split(".")
+        for p in parts[:-1]:
+            obj = getattr(obj, p)
+        value = getattr(obj, parts[-1])
+        if value not in choices:
+            raise ConfigError(f"config {key}: {value!r} is not one of {', '.join(choices)}")
+    checks = [
+        ("wake.threshold", 0 < s.wake.threshold < 1, "must be between 0 and 1"),
+        ("vad.threshold", 0 < s.vad.threshold < 1, "must be between 0 and 1"),
+        ("vad.speaking_threshold", 0 < s.vad.speaking_threshold < 1, "must be between 0 and 1"),
+        ("wake.trigger_level", s.wake.trigger_level >= 1, "must be at least 1"),
+        ("audio.output_rate", 8000 <= s.audio.output_rate <= 192000, "must be a sample rate in Hz"),
+        ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000, "must be 0 or a rate in Hz"),
+        ("conversation.follow_up_s", s.conversation.follow_up_s > 0, "must be positive"),
+        ("realtime.offline_buffer_s", s.realtime.offline_buffer_s >= 0, "must not be negative"),
+        ("realtime.url", s.realtime.url.startswith(("ws://", "wss://")), "must start with ws:// or wss://"),
+        ("gpio.brightness", 0 <= s.gpio.brightness <= 1, "must be between 0 and 1"),
+    ]
+    for key, ok, what in checks:
+        if not ok:
+            raise ConfigError(f"config {key}: {what}")
+    if not s.wake.words and not s.wake.models:
+        raise ConfigError("config wake.words: at least one wake word or wake.models entry is needed")
+
+
+def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = None) -> Settings:
+    """Load settings: defaults ← TOML file ← environment. Raises ConfigError."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    if path is None and env.get("VOXBOX_CONFIG"):
+        path = env["VOXBOX_CONFIG"]
+    if path is None and DEFAULT_CONFIG_PATH.is_file():
+        path = DEFAULT_CONFIG_PATH
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p}: not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {p}: cannot read ({exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p}: invalid TOML ({exc})") from None
+        if "api_key" in data.get("realtime", {}):
+            raise ConfigError("config realtime.api_key: do not put the key in the config; use OPENAI_API_KEY or realtime.api_key_file")
+        _apply(settings, "", data)
+        settings.source = str(p)
+    _apply(settings, "", _env_overrides(env))
+    _validate(settings)
+    return settings
+
+
+def api_key(settings: Settings, env: typing.Mapping[str, str] | None = None) -> str | None:
+    """The API key from OPENAI_API_KEY, else from realtime.api_key_file; None if neither."""
+    env = os.environ if env is None else env
+    if env.get("OPENAI_API_KEY"):
+        return env["OPENAI_API_KEY"].strip()
+    if settings.realtime.api_key_file:
+        p = Path(settings.realtime.api_key_file)
+        try:
+            key = p.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"config realtime.api_key_file: cannot read {p} ({exc.strerror})") from None
+        if not key:
+            raise ConfigError(f"config realtime.api_key_file: {p} is empty")
+        return key
+    return None
