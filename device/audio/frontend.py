@@ -1,0 +1,96 @@
+"""Mic frontend: channel map → 16 kHz mono 10 ms frames (→ echo canceller) → detectors / uplink.
+
+The mic arrives in blocks of any size at the card's rate and channel count.
+The frontend picks or averages channels, resamples with soxr (streaming) and
+cuts exact 10 ms frames at 16 kHz. The speaker's reference goes through the
+same framing so an echo canceller gets both sides in step. The uplink path
+turns processed 16 kHz frames into 24 kHz PCM16 for the Realtime API.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from device.audio import dsp
+
+DETECT_RATE = 16000
+FRAME = DETECT_RATE // 100  # 10 ms at 16 kHz
+UPLINK_RATE = 24000
+
+
+class EchoCanceller(Protocol):
+    """10 ms frames at 16 kHz. `reference` gets what the speaker played, `process` cleans the mic."""
+
+    def reference(self, frame: np.ndarray) -> None: ...
+
+    def process(self, frame: np.ndarray) -> np.ndarray: ...
+
+
+class Framer:
+    """Accumulates int16 samples and hands out whole frames of `size` (one reshape, no loops)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buf = np.zeros(0, dtype=np.int16)
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """Returns [k, size] frames (k may be 0)."""
+        buf = np.concatenate((self._buf, x)) if len(self._buf) else x
+        k = len(buf) // self.size
+        self._buf = buf[k * self.size :].copy()
+        return buf[: k * self.size].reshape(k, self.size)
+
+
+class Frontend:
+    def __init__(self, in_rate: int, channels: list[int] | None = None, aec: EchoCanceller | None = None,
+                 out_rate: int = UPLINK_RATE) -> None:
+        self.in_rate = in_rate
+        self.channels = channels or None
+        self.aec = aec
+        self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
+        self._mic_framer = Framer(FRAME)
+        self._ref_rs = dsp.StreamResampler(out_rate, DETECT_RATE)
+        self._ref_framer = Framer(FRAME)
+        self._ref_backlog: list[np.ndarray] = []
+
+    def speaker(self, played: np.ndarray) -> None:
+        """What the speaker just played (at the playback rate): the echo canceller's reference."""
+        if self.aec is None:
+            return
+        frames = self._ref_framer.push(self._ref_rs(played))
+        self._ref_backlog.extend(frames)
+        # Bounded: a stalled mic must not grow this forever (1 s).
+        if len(self._ref_backlog) > 100:
+            del self._ref_backlog[: len(self._ref_backlog) - 100]
+
+    def mic(self, block: np.ndarray) -> np.ndarray:
+        """Mic block [n, ch] or [n] int16 at in_rate → processed [k, 160] int16 frames at 16 kHz."""
+        mono = dsp.select_channels(block, self.channels)
+        frames = self._mic_framer.push(self._mic_rs(mono))
+        if self.aec is None or len(frames) == 0:
+            return frames
+        out = np.empty_like(frames)
+        for i, frame in enumerate(frames):  # per 10 ms frame: the APM works on exactly 10 ms
+            if self._ref_backlog:
+                self.aec.reference(self._ref_backlog.pop(0))
+            out[i] = self.aec.process(frame)
+        return out
+
+
+class Uplink:
+    """Processed 16 kHz frames → 24 kHz PCM16 bytes in chunks of `chunk_ms` (one append each)."""
+
+    def __init__(self, chunk_ms: int = 40) -> None:
+        self._rs = dsp.StreamResampler(DETECT_RATE, UPLINK_RATE)
+        self._framer = Framer(UPLINK_RATE * chunk_ms // 1000)
+
+    def push(self, frames16k: np.ndarray) -> list[bytes]:
+        if frames16k.size == 0:
+            return []
+        chunks = self._framer.push(self._rs(frames16k.reshape(-1)))
+        return [c.astype("<i2").tobytes() for c in chunks]
+
+    def reset(self) -> None:
+        self.__init__(chunk_ms=self._framer.size * 1000 // UPLINK_RATE)  # type: ignore[misc]

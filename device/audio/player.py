@@ -1,0 +1,112 @@
+"""The playback queue: reply audio in, speaker blocks out, every sample counted.
+
+`pull(n)` is called by the speaker (the PyAudio output callback, or the
+simulated twin once per tick); it never blocks and never allocates more than
+the block it returns. `flush()` drops everything queued, so the next pull is
+silence: the speaker goes quiet within one block. Per item it counts the
+samples handed to the speaker, minus the device's output latency, which is
+what `conversation.item.truncate` needs as `audio_end_ms`.
+
+Notes (item started, queue drained) are kept in a small deque that the agent
+reads from its own thread; the speaker thread never calls into the agent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PlayerNote:
+    kind: str  # "start" (first sample of an item went out) | "idle" (queue ran dry after audio)
+    item_id: str
+    sample: int  # speaker sample clock when it happened
+
+
+class Player:
+    def __init__(self, rate: int, max_seconds: float = 120.0, latency_samples: int = 0) -> None:
+        self.rate = rate
+        self.latency_samples = latency_samples
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[str, np.ndarray]] = deque()
+        self._head_pos = 0  # samples of the first queued chunk already played
+        self._queued = 0
+        self._max = int(max_seconds * rate)
+        self._played: dict[str, int] = {}
+        self._current: str | None = None
+        self._clock = 0  # total samples pulled (the speaker's sample clock)
+        self.notes: deque[PlayerNote] = deque(maxlen=256)
+        self.dropped_samples = 0
+
+    # ---------------------------------------------------------- producer side
+    def enqueue(self, item_id: str, pcm16: bytes | np.ndarray) -> None:
+        data = np.frombuffer(pcm16, dtype="<i2") if isinstance(pcm16, (bytes, bytearray)) else pcm16
+        if len(data) == 0:
+            return
+        with self._lock:
+            room = self._max - self._queued
+            if room <= 0:
+                self.dropped_samples += len(data)
+                return
+            if len(data) > room:
+                self.dropped_samples += len(data) - room
+                data = data[:room]
+            self._queue.append((item_id, data))
+            self._queued += len(data)
+
+    def flush(self) -> None:
+        """Silence at once: drop everything queued (the next pull returns zeros)."""
+        with self._lock:
+            self._queue.clear()
+            self._queued = 0
+            self._head_pos = 0
+            self._current = None
+
+    # ---------------------------------------------------------- speaker side
+    def pull(self, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int16)
+        with self._lock:
+            filled = 0
+            while filled < n and self._queue:
+                item_id, chunk = self._queue[0]
+                if item_id != self._current:
+                    self._current = item_id
+                    self.notes.append(PlayerNote("start", item_id, self._clock + filled))
+                take = min(n - filled, len(chunk) - self._head_pos)
+                out[filled : filled + take] = chunk[self._head_pos : self._head_pos + take]
+                filled += take
+                self._head_pos += take
+                self._queued -= take
+                self._played[item_id] = self._played.get(item_id, 0) + take
+                if self._head_pos >= len(chunk):
+                    self._queue.popleft()
+                    self._head_pos = 0
+            if filled < n and self._current is not None and not self._queue:
+                self.notes.append(PlayerNote("idle", self._current, self._clock + filled))
+                self._current = None
+            self._clock += n
+        return out
+
+    # ---------------------------------------------------------- queries
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._queue) or self._current is not None
+
+    @property
+    def clock(self) -> int:
+        return self._clock
+
+    def played_ms(self, item_id: str) -> int:
+        """Milliseconds of `item_id` that reached the listener (output latency removed)."""
+        with self._lock:
+            samples = max(0, self._played.get(item_id, 0) - self.latency_samples)
+        return int(samples * 1000 // self.rate)
+
+    def queued_ms(self) -> int:
+        with self._lock:
+            return int(self._queued * 1000 // self.rate)

@@ -1,0 +1,105 @@
+"""The simulated twin of the sound card: IN.wav as the mic, OUT.wav as the speaker.
+
+One clock drives both: each block of mic samples read from IN.wav pulls the
+matching span of speaker samples from the player, so sample n of OUT.wav is
+the same instant as the matching moment of IN.wav (both start at 0). What the
+speaker plays can leak back into the mic (`echo_gain`, `echo_delay_ms`, and an
+optional room impulse response), as a speaker beside a microphone would.
+Pacing follows the wall clock at `speed` × real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+import numpy as np
+
+from device.audio import dsp
+from device.audio.player import Player
+
+
+def room_response(rate: int, rt60_ms: float = 250.0, seed: int = 7) -> np.ndarray:
+    """A decaying noise impulse response (direct path first), normalised to unit energy."""
+    n = max(1, int(rate * rt60_ms / 1000))
+    rng = np.random.default_rng(seed)
+    decay = np.exp(-6.9 * np.arange(n) / n)  # -60 dB at rt60
+    ir = rng.standard_normal(n) * decay * 0.3
+    ir[0] = 1.0
+    return (ir / np.sqrt(np.sum(ir**2))).astype(np.float32)
+
+
+class SimAudio:
+    def __init__(self, mic: np.ndarray, in_rate: int, player: Player, *, speed: float = 1.0,
+                 echo_gain: float = 0.0, echo_delay_ms: float = 0.0, room_ir: np.ndarray | None = None,
+                 block_ms: int = 10, tail_max_s: float = 60.0) -> None:
+        self.mic = mic if mic.ndim == 2 else mic.reshape(-1, 1)
+        self.in_rate = in_rate
+        self.in_channels = self.mic.shape[1]
+        self.player = player
+        self.out_rate = player.rate
+        self.speed = speed
+        self.block = max(1, in_rate * block_ms // 1000)
+        self.tail_max = int(tail_max_s * in_rate)
+        self.pos = 0  # mic samples read: the mic clock
+        self._pulled = 0  # speaker samples pulled
+        self._out: list[np.ndarray] = []
+        self.last_speaker = np.zeros(0, dtype=np.int16)
+        self.echo_gain = echo_gain
+        self._echo_rs = dsp.StreamResampler(self.out_rate, in_rate, quality="QQ") if echo_gain > 0 else None
+        self._echo_buf = np.zeros(int(in_rate * echo_delay_ms / 1000), dtype=np.float32)
+        self._ir = room_ir
+        self._ir_tail = np.zeros(0 if room_ir is None else len(room_ir) - 1, dtype=np.float32)
+        self._t0: float | None = None
+        # The agent says whether the run may end once IN.wav is used up (reply still playing?).
+        self.keep_going: Callable[[], bool] = lambda: player.busy
+
+    @property
+    def seconds(self) -> float:
+        return self.pos / self.in_rate
+
+    def _echo(self, spk: np.ndarray, n: int) -> np.ndarray:
+        assert self._echo_rs is not None
+        e = self._echo_rs(spk).astype(np.float32) * self.echo_gain
+        if self._ir is not None:
+            full = np.convolve(e, self._ir)
+            full[: len(self._ir_tail)] += self._ir_tail
+            e, self._ir_tail = full[: len(e)], full[len(e) :]
+        buf = np.concatenate((self._echo_buf, e))
+        if len(buf) < n:
+            buf = np.concatenate((buf, np.zeros(n - len(buf), dtype=np.float32)))
+        self._echo_buf = buf[n:]
+        return buf[:n]
+
+    async def read(self) -> np.ndarray | None:
+        """The next mic block [n, channels] int16, paced; None when the run is over."""
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        total = len(self.mic)
+        if self.pos >= total and (not self.keep_going() or self.pos >= total + self.tail_max):
+            return None
+        n = self.block
+        block = self.mic[self.pos : self.pos + n]
+        if len(block) < n:
+            block = np.concatenate((block, np.zeros((n - len(block), self.in_channels), dtype=np.int16)))
+        # The speaker plays the span of time this mic block covers.
+        target = (self.pos + n) * self.out_rate // self.in_rate
+        spk = self.player.pull(target - self._pulled)
+        self._pulled = target
+        self._out.append(spk)
+        self.last_speaker = spk
+        if self._echo_rs is not None:
+            mixed = block.astype(np.float32) + self._echo(spk, n)[:, None]
+            block = np.clip(np.rint(mixed), -32768, 32767).astype(np.int16)
+        self.pos += n
+        due = self._t0 + self.pos / self.in_rate / self.speed
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        return block
+
+    def speaker_played(self) -> np.ndarray:
+        """What the speaker played during the last block (the echo canceller's reference)."""
+        return self.last_speaker
+
+    def speaker_audio(self) -> np.ndarray:
+        return np.concatenate(self._out) if self._out else np.zeros(0, dtype=np.int16)

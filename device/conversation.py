@@ -1,0 +1,430 @@
+"""The conversation state machine: pure, no I/O, no clocks of its own.
+
+Events go in (each carries `t`, seconds on the mic sample clock); a list of
+actions comes out. The agent performs the actions (sockets, speaker, LEDs) and
+feeds back what happened. Because nothing here touches the world, every
+transition is testable with plain function calls.
+
+States shown to the user: idle, listening, thinking, speaking, muted, offline,
+error. `offline` is shown whenever the link is down (muted wins over it); the
+conversation itself may go on offline, its audio buffered by the link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from device.config import ConversationSettings
+
+STATES = ("idle", "listening", "thinking", "speaking", "muted", "offline", "error")
+
+
+# ---------------------------------------------------------------- events in
+@dataclass(frozen=True)
+class Wake:
+    t: float
+    wake_word: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Button:
+    t: float
+    action: str  # "press" | "release" | "hold"
+
+
+@dataclass(frozen=True)
+class SpeechStart:
+    t: float
+    source: str  # "local_vad" | "server_vad"
+
+
+@dataclass(frozen=True)
+class SpeechEnd:
+    t: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The server committed the user's turn (server VAD ended it)."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class ResponseCreated:
+    t: float
+    response_id: str
+
+
+@dataclass(frozen=True)
+class AudioDelta:
+    t: float
+    item_id: str
+    response_id: str
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class ResponseDone:
+    t: float
+    response_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class PlaybackIdle:
+    """The player has played everything it was given."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    t: float
+
+
+@dataclass(frozen=True)
+class Connected:
+    t: float
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    t: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A hardware or runtime fault (e.g. audio device lost); cleared by FaultCleared."""
+
+    t: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class FaultCleared:
+    t: float
+
+
+Event = Union[Wake, Button, SpeechStart, SpeechEnd, Committed, ResponseCreated, AudioDelta,
+              ResponseDone, PlaybackIdle, Tick, Connected, Disconnected, Fault, FaultCleared]
+
+
+# ---------------------------------------------------------------- actions out
+@dataclass(frozen=True)
+class Show:
+    """The displayed state changed (timeline `state`, LEDs)."""
+
+    state: str
+
+
+@dataclass(frozen=True)
+class OpenUplink:
+    preroll: bool = False  # also send the last few hundred ms (the start of a barge-in)
+
+
+@dataclass(frozen=True)
+class CloseUplink:
+    pass
+
+
+@dataclass(frozen=True)
+class Play:
+    item_id: str
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class StopPlayback:
+    reason: str  # "barge_in" | "button" | "error"
+
+
+@dataclass(frozen=True)
+class SendCommit:
+    pass
+
+
+@dataclass(frozen=True)
+class SendResponseCreate:
+    pass
+
+
+@dataclass(frozen=True)
+class SendCancel:
+    pass
+
+
+@dataclass(frozen=True)
+class SendClear:
+    pass
+
+
+@dataclass(frozen=True)
+class SendTruncate:
+    """Truncate `item_id` at what was really played; the agent asks the player for the ms."""
+
+    item_id: str
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    source: str  # "local_vad" | "server_vad" | "button"
+
+
+@dataclass(frozen=True)
+class StrictVad:
+    strict: bool
+
+
+@dataclass(frozen=True)
+class ResetWake:
+    pass
+
+
+@dataclass(frozen=True)
+class MuteChanged:
+    muted: bool
+
+
+Action = Union[Show, OpenUplink, CloseUplink, Play, StopPlayback, SendCommit, SendResponseCreate,
+               SendCancel, SendClear, SendTruncate, BargeIn, StrictVad, ResetWake, MuteChanged]
+
+
+@dataclass
+class Conversation:
+    settings: ConversationSettings
+    local_turns: bool = False  # turn_detection "none": the device's VAD ends the turn
+    muted: bool = False
+    connected: bool = False
+    fault: bool = False
+    phase: str = "idle"  # idle | listening | thinking | speaking
+    shown: str = ""
+    deadline: float | None = None
+    user_speaking: bool = False
+    heard_speech: bool = False
+    response_id: str | None = None  # response in progress (created, not yet done)
+    playing_item: str | None = None
+    dropped_responses: set[str] = field(default_factory=set)
+    thinking_timeout_s: float = 20.0
+    held: bool = False  # the button is down past the hold time: its release is not a short press
+
+    # ------------------------------------------------------------ helpers
+    def _display(self) -> str:
+        if self.muted:
+            return "muted"
+        if self.fault:
+            return "error"
+        if not self.connected:
+            return "offline"
+        return self.phase
+
+    def _show(self, out: list[Action]) -> None:
+        state = self._display()
+        if state != self.shown:
+            self.shown = state
+            out.append(Show(state))
+
+    def start(self) -> list[Action]:
+        """Initial actions (the first state shown)."""
+        out: list[Action] = []
+        if self.muted:
+            out.append(MuteChanged(True))
+        self._show(out)
+        return out
+
+    def _go(self, phase: str, out: list[Action]) -> None:
+        if phase == self.phase:
+            return
+        was = self.phase
+        self.phase = phase
+        if was == "speaking":
+            out.append(StrictVad(False))
+        if phase == "speaking":
+            out.append(StrictVad(True))
+        if phase == "idle":
+            self.deadline = None
+            self.user_speaking = False
+            self.heard_speech = False
+            self.playing_item = None
+            out.append(CloseUplink())
+            out.append(ResetWake())
+
+    def _listen(self, t: float, window: float, out: list[Action], preroll: bool = False) -> None:
+        self._go("listening", out)
+        self.deadline = t + window
+        self.user_speaking = False
+        out.append(OpenUplink(preroll=preroll))
+
+    def _barge_in(self, t: float, source: str, out: list[Action]) -> None:
+        out.append(BargeIn(source))
+        out.append(StopPlayback("button" if source == "button" else "barge_in"))
+        if self.response_id is not None:
+            out.append(SendCancel())
+            self.dropped_responses.add(self.response_id)
+            self.response_id = None
+        if self.playing_item is not None:
+            out.append(SendTruncate(self.playing_item))
+            self.playing_item = None
+
+    def _end_conversation(self, out: list[Action]) -> None:
+        if self.response_id is not None:
+            out.append(SendCancel())
+            self.dropped_responses.add(self.response_id)
+            self.response_id = None
+        out.append(SendClear())
+        self._go("idle", out)
+
+    def _barge_in_allowed(self, source: str) -> bool:
+        mode = self.settings.barge_in
+        if mode == "off":
+            return False
+        if source == "local_vad":
+            return mode in ("local", "both")
+        return mode in ("server", "both")
+
+    # ------------------------------------------------------------ the machine
+    def handle(self, ev: Event) -> list[Action]:
+        out: list[Action] = []
+        if isinstance(ev, Connected):
+            self.connected = True
+        elif isinstance(ev, Disconnected):
+            self.connected = False
+            # A response cannot finish without the link; stop waiting for it.
+            self.response_id = None
+            if self.phase == "thinking":
+                self._listen(ev.t, self.settings.follow_up_s, out)
+        elif isinstance(ev, Fault):
+            self.fault = True
+        elif isinstance(ev, FaultCleared):
+            self.fault = False
+        elif isinstance(ev, Button):
+            self._button(ev, out)
+        elif self.muted:
+            pass  # muted: no wake word, no speech, no reply
+        elif isinstance(ev, Wake):
+            if self.phase == "idle":
+                out.append(ResetWake())
+                self._listen(ev.t, self.settings.first_turn_s, out)
+        elif isinstance(ev, SpeechStart):
+            self._speech_start(ev, out)
+        elif isinstance(ev, SpeechEnd):
+            if self.phase == "listening":
+                self.user_speaking = False
+                self.deadline = ev.t + self.settings.follow_up_s
+                if self.local_turns and ev.source == "local_vad" and self.heard_speech:
+                    out += [SendCommit(), SendResponseCreate()]
+                    self._go("thinking", out)
+                    self.deadline = ev.t + self.thinking_timeout_s
+        elif isinstance(ev, Committed):
+            if self.phase == "listening":
+                self._go("thinking", out)
+                self.deadline = ev.t + self.thinking_timeout_s
+        elif isinstance(ev, ResponseCreated):
+            if self.phase in ("listening", "thinking", "speaking"):
+                self.response_id = ev.response_id
+            else:
+                # A response we did not ask for (e.g. after the conversation closed).
+                out.append(SendCancel())
+                self.dropped_responses.add(ev.response_id)
+        elif isinstance(ev, AudioDelta):
+            self._audio(ev, out)
+        elif isinstance(ev, ResponseDone):
+            if ev.response_id == self.response_id:
+                self.response_id = None
+            self.dropped_responses.discard(ev.response_id)
+            if self.phase == "thinking":
+                # Finished without audio (cancelled, failed, text only): back to listening.
+                self._listen(ev.t, self.settings.follow_up_s, out)
+        elif isinstance(ev, PlaybackIdle):
+            if self.phase == "speaking" and self.response_id is None:
+                self.playing_item = None
+                self._listen(ev.t, self.settings.follow_up_s, out)
+        elif isinstance(ev, Tick):
+            self._tick(ev, out)
+        self._show(out)
+        return out
+
+    def _button(self, ev: Button, out: list[Action]) -> None:
+        if ev.action == "hold":
+            self.muted = not self.muted
+            if self.muted:
+                if self.phase == "speaking":
+                    out.append(StopPlayback("button"))
+                    if self.playing_item is not None:
+                        out.append(SendTruncate(self.playing_item))
+                if self.phase != "idle":
+                    self._end_conversation(out)
+            out.append(MuteChanged(self.muted))
+            self.held = True
+            return
+        if ev.action == "press":
+            self.held = False
+            return
+        # release: a short press acts now; the release that ends a hold does nothing more
+        if self.held or self.muted:
+            self.held = False
+            return
+        if self.phase == "idle":
+            out.append(ResetWake())
+            self._listen(ev.t, self.settings.first_turn_s, out)
+        elif self.phase == "speaking":
+            self._barge_in(ev.t, "button", out)
+            self._listen(ev.t, self.settings.follow_up_s, out)
+        elif self.phase == "thinking":
+            if self.response_id is not None:
+                out.append(SendCancel())
+                self.dropped_responses.add(self.response_id)
+                self.response_id = None
+            self._listen(ev.t, self.settings.follow_up_s, out)
+        elif self.phase == "listening":
+            if self.heard_speech:
+                # The user ends the turn by hand.
+                out += [SendCommit(), SendResponseCreate()]
+                self._go("thinking", out)
+                self.deadline = ev.t + self.thinking_timeout_s
+            else:
+                self._end_conversation(out)
+
+    def _speech_start(self, ev: SpeechStart, out: list[Action]) -> None:
+        if self.phase == "speaking":
+            if self._barge_in_allowed(ev.source):
+                self._barge_in(ev.t, ev.source, out)
+                self._go("listening", out)
+                self.user_speaking = True
+                self.heard_speech = True
+                self.deadline = None
+                out.append(OpenUplink(preroll=ev.source == "local_vad"))
+            return
+        if self.phase in ("listening", "thinking"):
+            self.user_speaking = True
+            self.heard_speech = True
+            self.deadline = None
+            if self.phase == "thinking" and ev.source == "server_vad":
+                self._go("listening", out)  # the user goes on talking: a new turn
+
+    def _audio(self, ev: AudioDelta, out: list[Action]) -> None:
+        if ev.response_id in self.dropped_responses or self.phase == "idle":
+            return  # late audio of a cancelled response, or after the conversation ended
+        if self.phase in ("listening", "thinking"):
+            if self.settings.barge_in in ("local", "off"):
+                # Local barge-in: the device's own reply must not feed the server's VAD.
+                out.append(CloseUplink())
+            self._go("speaking", out)
+            self.deadline = None
+        if self.phase == "speaking":
+            self.playing_item = ev.item_id
+            out.append(Play(ev.item_id, ev.pcm))
+
+    def _tick(self, ev: Tick, out: list[Action]) -> None:
+        if self.deadline is None or ev.t < self.deadline:
+            return
+        if self.phase == "listening" and not self.user_speaking:
+            self._end_conversation(out)
+        elif self.phase == "thinking":
+            # No answer in time: give the user the floor again rather than hang.
+            self.response_id = None
+            self._listen(ev.t, self.settings.follow_up_s, out)

@@ -1,0 +1,170 @@
+"""The conversation machine, driven by plain events (no I/O)."""
+
+from __future__ import annotations
+
+from device import conversation as cv
+from device.config import ConversationSettings
+
+
+def machine(**kw: object) -> cv.Conversation:
+    m = cv.Conversation(ConversationSettings(**kw))  # type: ignore[arg-type]
+    m.start()
+    m.handle(cv.Connected(0.0))
+    return m
+
+
+def kinds(actions: list[cv.Action]) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+def shown(actions: list[cv.Action]) -> list[str]:
+    return [a.state for a in actions if isinstance(a, cv.Show)]
+
+
+def talk_until_speaking(m: cv.Conversation) -> None:
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.SpeechStart(1.5, "local_vad"))
+    m.handle(cv.Committed(3.0))
+    m.handle(cv.ResponseCreated(3.1, "resp_1"))
+    m.handle(cv.AudioDelta(3.2, "item_1", "resp_1", b"\0\0" * 240))
+
+
+def test_offline_until_connected_then_idle() -> None:
+    m = cv.Conversation(ConversationSettings())
+    assert shown(m.start()) == ["offline"]
+    assert shown(m.handle(cv.Connected(0.1))) == ["idle"]
+    assert shown(m.handle(cv.Disconnected(5.0, "closed"))) == ["offline"]
+
+
+def test_wake_word_opens_the_uplink_and_the_full_turn_comes_back_to_listening() -> None:
+    m = machine()
+    out = m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    assert shown(out) == ["listening"] and any(isinstance(a, cv.OpenUplink) for a in out)
+    assert shown(m.handle(cv.Committed(3.0))) == ["thinking"]
+    m.handle(cv.ResponseCreated(3.1, "resp_1"))
+    out = m.handle(cv.AudioDelta(3.2, "item_1", "resp_1", b"\1\0"))
+    assert shown(out) == ["speaking"]
+    assert any(isinstance(a, cv.Play) and a.item_id == "item_1" for a in out)
+    # local barge-in: the reply must not be sent back up while it plays
+    assert any(isinstance(a, cv.CloseUplink) for a in out)
+    assert cv.StrictVad(True) in out
+    m.handle(cv.ResponseDone(4.0, "resp_1", "completed"))
+    assert m.phase == "speaking"  # still playing
+    out = m.handle(cv.PlaybackIdle(6.0))
+    assert shown(out) == ["listening"] and cv.StrictVad(False) in out
+    assert any(isinstance(a, cv.OpenUplink) for a in out)
+
+
+def test_follow_up_window_closes_the_conversation() -> None:
+    m = machine(follow_up_s=6.0)
+    talk_until_speaking(m)
+    m.handle(cv.ResponseDone(4.0, "resp_1", "completed"))
+    m.handle(cv.PlaybackIdle(6.0))
+    assert m.handle(cv.Tick(11.9)) == []
+    out = m.handle(cv.Tick(12.0))
+    assert shown(out) == ["idle"]
+    assert kinds(out).count("CloseUplink") == 1 and "SendClear" in kinds(out) and "ResetWake" in kinds(out)
+
+
+def test_speech_in_the_follow_up_window_keeps_the_conversation_open() -> None:
+    m = machine(follow_up_s=6.0)
+    talk_until_speaking(m)
+    m.handle(cv.ResponseDone(4.0, "resp_1", "completed"))
+    m.handle(cv.PlaybackIdle(6.0))
+    m.handle(cv.SpeechStart(8.0, "local_vad"))
+    assert m.handle(cv.Tick(20.0)) == []  # the user is talking: no timeout
+    m.handle(cv.SpeechEnd(21.0, "local_vad"))
+    assert m.phase == "listening"
+    assert shown(m.handle(cv.Tick(27.0))) == ["idle"]
+
+
+def test_local_barge_in_stops_cancels_and_truncates() -> None:
+    m = machine()
+    talk_until_speaking(m)
+    out = m.handle(cv.SpeechStart(4.0, "local_vad"))
+    assert kinds(out)[:4] == ["BargeIn", "StopPlayback", "SendCancel", "SendTruncate"]
+    assert cv.SendTruncate("item_1") in out and cv.StopPlayback("barge_in") in out
+    assert cv.OpenUplink(preroll=True) in out
+    assert shown(out) == ["listening"]
+    # late audio of the cancelled response is not played
+    assert m.handle(cv.AudioDelta(4.05, "item_1", "resp_1", b"\1\0")) == []
+
+
+def test_barge_in_after_the_response_finished_truncates_without_cancel() -> None:
+    m = machine()
+    talk_until_speaking(m)
+    m.handle(cv.ResponseDone(3.5, "resp_1", "completed"))
+    out = m.handle(cv.SpeechStart(4.0, "local_vad"))
+    assert "SendCancel" not in kinds(out)
+    assert cv.SendTruncate("item_1") in out
+
+
+def test_barge_in_source_follows_the_setting() -> None:
+    m = machine(barge_in="server")
+    talk_until_speaking(m)
+    assert m.handle(cv.SpeechStart(4.0, "local_vad")) == []
+    out = m.handle(cv.SpeechStart(4.1, "server_vad"))
+    assert cv.BargeIn("server_vad") in out
+    off = machine(barge_in="off")
+    talk_until_speaking(off)
+    assert off.handle(cv.SpeechStart(4.0, "local_vad")) == []
+    assert off.phase == "speaking"
+
+
+def test_button_press_starts_a_conversation_and_stops_a_reply() -> None:
+    m = machine()
+    m.handle(cv.Button(1.0, "press"))
+    assert shown(m.handle(cv.Button(1.1, "release"))) == ["listening"]
+    m.handle(cv.SpeechStart(1.5, "local_vad"))
+    m.handle(cv.Committed(3.0))
+    m.handle(cv.ResponseCreated(3.1, "resp_1"))
+    m.handle(cv.AudioDelta(3.2, "item_1", "resp_1", b"\1\0"))
+    m.handle(cv.Button(4.0, "press"))
+    out = m.handle(cv.Button(4.1, "release"))
+    assert cv.BargeIn("button") in out and cv.StopPlayback("button") in out and cv.SendTruncate("item_1") in out
+
+
+def test_hold_toggles_mute_and_nothing_is_heard_while_muted() -> None:
+    m = machine()
+    talk_until_speaking(m)
+    m.handle(cv.Button(5.0, "press"))
+    out = m.handle(cv.Button(7.0, "hold"))
+    assert cv.MuteChanged(True) in out and shown(out) == ["muted"]
+    assert "StopPlayback" in kinds(out) and "CloseUplink" in kinds(out)
+    assert m.handle(cv.Button(7.5, "release")) == []  # the release ending a hold is not a press
+    assert m.handle(cv.Wake(8.0, "hey_jarvis", 0.99)) == []
+    m.handle(cv.Button(9.0, "press"))
+    m.handle(cv.Button(9.1, "release"))
+    assert m.phase == "idle" and m.muted
+    m.handle(cv.Button(10.0, "press"))
+    out = m.handle(cv.Button(12.0, "hold"))
+    assert cv.MuteChanged(False) in out and shown(out) == ["idle"]
+
+
+def test_local_turns_commit_and_request_a_response() -> None:
+    m = cv.Conversation(ConversationSettings(), local_turns=True)
+    m.start()
+    m.handle(cv.Connected(0.0))
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.SpeechStart(1.4, "local_vad"))
+    out = m.handle(cv.SpeechEnd(3.0, "local_vad"))
+    assert kinds(out)[:2] == ["SendCommit", "SendResponseCreate"] and shown(out) == ["thinking"]
+
+
+def test_no_answer_returns_to_listening_and_a_lost_link_does_not_hang_thinking() -> None:
+    m = machine()
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.Committed(3.0))
+    assert shown(m.handle(cv.Tick(30.0))) == ["listening"]
+    m.handle(cv.SpeechStart(31.0, "local_vad"))
+    m.handle(cv.Committed(33.0))
+    out = m.handle(cv.Disconnected(33.5, "server closed"))
+    assert m.phase == "listening" and shown(out) == ["offline"]
+
+
+def test_an_unrequested_response_while_idle_is_cancelled_and_its_audio_dropped() -> None:
+    m = machine()
+    out = m.handle(cv.ResponseCreated(1.0, "resp_9"))
+    assert "SendCancel" in kinds(out)
+    assert m.handle(cv.AudioDelta(1.1, "item_9", "resp_9", b"\1\0")) == []
+    assert m.phase == "idle"
