@@ -1,0 +1,84 @@
+"""The playback queue's sample accounting and the simulated sound card's alignment."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from device.audio.frontend import Frontend, Uplink
+from device.audio.player import Player
+from device.audio.sim import SimAudio
+
+
+def test_player_counts_what_was_pulled_and_flush_silences_the_next_block() -> None:
+    p = Player(24000)
+    p.enqueue("a", np.full(4800, 1000, dtype=np.int16))  # 200 ms
+    first = p.pull(240)
+    assert (first == 1000).all()
+    assert [n.kind for n in p.notes] == ["start"]
+    p.pull(2400)
+    assert p.played_ms("a") == 110
+    p.flush()
+    assert (p.pull(240) == 0).all()
+    assert p.played_ms("a") == 110 and not p.busy
+
+
+def test_player_reports_idle_when_it_runs_dry_and_subtracts_device_latency() -> None:
+    p = Player(24000, latency_samples=480)
+    p.enqueue("a", np.ones(1000, dtype=np.int16))
+    out = p.pull(1200)
+    assert out[:1000].all() and not out[1000:].any()
+    assert [n.kind for n in p.notes] == ["start", "idle"]
+    assert p.played_ms("a") == (1000 - 480) * 1000 // 24000
+
+
+def test_player_is_bounded() -> None:
+    p = Player(24000, max_seconds=1.0)
+    p.enqueue("a", np.ones(30000, dtype=np.int16))
+    assert p.queued_ms() == 1000 and p.dropped_samples == 6000
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_out_wav_starts_with_in_wav_and_echo_is_delayed_and_scaled() -> None:
+    rate = 16000
+    mic = np.zeros((rate, 2), dtype=np.int16)  # 1 s stereo silence
+    player = Player(24000)
+    sim = SimAudio(mic, rate, player, speed=1000.0, echo_gain=0.5, echo_delay_ms=30)
+
+    async def go() -> list[np.ndarray]:
+        blocks = []
+        while True:
+            b = await sim.read()
+            if b is None:
+                return blocks
+            if len(blocks) == 20:  # at 200 ms the reply starts: a 100 ms burst
+                player.enqueue("x", np.full(2400, 8000, dtype=np.int16))
+            blocks.append(b)
+
+    blocks = run(go())
+    out = sim.speaker_audio()
+    assert len(out) == 24000  # exactly as long as IN.wav, at the playback rate
+    nz = np.flatnonzero(out)
+    assert abs(nz[0] / 24000 - 0.21) < 0.0011  # enqueued after the 21st block was pulled
+    micsig = np.concatenate(blocks)[:, 0].astype(np.float64)
+    onset = np.flatnonzero(np.abs(micsig) > 1000)[0] / rate
+    assert abs(onset - (0.21 + 0.030)) < 0.003
+    assert abs(np.median(micsig[np.abs(micsig) > 1000]) - 4000) < 200
+
+
+def test_frontend_mixes_channels_and_frames_at_16k() -> None:
+    fe = Frontend(48000, channels=[0, 1])
+    block = np.zeros((480 * 10, 4), dtype=np.int16)
+    block[:, 0] = 1000
+    block[:, 1] = 3000
+    block[:, 2] = 30000
+    frames = fe.mic(block)
+    assert frames.shape[1] == 160 and 8 <= frames.shape[0] <= 10
+    assert abs(int(np.median(frames)) - 2000) < 50
+    up = Uplink(chunk_ms=40)
+    chunks = up.push(np.zeros((50, 160), dtype=np.int16))  # 500 ms
+    assert all(len(c) == 24000 * 40 // 1000 * 2 for c in chunks) and 10 <= len(chunks) <= 12
