@@ -1,0 +1,428 @@
+"""The persistent WebSocket to the realtime model (asyncio, `websockets`).
+
+One RealtimeClient lives for the whole daemon. `run()` connects, sends the
+session.update, receives events and reconnects (capped exponential backoff with
+jitter) until `close()`. It also renews the connection before the server's session
+limit, at a quiet moment (no response in flight, no recent uplink audio) if one
+comes, else at a hard deadline.
+
+`send()` and `send_audio()` never block and may be called from any thread: they
+only append to a queue that a sender task drains. Audio waiting to be sent is
+bounded (offline: `offline_buffer_s`; online: at least 2 s for a stalled link),
+the oldest is dropped first and counted in `stats.dropped_audio_ms`. Events other
+than audio given while offline are dropped and counted (`stats.dropped_events`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+
+from device.config import RealtimeSettings
+from device.link import protocol
+from device.link.protocol import ProtocolError, ServerEvent
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a server event larger than this closes the connection (1009)
+OPEN_TIMEOUT_S = 10.0
+ONLINE_AUDIO_MIN_S = 2.0  # pending-audio bound while connected but the socket is slow
+BACKOFF_BASE_S = 0.5
+STABLE_S = 10.0  # a connection that lived this long resets the backoff
+QUIET_S = 2.0  # renewal waits for this long without uplink audio or response
+MAX_PENDING_EVENTS = 1000
+
+
+@dataclass
+class LinkStats:
+    uplink_bytes: int = 0  # wire bytes of input_audio_buffer.append messages
+    uplink_audio_ms: float = 0.0
+    reconnects: int = 0  # successful connections after the first (renewals included)
+    errors: int = 0  # malformed server events + server `error` events
+    dropped_audio_ms: float = 0.0
+    unknown_events: int = 0
+    renewals: int = 0
+    connect_failures: int = 0
+    dropped_events: int = 0  # non-audio events given while offline
+    downlink_bytes: int = 0
+    downlink_audio_ms: float = 0.0
+    last_connect_s: float = 0.0  # how long the last successful connect took (TCP+TLS+upgrade)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _noop(*_: Any) -> None:
+    pass
+
+
+def ssl_context(url: str, ca_file: str = "") -> ssl.SSLContext | None:
+    """Certificate-verifying TLS for wss:// (system CAs, or `ca_file`); None for ws://."""
+    if not url.startswith("wss://"):
+        return None
+    return ssl.create_default_context(cafile=ca_file or None)
+
+
+class RealtimeClient:
+    def __init__(self, url: str, session_update: dict, *, api_key: str | None = None,
+                 on_event: Callable[[ServerEvent], None] = _noop,
+                 on_connect: Callable[[], None] = _noop,
+                 on_disconnect: Callable[[str], None] = _noop,
+                 on_sent: Callable[[dict], None] = _noop,
+                 on_error: Callable[[str], None] = _noop,
+                 settings: RealtimeSettings | None = None) -> None:
+        self.url = url
+        self.session_update = session_update
+        self.settings = settings or RealtimeSettings(url=url)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.on_event, self.on_connect, self.on_disconnect = on_event, on_connect, on_disconnect
+        self.on_sent, self.on_error = on_sent, on_error
+        self.stats = LinkStats()
+        self.connected = False
+        self._ws: ClientConnection | None = None
+        self._closing = False
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[str, Any]] = deque()  # ("audio", bytes) | ("event", dict)
+        self._pending_audio = 0  # bytes of audio in _queue
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._wake: asyncio.Event | None = None
+        self._connected_ev: asyncio.Event | None = None
+        self._stop: asyncio.Event | None = None
+        self._responses: set[str] = set()  # responses in flight (for a quiet renewal)
+        self._last_audio = 0.0
+
+    # ------------------------------------------------------------------ public, never blocking
+
+    def send(self, event: dict) -> None:
+        with self._lock:
+            if not self.connected or len(self._queue) >= MAX_PENDING_EVENTS:
+                self.stats.dropped_events += 1
+                return
+            self._queue.append(("event", event))
+        self._kick()
+
+    def send_audio(self, pcm16_24k: bytes) -> None:
+        if not pcm16_24k:
+            return
+        pcm = bytes(pcm16_24k[: len(pcm16_24k) & ~1])
+        with self._lock:
+            self._last_audio = time.monotonic()
+            self._queue.append(("audio", pcm))
+            self._pending_audio += len(pcm)
+            self._trim_audio_locked()
+        self._kick()
+
+    async def wait_connected(self, timeout: float) -> bool:
+        ev = self._ensure_loop_objects()[1]
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._closing = True
+        self._ensure_loop_objects()[2].set()
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    @property
+    def pending_audio_ms(self) -> float:
+        return self._pending_audio / protocol.BYTES_PER_MS
+
+    # ------------------------------------------------------------------ queue internals
+
+    def _audio_cap(self) -> int:
+        seconds = self.settings.offline_buffer_s
+        if self.connected:
+            seconds = max(seconds, ONLINE_AUDIO_MIN_S)
+        return int(seconds * protocol.SAMPLE_RATE) * 2
+
+    def _trim_audio_locked(self) -> None:
+        """Drop the oldest pending audio beyond the cap (whole chunks, then the head of one)."""
+        excess = self._pending_audio - self._audio_cap()
+        i = 0
+        while excess > 0 and i < len(self._queue):
+            kind, pcm = self._queue[i]
+            if kind != "audio":
+                i += 1
+                continue
+            if len(pcm) <= excess:
+                del self._queue[i]
+                cut = len(pcm)
+            else:
+                cut = excess
+                self._queue[i] = ("audio", pcm[cut:])
+            excess -= cut
+            self._pending_audio -= cut
+            self.stats.dropped_audio_ms += cut / protocol.BYTES_PER_MS
+
+    def _went_offline_locked(self) -> None:
+        kept: deque[tuple[str, Any]] = deque()
+        for kind, item in self._queue:
+            if kind == "audio":
+                kept.append((kind, item))
+            else:
+                self.stats.dropped_events += 1
+        self._queue = kept
+        self._trim_audio_locked()
+
+    def _kick(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            wake.set()
+        else:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # loop closed
+                pass
+
+    def _ensure_loop_objects(self) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
+        if self._wake is None or self._connected_ev is None or self._stop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            self._wake, self._connected_ev, self._stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        return self._wake, self._connected_ev, self._stop
+
+    def _pop_batch(self) -> tuple[str, Any] | None:
+        """Next thing to send; consecutive audio chunks already queued are merged (≤ 200 ms)."""
+        with self._lock:
+            if not self._queue:
+                return None
+            kind, item = self._queue.popleft()
+            if kind == "audio":
+                parts, size = [item], len(item)
+                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= 200 * protocol.BYTES_PER_MS:
+                    nxt = self._queue.popleft()[1]
+                    parts.append(nxt)
+                    size += len(nxt)
+                self._pending_audio -= size
+                item = b"".join(parts)
+            return kind, item
+
+    def _requeue_audio(self, pcm: bytes) -> None:
+        with self._lock:
+            self._queue.appendleft(("audio", pcm))
+            self._pending_audio += len(pcm)
+
+    # ------------------------------------------------------------------ the connection loop
+
+    async def run(self) -> None:
+        wake, connected_ev, stop = self._ensure_loop_objects()
+        attempt = 0
+        first = True
+        while not self._closing:
+            t0 = time.monotonic()
+            try:
+                ws = await connect(
+                    self.url, additional_headers=self._headers, ssl=ssl_context(self.url, self.settings.ca_file),
+                    ping_interval=self.settings.ping_interval_s or None,
+                    ping_timeout=self.settings.ping_timeout_s or None,
+                    max_size=MAX_MESSAGE_BYTES, max_queue=64, compression=None,
+                    open_timeout=OPEN_TIMEOUT_S, close_timeout=2.0, user_agent_header="voxbox",
+                )
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncio.TimeoutError, WebSocketException, ssl.SSLError, ValueError) as exc:
+                self.stats.connect_failures += 1
+                reason = _describe(exc)
+                log.warning("realtime: cannot connect to %s: %s", _safe_url(self.url), reason)
+                if isinstance(exc, (InvalidURI, ValueError)):
+                    self.on_error(f"cannot connect: {reason}")
+                delay = _backoff(attempt, self.settings.reconnect_max_s)
+                attempt += 1
+                if await _wait_event(stop, delay):
+                    break
+                continue
+            if self._closing:
+                await ws.close()
+                break
+            self.stats.last_connect_s = time.monotonic() - t0
+            if not first:
+                self.stats.reconnects += 1
+            first = False
+            started = time.monotonic()
+            reason = await self._serve_connection(ws)
+            self._ws = None
+            if reason == "renew":
+                attempt = 0
+                continue
+            if time.monotonic() - started >= STABLE_S:
+                attempt = 0
+            if self._closing:
+                break
+            delay = _backoff(attempt, self.settings.reconnect_max_s)
+            attempt += 1
+            if await _wait_event(stop, delay):
+                break
+        with self._lock:
+            self.connected = False
+        connected_ev.clear()
+
+    async def _serve_connection(self, ws: ClientConnection) -> str:
+        """Run one connection until it ends; returns the disconnect reason."""
+        wake, connected_ev, stop = self._ensure_loop_objects()
+        self._ws = ws
+        self._responses.clear()
+        try:
+            await ws.send(protocol.encode(self.session_update))
+        except ConnectionClosed as exc:
+            reason = _close_reason(exc)
+            self.on_disconnect(reason)
+            return reason
+        with self._lock:
+            self.connected = True
+        connected_ev.set()
+        self._safe_call(self.on_sent, self.session_update)
+        self._safe_call(self.on_connect)
+        log.info("realtime: connected to %s", _safe_url(self.url))
+        sender = asyncio.create_task(self._sender(ws))
+        renewer = asyncio.create_task(self._renewer(ws))
+        reason = "closed"
+        try:
+            async for message in ws:
+                self._handle_message(message)
+            reason = _close_reason(None, ws)
+        except ConnectionClosed as exc:
+            reason = _close_reason(exc)
+        finally:
+            with self._lock:
+                self.connected = False
+                self._went_offline_locked()
+            connected_ev.clear()
+            for task in (sender, renewer):
+                task.cancel()
+            await asyncio.gather(sender, renewer, return_exceptions=True)
+            if renewer.done() and not renewer.cancelled() and renewer.result() is True:
+                reason = "renew"
+            if self._closing:
+                reason = "client closed"
+            log.info("realtime: disconnected (%s)", reason)
+            self._safe_call(self.on_disconnect, reason)
+            await ws.close()
+        return reason
+
+    def _handle_message(self, message: str | bytes) -> None:
+        self.stats.downlink_bytes += len(message)
+        try:
+            ev = protocol.parse_server_event(message)
+        except ProtocolError as exc:
+            self.stats.errors += 1
+            self._safe_call(self.on_error, str(exc))
+            return
+        if not ev.known:
+            self.stats.unknown_events += 1
+        if ev.type == "error":
+            self.stats.errors += 1
+        elif ev.type == "response.created":
+            self._responses.add(str(ev.data["response"].get("id")))
+        elif ev.type == "response.done":
+            self._responses.discard(str(ev.data["response"].get("id")))
+        elif ev.audio is not None:
+            self.stats.downlink_audio_ms += len(ev.audio) / protocol.BYTES_PER_MS
+        self._safe_call(self.on_event, ev)
+
+    async def _sender(self, ws: ClientConnection) -> None:
+        wake = self._ensure_loop_objects()[0]
+        while True:
+            batch = self._pop_batch()
+            if batch is None:
+                wake.clear()
+                if self._queue:
+                    continue
+                await wake.wait()
+                continue
+            kind, item = batch
+            event = protocol.input_audio_append(item) if kind == "audio" else item
+            text = protocol.encode(event)
+            try:
+                await ws.send(text)
+            except ConnectionClosed:
+                if kind == "audio":
+                    self._requeue_audio(item)
+                else:
+                    self.stats.dropped_events += 1
+                return
+            if kind == "audio":
+                self.stats.uplink_bytes += len(text)
+                self.stats.uplink_audio_ms += len(item) / protocol.BYTES_PER_MS
+            else:
+                self._safe_call(self.on_sent, event)
+
+    async def _renewer(self, ws: ClientConnection) -> bool:
+        """Close the connection before the session limit: at a quiet moment after session_max_s,
+        or at the latest 5% later. Returns True when it closed the connection."""
+        soft = self.settings.session_max_s
+        if soft <= 0:
+            await asyncio.Event().wait()
+        hard = soft * 1.05
+        t0 = time.monotonic()
+        await asyncio.sleep(soft)
+        while time.monotonic() - t0 < hard:
+            quiet = not self._responses and time.monotonic() - self._last_audio >= min(QUIET_S, soft)
+            if quiet:
+                break
+            await asyncio.sleep(0.05)
+        self.stats.renewals += 1
+        log.info("realtime: renewing the session after %.0f s", time.monotonic() - t0)
+        await ws.close(1000, "session renewal")
+        return True
+
+    def _safe_call(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a callback bug must not kill the link
+            log.exception("realtime: callback %s failed", getattr(fn, "__name__", fn))
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _backoff(attempt: int, cap: float) -> float:
+    """Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s … up to `cap`, times 0.5–1."""
+    base = min(max(cap, 0.05), BACKOFF_BASE_S * (2 ** min(attempt, 30)))
+    return base * random.uniform(0.5, 1.0)
+
+
+async def _wait_event(ev: asyncio.Event, timeout: float) -> bool:
+    """Wait up to `timeout`; True if the event was set."""
+    try:
+        await asyncio.wait_for(ev.wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+def _safe_url(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code}"
+    text = str(exc) or exc.__class__.__name__
+    return text.splitlines()[0][:160]
+
+
+def _close_reason(exc: ConnectionClosed | None, ws: ClientConnection | None = None) -> str:
+    if exc is None and ws is not None:
+        rcvd = ws.close_code
+        return f"server closed ({rcvd} {ws.close_reason})".strip() if rcvd is not None else "closed"
+    assert exc is not None
+    if exc.rcvd is not None:
+        return f"server closed ({exc.rcvd.code} {exc.rcvd.reason})".replace(" )", ")")
+    return "connection lost"
