@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve as ws_serve
@@ -29,6 +29,7 @@ from device.link.protocol import AUDIO_FORMAT, BYTES_PER_MS, SAMPLE_RATE, new_id
 from device.link.server_vad import ServerVad
 
 log = logging.getLogger(__name__)
+Trace = Callable[[str, "str | bytes"], None]
 
 MODEL = "parrot"
 CHUNK_MS = 100
@@ -144,9 +145,10 @@ class Response:
 class Session:
     """One client connection: the conversation, the input buffer, turn detection, responses."""
 
-    def __init__(self, ws: ServerConnection, speed: float) -> None:
+    def __init__(self, ws: ServerConnection, speed: float, trace: Trace | None = None) -> None:
         self.ws = ws
         self.speed = speed
+        self.trace = trace
         self.session = default_session()
         self.buffer = bytearray()  # input audio not yet committed
         self.buffer_start = 0  # sample index (since connect) of buffer[0]
@@ -163,7 +165,10 @@ class Session:
     # ---------------------------------------------------------------- plumbing
 
     async def emit(self, type_: str, **fields: Any) -> None:
-        await self.ws.send(json.dumps({"type": type_, "event_id": new_id("event"), **fields}, separators=(",", ":")))
+        text = json.dumps({"type": type_, "event_id": new_id("event"), **fields}, separators=(",", ":"))
+        if self.trace is not None:
+            self.trace("out", text)
+        await self.ws.send(text)
 
     async def error(self, message: str, code: str | None = None, param: str | None = None,
                     event_id: str | None = None) -> None:
@@ -411,10 +416,15 @@ class Session:
 
 
 class RealtimeServer:
-    """`await start()` → bound port; clients connect to ws://host:port/ (any path)."""
+    """`await start()` → bound port; clients connect to ws://host:port/ (any path).
 
-    def __init__(self, speed: float = 4.0) -> None:
+    `trace(direction, text)`, if given, sees every message: "in" from clients, "out" to them.
+    """
+
+    def __init__(self, speed: float = 4.0, trace: Trace | None = None, ssl: Any = None) -> None:
         self.speed = speed
+        self.trace = trace
+        self.ssl = ssl
         self._server: Server | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -422,11 +432,11 @@ class RealtimeServer:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}/v1/realtime?model={MODEL}"
+        return f"{'wss' if self.ssl else 'ws'}://{self.host}:{self.port}/v1/realtime?model={MODEL}"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self._server = await ws_serve(self._handler, host, port, max_size=MAX_MESSAGE_BYTES, compression=None,
-                                      ping_interval=20, ping_timeout=20, close_timeout=2)
+                                      ssl=self.ssl, ping_interval=20, ping_timeout=20, close_timeout=2)
         self.host = host
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         log.info("realtime server listening on %s", self.url)
@@ -440,10 +450,12 @@ class RealtimeServer:
 
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
-        sess = Session(ws, self.speed)
+        sess = Session(ws, self.speed, self.trace)
         try:
             await sess.emit("session.created", session=sess.session)
             async for message in ws:
+                if self.trace is not None:
+                    self.trace("in", message)
                 await sess.handle(message)
         except ConnectionClosed:
             pass
