@@ -1,0 +1,117 @@
+"""Hardware profiles in hw/: each loads, validates against device/config.py, and drives mock GPIO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from device import hw
+from device.config import Settings
+from device.errors import ConfigError
+from device.gpio import build_gpio
+
+HW_DIR = Path(__file__).resolve().parent.parent / "hw"
+PROFILES = sorted(p.stem for p in HW_DIR.glob("*.toml"))
+
+
+def test_the_four_profiles_are_there():
+    assert PROFILES == ["generic-usb", "respeaker-2mic-hat", "respeaker-4mic-hat", "respeaker-usb-4mic"]
+    assert hw.list_profiles(env={}) == PROFILES
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_each_profile_loads_and_builds_its_gpio(name):
+    p = hw.load_profile(name, env={})
+    assert p.name == name and p.path == HW_DIR / f"{name}.toml"
+    assert p.description and p.alsa_capture and p.alsa_playback and p.wiring
+    s = p.apply(Settings())
+    factory = MockFactory()
+    try:
+        ind, buttons = build_gpio(s.gpio, factory, animate=False)
+        ind.show("listening")
+        if hasattr(ind, "render"):
+            ind.render(0)
+        assert (buttons is not None) == (s.gpio.button_pin >= 0)
+        ind.close()
+        if buttons:
+            buttons.close()
+    finally:
+        factory.reset()
+
+
+def test_profile_facts():
+    two = hw.load_profile("respeaker-2mic-hat", env={}).apply(Settings())
+    assert (two.audio.input_channels, two.gpio.led_driver, two.gpio.apa102_count, two.gpio.button_pin) == \
+        (2, "apa102", 3, 17)
+    assert two.audio.input_rate == two.audio.output_rate  # WM8960: one clock
+    four = hw.load_profile("respeaker-4mic-hat", env={}).apply(Settings())
+    assert (four.audio.input_channels, four.gpio.apa102_count, four.gpio.led_pins) == (4, 12, [5])
+    usb = hw.load_profile("respeaker-usb-4mic", env={}).apply(Settings())
+    assert (usb.audio.input_channels, usb.audio.channels, usb.aec.enabled) == (6, [0], False)
+    gen = hw.load_profile("generic-usb", env={}).apply(Settings())
+    assert gen.gpio.led_driver == "leds" and gen.gpio.led_pins and gen.gpio.button_pin >= 0
+
+
+def test_profile_by_path_and_unknown_name():
+    p = hw.load_profile(str(HW_DIR / "generic-usb.toml"), env={})
+    assert p.name == "generic-usb"
+    with pytest.raises(ConfigError, match=r"unknown \(known: generic-usb, respeaker-2mic-hat"):
+        hw.load_profile("respeaker-9mic", env={})
+    with pytest.raises(ConfigError, match="file not found"):
+        hw.load_profile("/nonexistent/x.toml", env={})
+
+
+GOOD_META = """[profile]
+name = "t"
+description = "d"
+alsa_capture = "c"
+alsa_playback = "p"
+wiring = "w"
+"""
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[audio]\ninput_channels = 2\n", "missing \\[profile\\]"),
+    (GOOD_META.replace('wiring = "w"\n', ""), "profile.wiring must be a string"),
+    (GOOD_META + 'colour = "red"\n', "profile.colour: unknown key"),
+    (GOOD_META + "[realtime]\nurl = 'ws://x'\n", "\\[realtime\\] is not a hardware section"),
+    (GOOD_META + "[audio]\nmic_gain = 3\n", "audio.mic_gain: unknown setting"),
+    (GOOD_META + "[gpio]\nbutton_pin = 'seventeen'\n", "gpio.button_pin: expected an integer"),
+    (GOOD_META + "[gpio]\nled_driver = 'neopixel'\n", "gpio.led_driver: 'neopixel' is not one of"),
+    (GOOD_META + "[audio\n", "invalid TOML"),
+])
+def test_bad_profiles_are_one_clear_error(tmp_path, text, match):
+    f = tmp_path / "t.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match) as err:
+        hw.load_profile(f, env={})
+    assert str(f) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_load_settings_puts_the_profile_under_file_and_environment(tmp_path):
+    cfg = tmp_path / "voxbox.toml"
+    cfg.write_text('profile = "respeaker-2mic-hat"\n[gpio]\nbrightness = 0.8\n[audio]\ninput_rate = 16000\n')
+    s = hw.load_settings(cfg, env={"VOXBOX_GPIO_BUTTON_PIN": "27"})
+    assert s.gpio.led_driver == "apa102" and s.gpio.apa102_count == 3  # from the profile
+    assert s.gpio.brightness == 0.8 and s.audio.input_rate == 16000  # the file wins over the profile
+    assert s.gpio.button_pin == 27  # the environment wins over both
+    assert s.audio.input_channels == 2
+    assert "profile respeaker-2mic-hat" in s.source
+
+
+def test_load_settings_profile_from_environment_and_none(tmp_path):
+    s = hw.load_settings(None, env={"VOXBOX_PROFILE": "respeaker-usb-4mic", "VOXBOX_CONFIG": ""})
+    assert s.audio.channels == [0] and s.aec.enabled is False
+    cfg = tmp_path / "plain.toml"
+    cfg.write_text("[gpio]\nhold_s = 3.0\n")
+    s = hw.load_settings(cfg, env={})
+    assert s.gpio.hold_s == 3.0 and s.gpio.led_driver == "none"
+
+
+def test_hw_dir_from_environment(tmp_path):
+    (tmp_path / "mine.toml").write_text(GOOD_META + "[gpio]\nbutton_pin = 4\n")
+    env = {"VOXBOX_HW_DIR": str(tmp_path)}
+    assert hw.list_profiles(env)[0] == "mine"
+    assert hw.load_profile("mine", env).apply(Settings()).gpio.button_pin == 4
