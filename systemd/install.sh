@@ -16,7 +16,7 @@ PREFIX=/opt/voxbox
 ETC=/etc/voxbox
 UNIT_DIR=/etc/systemd/system
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="${2:?--profile needs a name}"; shift 2 ;;

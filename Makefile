@@ -1,0 +1,53 @@
+# voxbox — `make demo` and `make test` set everything up on a fresh Debian (as root) and run.
+#   make demo     apt packages, .venv, pip install -e '.[hw,plot,test]', then `voxbox demo`
+#   make test     the same set-up, then `pytest -q`
+#   make setup    only the set-up;   make clean   remove .venv and generated files
+# Set-up runs once: stamp files in .venv/ make later runs skip it (edit pyproject.toml to redo pip).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+APT_STAMP := $(VENV)/.stamp-apt
+DEPS_STAMP := $(VENV)/.stamp-deps
+# System packages: PortAudio headers (PyAudio), PulseAudio + ALSA plugins (the audio test rig),
+# espeak-ng + sox (speech fixtures), systemd (systemd-analyze for the unit's tests),
+# and what a bare Debian lacks to build a venv with native wheels.
+APT_PACKAGES := portaudio19-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all systemd \
+                python3 python3-venv python3-dev gcc libc6-dev
+
+.PHONY: demo test setup clean
+
+demo: $(DEPS_STAMP)
+	$(VENV)/bin/voxbox demo
+
+# pytest's exit 5 (no test collected) is a failure, said in words.
+test: $(DEPS_STAMP)
+	@$(VENV)/bin/python -m pytest -q || { rc=$$?; [ $$rc -ne 5 ] || echo "make: pytest collected no test" >&2; exit $$rc; }
+
+setup: $(DEPS_STAMP)
+
+$(APT_STAMP):
+	@mkdir -p $(VENV)
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null; then echo "make: missing system packages:$$missing (no apt-get here)" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  echo "== apt-get install$$missing"; \
+	  $$SUDO apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "== system packages present"; fi
+	@touch $@
+
+$(DEPS_STAMP): $(APT_STAMP) pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "make: $(PYTHON) is Python %d.%d; voxbox needs 3.10 or newer" % sys.version_info[:2])'
+	@[ -x $(VENV)/bin/python ] || { echo "== $(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[hw,plot,test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) demo-out bench-out tests/fixtures/generated *.egg-info .pytest_cache .hypothesis
