@@ -1,0 +1,52 @@
+"""`voxbox detect` and `voxbox vad` on WAV files (cli.py prints the dicts as JSON lines).
+
+Files of any rate and channel count are mixed to mono and resampled to 16 kHz
+as the daemon does (wavio.read_mono). A bad file raises AudioFileError; the
+models are loaded once, before the first file is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from device.audio import wavio
+from device.config import Settings
+from device.listen.vad import VadEvent, build_vad
+from device.listen.wakeword import SAMPLE_RATE, build_wake_detector
+
+
+def detect_files(paths: Iterable[str | Path], settings: Settings) -> Iterator[dict]:
+    """{"file", "detections": [{"wake_word", "t", "score"}]} per file."""
+    detector = build_wake_detector(settings.wake)
+    for path in paths:
+        audio = wavio.read_mono(path, SAMPLE_RATE)
+        detector.reset()
+        found = detector.process(audio)
+        yield {
+            "file": str(path),
+            "detections": [{"wake_word": d.wake_word, "t": round(d.t, 3), "score": round(d.score, 4)} for d in found],
+        }
+
+
+def segments(events: Iterable[VadEvent]) -> list[list[float]]:
+    """start/end events → [[start_s, end_s], ...] (an unmatched start is dropped)."""
+    out: list[list[float]] = []
+    start: float | None = None
+    for ev in events:
+        if ev.kind == "start":
+            start = ev.t
+        elif start is not None:
+            out.append([round(start, 3), round(ev.t, 3)])
+            start = None
+    return out
+
+
+def vad_files(paths: Iterable[str | Path], settings: Settings) -> Iterator[dict]:
+    """{"file", "speech": [[start_s, end_s], ...]} per file."""
+    vad = build_vad(settings.vad)
+    for path in paths:
+        audio = wavio.read_mono(path, SAMPLE_RATE)
+        vad.reset()
+        events = vad.process(audio) + vad.flush()
+        yield {"file": str(path), "speech": segments(events)}

@@ -1,0 +1,50 @@
+"""device.listen.commands: `voxbox detect` / `voxbox vad` on files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from device.config import Settings
+from device.errors import AudioFileError
+from device.listen.commands import detect_files, vad_files
+
+
+def test_detect_files_any_rate_and_channels(fixtures_dir):
+    files = [fixtures_dir / "hey_jarvis_48k_stereo.wav", fixtures_dir / "negative_1.wav"]
+    out = list(detect_files(files, Settings()))
+    assert [o["file"] for o in out] == [str(f) for f in files]
+    (hit,) = out[0]["detections"]
+    assert hit["wake_word"] == "hey_jarvis" and 1.4 < hit["t"] < 2.6 and hit["score"] >= 0.5
+    assert out[1]["detections"] == []
+    json.dumps(out)  # plain JSON types
+
+
+def test_detect_files_same_result_at_48k_stereo_as_16k_mono(fixtures_dir):
+    (a,) = detect_files([fixtures_dir / "hey_jarvis_48k_stereo.wav"], Settings())
+    (b,) = detect_files([fixtures_dir / "hey_jarvis_en-us.wav"], Settings())
+    assert a["detections"][0]["t"] == pytest.approx(b["detections"][0]["t"], abs=0.081)
+
+
+def test_vad_files(fixtures_dir):
+    names = ["two_utterances.wav", "silence.wav", "hey_jarvis_48k_stereo.wav"]
+    want = json.loads((fixtures_dir / "fixtures.json").read_text())
+    settings = Settings()
+    settings.vad.padding_ms = 0
+    out = list(vad_files([fixtures_dir / n for n in names], settings))
+    for name, o in zip(names, out):
+        assert o["file"] == str(fixtures_dir / name)
+        assert len(o["speech"]) == len(want[name]["speech"])
+        for (s, e), (ws, we) in zip(o["speech"], want[name]["speech"]):
+            assert abs(s - ws) < 0.15 and abs(e - we) < 0.15
+    json.dumps(out)
+
+
+@pytest.mark.parametrize("command", [detect_files, vad_files])
+def test_bad_files_raise_audio_file_error(tmp_path, command):
+    junk = tmp_path / "junk.wav"
+    junk.write_text("not audio")
+    for path in (junk, tmp_path / "missing.wav"):
+        with pytest.raises(AudioFileError):
+            list(command([path], Settings()))
