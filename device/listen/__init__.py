@@ -1,0 +1,1 @@
+"""On-device listening: TFLite interpreter shim, openWakeWord wake words, VAD, file commands."""
