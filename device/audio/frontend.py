@@ -51,7 +51,8 @@ class Frontend:
         self.aec = aec
         self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
         self._mic_framer = Framer(FRAME)
-        self._ref_rs = dsp.StreamResampler(out_rate, DETECT_RATE)
+        # QQ: no burst buffering, so the reference reaches the canceller before its echo does.
+        self._ref_rs = dsp.StreamResampler(out_rate, DETECT_RATE, quality="QQ")
         self._ref_framer = Framer(FRAME)
         self._ref_backlog: list[np.ndarray] = []
 
