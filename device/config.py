@@ -206,8 +206,9 @@ def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
         section = next((s for s in sorted(sections, key=len, reverse=True) if rest.startswith(s + "_")), None)
         if section:
             out.setdefault(section, {})[rest[len(section) + 1:]] = value
-        else:
+        elif rest in ("profile", "log_level"):
             out[rest] = value
+        # Other VOXBOX_* variables (e.g. VOXBOX_TFLITE_RUNTIME) belong to other parts: not settings.
     return out
 
 

@@ -8,7 +8,7 @@ comes, else at a hard deadline.
 
 `send()` and `send_audio()` never block and may be called from any thread: they
 only append to a queue that a sender task drains. Audio waiting to be sent is
-bounded (offline: `offline_buffer_s`; online: at least 2 s for a stalled link),
+bounded (offline: `offline_buffer_s`; online: at least 5 s for a stalled link),
 the oldest is dropped first and counted in `stats.dropped_audio_ms`. Events other
 than audio given while offline are dropped and counted (`stats.dropped_events`).
 """
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a server event larger than this closes the connection (1009)
 OPEN_TIMEOUT_S = 10.0
-ONLINE_AUDIO_MIN_S = 2.0  # pending-audio bound while connected but the socket is slow
+ONLINE_AUDIO_MIN_S = 5.0  # pending-audio bound while connected but the socket is slow
 BACKOFF_BASE_S = 0.5
 STABLE_S = 10.0  # a connection that lived this long resets the backoff
 QUIET_S = 2.0  # renewal waits for this long without uplink audio or response
@@ -64,6 +64,24 @@ class LinkStats:
 
 def _noop(*_: Any) -> None:
     pass
+
+
+class _RedactAuthorization(logging.Filter):
+    """Masks the Authorization header in websockets' handshake debug lines (never log the key)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
+            record.args = (args[0], "Bearer ***")
+        return True
+
+
+def redacting_logger(name: str) -> logging.Logger:
+    """A logger for websockets connections whose debug output never shows the API key."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _RedactAuthorization) for f in logger.filters):
+        logger.addFilter(_RedactAuthorization())
+    return logger
 
 
 def ssl_context(url: str, ca_file: str = "") -> ssl.SSLContext | None:
@@ -101,6 +119,7 @@ class RealtimeClient:
         self._stop: asyncio.Event | None = None
         self._responses: set[str] = set()  # responses in flight (for a quiet renewal)
         self._last_audio = 0.0
+        self._renewing = False
 
     # ------------------------------------------------------------------ public, never blocking
 
@@ -234,6 +253,7 @@ class RealtimeClient:
                     ping_timeout=self.settings.ping_timeout_s or None,
                     max_size=MAX_MESSAGE_BYTES, max_queue=64, compression=None,
                     open_timeout=OPEN_TIMEOUT_S, close_timeout=2.0, user_agent_header="voxbox",
+                    logger=redacting_logger("device.link.websockets"),
                 )
             except asyncio.CancelledError:
                 raise
@@ -277,6 +297,7 @@ class RealtimeClient:
         """Run one connection until it ends; returns the disconnect reason."""
         wake, connected_ev, stop = self._ensure_loop_objects()
         self._ws = ws
+        self._renewing = False
         self._responses.clear()
         try:
             await ws.send(protocol.encode(self.session_update))
@@ -307,7 +328,7 @@ class RealtimeClient:
             for task in (sender, renewer):
                 task.cancel()
             await asyncio.gather(sender, renewer, return_exceptions=True)
-            if renewer.done() and not renewer.cancelled() and renewer.result() is True:
+            if self._renewing:
                 reason = "renew"
             if self._closing:
                 reason = "client closed"
@@ -363,9 +384,9 @@ class RealtimeClient:
             else:
                 self._safe_call(self.on_sent, event)
 
-    async def _renewer(self, ws: ClientConnection) -> bool:
+    async def _renewer(self, ws: ClientConnection) -> None:
         """Close the connection before the session limit: at a quiet moment after session_max_s,
-        or at the latest 5% later. Returns True when it closed the connection."""
+        or at the latest 5% later."""
         soft = self.settings.session_max_s
         if soft <= 0:
             await asyncio.Event().wait()
@@ -378,9 +399,9 @@ class RealtimeClient:
                 break
             await asyncio.sleep(0.05)
         self.stats.renewals += 1
+        self._renewing = True
         log.info("realtime: renewing the session after %.0f s", time.monotonic() - t0)
         await ws.close(1000, "session renewal")
-        return True
 
     def _safe_call(self, fn: Callable[..., None], *args: Any) -> None:
         try:
