@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -10,7 +11,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import numpy as np
 import pytest
@@ -70,6 +71,21 @@ async def stream(client: RealtimeClient, x: np.ndarray, frame: int = 240) -> Non
         client.send_audio(x[i:i + frame].tobytes())
         if (i // frame) % 10 == 9:
             await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def linked(rt: RealtimeSettings | None = None, **server_kw: Any) -> AsyncIterator[tuple[TracedServer, Recorder]]:
+    """A traced local server and a connected client; both stopped at the end."""
+    server = TracedServer(**server_kw)
+    port = await server.start()
+    rec = Recorder(f"ws://127.0.0.1:{port}/v1/realtime", rt)
+    rec.start()
+    assert await rec.client.wait_connected(5)
+    try:
+        yield server, rec
+    finally:
+        await rec.stop()
+        await server.stop()
 
 
 def validate_all(server: TracedServer, rec: Recorder) -> None:
@@ -304,61 +320,42 @@ def test_session_is_renewed_before_the_limit() -> None:
 
 def test_renewal_waits_for_a_response_in_flight() -> None:
     async def main() -> None:
-        server = TracedServer(speed=1.0)
-        port = await server.start()
-        rec = Recorder(f"ws://127.0.0.1:{port}", RealtimeSettings(turn_detection="none", session_max_s=3.0))
-        rec.start()
-        assert await rec.client.wait_connected(5)
-        feed(rec.client, turn(lead_s=0, tail_s=0))
-        rec.client.send(protocol.input_audio_commit())
-        await asyncio.sleep(0.5)  # let the audio age past QUIET_S before the limit
-        rec.client.send(protocol.response_create())
-        await rec.until("response.created")
-        await rec.until("response.done", timeout=10)
-        assert rec.log == ["connect"]  # not renewed while the reply streamed (limit 3 s, reply ~2.5 s from 0.5 s)
-        assert await wait_for(lambda: "disconnect:renew" in rec.log, 5)
-        await rec.stop()
-        await server.stop()
+        async with linked(RealtimeSettings(turn_detection="none", session_max_s=3.0), speed=1.0) as (server, rec):
+            feed(rec.client, turn(lead_s=0, tail_s=0))
+            rec.client.send(protocol.input_audio_commit())
+            await asyncio.sleep(0.5)  # let the audio age past QUIET_S before the limit
+            rec.client.send(protocol.response_create())
+            await rec.until("response.created")
+            await rec.until("response.done", timeout=10)
+            assert rec.log == ["connect"]  # not renewed while the reply streamed (limit 3 s, reply ~2.5 s from 0.5 s)
+            assert await wait_for(lambda: "disconnect:renew" in rec.log, 5)
 
     asyncio.run(main())
 
 
 def test_send_audio_from_another_thread() -> None:
     async def main() -> None:
-        server = TracedServer()
-        port = await server.start()
-        rec = Recorder(f"ws://127.0.0.1:{port}", RealtimeSettings(turn_detection="none"))
-        rec.start()
-        assert await rec.client.wait_connected(5)
-        x = np.ones(24000, np.int16)
-        th = threading.Thread(target=feed, args=(rec.client, x))
-        th.start()
-        await asyncio.to_thread(th.join)
-        assert await wait_for(lambda: rec.client.stats.uplink_audio_ms >= 1000, 5)
-        assert rec.client.stats.uplink_audio_ms == pytest.approx(1000)
-        await rec.stop()
-        await server.stop()
+        async with linked(RealtimeSettings(turn_detection="none")) as (server, rec):
+            th = threading.Thread(target=feed, args=(rec.client, np.ones(24000, np.int16)))
+            th.start()
+            await asyncio.to_thread(th.join)
+            assert await wait_for(lambda: rec.client.stats.uplink_audio_ms >= 1000, 5)
+            assert rec.client.stats.uplink_audio_ms == pytest.approx(1000)
 
     asyncio.run(main())
 
 
 def test_send_never_blocks() -> None:
     async def main() -> None:
-        server = TracedServer()
-        port = await server.start()
-        rec = Recorder(f"ws://127.0.0.1:{port}", RealtimeSettings(turn_detection="none"))
-        rec.start()
-        assert await rec.client.wait_connected(5)
-        frame = np.zeros(240, np.int16).tobytes()
-        t0 = time.perf_counter()
-        for _ in range(150):  # 1.5 s: well under the pending-audio bound
-            rec.client.send_audio(frame)
-        per_call_us = (time.perf_counter() - t0) / 150 * 1e6
-        print(f"send_audio: {per_call_us:.1f} us per 10 ms frame")
-        assert per_call_us < 200
-        assert await wait_for(lambda: rec.client.stats.uplink_audio_ms >= 1500, 10)
-        await rec.stop()
-        await server.stop()
+        async with linked(RealtimeSettings(turn_detection="none")) as (server, rec):
+            frame = np.zeros(240, np.int16).tobytes()
+            t0 = time.perf_counter()
+            for _ in range(150):  # 1.5 s: well under the pending-audio bound
+                rec.client.send_audio(frame)
+            per_call_us = (time.perf_counter() - t0) / 150 * 1e6
+            print(f"send_audio: {per_call_us:.1f} us per 10 ms frame")
+            assert per_call_us < 200
+            assert await wait_for(lambda: rec.client.stats.uplink_audio_ms >= 1500, 10)
 
     asyncio.run(main())
 
