@@ -224,6 +224,32 @@ def test_apa102_ring_over_spi(factory, count, power):
         assert factory.pin(p).state == 0
 
 
+OFF = (0, 0, 0)
+RING3 = [  # (pattern, seconds after show(), the 3 LEDs as (r, g, b) bytes at brightness 1)
+    ("idle", 0.0, [OFF] * 3),
+    ("listening", 0.0, [(0, 89, 255)] * 3),
+    ("thinking", 0.0, [(0, 204, 204), OFF, OFF]),
+    ("thinking", 1 / 3, [OFF, (0, 204, 204), OFF]),
+    ("speaking", 0.0, [(0, 255, 64)] * 3),
+    ("speaking", 0.6, [OFF] * 3),
+    ("muted", 0.0, [(255, 0, 0)] * 3),
+    ("offline", 0.5, [(255, 115, 0)] * 3),
+    ("offline", 1.5, [OFF] * 3),
+    ("error", 0.1, [(255, 0, 0)] * 3),
+    ("error", 0.3, [OFF] * 3),
+]
+
+
+@pytest.mark.parametrize("name,t,leds", RING3)
+def test_apa102_each_pattern(factory, name, t, leds):
+    clock = factory.pin(11, pin_class=ClockPin)
+    ind, _ = build_gpio(GpioSettings(led_driver="apa102", apa102_count=3, brightness=0.5), factory, animate=False)
+    ind.show(name)
+    ind.render(t)
+    assert decode(clock.take(), 3) == (16, leds)  # brightness 0.5 -> 16 of 31
+    ind.close()
+
+
 def test_apa102_rejects_wrong_frame_length(factory):
     ring = APA102(3, pin_factory=factory)
     with pytest.raises(ValueError):
@@ -356,7 +382,7 @@ def test_hold_calls_on_hold_once_after_hold_s(factory):
     pin.drive_high()
     assert wait_for(lambda: rec.names == ["press", "hold", "release"])
     t_press, t_hold = rec.events[0][1], rec.events[1][1]
-    assert 0.25 <= t_hold - t_press < 0.8
+    assert 0.25 <= t_hold - t_press < 1.5
     assert buttons.held
     pin.drive_low()  # a new press starts as not held
     assert wait_for(lambda: rec.names[-1] == "press")
