@@ -392,3 +392,24 @@ def test_tls_verifies_certificates(tmp_path: Path) -> None:
         await server.stop()
 
     asyncio.run(main())
+
+
+def test_refused_key_is_reported_once_and_retried() -> None:
+    from websockets.http11 import Response
+    from websockets.datastructures import Headers
+
+    def refuse(conn: ServerConnection, request: Any) -> Response:
+        return Response(401, "Unauthorized", Headers(), b"bad key")
+
+    async def main() -> None:
+        server = await serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=refuse)
+        port = next(iter(server.sockets)).getsockname()[1]
+        rec = Recorder(f"ws://127.0.0.1:{port}", RealtimeSettings(reconnect_max_s=0.1), api_key="sk-bad")
+        rec.start()
+        assert await wait_for(lambda: rec.client.stats.connect_failures >= 3, 5)
+        assert len(rec.errors) == 1 and "HTTP 401" in rec.errors[0] and "sk-bad" not in rec.errors[0]
+        assert not rec.client.connected
+        await rec.stop()
+        server.close()
+
+    asyncio.run(main())

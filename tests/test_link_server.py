@@ -268,3 +268,26 @@ def test_two_turns_chain_previous_item_ids() -> None:
         starts = [e["audio_start_ms"] for e in peer.events if e["type"] == "input_audio_buffer.speech_started"]
         assert starts[1] > starts[0] + len(x) / 24 - 500
     run(body)
+
+
+def test_random_client_events_never_drop_the_connection() -> None:
+    rng = np.random.default_rng(7)
+    types = ["session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
+             "response.create", "response.cancel", "conversation.item.truncate", "bogus", None, 5]
+    values: list[Any] = [None, True, 0, -3, 2.5, "x", "AAAA", "%%%", [], {}, {"type": "realtime"},
+                         {"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": "hi"}}}},
+                         {"audio": {"input": {"turn_detection": None}}}, {"audio": []}]
+    fields = ["session", "audio", "item_id", "content_index", "audio_end_ms", "response", "response_id", "event_id"]
+
+    async def body(peer: Peer) -> None:
+        for _ in range(300):
+            ev: dict[str, Any] = {"type": types[rng.integers(len(types))]}
+            for f in rng.choice(fields, size=rng.integers(0, 4), replace=False):
+                ev[str(f)] = values[rng.integers(len(values))]
+            await peer.ws.send(json.dumps(ev))
+        marker = protocol.item_truncate("item_marker", 1)
+        await peer.send(marker)
+        while (await peer.recv_until("error", timeout=30))["error"].get("event_id") != marker["event_id"]:
+            pass  # every random event was answered before the marker, on the same connection
+        assert peer.types().count("error") > 100
+    run(body)  # every server event was validated against RealtimeServerEvent

@@ -261,8 +261,10 @@ class RealtimeClient:
                 self.stats.connect_failures += 1
                 reason = _describe(exc)
                 log.warning("realtime: cannot connect to %s: %s", _safe_url(self.url), reason)
-                if isinstance(exc, (InvalidURI, ValueError)):
-                    self.on_error(f"cannot connect: {reason}")
+                refused = isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403)
+                if isinstance(exc, (InvalidURI, ValueError)) or (refused and attempt == 0):
+                    hint = " (check OPENAI_API_KEY)" if refused else ""
+                    self._safe_call(self.on_error, f"cannot connect to {_safe_url(self.url)}: {reason}{hint}")
                 delay = _backoff(attempt, self.settings.reconnect_max_s)
                 attempt += 1
                 if await _wait_event(stop, delay):
