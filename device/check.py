@@ -1,0 +1,115 @@
+"""`voxbox check`: is this machine ready to run the daemon? Says what is wrong, one line each.
+
+Checks: config (already loaded by then), wake-word and VAD models, audio devices,
+GPIO, the API key, and the realtime server (a real WebSocket handshake up to
+`session.created`). Exit 0 when everything needed passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from device import config as cfg
+from device.errors import VoxboxError
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def _try(name: str, fn: Callable[[], str], required: bool = True) -> Result:
+    try:
+        return Result(name, True, fn(), required)
+    except VoxboxError as exc:
+        return Result(name, False, str(exc), required)
+    except Exception as exc:  # a check must report, never crash
+        return Result(name, False, f"{type(exc).__name__}: {exc}", required)
+
+
+def check_models(settings: cfg.Settings) -> str:
+    from device.listen.vad import build_vad
+    from device.listen.wakeword import build_wake_detector
+
+    det = build_wake_detector(settings.wake)
+    build_vad(settings.vad)
+    return f"wake words {', '.join(det.names)}; VAD {settings.vad.engine}"
+
+
+def check_audio(settings: cfg.Settings) -> str:
+    from device.audio.pyaudio_port import find_devices
+
+    inp, out = find_devices(settings.audio)
+    return f"mic: {inp}; speaker: {out}"
+
+
+def check_gpio(settings: cfg.Settings) -> str:
+    if not settings.gpio.enabled or (settings.gpio.led_driver == "none" and settings.gpio.button_pin < 0):
+        return "no GPIO configured"
+    from device.gpio import build_gpio
+
+    indicator, buttons = build_gpio(settings.gpio)
+    close = getattr(indicator, "close", None)
+    if close:
+        close()
+    if buttons is not None and hasattr(buttons, "close"):
+        buttons.close()
+    return f"LEDs: {settings.gpio.led_driver}; button: GPIO{settings.gpio.button_pin}" if settings.gpio.button_pin >= 0 \
+        else f"LEDs: {settings.gpio.led_driver}; no button"
+
+
+def check_key(settings: cfg.Settings) -> str:
+    key = cfg.api_key(settings)
+    if settings.realtime.url.startswith("wss://") and not key:
+        raise VoxboxError("no API key: set OPENAI_API_KEY or realtime.api_key_file")
+    return "present" if key else "none (not needed for a ws:// server)"
+
+
+async def _handshake(settings: cfg.Settings, timeout: float) -> str:
+    import websockets
+    from websockets.asyncio.client import connect
+
+    from device.link.client import ssl_context
+
+    key = cfg.api_key(settings)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    url = settings.realtime.url
+    ssl = ssl_context(url, settings.realtime.ca_file)
+    try:
+        async with asyncio.timeout(timeout):
+            async with connect(url, additional_headers=headers, ssl=ssl, max_size=16 * 2**20) as ws:
+                first = json.loads(await ws.recv())
+    except (OSError, TimeoutError) as exc:
+        raise VoxboxError(f"cannot reach {url.split('?')[0]}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__}") from None
+    except websockets.exceptions.InvalidStatus as exc:
+        raise VoxboxError(f"{url.split('?')[0]} refused the connection: HTTP {exc.response.status_code}") from None
+    except (websockets.exceptions.WebSocketException, ValueError) as exc:
+        raise VoxboxError(f"{url.split('?')[0]}: {exc}") from None
+    if first.get("type") != "session.created":
+        raise VoxboxError(f"server answered {first.get('type')!r} instead of session.created")
+    return f"{url.split('?')[0]} answered session.created"
+
+
+def check_server(settings: cfg.Settings, timeout: float = 10.0) -> str:
+    return asyncio.run(_handshake(settings, timeout))
+
+
+def run_checks(settings: cfg.Settings, print_fn: Callable[[str], None] = print) -> int:
+    results = [
+        Result("config", True, settings.source),
+        _try("models", lambda: check_models(settings)),
+        _try("audio", lambda: check_audio(settings)),
+        _try("gpio", lambda: check_gpio(settings), required=False),
+        _try("api key", lambda: check_key(settings)),
+        _try("server", lambda: check_server(settings)),
+    ]
+    for r in results:
+        mark = "ok  " if r.ok else ("FAIL" if r.required else "warn")
+        print_fn(f"{mark} {r.name:8s} {r.detail}")
+    return 0 if all(r.ok or not r.required for r in results) else 1

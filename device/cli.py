@@ -1,0 +1,212 @@
+"""The command line (contract in DESIGN.md): `voxbox` == `python -m device`.
+
+Exit codes: 0 success, 2 bad usage or config (one line on stderr), 1 runtime failure.
+Heavy imports happen inside each command so `voxbox --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from device import __version__
+from device.errors import ConfigError, VoxboxError
+
+log = logging.getLogger("voxbox")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one clear line, exit 2
+        sys.stderr.write(f"voxbox: {message}\n")
+        raise SystemExit(2)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from device import config
+
+    return config.load(getattr(args, "config", None))
+
+
+def _print_jsonl(objs: Any) -> None:
+    for obj in objs:
+        print(json.dumps(obj), flush=True)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from device.simulate import SimOptions, parse_press, simulate
+
+    settings = _settings(args)
+    opts = SimOptions(mic=Path(args.mic), url=args.url, speaker_out=_path(args.speaker_out),
+                      timeline=_path(args.timeline), plot=_path(args.plot), echo_gain=args.echo_gain,
+                      echo_delay_ms=args.echo_delay_ms, room=args.room,
+                      presses=[parse_press(p) for p in args.press], speed=args.speed)
+    echo = None
+    if args.verbose:
+        from device.timeline_view import format_record
+
+        echo = lambda rec: print(format_record(rec), flush=True)  # noqa: E731
+    simulate(settings, opts, echo=echo)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from device.simulate import demo
+    from device.timeline_view import format_record
+
+    settings = _settings(args)
+    out = Path(args.out)
+    print(f"voxbox demo: a spoken scenario played into the full agent (local parrot server, no hardware)\n"
+          f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/timeline.png\n", flush=True)
+    demo(settings, out, speed=args.speed, echo=lambda rec: print(format_record(rec), flush=True))
+    print(f"\ndone: {out}/timeline.jsonl  {out}/speaker.wav  {out}/timeline.png")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from device.link.server import serve
+
+    try:
+        asyncio.run(serve(args.host, args.port))
+    except OSError as exc:
+        raise VoxboxError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from device.listen.commands import detect_files
+
+    settings = _settings(args)
+    if args.wake_word or args.model:
+        settings.wake.words = list(args.wake_word)
+        settings.wake.models = list(args.model)
+    if args.threshold is not None:
+        settings.wake.threshold = args.threshold
+    _print_jsonl(detect_files(args.files, settings))
+    return 0
+
+
+def cmd_vad(args: argparse.Namespace) -> int:
+    from device.listen.commands import vad_files
+
+    settings = _settings(args)
+    if args.engine:
+        settings.vad.engine = args.engine
+    _print_jsonl(vad_files(args.files, settings))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from device.run import run_daemon
+
+    return run_daemon(_settings(args))
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from device.audio.pyaudio_port import list_devices
+
+    for dev in list_devices():
+        print(f"{dev.index:3d}  {dev.name}  in={dev.max_input_channels} out={dev.max_output_channels} "
+              f"rate={dev.default_rate:g}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from device.check import run_checks
+
+    return run_checks(_settings(args))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from device.bench import run_bench
+
+    return run_bench(_settings(args), json_out=_path(args.json), sections=args.section)
+
+
+def _path(p: str | None) -> Path | None:
+    return Path(p) if p else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="voxbox", description="Smart-speaker daemon: wake word and VAD on the device, "
+                                            "realtime speech-to-speech over one WebSocket.")
+    p.add_argument("--version", action="version", version=f"voxbox {__version__}")
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, config: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        if config:
+            sp.add_argument("--config", help="TOML config file (default /etc/voxbox/voxbox.toml if present)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("run", cmd_run, "the daemon on real hardware (PyAudio, gpiozero)")
+    sp = add("demo", cmd_demo, "offline demo: a bundled scenario through the whole agent")
+    sp.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    sp.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
+
+    sp = add("simulate", cmd_simulate, "the whole agent with file audio")
+    sp.add_argument("--mic", required=True, help="IN.wav: the microphone (any rate, any channels)")
+    sp.add_argument("--url", help="realtime server (default: a local one on a free loopback port)")
+    sp.add_argument("--speaker-out", help="OUT.wav: what the speaker played, aligned with IN.wav")
+    sp.add_argument("--timeline", help="timeline JSON Lines output")
+    sp.add_argument("--plot", help="timeline plot PNG output")
+    sp.add_argument("--echo-gain", type=float, default=0.0, help="speaker-to-mic echo gain (default 0)")
+    sp.add_argument("--echo-delay-ms", type=float, default=0.0, help="speaker-to-mic delay in ms")
+    sp.add_argument("--room", action="store_true", help="add a decaying room response to the echo")
+    sp.add_argument("--press", action="append", default=[], metavar="T[:HOLD_S]",
+                    help="press the talk button at second T, held HOLD_S (default 0.1; >= 2 toggles mute)")
+    sp.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
+    sp.add_argument("-v", "--verbose", action="store_true", help="print the timeline as it happens")
+
+    sp = add("serve", cmd_serve, "the local realtime server (OpenAI Realtime protocol, parrot model)", config=False)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8765)
+
+    sp = add("detect", cmd_detect, "wake-word detection on WAV files (one JSON line per file)")
+    sp.add_argument("--wake-word", action="append", default=[], help="builtin wake word (repeatable)")
+    sp.add_argument("--model", action="append", default=[], help="custom .tflite or manifest (repeatable)")
+    sp.add_argument("--threshold", type=float, default=None)
+    sp.add_argument("files", nargs="+", metavar="WAV")
+
+    sp = add("vad", cmd_vad, "voice activity on WAV files (one JSON line per file)")
+    sp.add_argument("--engine", default=None, help="VAD engine (silero, micro)")
+    sp.add_argument("files", nargs="+", metavar="WAV")
+
+    add("devices", cmd_devices, "list audio devices", config=False)
+    add("check", cmd_check, "validate config, models, audio devices, GPIO and the server")
+    sp = add("bench", cmd_bench, "benchmarks")
+    sp.add_argument("--json", help="also write the report as JSON")
+    sp.add_argument("--section", action="append", default=[], help="only these sections (repeatable)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = args.log_level or "warning"
+    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.fn(args) or 0)
+    except ConfigError as exc:
+        sys.stderr.write(f"voxbox: {exc}\n")
+        return exc.exit_code
+    except VoxboxError as exc:
+        sys.stderr.write(f"voxbox: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        log.debug("unexpected failure", exc_info=True)
+        sys.stderr.write(f"voxbox: unexpected error: {type(exc).__name__}: {exc}\n")
+        return 1

@@ -1,0 +1,162 @@
+"""`voxbox simulate` and `voxbox demo`: the whole agent on file audio.
+
+The same Agent that runs on the Pi, with the simulated twin as its sound card.
+Without a URL the local realtime server is started on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from device import config as cfg
+from device.agent import Agent, ScheduledPress
+from device.audio import wavio
+from device.audio.player import Player
+from device.audio.sim import SimAudio, room_response
+from device.errors import ConfigError, VoxboxError
+from device.timeline import Timeline
+
+log = logging.getLogger("voxbox.simulate")
+
+
+@dataclass
+class SimOptions:
+    mic: Path
+    url: str | None = None
+    speaker_out: Path | None = None
+    timeline: Path | None = None
+    plot: Path | None = None
+    echo_gain: float = 0.0
+    echo_delay_ms: float = 0.0
+    room: bool = False
+    presses: list[ScheduledPress] = field(default_factory=list)
+    speed: float = 1.0
+    connect_timeout_s: float = 10.0
+
+
+def parse_press(text: str) -> ScheduledPress:
+    try:
+        if ":" in text:
+            t, hold = text.split(":", 1)
+            p = ScheduledPress(float(t), float(hold))
+        else:
+            p = ScheduledPress(float(text))
+    except ValueError:
+        raise ConfigError(f"--press {text!r}: expected T or T:HOLD_S in seconds") from None
+    if p.t < 0 or p.hold_s <= 0:
+        raise ConfigError(f"--press {text!r}: times must be positive")
+    return p
+
+
+def _make_aec(settings: cfg.Settings) -> Any:
+    """The echo canceller when the profile wants one and it is installed; else None."""
+    if not settings.aec.enabled:
+        return None
+    try:
+        from device.audio.aec import build_aec
+    except ImportError:
+        return None
+    return build_aec(settings.aec)
+
+
+async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline) -> tuple[Agent, SimAudio]:
+    from device.listen.vad import build_vad
+    from device.listen.wakeword import build_wake_detector
+
+    mic, rate = wavio.read_wav(opts.mic)
+    if len(mic) == 0:
+        raise ConfigError(f"{opts.mic}: WAV file has no audio")
+    if settings.audio.channels:
+        bad = [c for c in settings.audio.channels if c >= mic.shape[1]]
+        if bad:
+            raise ConfigError(f"config audio.channels: channel {bad[0]} does not exist in {opts.mic} ({mic.shape[1]} ch)")
+    wake = build_wake_detector(settings.wake)
+    vad = build_vad(settings.vad)
+    player = Player(settings.audio.output_rate)
+    sim = SimAudio(mic, rate, player, speed=opts.speed, echo_gain=opts.echo_gain,
+                   echo_delay_ms=opts.echo_delay_ms, room_ir=room_response(rate) if opts.room else None)
+
+    server = None
+    url = opts.url
+    api_key = None
+    if url is None:
+        from device.link.server import RealtimeServer
+
+        # Like the real service, replies stream faster than they play, on the simulated clock too.
+        server = RealtimeServer(speed=max(4.0, 4.0 * opts.speed))
+        port = await server.start("127.0.0.1", 0)
+        url = f"ws://127.0.0.1:{port}/v1/realtime?model=parrot"
+    else:
+        api_key = cfg.api_key(settings)
+    agent = Agent(settings, sim, timeline, wake=wake, vad=vad, url=url, api_key=api_key,
+                  aec=_make_aec(settings), presses=opts.presses)
+    sim.keep_going = agent.keep_going
+    try:
+        connect = asyncio.create_task(agent.client.wait_connected(opts.connect_timeout_s))
+        run = asyncio.create_task(agent.run())
+        if not await connect:
+            run.cancel()
+            try:
+                await run
+            except (asyncio.CancelledError, Exception):
+                pass
+            raise VoxboxError(f"cannot connect to the realtime server at {_redact(url)}")
+        await run
+    finally:
+        if server is not None:
+            await server.stop()
+    return agent, sim
+
+
+def _redact(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def simulate(settings: cfg.Settings, opts: SimOptions,
+             echo: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Run the agent on opts.mic; write the outputs asked for; return the timeline records."""
+    if opts.speed <= 0:
+        raise ConfigError("--speed must be positive")
+    if opts.echo_gain < 0 or opts.echo_delay_ms < 0:
+        raise ConfigError("--echo-gain and --echo-delay-ms must not be negative")
+    timeline = Timeline(opts.timeline, echo=echo)
+    try:
+        agent, sim = asyncio.run(_simulate(settings, opts, timeline))
+    finally:
+        timeline.close()
+    if opts.speaker_out is not None:
+        wavio.write_wav(opts.speaker_out, sim.speaker_audio(), sim.out_rate)
+    if opts.plot is not None:
+        from device.timeline_view import plot
+
+        speaker = opts.speaker_out
+        if speaker is None:
+            speaker = Path(str(opts.plot) + ".speaker.wav")
+            wavio.write_wav(speaker, sim.speaker_audio(), sim.out_rate)
+        plot(timeline.records, opts.mic, speaker, opts.plot)
+    return timeline.records
+
+
+DEMO_WAV = Path(__file__).parent / "data" / "demo_scenario.wav"
+DEMO_INFO = Path(__file__).parent / "data" / "demo_scenario.json"
+
+
+def demo(settings: cfg.Settings, out_dir: Path, speed: float = 1.0,
+         echo: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    if not DEMO_WAV.is_file():
+        raise VoxboxError(f"the demo scenario is missing ({DEMO_WAV}); run scripts/make_demo_scenario.sh")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # A speaker beside the mic array: the reply leaks back (30 ms, half level, a small room),
+    # so the demo shows barge-in through the echo canceller, not in an anechoic dream.
+    opts = SimOptions(mic=DEMO_WAV, speaker_out=out_dir / "speaker.wav", timeline=out_dir / "timeline.jsonl",
+                      plot=out_dir / "timeline.png", speed=speed, echo_gain=0.5, echo_delay_ms=30.0, room=True)
+    records = simulate(settings, opts, echo=echo)
+    if DEMO_INFO.is_file():
+        info = json.loads(DEMO_INFO.read_text())
+        (out_dir / "scenario.json").write_text(json.dumps(info, indent=2))
+    return records
