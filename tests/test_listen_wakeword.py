@@ -127,7 +127,7 @@ def test_custom_tflite_path(tmp_path, fixtures_dir):
 @pytest.mark.parametrize("entry, message", [
     ("/nonexistent/model.tflite", "no such file"),
     ("model.onnx", "expected a .tflite"),
-    ("manifest.json", "manifests are not supported yet"),
+    ("manifest.json", "manifest manifest.json: no such file"),
 ])
 def test_bad_custom_models(entry, message):
     with pytest.raises(ModelError, match=message):

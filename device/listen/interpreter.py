@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -121,8 +122,13 @@ def available_runtimes() -> list[str]:
     return [name for name in RUNTIMES if _import_runtime(name) is not None]
 
 
-def load_interpreter(path: str | Path, threads: int = 1, runtime: str | None = None) -> Interpreter:
-    """Load a .tflite model; ModelError (one line) if the file or runtime is unusable."""
+def load_interpreter(path: str | Path, threads: int = 1, runtime: str | None = None, *,
+                     xnnpack: bool = True) -> Interpreter:
+    """Load a .tflite model; ModelError (one line) if the file or runtime is unusable.
+
+    xnnpack=False runs the builtin kernels without the default XNNPACK delegate: for
+    int8 models this is bit-exact with the TFLite C library the reference engines use.
+    """
     path = Path(path)
     wanted = runtime or os.environ.get(ENV_RUNTIME) or ""
     candidates = [_normalise_runtime(wanted)] if wanted else list(RUNTIMES)
@@ -134,8 +140,13 @@ def load_interpreter(path: str | Path, threads: int = 1, runtime: str | None = N
             break
     if cls is None:
         raise ModelError(f"no usable TFLite runtime (tried {', '.join(candidates)}); install ai-edge-litert")
+    options = {}
+    if not xnnpack:
+        resolver = getattr(sys.modules.get(_MODULES[name]), "OpResolverType", None)
+        if resolver is not None:
+            options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        raw = cls(model_path=str(path), num_threads=max(1, int(threads)))
+        raw = cls(model_path=str(path), num_threads=max(1, int(threads)), **options)
     except (ValueError, RuntimeError, SystemError, ImportError) as exc:
         raise ModelError(f"model {path}: cannot load with {name} ({_first_line(exc)})") from None
     try:

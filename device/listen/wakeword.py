@@ -27,6 +27,8 @@ import numpy as np
 from device.config import WakeSettings
 from device.errors import ConfigError, ModelError
 from device.listen.interpreter import Interpreter, load_interpreter
+from device.listen.manifest import (ModelManifest, bare_manifest, find_manifests, load_manifest, models_dir,
+                                    verify)
 
 SAMPLE_RATE = 16000
 STEP_SAMPLES = 1280  # 80 ms
@@ -58,44 +60,67 @@ def builtin_wake_words() -> list[str]:
 
 @dataclass(frozen=True)
 class WakeModelSpec:
-    """One wake word to listen for: its name and its classifier .tflite.
+    """One wake word to listen for: its name, its .tflite and how to threshold it.
 
-    A per-word threshold may come from a manifest later; None = settings.threshold.
+    threshold / trigger_level None = the detector's defaults (settings). `manifest`
+    pins the file (sha256, tensor shapes); the engine checks it after loading.
     """
 
     name: str
     path: Path
     threshold: float | None = None
+    trigger_level: int | None = None
+    sliding_window: int = 1
+    manifest: ModelManifest | None = None
+
+
+_DEFAULTS = WakeSettings()
+
+
+def known_wake_words(engine: str = "openwakeword") -> list[str]:
+    """Names usable in wake.words for `engine`: the manifests in models/ (builtins and dropped-in ones)."""
+    return sorted(find_manifests(engine))
+
+
+def _spec(m: ModelManifest, settings: WakeSettings) -> WakeModelSpec:
+    # A manifest's threshold / trigger level is the model's own calibration; a value the
+    # user changed from the default (config or `voxbox detect --threshold`) overrides it.
+    threshold = m.threshold
+    if threshold is None or settings.threshold != _DEFAULTS.threshold:
+        threshold = settings.threshold
+    level = m.trigger_level
+    if level is None or settings.trigger_level != _DEFAULTS.trigger_level:
+        level = settings.trigger_level
+    return WakeModelSpec(m.name, m.path, threshold, level, m.sliding_window, m)
 
 
 def resolve_models(settings: WakeSettings) -> list[WakeModelSpec]:
-    """settings.words (builtin names) + settings.models (paths) → model specs."""
+    """settings.words (manifest names in models/) + settings.models (paths) → model specs."""
+    engine = settings.engine
     specs: list[WakeModelSpec] = []
-    known = builtin_wake_words()
+    manifests = find_manifests(engine)
     for word in settings.words:
         name = word.strip().lower().replace(" ", "_").replace("-", "_")
-        if name not in known:
-            raise ModelError(f"wake word {word!r} is unknown (known: {', '.join(known)})")
-        specs.append(WakeModelSpec(name, builtin_models_dir() / f"{name}.tflite"))
+        if name not in manifests:
+            known = ", ".join(sorted(manifests)) or f"none: no {engine} manifests in {models_dir()}"
+            raise ModelError(f"wake word {word!r} is unknown for engine {engine} (known: {known})")
+        specs.append(_spec(load_manifest(manifests[name]), settings))
     for entry in settings.models:
         path = Path(entry).expanduser()
         if path.suffix == ".json":
-            specs.append(_spec_from_manifest(path))
+            m = load_manifest(path)
         elif path.suffix == ".tflite":
-            specs.append(WakeModelSpec(path.stem, path))
+            m = bare_manifest(path, engine)
         else:
             raise ModelError(f"wake model {entry}: expected a .tflite model or a .json manifest")
+        if m.engine != engine:
+            raise ModelError(f"wake model {entry}: an {m.engine} model, but wake.engine is {engine}")
+        specs.append(_spec(m, settings))
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ModelError(f"wake word {dupes[0]!r} is configured twice")
     return specs
-
-
-def _spec_from_manifest(path: Path) -> WakeModelSpec:
-    # Manifests (name, model file, threshold, checksum) are a later issue; the spec
-    # type above already carries what they will provide.
-    raise ModelError(f"wake model {path}: JSON manifests are not supported yet; give the .tflite path")
 
 
 @dataclass(frozen=True)
@@ -185,12 +210,42 @@ class _Classifier:
         if len(shape) != 3 or shape[2] != EMB_FEATURES or not 1 <= shape[1] <= _EMB_CAP // 2:
             raise ModelError(f"wake model {spec.path}: input shape {list(shape)} is not an openWakeWord classifier "
                              f"([1, N, {EMB_FEATURES}])")
+        if spec.manifest is not None:
+            verify(spec.manifest, shape, self.model.output_shape(0))
         self.windows = shape[1]
         self._in = np.zeros((1, self.windows, EMB_FEATURES), dtype=np.float32)
 
     def score(self, history: np.ndarray) -> float:
         self._in[0] = history[-self.windows :]
         return float(self.model.run(self._in).reshape(-1)[0])
+
+
+class Triggers:
+    """Per-model thresholding: `trigger_level` steps in a row over the threshold fire once,
+    then the model is quiet for `refractory_s`. strict: score > threshold (microWakeWord's
+    rule) instead of score >= threshold (openWakeWord's)."""
+
+    def __init__(self, specs: Sequence[WakeModelSpec], threshold: float, trigger_level: int,
+                 refractory_s: float, strict: bool = False) -> None:
+        self.names = [s.name for s in specs]
+        self.thresholds = [s.threshold if s.threshold is not None else threshold for s in specs]
+        self.levels = [max(1, int(s.trigger_level if s.trigger_level is not None else trigger_level)) for s in specs]
+        self.refractory_s = float(refractory_s)
+        self.strict = strict
+        self.reset()
+
+    def reset(self) -> None:
+        self._over = [0] * len(self.names)
+        self._quiet_until = [-1.0] * len(self.names)
+
+    def update(self, i: int, t: float, score: float) -> WakeDetection | None:
+        over = score > self.thresholds[i] if self.strict else score >= self.thresholds[i]
+        self._over[i] = self._over[i] + 1 if over else 0
+        if self._over[i] >= self.levels[i] and t >= self._quiet_until[i]:
+            self._over[i] = 0
+            self._quiet_until[i] = t + self.refractory_s
+            return WakeDetection(self.names[i], score, t)
+        return None
 
 
 class WakeWordDetector:
@@ -205,9 +260,7 @@ class WakeWordDetector:
         self._classifiers = [_Classifier(s, threads, runtime) for s in specs]
         self.names: list[str] = [c.name for c in self._classifiers]
         self.runtime = self._features.runtime
-        self._thresholds = np.array([s.threshold if s.threshold is not None else threshold for s in specs])
-        self.trigger_level = max(1, int(trigger_level))
-        self.refractory_s = float(refractory_s)
+        self._triggers = Triggers(specs, threshold, trigger_level, refractory_s)
         self._history = np.zeros((_EMB_CAP, EMB_FEATURES), dtype=np.float32)
         self.last_scores: dict[str, float] = {}
         self.reset()
@@ -216,8 +269,7 @@ class WakeWordDetector:
         self._features.reset()
         self._history[:] = self._features.silence_embedding
         self._n_hist = _EMB_CAP
-        self._over = [0] * len(self._classifiers)
-        self._quiet_until = [-1.0] * len(self._classifiers)
+        self._triggers.reset()
         self.last_scores = {name: 0.0 for name in self.names}
 
     def scores(self, pcm16: np.ndarray) -> list[tuple[float, dict[str, float]]]:
@@ -245,20 +297,25 @@ class WakeWordDetector:
         detections = []
         for t, scores in self.scores(pcm16):
             for i, c in enumerate(self._classifiers):
-                s = scores[c.name]
-                self._over[i] = self._over[i] + 1 if s >= self._thresholds[i] else 0
-                if self._over[i] >= self.trigger_level and t >= self._quiet_until[i]:
-                    detections.append(WakeDetection(c.name, s, t))
-                    self._over[i] = 0
-                    self._quiet_until[i] = t + self.refractory_s
+                d = self._triggers.update(i, t, scores[c.name])
+                if d is not None:
+                    detections.append(d)
         return detections
 
 
-def build_wake_detector(settings: WakeSettings, *, threads: int = 1,
-                        runtime: str | None = None) -> WakeWordDetector:
-    """The detector for settings.words + settings.models; ModelError on an unknown word or bad model."""
+def build_wake_detector(settings: WakeSettings, *, threads: int = 1, runtime: str | None = None):
+    """The detector for settings.engine, settings.words + settings.models.
+
+    ModelError on an unknown word, a bad model or a manifest that does not match its model.
+    Both engines' detectors have the WakeWordDetector interface (names, process, reset, scores).
+    """
+    specs = resolve_models(settings)
+    if settings.engine == "microwakeword":
+        from device.listen.microwakeword import MicroWakeWordDetector
+
+        return MicroWakeWordDetector(specs, threshold=settings.threshold, trigger_level=settings.trigger_level,
+                                     refractory_s=settings.refractory_s, threads=threads, runtime=runtime)
     if settings.engine != "openwakeword":
-        raise ConfigError(f"config wake.engine: {settings.engine!r} is not implemented yet (use openwakeword)")
-    return WakeWordDetector(resolve_models(settings), threshold=settings.threshold,
-                            trigger_level=settings.trigger_level, refractory_s=settings.refractory_s,
-                            threads=threads, runtime=runtime)
+        raise ConfigError(f"config wake.engine: {settings.engine!r} is not one of openwakeword, microwakeword")
+    return WakeWordDetector(specs, threshold=settings.threshold, trigger_level=settings.trigger_level,
+                            refractory_s=settings.refractory_s, threads=threads, runtime=runtime)

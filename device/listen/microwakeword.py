@@ -1,0 +1,170 @@
+"""microWakeWord run through our interpreter shim.
+
+Pipeline (the same arithmetic as pymicro_wakeword.MicroWakeWord +
+MicroWakeWordFeatures, so the probabilities are bit-identical):
+
+  audio --160-sample (10 ms) blocks--> TFLite-Micro audio frontend (pymicro_features)
+        --> 40 features per 10 ms (30 ms windows; the first comes after 30 ms)
+        --every `stride` features (the model's input dim 1, 3 for the builtins)-->
+        quantise round(f / scale + zero_point) to int8 --> streaming model (it keeps its own
+        state between calls) --> uint8 probability, dequantised
+        --mean of the last `sliding_window` probabilities--> score, fires when > threshold
+
+The models run without the XNNPACK delegate: with it, int8 results differ from
+the TFLite C library the reference uses by one quantisation step now and then.
+Quantised features are clipped to the int8 range (the reference lets them wrap
+around on very loud input; identical otherwise). The frontend is shared by all
+wake words; each word adds one small model call every 30 ms. Streaming state
+cannot be cleared in place, so reset() reloads the models (as the reference does).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import deque
+from typing import Any, Sequence
+
+import numpy as np
+
+from device.errors import ConfigError, ModelError
+from device.listen.interpreter import Interpreter, load_interpreter
+from device.listen.manifest import verify
+from device.listen.wakeword import SAMPLE_RATE, Triggers, WakeDetection, WakeModelSpec
+
+BLOCK_SAMPLES = 160  # 10 ms: one frontend step
+NUM_FEATURES = 40
+
+
+def _frontend_module() -> Any:
+    try:
+        return importlib.import_module("micro_features_cpp")  # pymicro_features' C extension
+    except ImportError as exc:
+        raise ModelError(f"microWakeWord needs the pymicro-features package ({exc})") from None
+
+
+class _Model:
+    def __init__(self, spec: WakeModelSpec, threads: int, runtime: str | None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self._threads, self._runtime = threads, runtime
+        model = self._load()
+        shape, out_shape = model.input_shape(0), model.output_shape(0)
+        details_in, details_out = model.input_details[0], model.output_details[0]
+        if (len(shape) != 3 or shape[0] != 1 or shape[2] != NUM_FEATURES or not 1 <= shape[1] <= 100
+                or details_in["dtype"] not in (np.int8, np.uint8)):
+            raise ModelError(f"wake model {spec.path}: input {list(shape)} {np.dtype(details_in['dtype']).name} is "
+                             f"not a streaming microWakeWord model ([1, stride, {NUM_FEATURES}] int8)")
+        if int(np.prod(out_shape)) != 1 or details_out["dtype"] not in (np.int8, np.uint8):
+            raise ModelError(f"wake model {spec.path}: output {list(out_shape)} is not one quantised probability")
+        (self.in_scale, self.in_zero), (self.out_scale, self.out_zero) = (details_in["quantization"],
+                                                                          details_out["quantization"])
+        if not self.in_scale or not self.out_scale:
+            raise ModelError(f"wake model {spec.path}: tensors are not quantised (no scale)")
+        if spec.manifest is not None:
+            verify(spec.manifest, shape, out_shape)
+        self.stride = shape[1]
+        self.in_dtype = details_in["dtype"]
+        info = np.iinfo(self.in_dtype)
+        self.in_range = (info.min, info.max)
+        self.window = max(1, int(spec.sliding_window))
+        self.runtime = model.runtime
+        self.model = model
+        self._probs: deque[float] = deque(maxlen=self.window)
+        self._fresh = True
+
+    def _load(self) -> Interpreter:
+        return load_interpreter(self.spec.path, self._threads, self._runtime, xnnpack=False)
+
+    def reset(self) -> None:
+        if not self._fresh:  # the streaming state lives in the interpreter: start a new one
+            self.model = self._load()
+            self._fresh = True
+        self._probs.clear()
+
+    def step(self, features: np.ndarray) -> float | None:
+        """features: float64 [stride, 40]; the windowed probability, None until the window is full."""
+        self._fresh = False
+        q = np.round(features / self.in_scale + self.in_zero)
+        np.clip(q, *self.in_range, out=q)
+        out = self.model.run(q.astype(self.in_dtype)[np.newaxis])
+        prob = ((out.astype(np.float32) - self.out_zero) * self.out_scale).item()
+        self._probs.append(prob)
+        if len(self._probs) < self.window:
+            return None
+        return sum(self._probs) / self.window
+
+
+class MicroWakeWordDetector:
+    """Several microWakeWord models on one shared audio frontend. Feed int16 16 kHz mono."""
+
+    def __init__(self, specs: Sequence[WakeModelSpec], *, threshold: float = 0.5, trigger_level: int = 1,
+                 refractory_s: float = 2.0, threads: int = 1, runtime: str | None = None) -> None:
+        if not specs:
+            raise ConfigError("config wake.words: at least one wake word or wake.models entry is needed")
+        self._fe = _frontend_module()
+        self._ctx = self._fe.create_frontend()
+        self._models = [_Model(s, threads, runtime) for s in specs]
+        self.names: list[str] = [m.name for m in self._models]
+        self.runtime = self._models[0].runtime
+        self._triggers = Triggers(specs, threshold, trigger_level, refractory_s, strict=True)
+        self._stride = int(np.lcm.reduce([m.stride for m in self._models]))  # feature ring size
+        self._feats = np.zeros((self._stride, NUM_FEATURES), dtype=np.float64)
+        self.last_scores: dict[str, float] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self._fe.reset_frontend(self._ctx)
+        for m in self._models:
+            m.reset()
+        self._triggers.reset()
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._fed = 0  # samples fed since reset
+        self._n_feats = 0  # features since reset
+        self.last_scores = {name: 0.0 for name in self.names}
+
+    def scores(self, pcm16: np.ndarray) -> list[tuple[float, dict[str, float]]]:
+        """Feed audio; return (t, {word: score}) for every model step (every `stride` x 10 ms).
+
+        A word is missing from a step's dict until its sliding window is full, or when its
+        stride does not divide that step.
+        """
+        samples = np.asarray(pcm16)
+        if samples.dtype != np.int16:
+            raise TypeError(f"expected int16 samples, got {samples.dtype}")
+        samples = samples.reshape(-1)
+        if len(self._pending):
+            samples = np.concatenate([self._pending, samples])
+        start = self._fed - len(self._pending)
+        steps: list[tuple[float, dict[str, float]]] = []
+        pos, n = 0, len(samples)
+        process = self._fe.process_samples
+        while pos + BLOCK_SAMPLES <= n:
+            features, read = process(self._ctx, samples[pos : pos + BLOCK_SAMPLES].tobytes())
+            pos += max(int(read), 1)
+            if not features:
+                continue
+            self._feats[self._n_feats % self._stride] = features
+            self._n_feats += 1
+            out: dict[str, float] = {}
+            for m in self._models:
+                if self._n_feats % m.stride == 0:
+                    k = (self._n_feats - m.stride) % self._stride
+                    prob = m.step(self._feats[k : k + m.stride])
+                    if prob is not None:
+                        out[m.name] = prob
+            if out:
+                self.last_scores.update(out)
+                steps.append(((start + pos) / SAMPLE_RATE, out))
+        self._pending = samples[pos:].copy()
+        self._fed = start + n
+        return steps
+
+    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
+        detections = []
+        for t, scores in self.scores(pcm16):
+            for i, name in enumerate(self.names):
+                if name in scores:
+                    d = self._triggers.update(i, t, scores[name])
+                    if d is not None:
+                        detections.append(d)
+        return detections
