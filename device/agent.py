@@ -18,9 +18,10 @@ from typing import Any, Callable
 import numpy as np
 
 from device import conversation as cv
-from device.audio.frontend import DETECT_RATE, FRAME, EchoCanceller, Frontend, Uplink
+from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.config import Settings
+from device.errors import VoxboxError
 from device.link import protocol
 from device.link.client import RealtimeClient
 from device.link.protocol import ProtocolError, ServerEvent
@@ -50,7 +51,7 @@ class Agent:
                  aec: EchoCanceller | None = None, indicator: Any = None,
                  presses: list[ScheduledPress] | None = None,
                  on_mute_changed: Callable[[bool], None] | None = None,
-                 muted: bool = False) -> None:
+                 muted: bool = False, on_block: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.audio = audio
         self.player = audio.player
@@ -66,6 +67,7 @@ class Agent:
                                        local_turns=settings.realtime.turn_detection == "none",
                                        muted=muted)
         self.on_mute_changed = on_mute_changed
+        self.on_block = on_block  # called after every mic block (the systemd watchdog)
         self.samples = 0  # mic samples processed: the clock of the timeline
         self.errors = 0
         self._playing: str | None = None  # item whose audio is coming out of the speaker
@@ -99,10 +101,17 @@ class Agent:
             if wait_connected_s > 0:
                 await self.client.wait_connected(wait_connected_s)
             while True:
-                block = await self.audio.read()
+                try:
+                    block = await self.audio.read()
+                except VoxboxError as exc:  # the sound card went away (e.g. USB unplugged)
+                    if not await self._recover_audio(str(exc)):
+                        break
+                    continue
                 if block is None:
                     break
                 self.process_block(block)
+                if self.on_block is not None:
+                    self.on_block()
         finally:
             await self.client.close()
             link_task.cancel()
@@ -111,6 +120,25 @@ class Agent:
             except (asyncio.CancelledError, Exception):  # the link reports its own failures
                 pass
             self._finish()
+
+    async def _recover_audio(self, reason: str) -> bool:
+        """Show `error`, stop the reply, reopen the device with backoff; False if it cannot."""
+        reopen = getattr(self.audio, "reopen", None)
+        log.error("%s", reason)
+        self.log("error", source="audio", message=reason)
+        self.errors += 1
+        self._apply(self.machine.handle(cv.Fault(self.now, reason)))
+        if reopen is None:
+            return False
+        try:
+            await reopen()
+        except VoxboxError:
+            return False
+        self.frontend = Frontend(self.audio.in_rate, self.settings.audio.channels, aec=self.frontend.aec,
+                                 out_rate=self.player.rate)
+        self.log("audio_reopened")
+        self._apply(self.machine.handle(cv.FaultCleared(self.now)))
+        return True
 
     def keep_going(self) -> bool:
         """After the mic ends: keep the clock running while a reply is due or playing."""

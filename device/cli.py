@@ -26,9 +26,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from device import config
+    from device.hw import load_settings
 
-    return config.load(getattr(args, "config", None))
+    return load_settings(getattr(args, "config", None))
 
 
 def _print_jsonl(objs: Any) -> None:

@@ -122,6 +122,7 @@ class Settings:
     gpio: GpioSettings = field(default_factory=GpioSettings)
     profile: str = ""  # hardware profile name or path (hw/*.toml)
     log_level: str = "info"
+    timeline: str = ""  # `voxbox run`: also write the timeline (JSON Lines) here
     source: str = "defaults"  # where these settings came from, for messages
 
 
@@ -206,7 +207,7 @@ def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
         section = next((s for s in sorted(sections, key=len, reverse=True) if rest.startswith(s + "_")), None)
         if section:
             out.setdefault(section, {})[rest[len(section) + 1:]] = value
-        elif rest in ("profile", "log_level"):
+        elif rest in ("profile", "log_level", "timeline"):
             out[rest] = value
         # Other VOXBOX_* variables (e.g. VOXBOX_TFLITE_RUNTIME) belong to other parts: not settings.
     return out

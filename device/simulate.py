@@ -105,7 +105,8 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
                 await run
             except (asyncio.CancelledError, Exception):
                 pass
-            raise VoxboxError(f"cannot connect to the realtime server at {_redact(url)}")
+            why = agent.client.last_error
+            raise VoxboxError(f"cannot connect to the realtime server at {_redact(url)}" + (f": {why}" if why else ""))
         await run
     finally:
         if server is not None:
@@ -124,6 +125,9 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
         raise ConfigError("--speed must be positive")
     if opts.echo_gain < 0 or opts.echo_delay_ms < 0:
         raise ConfigError("--echo-gain and --echo-delay-ms must not be negative")
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        # The timeline records link trouble; a refused URL ends in one clear line, not a retry log.
+        logging.getLogger("device.link.client").setLevel(logging.ERROR)
     timeline = Timeline(opts.timeline, echo=echo)
     try:
         agent, sim = asyncio.run(_simulate(settings, opts, timeline))

@@ -119,7 +119,10 @@ def test_button_press_opens_a_conversation_without_a_wake_word(fixtures_dir: Pat
 
 
 def test_holding_the_button_mutes_and_nothing_is_sent(fixtures_dir: Path, tmp_path: Path) -> None:
-    recs, speaker = sim(tmp_path, fixtures_dir / "hey_jarvis_en-us.wav", "--press", "0.2:2.2")
+    phrase, rate = wavio.read_wav(fixtures_dir / "hey_jarvis_en-us.wav")
+    mic = tmp_path / "muted_then_wake.wav"  # held from 0.1 s (mute at 2.1 s), then the wake phrase
+    wavio.write_wav(mic, np.concatenate((np.zeros((rate * 2, phrase.shape[1]), np.int16), phrase)), rate)
+    recs, speaker = sim(tmp_path, mic, "--press", "0.1:2.2")
     assert events(recs, "button", action="hold")
     assert [r["state"] for r in events(recs, "state")][-1] == "muted"
     assert not events(recs, "wake")  # the wake phrase is spoken while muted

@@ -35,14 +35,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
-import sys
-import threading
 import time
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +46,7 @@ from device.audio import dsp
 from device.audio.player import Player
 from device.config import AudioSettings
 from device.errors import ConfigError, VoxboxError
+from device.quiet import quiet_stderr  # noqa: F401  (re-exported: callers use it from here)
 
 log = logging.getLogger(__name__)
 
@@ -81,40 +78,6 @@ class PortStats:
     played_dropped: int = 0  # speaker reference blocks dropped because nobody drained them
     callback_errors: int = 0  # exceptions caught inside a callback (then silence)
     reopens: int = 0
-
-
-# ------------------------------------------------------------------ stderr
-_quiet_lock = threading.RLock()
-_quiet_depth = 0
-_saved_fd: int | None = None
-
-
-@contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Send fd 2 to /dev/null for the duration (PortAudio/ALSA/JACK chatter)."""
-    global _quiet_depth, _saved_fd
-    with _quiet_lock:
-        if _quiet_depth == 0:
-            try:
-                sys.stderr.flush()
-            except Exception:  # noqa: BLE001 - stderr may be closed or replaced
-                pass
-            try:
-                _saved_fd = os.dup(2)
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, 2)
-                os.close(devnull)
-            except OSError:
-                _saved_fd = None
-        _quiet_depth += 1
-        try:
-            yield
-        finally:
-            _quiet_depth -= 1
-            if _quiet_depth == 0 and _saved_fd is not None:
-                os.dup2(_saved_fd, 2)
-                os.close(_saved_fd)
-                _saved_fd = None
 
 
 def _pyaudio_module() -> Any:

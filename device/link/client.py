@@ -106,6 +106,7 @@ class RealtimeClient:
         self.on_event, self.on_connect, self.on_disconnect = on_event, on_connect, on_disconnect
         self.on_sent, self.on_error = on_sent, on_error
         self.stats = LinkStats()
+        self.last_error = ""  # the last connection problem, one line
         self.connected = False
         self._ws: ClientConnection | None = None
         self._closing = False
@@ -260,7 +261,10 @@ class RealtimeClient:
             except (OSError, asyncio.TimeoutError, WebSocketException, ssl.SSLError, ValueError) as exc:
                 self.stats.connect_failures += 1
                 reason = _describe(exc)
-                log.warning("realtime: cannot connect to %s: %s", _safe_url(self.url), reason)
+                # One warning per distinct problem; retries of the same one only at debug level.
+                log.log(logging.DEBUG if reason == self.last_error else logging.WARNING,
+                        "realtime: cannot connect to %s: %s", _safe_url(self.url), reason)
+                self.last_error = reason
                 refused = isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403)
                 if isinstance(exc, (InvalidURI, ValueError)) or (refused and attempt == 0):
                     hint = " (check OPENAI_API_KEY)" if refused else ""

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from device.errors import ModelError
+from device.quiet import quiet_stderr
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 _MODULES = {"ai_edge_litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter"}
@@ -91,7 +92,8 @@ class Interpreter:
         """Resize input `i` (a no-op if it already has this shape) and reallocate tensors."""
         try:
             self._raw.resize_tensor_input(self._in_idx[i], list(shape))
-            self._raw.allocate_tensors()
+            with quiet_stderr():  # (re)allocating applies XNNPACK, which prints an INFO line
+                self._raw.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"model {self.path}: cannot resize input {i} to {list(shape)} ({exc})") from None
         self._refresh()
@@ -146,11 +148,13 @@ def load_interpreter(path: str | Path, threads: int = 1, runtime: str | None = N
         if resolver is not None:
             options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        raw = cls(model_path=str(path), num_threads=max(1, int(threads)), **options)
+        with quiet_stderr():  # LiteRT prints an INFO line when it sets up XNNPACK
+            raw = cls(model_path=str(path), num_threads=max(1, int(threads)), **options)
     except (ValueError, RuntimeError, SystemError, ImportError) as exc:
         raise ModelError(f"model {path}: cannot load with {name} ({_first_line(exc)})") from None
     try:
-        raw.allocate_tensors()
+        with quiet_stderr():
+            raw.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         # Models with dynamic input dims (e.g. openWakeWord's melspectrogram, [-1, -1])
         # may only be allocatable once resize_input() has given them a real shape.

@@ -1,0 +1,115 @@
+"""`voxbox run`: the daemon on real hardware (PyAudio, gpiozero) under systemd.
+
+Start-up order: models (fail fast on a bad config), GPIO (optional: a machine
+without it still talks), the sound card (retried with backoff while missing),
+then the agent. READY=1 goes to systemd once the audio is open and the first
+connection attempt has been made; the watchdog is fed from the audio loop, so a
+stuck audio path gets the service restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from device import config as cfg
+from device import service
+from device.agent import Agent
+from device.audio.player import Player
+from device.errors import ConfigError, VoxboxError
+from device.timeline import Timeline
+
+log = logging.getLogger("voxbox.run")
+
+
+def _gpio(settings: cfg.Settings) -> tuple[Any, Any]:
+    if not settings.gpio.enabled:
+        return None, None
+    from device.gpio import build_gpio
+
+    try:
+        return build_gpio(settings.gpio)
+    except ConfigError:
+        raise
+    except Exception as exc:  # no GPIO on this machine: run without LEDs and buttons
+        log.warning("GPIO unavailable, running without LEDs and buttons: %s", exc)
+        return None, None
+
+
+async def _open_audio(settings: cfg.Settings, player: Player, indicator: Any) -> Any:
+    from device.audio.pyaudio_port import PyAudioPort
+
+    delay = 0.5
+    warned = ""
+    while True:
+        try:
+            return PyAudioPort(settings.audio, player)
+        except VoxboxError as exc:
+            if str(exc) != warned:  # one line per distinct problem, not one per retry
+                log.error("%s (retrying)", exc)
+                warned = str(exc)
+            service.status(f"waiting for audio: {exc}")
+            if indicator is not None:
+                indicator.show("error")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _run(settings: cfg.Settings) -> int:
+    from device.listen.vad import build_vad
+    from device.listen.wakeword import build_wake_detector
+    from device.simulate import _make_aec
+
+    key = cfg.api_key(settings)
+    if settings.realtime.url.startswith("wss://") and not key:
+        raise ConfigError("no API key: set OPENAI_API_KEY or realtime.api_key_file")
+    wake = build_wake_detector(settings.wake)
+    vad = build_vad(settings.vad)
+    aec = _make_aec(settings)
+    indicator, buttons = _gpio(settings)
+    from device.gpio.mute import MuteStore
+
+    mute = MuteStore(settings.gpio.state_dir)
+    player = Player(settings.audio.output_rate)
+    port = await _open_audio(settings, player, indicator)
+    timeline = Timeline(Path(settings.timeline) if settings.timeline else None)
+    heartbeat = service.Heartbeat(max_age=5.0)
+    watchdog = service.Watchdog(healthy=heartbeat)
+    agent = Agent(settings, port, timeline, wake=wake, vad=vad, url=settings.realtime.url, api_key=key,
+                  aec=aec, indicator=indicator, muted=mute.muted, on_mute_changed=mute.set,
+                  on_block=watchdog.frame)
+    if buttons is not None:
+        buttons.on_press = lambda: agent.press("press")
+        buttons.on_release = lambda: agent.press("release")
+        buttons.on_hold = lambda: agent.press("hold")
+    beat = asyncio.create_task(heartbeat.run(1.0))
+    try:
+        async with service.ShutdownSignals(on_stop=port.close) as stop:
+            run = asyncio.create_task(agent.run())
+            connected = await agent.client.wait_connected(5.0)
+            service.ready("listening" if connected else "offline, reconnecting")
+            log.info("voxbox running: mic %s @ %d Hz x%d, speaker %s", port.input_name, port.in_rate,
+                     port.in_channels, port.output_name)
+            done, _ = await asyncio.wait({run, asyncio.create_task(stop.wait())},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if run not in done:
+                port.close()
+                await run
+            else:
+                run.result()
+    finally:
+        beat.cancel()
+        timeline.close()
+        if indicator is not None:
+            indicator.close()
+        if buttons is not None:
+            buttons.close()
+        port.close()
+    return 0
+
+
+def run_daemon(settings: cfg.Settings) -> int:
+    logging.getLogger().setLevel(settings.log_level.upper())
+    return asyncio.run(_run(settings))
