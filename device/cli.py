@@ -127,7 +127,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from device.bench import run_bench
 
-    return run_bench(_settings(args), json_out=_path(args.json), sections=args.section)
+    return run_bench(_settings(args), json_out=_path(args.json), sections=args.section, quick=args.quick)
 
 
 def _path(p: str | None) -> Path | None:
@@ -185,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", cmd_check, "validate config, models, audio devices, GPIO and the server")
     sp = add("bench", cmd_bench, "benchmarks")
     sp.add_argument("--json", help="also write the report as JSON")
-    sp.add_argument("--section", action="append", default=[], help="only these sections (repeatable)")
+    sp.add_argument("--section", action="append", default=[],
+                    help="only these sections (repeatable): listen, barge_in, link, daemon")
+    sp.add_argument("--quick", action="store_true", help="small data sets (seconds, not minutes)")
     return p
 
 

@@ -137,3 +137,27 @@ def test_missing_api_key_for_a_wss_url_is_a_config_error(tmp_path: Path) -> None
     r = subprocess.run([sys.executable, "-m", "device", "run", "--config", str(cfg)], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "OPENAI_API_KEY" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_muted_device_sends_nothing_and_stays_muted_across_restarts(daemon_env, fixtures_dir: Path) -> None:
+    rig, cfg, env, notify, tmp = daemon_env
+    state = tmp / "state"
+    state.mkdir()
+    (state / "muted").write_text("1\n")  # muted by a hold before the last restart
+    proc = start(cfg, env)
+    try:
+        assert any("READY=1" in m for m in notifications(notify, "READY=1", 20))
+        phrase, _ = wavio.read_wav(fixtures_dir / "hey_jarvis_en-us.wav")
+        rig.feed(np.concatenate((phrase[:, 0], np.zeros(16000, np.int16))))
+        assert wait_for(lambda: rig.mic_pending() == 0, 15)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    recs = records(tmp / "timeline.jsonl")
+    assert [r["state"] for r in recs if r["event"] == "state"][-1] == "muted"
+    assert not [r for r in recs if r["event"] in ("wake", "uplink_start", "playback_start")]
+    summary = recs[-1]
+    assert summary["event"] == "summary" and summary["uplink_bytes"] == 0 and summary["uplink_audio_ms"] == 0
+    assert not rig.speaker_audio().any()
