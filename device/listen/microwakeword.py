@@ -10,8 +10,14 @@ MicroWakeWordFeatures, so the probabilities are bit-identical):
         state between calls) --> uint8 probability, dequantised
         --mean of the last `sliding_window` probabilities--> score, fires when > threshold
 
-The models run without the XNNPACK delegate: with it, int8 results differ from
-the TFLite C library the reference uses by one quantisation step now and then.
+Kernels: by default (exact=True) the models run on LiteRT's builtin kernels
+without the XNNPACK delegate: probabilities bit-identical to the reference, at
+about its CPU time (LiteRT's builtin int8 kernels take 43 us a call here, the
+reference's TFLite C library 15 us; we win it back in Python overhead).
+exact=False uses XNNPACK, ~8x faster a call (6 us), but its int8 arithmetic
+differs by a quantisation step now and then, and the streaming state carries
+that forward: windowed scores drift up to ~0.05 from the reference's, which can
+move a detection near the cutoff. Not used until measured on real recordings.
 Quantised features are clipped to the int8 range (the reference lets them wrap
 around on very loud input; identical otherwise). The frontend is shared by all
 wake words; each word adds one small model call every 30 ms. Streaming state
@@ -43,10 +49,10 @@ def _frontend_module() -> Any:
 
 
 class _Model:
-    def __init__(self, spec: WakeModelSpec, threads: int, runtime: str | None) -> None:
+    def __init__(self, spec: WakeModelSpec, threads: int, runtime: str | None, exact: bool) -> None:
         self.spec = spec
         self.name = spec.name
-        self._threads, self._runtime = threads, runtime
+        self._threads, self._runtime, self._exact = threads, runtime, exact
         model = self._load()
         shape, out_shape = model.input_shape(0), model.output_shape(0)
         details_in, details_out = model.input_details[0], model.output_details[0]
@@ -71,9 +77,14 @@ class _Model:
         self.model = model
         self._probs: deque[float] = deque(maxlen=self.window)
         self._fresh = True
+        # The reference's float32 dequantisation, (q - zero) * scale, as a table over all q.
+        out_info = np.iinfo(details_out["dtype"])
+        levels = np.arange(out_info.min, out_info.max + 1).astype(np.float32)
+        self._dequant = [float(v) for v in (levels - self.out_zero) * self.out_scale]
+        self._dequant_base = out_info.min
 
     def _load(self) -> Interpreter:
-        return load_interpreter(self.spec.path, self._threads, self._runtime, xnnpack=False)
+        return load_interpreter(self.spec.path, self._threads, self._runtime, xnnpack=not self._exact)
 
     def reset(self) -> None:
         if not self._fresh:  # the streaming state lives in the interpreter: start a new one
@@ -81,13 +92,25 @@ class _Model:
             self._fresh = True
         self._probs.clear()
 
-    def step(self, features: np.ndarray) -> float | None:
-        """features: float64 [stride, 40]; the windowed probability, None until the window is full."""
+    @property
+    def quant_key(self) -> tuple:
+        """Models with the same key take the same quantised input (computed once per step)."""
+        return (self.stride, self.in_scale, self.in_zero, np.dtype(self.in_dtype).str)
+
+    def quantise(self, features: np.ndarray) -> np.ndarray:
+        """float64 [stride, 40] → [1, stride, 40] in the input dtype: round(f / scale + zero), clipped."""
+        q = features / self.in_scale
+        q += self.in_zero
+        np.rint(q, out=q)  # rint and np.round both round half to even
+        np.maximum(q, self.in_range[0], out=q)
+        np.minimum(q, self.in_range[1], out=q)
+        return q.astype(self.in_dtype)[np.newaxis]
+
+    def step(self, quantised: np.ndarray) -> float | None:
+        """One model call; the mean of the last `sliding_window` probabilities, None until it is full."""
         self._fresh = False
-        q = np.round(features / self.in_scale + self.in_zero)
-        np.clip(q, *self.in_range, out=q)
-        out = self.model.run(q.astype(self.in_dtype)[np.newaxis])
-        prob = ((out.astype(np.float32) - self.out_zero) * self.out_scale).item()
+        raw = self.model.run(quantised).item()
+        prob = self._dequant[raw - self._dequant_base]
         self._probs.append(prob)
         if len(self._probs) < self.window:
             return None
@@ -98,12 +121,13 @@ class MicroWakeWordDetector:
     """Several microWakeWord models on one shared audio frontend. Feed int16 16 kHz mono."""
 
     def __init__(self, specs: Sequence[WakeModelSpec], *, threshold: float = 0.5, trigger_level: int = 1,
-                 refractory_s: float = 2.0, threads: int = 1, runtime: str | None = None) -> None:
+                 refractory_s: float = 2.0, threads: int = 1, runtime: str | None = None,
+                 exact: bool = True) -> None:
         if not specs:
             raise ConfigError("config wake.words: at least one wake word or wake.models entry is needed")
         self._fe = _frontend_module()
         self._ctx = self._fe.create_frontend()
-        self._models = [_Model(s, threads, runtime) for s in specs]
+        self._models = [_Model(s, threads, runtime, exact) for s in specs]
         self.names: list[str] = [m.name for m in self._models]
         self.runtime = self._models[0].runtime
         self._triggers = Triggers(specs, threshold, trigger_level, refractory_s, strict=True)
@@ -146,10 +170,14 @@ class MicroWakeWordDetector:
             self._feats[self._n_feats % self._stride] = features
             self._n_feats += 1
             out: dict[str, float] = {}
+            inputs: dict[tuple, np.ndarray] = {}
             for m in self._models:
                 if self._n_feats % m.stride == 0:
-                    k = (self._n_feats - m.stride) % self._stride
-                    prob = m.step(self._feats[k : k + m.stride])
+                    key = m.quant_key
+                    if key not in inputs:
+                        k = (self._n_feats - m.stride) % self._stride
+                        inputs[key] = m.quantise(self._feats[k : k + m.stride])
+                    prob = m.step(inputs[key])
                     if prob is not None:
                         out[m.name] = prob
             if out:
