@@ -31,10 +31,10 @@ if [ "$size" = quick ]; then
   snrs=(clean 10)
   n_neg=8
 else
-  voices=(en-us en-gb en+f2 en+m3 en-gb-x-rp+f4 en-029)
+  voices=(en-us en-gb en+f2 en+m3)
   speeds=(130 165)
   snrs=(clean 20 10 5)
-  n_neg=40
+  n_neg=16
 fi
 # Near misses first, then ordinary speech a speaker hears in a living room.
 negatives=(
