@@ -70,6 +70,7 @@ class Agent:
         self.on_block = on_block  # called after every mic block (the systemd watchdog)
         self.samples = 0  # mic samples processed: the clock of the timeline
         self.errors = 0
+        self._stopping = False
         self._playing: str | None = None  # item whose audio is coming out of the speaker
         self._button_events: list[tuple[float, str]] = []
         for p in presses or []:
@@ -113,6 +114,7 @@ class Agent:
                 if self.on_block is not None:
                     self.on_block()
         finally:
+            self._stopping = True
             await self.client.close()
             link_task.cancel()
             try:
@@ -224,7 +226,8 @@ class Agent:
 
     def _on_disconnect(self, reason: str) -> None:
         self.log("disconnect", reason=reason)
-        self._apply(self.machine.handle(cv.Disconnected(self.now, reason)))
+        if not self._stopping:  # our own close at the end of a run is not "offline"
+            self._apply(self.machine.handle(cv.Disconnected(self.now, reason)))
 
     def _on_sent(self, event: dict[str, Any]) -> None:
         etype = event.get("type", "?")
