@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a server event larger than this closes the connection (1009)
 OPEN_TIMEOUT_S = 10.0
 ONLINE_AUDIO_MIN_S = 5.0  # pending-audio bound while connected but the socket is slow
-BACKOFF_BASE_S = 0.5
-STABLE_S = 10.0  # a connection that lived this long resets the backoff
+BACKOFF_FIRST_S = 0.1  # the first retry; then doubling (0.1, 0.2, 0.4 … s) up to reconnect_max_s, jitter ×0.5–1
+HEALTHY_S = 0.5  # a connection the server answered on and that lived this long resets the backoff
+# (a server that accepts and drops at once is retried with a growing delay, not hammered)
 QUIET_S = 2.0  # renewal waits for this long without uplink audio or response
 MAX_PENDING_EVENTS = 1000
 
@@ -121,6 +122,7 @@ class RealtimeClient:
         self._responses: set[str] = set()  # responses in flight (for a quiet renewal)
         self._last_audio = 0.0
         self._renewing = False
+        self._answered = False  # the server sent something on this connection
 
     # ------------------------------------------------------------------ public, never blocking
 
@@ -287,8 +289,8 @@ class RealtimeClient:
             if reason == "renew":
                 attempt = 0
                 continue
-            if time.monotonic() - started >= STABLE_S:
-                attempt = 0
+            if self._answered and time.monotonic() - started >= HEALTHY_S:
+                attempt = 0  # it was healthy: retry at once (a quick restart is back in ~0.1 s)
             if self._closing:
                 break
             delay = _backoff(attempt, self.settings.reconnect_max_s)
@@ -304,12 +306,14 @@ class RealtimeClient:
         wake, connected_ev, stop = self._ensure_loop_objects()
         self._ws = ws
         self._renewing = False
+        self._answered = False
         self._responses.clear()
         try:
             await ws.send(protocol.encode(self.session_update))
         except ConnectionClosed as exc:
+            # Lost before it was ever reported as connected: nothing to report as a disconnect.
             reason = _close_reason(exc)
-            self.on_disconnect(reason)
+            log.info("realtime: connection lost before the session was set up (%s)", reason)
             return reason
         with self._lock:
             self.connected = True
@@ -331,19 +335,21 @@ class RealtimeClient:
                 self.connected = False
                 self._went_offline_locked()
             connected_ev.clear()
-            for task in (sender, renewer):
-                task.cancel()
-            await asyncio.gather(sender, renewer, return_exceptions=True)
             if self._renewing:
                 reason = "renew"
             if self._closing:
                 reason = "client closed"
             log.info("realtime: disconnected (%s)", reason)
+            # Told at once, in the same step as `connected` turns False (the agent shows offline).
             self._safe_call(self.on_disconnect, reason)
+            for task in (sender, renewer):
+                task.cancel()
+            await asyncio.gather(sender, renewer, return_exceptions=True)
             await ws.close()
         return reason
 
     def _handle_message(self, message: str | bytes) -> None:
+        self._answered = True
         self.stats.downlink_bytes += len(message)
         try:
             ev = protocol.parse_server_event(message)
@@ -420,8 +426,11 @@ class RealtimeClient:
 
 
 def _backoff(attempt: int, cap: float) -> float:
-    """Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s … up to `cap`, times 0.5–1."""
-    base = min(max(cap, 0.05), BACKOFF_BASE_S * (2 ** min(attempt, 30)))
+    """Capped exponential backoff with jitter: 0.1 s, 0.2 s, 0.4 s … up to `cap`, times 0.5–1.
+
+    The retries stay close together at first, so a server back after a restart of
+    D seconds is reached again within about D (≤ 1 s for a quick restart)."""
+    base = min(max(cap, 0.05), BACKOFF_FIRST_S * (2 ** min(attempt, 30)))
     return base * random.uniform(0.5, 1.0)
 
 
@@ -448,8 +457,13 @@ def _describe(exc: BaseException) -> str:
 def _close_reason(exc: ConnectionClosed | None, ws: ClientConnection | None = None) -> str:
     if exc is None and ws is not None:
         rcvd = ws.close_code
-        return f"server closed ({rcvd} {ws.close_reason})".strip() if rcvd is not None else "closed"
+        return _closed_by_server(rcvd, ws.close_reason) if rcvd is not None else "closed"
     assert exc is not None
     if exc.rcvd is not None:
-        return f"server closed ({exc.rcvd.code} {exc.rcvd.reason})".replace(" )", ")")
+        return _closed_by_server(exc.rcvd.code, exc.rcvd.reason)
     return "connection lost"
+
+
+def _closed_by_server(code: int, reason: str | None) -> str:
+    detail = f"{code} {reason or ''}".strip()
+    return f"server closed ({detail})"

@@ -430,6 +430,7 @@ class RealtimeServer:
         self.host = "127.0.0.1"
         self.port = 0
         self.connections = 0  # accepted since start (for tests and `check`)
+        self._live: set[ServerConnection] = set()
 
     @property
     def url(self) -> str:
@@ -445,13 +446,43 @@ class RealtimeServer:
         return self.port
 
     async def stop(self) -> None:
+        """A clean shutdown: stop listening, close every connection with 1001 (going away)."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
 
+    async def kill(self) -> None:
+        """A crash (fault hook): stop listening and drop every TCP connection without a close frame."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        for ws in list(self._live):
+            ws.transport.abort()
+        await self._server.wait_closed()
+        self._server = None
+
+    @property
+    def live(self) -> int:
+        """Connections open right now."""
+        return len(self._live)
+
+    async def broadcast(self, message: str | bytes) -> int:
+        """Send a raw message to every live connection (fault hook: garbage, huge or odd events).
+
+        Returns how many connections it reached."""
+        sent = 0
+        for ws in list(self._live):
+            try:
+                await ws.send(message)
+                sent += 1
+            except ConnectionClosed:
+                pass
+        return sent
+
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
+        self._live.add(ws)
         sess = Session(ws, self.speed, self.trace)
         try:
             await sess.emit("session.created", session=sess.session)
@@ -462,6 +493,7 @@ class RealtimeServer:
         except ConnectionClosed:
             pass
         finally:
+            self._live.discard(ws)
             await sess.close()
 
 
