@@ -43,10 +43,15 @@ def check_models(settings: cfg.Settings) -> str:
 
 
 def check_audio(settings: cfg.Settings) -> str:
-    from device.audio.pyaudio_port import find_devices
+    from device.audio.pyaudio_port import find_device, list_devices
 
-    inp, out = find_devices(settings.audio)
-    return f"mic: {inp}; speaker: {out}"
+    devs = list_devices()
+    d_in = next((d.index for d in devs if d.is_default_input), None)
+    d_out = next((d.index for d in devs if d.is_default_output), None)
+    inp = find_device(devs, settings.audio.input_device, "input", d_in)
+    out = find_device(devs, settings.audio.output_device, "output", d_out)
+    return (f"mic: {inp.name!r} ({inp.max_input_channels} ch, {inp.default_rate} Hz); "
+            f"speaker: {out.name!r}")
 
 
 def check_gpio(settings: cfg.Settings) -> str:
