@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Generate the barge-in scenario set (`voxbox bench`, section barge_in; tests/test_barge_in.py).
+
+    python3 scripts/make_barge_in_set.py OUT_DIR [--quick]
+
+Writes into OUT_DIR:
+  replies/reply_K.wav   the device's reply (espeak-ng, several voices), 24 kHz mono PCM16,
+                        silence trimmed, peak -3 dBFS, -78 dBFS noise floor (never a run
+                        of digital zeros): what the scripted server sends
+  users/user_K.wav      an interruption (other espeak-ng voices), 16 kHz, peak -3 dBFS
+  in/NAME.wav           IN.wav of each scenario: 16 kHz mono, -60 dBFS noise floor, plus
+                        (family "talk") the user's interruption at a known instant and level
+  scenarios.json        one object per scenario (below); written last, so its presence
+                        means the set is complete
+
+A scenario: {"name", "family": "silent" | "talk", "reply", "mic", "reply_start_s",
+"echo_gain", "echo_delay_ms", "room", "onset_s" (talk: first sample of the user's
+speech in IN.wav, else null), "user", "user_level_db", "offset_s" (onset - reply start)}.
+The echo itself is not in IN.wav: the simulated sound card adds it (gain, delay, room)
+from what the speaker really plays, so a barge-in that stops the reply stops its echo.
+
+Deterministic: the same espeak-ng gives the same files (numpy's seeded generator
+for the noise and the scenario grid). Needs espeak-ng, numpy and soxr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+REPLY_RATE = 24000
+MIC_RATE = 16000
+REPLY_START_S = 0.5
+
+REPLIES = [  # (voice, words per minute, text)
+    ("en-us", 165, "The weather today is sunny with a light breeze from the west. Temperatures will reach "
+                   "twenty two degrees in the afternoon, and the evening should stay dry and calm, with a "
+                   "few clouds arriving after midnight."),
+    ("en+f3", 175, "Here is a recipe for a simple tomato soup. Chop two onions and a clove of garlic, soften "
+                   "them in olive oil, add a kilo of ripe tomatoes and a litre of stock, then simmer for "
+                   "twenty minutes and blend until smooth."),
+    ("en-gb", 160, "The train to Edinburgh leaves from platform four at half past nine. It stops at York and "
+                   "Newcastle, and the journey takes about four hours, so you should arrive in time for a "
+                   "late lunch near the castle."),
+    ("en-gb-scotland+m3", 170, "Sure, I can tell you a story. Once upon a time a small robot lived in a "
+                               "lighthouse by the sea. Every night it counted the ships that passed, and "
+                               "every morning it polished the great lamp until it shone like the sun."),
+]
+USERS = [  # (voice, words per minute, text)
+    ("en+m3", 180, "stop"),
+    ("en-us+f2", 175, "wait, stop please"),
+    ("en-029", 170, "hey, hold on a second"),
+    ("en-gb-x-rp+f4", 185, "no, cancel that"),
+    ("en+m7", 170, "okay, what about tomorrow"),
+    ("en-us+f4", 190, "stop, tell me a joke instead"),
+]
+
+GAINS = [0.3, 0.5, 0.7, 1.0]
+DELAYS = [10, 30, 60]
+OFFSETS = [0.4, 0.7, 1.0, 1.5, 2.5, 4.0]  # user onset after the reply starts (s)
+LEVELS = [0.0, -6.0, -12.0]  # user level vs the reply's (both peak -3 dBFS before this)
+
+
+def speak(text: str, voice: str, wpm: int, rate: int) -> np.ndarray:
+    """espeak-ng → `rate` Hz int16, silence trimmed (|x| > 0.3 % FS), peak -3 dBFS."""
+    wav = subprocess.run(["espeak-ng", "--stdout", "-v", voice, "-s", str(wpm), text],
+                         check=True, capture_output=True).stdout
+    with wave.open(io.BytesIO(wav)) as w:
+        src, x = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    y = soxr.resample(x.astype(np.float32), src, rate)
+    loud = np.flatnonzero(np.abs(y) > 0.003 * 32768)
+    y = y[loud[0] : loud[-1] + 1]
+    y *= (32767 * 10 ** (-3 / 20)) / np.max(np.abs(y))
+    return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+
+
+def write_wav(path: Path, x: np.ndarray, rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(x.astype("<i2").tobytes())
+
+
+def noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """-60 dBFS (RMS) noise floor: not digital silence, as a real mic."""
+    return rng.standard_normal(n) * 32768 * 1e-3
+
+
+def grid(quick: bool, rng: np.random.Generator) -> list[dict]:
+    """The scenario grid (echo gain × delay × room for each family)."""
+    out: list[dict] = []
+    if quick:
+        out.append(dict(family="silent", reply=0, gain=1.0, delay=30, room=True))
+        out.append(dict(family="silent", reply=1, gain=1.0, delay=10, room=False))
+        for k, (g, d, room, off, lvl) in enumerate([(1.0, 30, True, 1.0, -6.0), (0.5, 60, False, 1.5, 0.0),
+                                                     (0.7, 10, True, 0.7, -6.0), (1.0, 30, False, 2.5, -12.0)]):
+            out.append(dict(family="talk", reply=k % len(REPLIES), gain=g, delay=d, room=room, offset=off,
+                            user=k % len(USERS), level=lvl))
+        return out
+    combos = [(g, d, room) for g in GAINS for d in DELAYS for room in (False, True)]
+    for k, (g, d, room) in enumerate(combos):  # 24 combos × 2 replies: ~10 min of echo-only reply
+        for r in (k % len(REPLIES), (k + 1) % len(REPLIES)):
+            out.append(dict(family="silent", reply=r, gain=g, delay=d, room=room))
+    for k, (g, d, room) in enumerate(combos):  # 24 combos × 3 interruptions
+        for j in range(3):
+            out.append(dict(family="talk", reply=int(rng.integers(len(REPLIES))), gain=g, delay=d, room=room,
+                            offset=float(OFFSETS[(k * 3 + j) % len(OFFSETS)] + rng.uniform(0, 0.2)),
+                            user=int(rng.integers(len(USERS))), level=float(LEVELS[(k + j) % len(LEVELS)])))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out_dir")
+    ap.add_argument("--quick", action="store_true", help="a handful of scenarios (tests)")
+    args = ap.parse_args(argv)
+    out = Path(args.out_dir)
+    (out / "scenarios.json").unlink(missing_ok=True)
+    rng = np.random.default_rng(2024)
+    plan = grid(args.quick, rng)
+
+    replies: dict[int, np.ndarray] = {}
+    users: dict[int, np.ndarray] = {}
+    for p in plan:
+        if p["reply"] not in replies:
+            voice, wpm, text = REPLIES[p["reply"]]
+            x = speak(text, voice, wpm, REPLY_RATE).astype(np.float64)
+            # A -78 dBFS floor, as real TTS: no run of digital zeros inside the reply, so
+            # "OUT.wav stays zero from here" marks where the speaker was silenced.
+            x = np.clip(np.rint(x + rng.standard_normal(len(x)) * 4), -32768, 32767).astype(np.int16)
+            replies[p["reply"]] = x
+            write_wav(out / "replies" / f"reply_{p['reply']}.wav", x, REPLY_RATE)
+        if p["family"] == "talk" and p["user"] not in users:
+            voice, wpm, text = USERS[p["user"]]
+            users[p["user"]] = x = speak(text, voice, wpm, MIC_RATE)
+            write_wav(out / "users" / f"user_{p['user']}.wav", x, MIC_RATE)
+
+    scenarios = []
+    for i, p in enumerate(plan):
+        reply_s = len(replies[p["reply"]]) / REPLY_RATE
+        name = f"{p['family']}_{i:03d}_g{p['gain']:.1f}_d{p['delay']}{'_room' if p['room'] else ''}"
+        sc = {"name": name, "family": p["family"], "reply": f"replies/reply_{p['reply']}.wav",
+              "mic": f"in/{name}.wav", "reply_start_s": REPLY_START_S, "echo_gain": p["gain"],
+              "echo_delay_ms": p["delay"], "room": p["room"], "onset_s": None, "user": None,
+              "user_level_db": None, "offset_s": None}
+        if p["family"] == "silent":
+            n = int((REPLY_START_S + reply_s + 0.5) * MIC_RATE)
+            mic = noise(n, rng)
+        else:
+            user = users[p["user"]].astype(np.float64) * 10 ** (p["level"] / 20)
+            at = int(round((REPLY_START_S + p["offset"]) * MIC_RATE))
+            n = at + len(user) + int(1.0 * MIC_RATE)
+            mic = noise(n, rng)
+            mic[at : at + len(user)] += user
+            sc.update(onset_s=round(at / MIC_RATE, 4), user=f"users/user_{p['user']}.wav",
+                      user_level_db=p["level"], offset_s=round(p["offset"], 3))
+        write_wav(out / sc["mic"], np.clip(np.rint(mic), -32768, 32767).astype(np.int16), MIC_RATE)
+        scenarios.append(sc)
+    (out / "scenarios.json").write_text(json.dumps(scenarios, indent=1) + "\n")
+    print(f"make_barge_in_set: {len(scenarios)} scenarios in {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
