@@ -16,7 +16,7 @@ DEPS_STAMP := $(VENV)/.stamp-deps
 APT_PACKAGES := portaudio19-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all systemd \
                 python3 python3-venv python3-dev gcc libc6-dev
 
-.PHONY: demo test setup clean
+.PHONY: demo test test-tflite-runtime setup clean
 
 demo: $(DEPS_STAMP)
 	$(VENV)/bin/voxbox demo
@@ -24,6 +24,19 @@ demo: $(DEPS_STAMP)
 # pytest's exit 5 (no test collected) is a failure, said in words.
 test: $(DEPS_STAMP)
 	@$(VENV)/bin/python -m pytest -q || { rc=$$?; [ $$rc -ne 5 ] || echo "make: pytest collected no test" >&2; exit $$rc; }
+
+# The listening tests again on tflite-runtime (what Raspberry Pi OS Bookworm's Python 3.11 gets):
+# its 2.14 wheels need numpy 1.x, so they live in a venv of their own.
+TFL_VENV := .venv-tflite
+test-tflite-runtime: $(APT_STAMP)
+	@if ! $(PYTHON) -c 'import sys; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 11) else 1)'; then \
+	  echo "== tflite-runtime has no wheel for this Python: listening tests on LiteRT only"; exit 0; fi; \
+	[ -x $(TFL_VENV)/bin/python ] || $(PYTHON) -m venv $(TFL_VENV); \
+	[ -f $(TFL_VENV)/.stamp ] || { $(TFL_VENV)/bin/python -m pip install -q --upgrade pip && \
+	  $(TFL_VENV)/bin/python -m pip install -q "numpy<2" "tflite-runtime==2.14.0" -e '.[test]' && touch $(TFL_VENV)/.stamp; }; \
+	VOXBOX_TFLITE_RUNTIME=tflite_runtime $(TFL_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  tests/test_listen_tflite_runtime.py tests/test_listen_interpreter.py tests/test_listen_wakeword.py \
+	  tests/test_listen_micro.py tests/test_listen_manifest.py tests/test_listen_commands.py tests/test_listen_vad.py
 
 setup: $(DEPS_STAMP)
 
@@ -50,4 +63,4 @@ $(DEPS_STAMP): $(APT_STAMP) pyproject.toml
 	@touch $@
 
 clean:
-	rm -rf $(VENV) demo-out bench-out tests/fixtures/generated *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(TFL_VENV) demo-out bench-out tests/fixtures/generated *.egg-info .pytest_cache .hypothesis

@@ -44,8 +44,8 @@ class WakeSettings:
     words: list[str] = field(default_factory=lambda: ["hey_jarvis"])
     models: list[str] = field(default_factory=list)  # custom .tflite or manifest .json paths
     engine: str = "openwakeword"  # openwakeword | microwakeword
-    threshold: float = 0.5
-    trigger_level: int = 1  # consecutive frames above threshold
+    threshold: float = 0.0  # 0 = each model's own (its manifest); else overrides all models
+    trigger_level: int = 0  # consecutive frames above threshold; 0 = each model's own
     refractory_s: float = 2.0
 
 
@@ -223,10 +223,10 @@ def _validate(s: Settings) -> None:
         if value not in choices:
             raise ConfigError(f"config {key}: {value!r} is not one of {', '.join(choices)}")
     checks = [
-        ("wake.threshold", 0 < s.wake.threshold < 1, "must be between 0 and 1"),
+        ("wake.threshold", 0 <= s.wake.threshold < 1, "must be between 0 and 1 (0 = each model's own)"),
         ("vad.threshold", 0 < s.vad.threshold < 1, "must be between 0 and 1"),
         ("vad.speaking_threshold", 0 < s.vad.speaking_threshold < 1, "must be between 0 and 1"),
-        ("wake.trigger_level", s.wake.trigger_level >= 1, "must be at least 1"),
+        ("wake.trigger_level", s.wake.trigger_level >= 0, "must not be negative (0 = each model's own)"),
         ("audio.output_rate", 8000 <= s.audio.output_rate <= 192000, "must be a sample rate in Hz"),
         ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000, "must be 0 or a rate in Hz"),
         ("conversation.follow_up_s", s.conversation.follow_up_s > 0, "must be positive"),

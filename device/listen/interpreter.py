@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -142,6 +143,8 @@ def load_interpreter(path: str | Path, threads: int = 1, runtime: str | None = N
             break
     if cls is None:
         raise ModelError(f"no usable TFLite runtime (tried {', '.join(candidates)}); install ai-edge-litert")
+    if name == "tflite_runtime":
+        _probe_in_subprocess(path, name)
     options = {}
     if not xnnpack:
         resolver = getattr(sys.modules.get(_MODULES[name]), "OpResolverType", None)
@@ -161,6 +164,30 @@ def load_interpreter(path: str | Path, threads: int = 1, runtime: str | None = N
         if not any(-1 in d.get("shape_signature", ()) for d in raw.get_input_details()):
             raise ModelError(f"model {path}: cannot allocate tensors ({_first_line(exc)})") from None
     return Interpreter(raw, name, path)
+
+
+_PROBED: dict[tuple[str, int, int], str] = {}
+
+
+def _probe_in_subprocess(path: Path, runtime: str) -> None:
+    """Load the model once in a child process first: tflite_runtime 2.14 has no flatbuffer
+    verifier and segfaults on some damaged files, which would take the daemon down with it."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _PROBED:
+        # Construct and allocate; a Python-level allocate error (dynamic shapes before a
+        # resize) is for the real load to judge, only a crash or a failed parse counts here.
+        code = ("import sys\nfrom tflite_runtime.interpreter import Interpreter as I\n"
+                "i = I(model_path=sys.argv[1])\ntry:\n    i.allocate_tensors()\nexcept Exception:\n    pass\n")
+        try:
+            r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+            _PROBED[key] = "" if r.returncode == 0 else (
+                f"crashes {runtime} (signal {-r.returncode})" if r.returncode < 0 else
+                (r.stderr.strip().splitlines() or ["cannot load"])[-1])
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _PROBED[key] = f"probe failed ({exc})"
+    if _PROBED[key]:
+        raise ModelError(f"model {path}: {runtime} cannot load it: {_PROBED[key]}")
 
 
 def _first_line(exc: BaseException) -> str:

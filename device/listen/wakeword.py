@@ -74,7 +74,7 @@ class WakeModelSpec:
     manifest: ModelManifest | None = None
 
 
-_DEFAULTS = WakeSettings()
+FALLBACK_THRESHOLD = 0.5  # for a model whose manifest names none
 
 
 def known_wake_words(engine: str = "openwakeword") -> list[str]:
@@ -83,14 +83,10 @@ def known_wake_words(engine: str = "openwakeword") -> list[str]:
 
 
 def _spec(m: ModelManifest, settings: WakeSettings) -> WakeModelSpec:
-    # A manifest's threshold / trigger level is the model's own calibration; a value the
-    # user changed from the default (config or `voxbox detect --threshold`) overrides it.
-    threshold = m.threshold
-    if threshold is None or settings.threshold != _DEFAULTS.threshold:
-        threshold = settings.threshold
-    level = m.trigger_level
-    if level is None or settings.trigger_level != _DEFAULTS.trigger_level:
-        level = settings.trigger_level
+    # A manifest's threshold / trigger level is the model's own calibration; the config
+    # (or `voxbox detect --threshold`) overrides it only when set (0 = the model's own).
+    threshold = settings.threshold or m.threshold or FALLBACK_THRESHOLD
+    level = settings.trigger_level or m.trigger_level or 1
     return WakeModelSpec(m.name, m.path, threshold, level, m.sliding_window, m)
 
 
@@ -313,9 +309,11 @@ def build_wake_detector(settings: WakeSettings, *, threads: int = 1, runtime: st
     if settings.engine == "microwakeword":
         from device.listen.microwakeword import MicroWakeWordDetector
 
-        return MicroWakeWordDetector(specs, threshold=settings.threshold, trigger_level=settings.trigger_level,
+        return MicroWakeWordDetector(specs, threshold=settings.threshold or FALLBACK_THRESHOLD,
+                                     trigger_level=settings.trigger_level or 1,
                                      refractory_s=settings.refractory_s, threads=threads, runtime=runtime)
     if settings.engine != "openwakeword":
         raise ConfigError(f"config wake.engine: {settings.engine!r} is not one of openwakeword, microwakeword")
-    return WakeWordDetector(specs, threshold=settings.threshold, trigger_level=settings.trigger_level,
+    return WakeWordDetector(specs, threshold=settings.threshold or FALLBACK_THRESHOLD,
+                            trigger_level=settings.trigger_level or 1,
                             refractory_s=settings.refractory_s, threads=threads, runtime=runtime)
