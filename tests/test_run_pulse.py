@@ -161,3 +161,29 @@ def test_muted_device_sends_nothing_and_stays_muted_across_restarts(daemon_env, 
     summary = recs[-1]
     assert summary["event"] == "summary" and summary["uplink_bytes"] == 0 and summary["uplink_audio_ms"] == 0
     assert not rig.speaker_audio().any()
+
+
+def test_sound_card_lost_and_back_shows_error_then_recovers(daemon_env, fixtures_dir: Path) -> None:
+    rig, cfg, env, notify, tmp = daemon_env
+    proc = start(cfg, env)
+    tl = tmp / "timeline.jsonl"
+    try:
+        assert any("READY=1" in m for m in notifications(notify, "READY=1", 20))
+        rig.stop_server()  # the USB card is unplugged: the sound server and its devices vanish
+        assert wait_for(lambda: any(r["event"] == "state" and r["state"] == "error" for r in records(tl)), 15), \
+            records(tl)[-5:]
+        assert proc.poll() is None  # the daemon keeps running
+        rig.start()
+        assert wait_for(lambda: any(r["event"] == "audio_reopened" for r in records(tl)), 30), records(tl)[-5:]
+        states = [r["state"] for r in records(tl) if r["event"] == "state"]
+        assert states[-1] == "idle"
+        # ... and it still works: the wake phrase opens a conversation.
+        phrase, _ = wavio.read_wav(fixtures_dir / "hey_jarvis_en-us.wav")
+        rig.feed(np.concatenate((phrase[:, 0], np.zeros(16000, np.int16))))
+        assert wait_for(lambda: any(r["event"] == "wake" for r in records(tl)), 20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    errors = [line for line in err.splitlines() if "audio device lost" in line]
+    assert 1 <= len(errors) <= 2, err  # said once, not once per retry
