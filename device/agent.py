@@ -199,7 +199,9 @@ class Agent:
             if note.kind == "start":
                 if note.item_id != self._playing:
                     self._playing = note.item_id
-                    self.log("playback_start", item_id=note.item_id)
+                    # speaker_s: the exact speaker sample it started at (t is block-granular).
+                    self.log("playback_start", item_id=note.item_id,
+                             speaker_s=round(note.sample / self.player.rate, 4))
             elif note.kind == "idle":
                 if self.machine.response_id is not None:
                     # The reply arrives slower than it plays: a gap, not the end.

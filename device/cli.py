@@ -61,7 +61,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"voxbox demo: a spoken scenario played into the full agent (local parrot server, no hardware)\n"
           f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/timeline.png\n", flush=True)
-    demo(settings, out, speed=args.speed, echo=lambda rec: print(format_record(rec), flush=True))
+    records = demo(settings, out, speed=args.speed,
+                   echo=lambda rec: rec["event"] != "led" and print(format_record(rec), flush=True))
+    from device.audio import wavio
+    from device.demo_report import summary_lines
+    from device.simulate import DEMO_INFO
+
+    speaker, rate = wavio.read_wav(out / "speaker.wav")
+    info = json.loads(DEMO_INFO.read_text()) if DEMO_INFO.is_file() else None
+    print("\nwhat happened (measured from the outputs):")
+    for line in summary_lines(records, speaker[:, 0], rate, info):
+        print("  " + line)
     print(f"\ndone: {out}/timeline.jsonl  {out}/speaker.wav  {out}/timeline.png")
     return 0
 

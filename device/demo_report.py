@@ -1,0 +1,80 @@
+"""What the demo proves, measured from its own outputs (timeline + speaker.wav + scenario onsets).
+
+The numbers come from the files, not from the agent's opinion of itself: the
+speaker going quiet is read off OUT.wav (exact zeros = nothing played), and
+the user's onset from the scenario's measured segment times.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def sounding_runs(x: np.ndarray, rate: int, gap_ms: int = 20) -> list[tuple[float, float]]:
+    """(start_s, end_s) spans where the speaker played anything; gaps shorter than gap_ms are bridged."""
+    nz = np.flatnonzero(x != 0)
+    if len(nz) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(nz) > rate * gap_ms // 1000)
+    starts = np.concatenate(([nz[0]], nz[breaks + 1]))
+    ends = np.concatenate((nz[breaks], [nz[-1]]))
+    return [(s / rate, (e + 1) / rate) for s, e in zip(starts, ends)]
+
+
+def barge_in_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int,
+                   onset_s: float | None) -> dict[str, Any] | None:
+    """Latency (user onset → speaker silent) and truncate accuracy of the first barge-in; None if none.
+
+    "Silent" is the instant after which speaker.wav stays exactly zero until the next reply
+    starts; "played" runs from the item's first speaker sample (playback_start's speaker_s).
+    """
+    barge = next((r for r in records if r["event"] == "barge_in"), None)
+    if barge is None:
+        return None
+    trunc = next((r for r in records if r["event"] == "send" and r.get("type") == "conversation.item.truncate"
+                  and r["t"] >= barge["t"]), None)
+    nxt = next((r for r in records if r["event"] == "playback_start" and r["t"] > barge["t"]), None)
+    end = len(speaker) if nxt is None else int(nxt.get("speaker_s", nxt["t"]) * rate)
+    nz = np.flatnonzero(speaker[:end] != 0)
+    silent_at = (nz[-1] + 1) / rate if len(nz) else 0.0
+    facts: dict[str, Any] = {"source": barge["source"], "decision_t": barge["t"], "silent_t": silent_at}
+    if onset_s is not None:
+        facts["onset_t"] = onset_s
+        facts["latency_ms"] = round((silent_at - onset_s) * 1000)
+    start = None if trunc is None else next(
+        (r for r in records if r["event"] == "playback_start" and r.get("item_id") == trunc["item_id"]), None)
+    if trunc is not None and start is not None:
+        facts["audio_end_ms"] = trunc["audio_end_ms"]
+        facts["played_ms"] = round((silent_at - start.get("speaker_s", start["t"])) * 1000)
+    return facts
+
+
+def summary_lines(records: list[dict[str, Any]], speaker: np.ndarray, rate: int,
+                  info: dict[str, Any] | None) -> list[str]:
+    lines: list[str] = []
+    wake = next((r for r in records if r["event"] == "wake"), None)
+    if wake:
+        lines.append(f"wake word      {wake['wake_word']} at {wake['t']:.2f} s (score {wake['score']:.2f})")
+    else:
+        lines.append("wake word      not detected")
+    states = [r["state"] for r in records if r["event"] == "state"]
+    lines.append("states         " + " → ".join(s for i, s in enumerate(states) if i == 0 or states[i - 1] != s))
+    onset = info["interrupt"][0] if info and "interrupt" in info else None
+    facts = barge_in_facts(records, speaker, rate, onset)
+    if facts is None:
+        lines.append("barge-in       none")
+    else:
+        if "latency_ms" in facts:
+            lines.append(f"barge-in       user starts at {facts['onset_t']:.2f} s, {facts['source']} decides at "
+                         f"{facts['decision_t']:.2f} s, speaker silent at {facts['silent_t']:.2f} s: "
+                         f"{facts['latency_ms']} ms onset → silence")
+        if "played_ms" in facts:
+            lines.append(f"truncate       audio_end_ms {facts['audio_end_ms']} vs {facts['played_ms']} ms really "
+                         f"played (speaker.wav): off by {abs(facts['audio_end_ms'] - facts['played_ms'])} ms")
+    summ = records[-1] if records and records[-1]["event"] == "summary" else None
+    if summ:
+        lines.append(f"uplink         {summ['uplink_audio_ms'] / 1000:.1f} s of audio, {summ['uplink_bytes']} bytes; "
+                     f"reconnects {summ['reconnects']}, errors {summ['errors']}")
+    return lines
