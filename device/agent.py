@@ -241,7 +241,7 @@ class Agent:
             self.log("send", type=etype)
 
     def _on_link_error(self, message: str) -> None:
-        self.errors += 1
+        # Counted by the client's stats already (the summary adds those).
         log.warning("realtime link: %s", message)
         self.log("error", source="link", message=message)
 
@@ -252,7 +252,8 @@ class Agent:
         if ev.type == "response.output_audio.delta":
             try:
                 item_id, pcm = protocol.audio_delta(ev)
-            except ProtocolError as exc:
+            except ProtocolError as exc:  # not seen by the client's parser: ours to count
+                self.errors += 1
                 self._on_link_error(str(exc))
                 return
             self._apply(m.handle(cv.AudioDelta(t, item_id, str(d.get("response_id", "")), pcm)))
@@ -273,8 +274,7 @@ class Agent:
             self._apply(m.handle(cv.ResponseDone(t, str(resp.get("id", "")), str(resp.get("status", "")))))
             if m.phase == "speaking" and m.response_id is None and not self.player.busy:
                 self._playback_done()  # everything already played before the response closed
-        elif ev.type == "error":
-            self.errors += 1
+        elif ev.type == "error":  # counted in the client's stats
             err = d.get("error", {}) if isinstance(d.get("error"), dict) else {}
             log.warning("server error: %s", err.get("message", d))
         elif ev.type == "response.output_audio_transcript.done":

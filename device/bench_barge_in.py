@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -319,7 +320,9 @@ def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = 
     if settings is not None or (jobs or os.cpu_count() or 1) <= 1 or quick:
         rows = [run_scenario(sc, d, settings) for sc in scenarios]
     else:
-        with ProcessPoolExecutor(max_workers=jobs or min(4, os.cpu_count() or 1)) as ex:
+        # spawn, not fork: forked children inherit native library threads mid-state and can crash.
+        with ProcessPoolExecutor(max_workers=jobs or min(4, os.cpu_count() or 1),
+                                 mp_context=multiprocessing.get_context("spawn")) as ex:
             rows = list(ex.map(_job, [(sc, str(d)) for sc in scenarios], chunksize=2))
     from device.config import Settings
 

@@ -27,6 +27,7 @@ Jobs run in parallel worker processes (process_time is per process).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import time
@@ -344,7 +345,9 @@ def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = 
     tasks += [("frontend", "ours", e) for e in FRONTEND_JOBS]
     workers = jobs or min(len(tasks), os.cpu_count() or 1)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn, not fork: a forked child inherits ggml/LiteRT/livekit threads mid-state and can
+        # crash (seen: the reference Silero segfaulting inside a forked pytest worker).
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             done = list(pool.map(_job, *zip(*[(k, s, e, str(d)) for k, s, e in tasks])))
     else:
         done = [_job(k, s, e, str(d)) for k, s, e in tasks]
