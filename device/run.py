@@ -88,7 +88,10 @@ async def _run(settings: cfg.Settings) -> int:
     try:
         async with service.ShutdownSignals(on_stop=port.close) as stop:
             run = asyncio.create_task(agent.run())
-            connected = await agent.client.wait_connected(5.0)
+            # READY once the audio is open and the first connection attempt is over, either way:
+            # an unreachable server must not hold up the boot (the daemon works offline too).
+            await agent.client.wait_attempted(5.0)
+            connected = await agent.client.wait_connected(0.5)
             service.ready("listening" if connected else "offline, reconnecting")
             log.info("voxbox running: mic %s @ %d Hz x%d, speaker %s", port.input_name, port.in_rate,
                      port.in_channels, port.output_name)

@@ -307,8 +307,8 @@ def test_session_is_renewed_before_the_limit() -> None:
         port = await server.start()
         rec = Recorder(f"ws://127.0.0.1:{port}", RealtimeSettings(session_max_s=0.5))
         rec.start()
-        assert await wait_for(lambda: server.connections >= 3, 5)
-        assert len(server.received("session.update")) >= 3
+        # The third connection's session.update may land a moment after its accept.
+        assert await wait_for(lambda: server.connections >= 3 and len(server.received("session.update")) >= 3, 10)
         assert "disconnect:renew" in rec.log
         st = rec.client.stats
         assert st.renewals >= 2 and st.reconnects >= 2 and st.connect_failures == 0

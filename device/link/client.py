@@ -108,6 +108,7 @@ class RealtimeClient:
         self.on_sent, self.on_error = on_sent, on_error
         self.stats = LinkStats()
         self.last_error = ""  # the last connection problem, one line
+        self.attempts = 0  # connection attempts finished, successful or not
         self.connected = False
         self._ws: ClientConnection | None = None
         self._closing = False
@@ -151,6 +152,15 @@ class RealtimeClient:
             await asyncio.wait_for(ev.wait(), timeout)
         except asyncio.TimeoutError:
             return False
+        return True
+
+    async def wait_attempted(self, timeout: float) -> bool:
+        """Wait until the first connection attempt has finished (either way); False on timeout."""
+        end = time.monotonic() + timeout
+        while self.attempts == 0 and not self._closing:
+            if time.monotonic() >= end:
+                return False
+            await asyncio.sleep(0.02)
         return True
 
     async def close(self) -> None:
@@ -261,6 +271,7 @@ class RealtimeClient:
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncio.TimeoutError, WebSocketException, ssl.SSLError, ValueError) as exc:
+                self.attempts += 1
                 self.stats.connect_failures += 1
                 reason = _describe(exc)
                 # One warning per distinct problem; retries of the same one only at debug level.
@@ -276,6 +287,7 @@ class RealtimeClient:
                 if await _wait_event(stop, delay):
                     break
                 continue
+            self.attempts += 1
             if self._closing:
                 await ws.close()
                 break
