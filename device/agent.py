@@ -25,6 +25,7 @@ from device.errors import VoxboxError
 from device.link import protocol
 from device.link.client import RealtimeClient
 from device.link.protocol import ProtocolError, ServerEvent
+from device.listen.bargein import SuspectGate
 from device.listen.vad import VadSegmenter
 from device.listen.wakeword import WakeWordDetector
 from device.timeline import Timeline
@@ -58,6 +59,7 @@ class Agent:
         self.timeline = timeline
         self.wake = wake
         self.vad = vad
+        self.suspect = SuspectGate(vad, settings.vad.suspect_threshold)
         self.indicator = indicator or NullIndicator()
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate)
         self.uplink = Uplink()
@@ -175,18 +177,27 @@ class Agent:
                 self._apply(m.handle(cv.Wake(self.now, d.wake_word, d.score)))
                 if m.phase != "idle":
                     break
+        elif m.phase == "speaking":
+            # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk.
+            for f in frames:
+                self._vad_events(self.vad.process(f))
+                if m.phase == "speaking" and self.suspect.check():
+                    self._apply(m.handle(cv.SuspectSpeech(self.now)))
         else:
-            for ev in self.vad.process(pcm):
-                kind = "speech_start" if ev.kind == "start" else "speech_end"
-                # The VAD counts its own time (it is fed only in conversations): map to the mic clock.
-                onset = self.now - (self.vad.fed_s - ev.t)
-                self.log(kind, source="local_vad", onset=round(onset, 3))
-                cls = cv.SpeechStart if ev.kind == "start" else cv.SpeechEnd
-                self._apply(m.handle(cls(self.now, "local_vad")))
+            self._vad_events(self.vad.process(pcm))
         for f in frames:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
             self._send_audio(self.uplink.push(frames))
+
+    def _vad_events(self, events: list[Any]) -> None:
+        for ev in events:
+            kind = "speech_start" if ev.kind == "start" else "speech_end"
+            # The VAD counts its own time (it is fed only in conversations): map to the mic clock.
+            onset = self.now - (self.vad.fed_s - ev.t)
+            self.log(kind, source="local_vad", onset=round(onset, 3))
+            cls = cv.SpeechStart if ev.kind == "start" else cv.SpeechEnd
+            self._apply(self.machine.handle(cls(self.now, "local_vad")))
 
     def _send_audio(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
@@ -297,6 +308,14 @@ class Agent:
                 self.player.enqueue(a.item_id, a.pcm)
             elif isinstance(a, cv.StopPlayback):
                 self._stop_playback(a.reason)
+            elif isinstance(a, cv.PausePlayback):
+                self.player.pause()
+                self.log("playback_pause", reason=a.reason, item_id=self._playing,
+                         played_ms=self.player.played_ms(self._playing) if self._playing else 0)
+            elif isinstance(a, cv.ResumePlayback):
+                self.player.resume()
+                self.log("playback_resume", reason=a.reason, item_id=self._playing,
+                         played_ms=self.player.played_ms(self._playing) if self._playing else 0)
             elif isinstance(a, cv.BargeIn):
                 self.log("barge_in", source=a.source)
             elif isinstance(a, cv.SendCancel):

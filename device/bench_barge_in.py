@@ -236,18 +236,25 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
 def measure(sc: dict, recs: list[dict], out: np.ndarray, out_rate: int) -> dict:
     """Barge-ins, onset → silence, truncate accuracy of one run (timeline + OUT.wav)."""
     barges = [r["t"] for r in recs if r["event"] == "barge_in"]
+    pauses = [r["t"] for r in recs if r["event"] == "playback_pause"]
     nz = np.flatnonzero(out)
     first = int(nz[0]) if len(nz) else 0
     silent_from = int(nz[-1]) + 1 if len(nz) else 0  # first sample after which OUT stays zero
-    played_ms = (silent_from - first) * 1000 / out_rate
+    # Pauses leave runs of exact zeros inside the reply (its -78 dBFS floor never has 2 ms of them).
+    gaps = np.diff(nz) - 1 if len(nz) else np.zeros(0, dtype=np.int64)
+    paused = int(gaps[gaps >= out_rate // 500].sum())
+    played_ms = (silent_from - first - paused) * 1000 / out_rate
     res: dict[str, Any] = {"name": sc["name"], "family": sc["family"], "echo_gain": sc["echo_gain"],
                            "echo_delay_ms": sc["echo_delay_ms"], "room": sc["room"],
-                           "reply_played_s": round(played_ms / 1000, 3), "barge_ins": barges}
+                           "reply_played_s": round(played_ms / 1000, 3), "barge_ins": barges,
+                           "pauses": pauses}
     onset = sc.get("onset_s")
     if sc["family"] == "silent" or onset is None:
         res["false_barge_ins"] = len(barges)
+        res["false_pauses"] = len(pauses)
         return res
     res["false_barge_ins"] = sum(1 for t in barges if t < onset)
+    res["false_pauses"] = sum(1 for t in pauses if t < onset)
     # Played while the user was silent: the reply time that counts towards the false-alarm rate.
     res["reply_before_onset_s"] = round(max(0.0, min(onset * out_rate, silent_from) - first) / out_rate, 3)
     hit = [t for t in barges if onset <= t <= onset + DETECT_WINDOW_S]
@@ -278,6 +285,7 @@ def summarize(rows: list[dict]) -> dict:
     talk = [r for r in rows if r["family"] == "talk"]
     reply_s = sum(r["reply_played_s"] for r in silent) + sum(r.get("reply_before_onset_s", 0.0) for r in talk)
     false = sum(r["false_barge_ins"] for r in rows)
+    false_p = sum(r.get("false_pauses", 0) for r in rows)
     lat = [r["latency_ms"] for r in talk if "latency_ms" in r]
     dec = [r["decision_ms"] for r in talk if "decision_ms" in r]
     terr = [r["truncate_err_ms"] for r in talk if "truncate_err_ms" in r]
@@ -300,6 +308,8 @@ def summarize(rows: list[dict]) -> dict:
         "reply_minutes": round(reply_s / 60, 2),
         "false_barge_ins": false,
         "false_per_10min": round(false / max(reply_s / 600, 1e-9), 2),
+        "false_pauses": false_p,
+        "false_pauses_per_10min": round(false_p / max(reply_s / 600, 1e-9), 2),
         "detection_rate": round(sum(1 for r in talk if r.get("detected")) / max(len(talk), 1), 3),
         "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
         "latency_max_ms": round(max(lat), 1) if lat else None,
@@ -329,7 +339,8 @@ def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = 
     s = settings or Settings()
     result = {"quick": quick, "set": str(d), "wall_s": round(time.monotonic() - t0, 1),
               "vad": {"engine": s.vad.engine, "speaking_threshold": s.vad.speaking_threshold,
-                      "speaking_min_speech_ms": s.vad.speaking_min_speech_ms},
+                      "speaking_min_speech_ms": s.vad.speaking_min_speech_ms,
+                      "suspect_threshold": s.vad.suspect_threshold, "confirm_ms": s.conversation.confirm_ms},
               "aec": {"enabled": s.aec.enabled, "noise_suppression": s.aec.noise_suppression},
               "summary": summarize(rows), "scenarios": rows}
     return result
@@ -347,6 +358,8 @@ def format_table(result: dict) -> str:
     lines.append(row("metric", "value", "goal"))
     lines.append(row("false barge-ins per 10 min of reply", f"{s['false_per_10min']} ({s['false_barge_ins']})",
                      "0"))
+    lines.append(row("false pauses per 10 min of reply",
+                     f"{s.get('false_pauses_per_10min')} ({s.get('false_pauses')})", "(resumed: a short gap)"))
     lines.append(row("interruptions detected", f"{s['detection_rate'] * 100:.1f} %", ">= 95 %"))
     lines.append(row("onset -> speaker silent p50", f"{s['latency_p50_ms']} ms", ""))
     lines.append(row("onset -> speaker silent p95", f"{s['latency_p95_ms']} ms", "<= 100 ms"))

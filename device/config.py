@@ -61,6 +61,9 @@ class VadSettings:
     # (64 ms) is the fastest rule with no false barge-in; 0.7/90 ms had 2 in 120 scenarios.
     speaking_threshold: float = 0.8
     speaking_min_speech_ms: int = 60
+    # The fast stage while the device speaks: one VAD chunk at or above this pauses the reply
+    # (conversation.confirm_ms). Measured offline on the bench set (Silero on AEC3 output).
+    suspect_threshold: float = 0.5
 
 
 @dataclass
@@ -78,6 +81,9 @@ class ConversationSettings:
     first_turn_s: float = 8.0  # after the wake word: time allowed to start speaking
     barge_in: str = "local"  # local | server | both | off
     preroll_ms: int = 300  # audio kept before a barge-in and sent with it
+    # Two-stage barge-in: a suspicion (vad.suspect_threshold) pauses the reply at once; local VAD
+    # speech within confirm_ms makes it a barge-in, else the reply resumes. 0 = no pause stage.
+    confirm_ms: int = 300
     max_turn_s: float = 30.0
 
 

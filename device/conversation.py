@@ -41,6 +41,13 @@ class SpeechStart:
 
 
 @dataclass(frozen=True)
+class SuspectSpeech:
+    """The barge-in detector's fast stage: maybe the user talks over the reply (not yet sure)."""
+
+    t: float
+
+
+@dataclass(frozen=True)
 class SpeechEnd:
     t: float
     source: str
@@ -110,7 +117,7 @@ class FaultCleared:
     t: float
 
 
-Event = Union[Wake, Button, SpeechStart, SpeechEnd, Committed, ResponseCreated, AudioDelta,
+Event = Union[Wake, Button, SpeechStart, SuspectSpeech, SpeechEnd, Committed, ResponseCreated, AudioDelta,
               ResponseDone, PlaybackIdle, Tick, Connected, Disconnected, Fault, FaultCleared]
 
 
@@ -141,6 +148,20 @@ class Play:
 @dataclass(frozen=True)
 class StopPlayback:
     reason: str  # "barge_in" | "button" | "error"
+
+
+@dataclass(frozen=True)
+class PausePlayback:
+    """Silence the speaker at once, keep the queued reply (a suspected barge-in awaits confirmation)."""
+
+    reason: str  # "suspect"
+
+
+@dataclass(frozen=True)
+class ResumePlayback:
+    """Play on from the pause point (the suspicion was not confirmed)."""
+
+    reason: str  # "not_confirmed"
 
 
 @dataclass(frozen=True)
@@ -190,7 +211,7 @@ class MuteChanged:
     muted: bool
 
 
-Action = Union[Show, OpenUplink, CloseUplink, Play, StopPlayback, SendCommit, SendResponseCreate,
+Action = Union[Show, OpenUplink, CloseUplink, Play, StopPlayback, PausePlayback, ResumePlayback, SendCommit, SendResponseCreate,
                SendCancel, SendClear, SendTruncate, BargeIn, StrictVad, ResetWake, MuteChanged]
 
 
@@ -211,6 +232,7 @@ class Conversation:
     dropped_responses: set[str] = field(default_factory=set)
     thinking_timeout_s: float = 20.0
     held: bool = False  # the button is down past the hold time: its release is not a short press
+    paused_until: float | None = None  # playback paused on a suspicion; resumed at this t unless confirmed
 
     # ------------------------------------------------------------ helpers
     def _display(self) -> str:
@@ -242,6 +264,7 @@ class Conversation:
         was = self.phase
         self.phase = phase
         if was == "speaking":
+            self.paused_until = None  # leaving speaking flushes or ends the reply: no resume due
             out.append(StrictVad(False))
         if phase == "speaking":
             out.append(StrictVad(True))
@@ -260,6 +283,7 @@ class Conversation:
         out.append(OpenUplink(preroll=preroll))
 
     def _barge_in(self, t: float, source: str, out: list[Action]) -> None:
+        self.paused_until = None
         out.append(BargeIn(source))
         out.append(StopPlayback("button" if source == "button" else "barge_in"))
         if self.response_id is not None:
@@ -311,6 +335,11 @@ class Conversation:
                 self._listen(ev.t, self.settings.first_turn_s, out)
         elif isinstance(ev, SpeechStart):
             self._speech_start(ev, out)
+        elif isinstance(ev, SuspectSpeech):
+            if (self.phase == "speaking" and self.paused_until is None and self.settings.confirm_ms > 0
+                    and self._barge_in_allowed("local_vad")):
+                self.paused_until = ev.t + self.settings.confirm_ms / 1000.0
+                out.append(PausePlayback("suspect"))
         elif isinstance(ev, SpeechEnd):
             if self.phase == "listening":
                 self.user_speaking = False
@@ -420,6 +449,9 @@ class Conversation:
             out.append(Play(ev.item_id, ev.pcm))
 
     def _tick(self, ev: Tick, out: list[Action]) -> None:
+        if self.paused_until is not None and ev.t >= self.paused_until:
+            self.paused_until = None
+            out.append(ResumePlayback("not_confirmed"))
         if self.deadline is None or ev.t < self.deadline:
             return
         if self.phase == "listening" and not self.user_speaking:

@@ -168,3 +168,37 @@ def test_an_unrequested_response_while_idle_is_cancelled_and_its_audio_dropped()
     assert "SendCancel" in kinds(out)
     assert m.handle(cv.AudioDelta(1.1, "item_9", "resp_9", b"\1\0")) == []
     assert m.phase == "idle"
+
+
+def test_suspected_speech_pauses_then_local_vad_confirms_the_barge_in() -> None:
+    m = machine(confirm_ms=300)
+    talk_until_speaking(m)
+    out = m.handle(cv.SuspectSpeech(4.0))
+    assert kinds(out) == ["PausePlayback"] and m.phase == "speaking"
+    assert m.handle(cv.SuspectSpeech(4.05)) == []  # already paused
+    out = m.handle(cv.SpeechStart(4.2, "local_vad"))
+    assert kinds(out)[:4] == ["BargeIn", "StopPlayback", "SendCancel", "SendTruncate"]
+    assert m.phase == "listening" and m.paused_until is None
+    assert "ResumePlayback" not in kinds(m.handle(cv.Tick(5.0)))
+
+
+def test_an_unconfirmed_suspicion_resumes_the_reply() -> None:
+    m = machine(confirm_ms=300)
+    talk_until_speaking(m)
+    m.handle(cv.SuspectSpeech(4.0))
+    assert m.handle(cv.Tick(4.29)) == []
+    out = m.handle(cv.Tick(4.3))
+    assert kinds(out) == ["ResumePlayback"] and m.phase == "speaking"
+    assert kinds(m.handle(cv.SuspectSpeech(5.0))) == ["PausePlayback"]  # and it may pause again
+
+
+def test_no_pause_stage_when_disabled_or_outside_speaking_or_without_local_barge_in() -> None:
+    m = machine(confirm_ms=0)
+    talk_until_speaking(m)
+    assert m.handle(cv.SuspectSpeech(4.0)) == []
+    m = machine(barge_in="server")
+    talk_until_speaking(m)
+    assert m.handle(cv.SuspectSpeech(4.0)) == []
+    m = machine()
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    assert m.handle(cv.SuspectSpeech(1.2)) == []

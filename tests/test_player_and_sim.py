@@ -82,3 +82,19 @@ def test_frontend_mixes_channels_and_frames_at_16k() -> None:
     up = Uplink(chunk_ms=40)
     chunks = up.push(np.zeros((50, 160), dtype=np.int16))  # 500 ms
     assert all(len(c) == 24000 * 40 // 1000 * 2 for c in chunks) and 10 <= len(chunks) <= 12
+
+
+def test_pause_plays_silence_keeps_the_queue_and_stops_the_count() -> None:
+    p = Player(24000)
+    p.enqueue("a", np.arange(1, 4801, dtype=np.int16))  # 200 ms, no zeros
+    first = p.pull(240)
+    p.pause()
+    assert p.paused and (p.pull(2400) == 0).all()
+    assert p.played_ms("a") == 10 and p.busy and not [n for n in p.notes if n.kind == "idle"]
+    p.resume()
+    nxt = p.pull(240)
+    assert nxt[0] == first[-1] + 1  # on from exactly where it paused
+    assert p.played_ms("a") == 20 and p.clock == 2880
+    p.pause()
+    p.flush()
+    assert not p.paused and not p.busy

@@ -41,6 +41,7 @@ class Player:
         self._clock = 0  # total samples pulled (the speaker's sample clock)
         self.notes: deque[PlayerNote] = deque(maxlen=256)
         self.dropped_samples = 0
+        self._paused = False  # pause(): the speaker plays silence, the queue and counts stay as they are
 
     # ---------------------------------------------------------- producer side
     def enqueue(self, item_id: str, pcm16: bytes | np.ndarray) -> None:
@@ -65,11 +66,29 @@ class Player:
             self._queued = 0
             self._head_pos = 0
             self._current = None
+            self._paused = False
+
+    def pause(self) -> None:
+        """Silence at once but keep the queue: the next pulls return zeros and count nothing played."""
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Go on playing from where pause() stopped."""
+        with self._lock:
+            self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     # ---------------------------------------------------------- speaker side
     def pull(self, n: int) -> np.ndarray:
         out = np.zeros(n, dtype=np.int16)
         with self._lock:
+            if self._paused:
+                self._clock += n
+                return out
             filled = 0
             while filled < n and self._queue:
                 item_id, chunk = self._queue[0]
