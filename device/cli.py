@@ -73,6 +73,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for line in summary_lines(records, speaker[:, 0], rate, info):
         print("  " + line)
     print(f"\ndone: {out}/timeline.jsonl  {out}/speaker.wav  {out}/timeline.png")
+    missing = [e for e in ("wake", "playback_start", "barge_in") if not any(r["event"] == e for r in records)]
+    if missing:  # the scenario did not play out: that is a broken product, not a demo
+        raise VoxboxError(f"demo: the scenario did not play out (no {', '.join(missing)} in the timeline)")
     return 0
 
 
