@@ -137,6 +137,15 @@ class MeteredAec:
             self.out.append(out)
         return out
 
+    @property
+    def idle(self) -> bool:  # the frontend's idle bypass must reach the real canceller
+        return bool(getattr(self.inner, "idle", False))
+
+    @idle.setter
+    def idle(self, value: bool) -> None:
+        if hasattr(self.inner, "idle"):
+            self.inner.idle = value
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 

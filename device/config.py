@@ -35,7 +35,9 @@ class AudioSettings:
     input_channels: int = 0  # 0 = the device's channel count
     channels: list[int] = field(default_factory=list)  # channels to average; [] = all
     output_rate: int = 24000
-    frames_per_buffer_ms: int = 10
+    # Mic block size. 20 ms halves the per-block work of 10 ms (measured idle: 10.3 % → 6.3 % of
+    # a core on the PulseAudio rig) for at most 10 ms more barge-in decision latency.
+    frames_per_buffer_ms: int = 20
     output_buffer_ms: int = 20
 
 

@@ -178,3 +178,15 @@ def test_disabled_is_none_and_missing_livekit_is_a_config_error(monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "livekit", None)
     with pytest.raises(ConfigError, match=r"livekit is not installed \(pip install 'voxbox\[hw\]'\)"):
         build_aec(AecSettings())
+
+
+def test_canceller_rests_while_the_speaker_is_idle_and_comes_back_for_the_next_reply(reply: np.ndarray) -> None:
+    """Idle is most of a speaker's life: no APM work then, full cancellation on the next reply."""
+    aec = WebRtcAec(AecSettings(stream_delay_ms=-1))
+    # reply, then 3 s of an idle speaker, then the reply again
+    two = np.concatenate((reply, np.zeros(24000 * 3, np.int16), reply))
+    mic, cleaned = simulate(two, silent_mic(two), aec, gain=0.7, delay_ms=30, room=True)
+    assert aec.bypassed >= 150  # about 2 s of the 3 s gap passed straight through
+    mic, cleaned = aligned(mic, cleaned, aec)
+    second = int((START_S + (len(reply) / 24000) + 3.0) * RATE)
+    assert erle_db(mic[second:], cleaned[second:], converge_s=0.5) >= 25.0

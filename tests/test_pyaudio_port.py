@@ -116,7 +116,8 @@ def test_capture_tone_burst(rig: PulseRig, input_rate: int) -> None:
             return blocks, time.monotonic() - t0
 
         blocks, elapsed = asyncio.run(run())
-        assert all(b.shape == (rate // 100, 1) and b.dtype == np.int16 for b in blocks)
+        block = rate * AudioSettings().frames_per_buffer_ms // 1000
+        assert all(b.shape == (block, 1) and b.dtype == np.int16 for b in blocks)
         x = np.concatenate(blocks)[:, 0]
         # real-time pace: what arrived during the wait is about the wait's length
         assert abs(len(x) / rate - elapsed) < 0.12

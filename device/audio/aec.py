@@ -167,9 +167,18 @@ class WebRtcAec:
         self._primed = False  # INITIAL_HOLD applied (at the first played reference)
         self._apm.set_stream_delay_ms(self.delay_ms)
         self.frames = 0
+        # Set by the frontend while the speaker has been digitally silent for a while (past any
+        # room's echo tail): the APM is bypassed then. Idle is most of a smart speaker's life and
+        # AEC3 its biggest idle cost; the hold-back ring still runs, so the mic timing does not
+        # jump when the canceller comes back.
+        self.idle = False
+        self.bypassed = 0  # mic frames passed through while idle
 
     def reference(self, frame: np.ndarray) -> None:
         """Far end: 160 int16 samples the speaker played."""
+        if self.idle:
+            self._ref_for_est = None
+            return
         self._far[:] = frame
         if self._estimator is not None:
             # The APM may change the far buffer in place: the estimator gets a copy (silence: none).
@@ -182,7 +191,7 @@ class WebRtcAec:
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Near end: 160 int16 mic samples in, the echo-cancelled frame out (a new array)."""
-        if self._estimator is not None:
+        if self._estimator is not None and not self.idle:
             if not self._primed and self._ref_for_est is not None:
                 self._primed = True
                 if self.hold_frames < self.INITIAL_HOLD:
@@ -200,6 +209,9 @@ class WebRtcAec:
             self._w += 1
         else:
             self._near[:] = frame
+        if self.idle:
+            self.bypassed += 1
+            return self._near.copy()
         self._apm.process_stream(self._near_frame)
         self.frames += 1
         return self._near.copy()

@@ -55,11 +55,24 @@ class Frontend:
         self._ref_rs = dsp.StreamResampler(out_rate, DETECT_RATE, quality="QQ")
         self._ref_framer = Framer(FRAME)
         self._ref_backlog: list[np.ndarray] = []
+        self._spk_silent = 0
+        self._idle_samples = int(out_rate * self.IDLE_AFTER_S)
+
+    # The echo canceller may rest once the speaker has been exactly silent this long (the
+    # player outputs exact zeros when it has nothing; checked before resampling adds dither).
+    IDLE_AFTER_S = 1.0
 
     def speaker(self, played: np.ndarray) -> None:
         """What the speaker just played (at the playback rate): the echo canceller's reference."""
         if self.aec is None:
             return
+        self._spk_silent = 0 if played.any() else self._spk_silent + len(played)
+        if hasattr(self.aec, "idle"):
+            idle = self._spk_silent >= self._idle_samples
+            if idle and self.aec.idle:
+                return  # resting: no reference to resample or frame
+            if not (idle and self._ref_backlog):  # let the canceller finish queued frames first
+                self.aec.idle = idle
         frames = self._ref_framer.push(self._ref_rs(played))
         self._ref_backlog.extend(frames)
         # Bounded: a stalled mic must not grow this forever (1 s).
