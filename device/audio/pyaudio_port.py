@@ -181,6 +181,11 @@ def _supported(pa: Any, pyaudio: Any, rate: int, dev: int, channels: int, kind: 
 
 
 # ------------------------------------------------------------------ the port
+def _resolve(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class PyAudioPort:
     """AudioPort over PyAudio: mic blocks from `read()`, speaker fed from `player`."""
 
@@ -205,7 +210,7 @@ class PyAudioPort:
         self._inq: deque[bytes] = deque()
         self._played: deque[np.ndarray] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._event: asyncio.Event | None = None
+        self._fut: asyncio.Future[None] | None = None
         self._waiting = False
         self._last_in = self._last_out = time.monotonic()
         self._resampler: dsp.StreamResampler | None = None
@@ -342,11 +347,11 @@ class PyAudioPort:
         q.append(block)
 
     def _wake(self) -> None:
-        loop, event = self._loop, self._event
-        if loop is None or event is None:
+        loop, fut = self._loop, self._fut
+        if loop is None or fut is None:
             return
         try:
-            loop.call_soon_threadsafe(event.set)
+            loop.call_soon_threadsafe(_resolve, fut)
         except RuntimeError:  # the loop is closed
             pass
 
@@ -357,9 +362,7 @@ class PyAudioPort:
         Raises AudioDeviceLost when the device stops delivering (see `healthy`).
         """
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._event is None:
-            self._loop, self._event = loop, asyncio.Event()
-        event = self._event
+        self._loop = loop
         while True:
             if self._inq:
                 try:
@@ -370,17 +373,23 @@ class PyAudioPort:
             if self._closed:
                 return None
             self._raise_if_lost()
-            event.clear()
+            # A bare future and a timer, not wait_for(): no task per block (idle CPU). The future
+            # is in place before _waiting is set and the queue re-checked, so a block that lands
+            # in between always finds something to wake.
+            fut = loop.create_future()
+            self._fut = fut
             self._waiting = True
             try:
                 if self._inq or self._closed:
                     continue
+                timer = loop.call_later(min(0.25, self.stall_s / 2), _resolve, fut)
                 try:
-                    await asyncio.wait_for(event.wait(), timeout=min(0.25, self.stall_s / 2))
-                except (asyncio.TimeoutError, TimeoutError):
-                    pass
+                    await fut
+                finally:
+                    timer.cancel()
             finally:
                 self._waiting = False
+                self._fut = None
 
     def speaker_played(self) -> np.ndarray:
         """Speaker samples (player rate) handed to the device since the previous call."""
