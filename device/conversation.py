@@ -432,8 +432,16 @@ class Conversation:
             self.user_speaking = True
             self.heard_speech = True
             self.deadline = None
-            if self.phase == "thinking" and ev.source == "server_vad":
-                self._go("listening", out)  # the user goes on talking: a new turn
+            # The user goes on talking after the turn was closed (by the server's VAD, or by ours
+            # with local turns): the answer to half a sentence is dropped; the next commit
+            # carries the rest and gets the answer.
+            owner = "local_vad" if self.local_turns else "server_vad"
+            if self.phase == "thinking" and ev.source == owner:
+                if self.response_id is not None:
+                    out.append(SendCancel())
+                    self.dropped_responses.add(self.response_id)
+                    self.response_id = None
+                self._go("listening", out)
 
     def _audio(self, ev: AudioDelta, out: list[Action]) -> None:
         if ev.response_id in self.dropped_responses or self.phase == "idle":

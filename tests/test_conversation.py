@@ -202,3 +202,21 @@ def test_no_pause_stage_when_disabled_or_outside_speaking_or_without_local_barge
     m = machine()
     m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
     assert m.handle(cv.SuspectSpeech(1.2)) == []
+
+
+def test_talking_on_after_the_turn_closed_drops_the_half_answer() -> None:
+    for local in (False, True):
+        m = cv.Conversation(ConversationSettings(), local_turns=local)
+        m.start()
+        m.handle(cv.Connected(0.0))
+        m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+        m.handle(cv.SpeechStart(1.4, "local_vad"))
+        if local:
+            m.handle(cv.SpeechEnd(2.5, "local_vad"))
+        else:
+            m.handle(cv.Committed(2.5))
+        m.handle(cv.ResponseCreated(2.6, "resp_1"))
+        assert m.phase == "thinking"
+        out = m.handle(cv.SpeechStart(2.8, "local_vad" if local else "server_vad"))
+        assert "SendCancel" in kinds(out) and shown(out) == ["listening"]
+        assert m.handle(cv.AudioDelta(2.9, "item_1", "resp_1", b"\1\0")) == []  # its audio is not played
