@@ -11,6 +11,7 @@ import pytest
 from device.audio.wavio import read_mono
 from device.config import WakeSettings
 from device.errors import ModelError
+from device.listen.interpreter import available_runtimes, load_interpreter
 from device.listen.manifest import package_dir
 from device.listen.microwakeword import MicroWakeWordDetector
 from device.listen.wakeword import build_wake_detector, known_wake_words, resolve_models
@@ -97,16 +98,23 @@ def test_silent_on_near_misses_and_other_speech(detector, speech, name):
     assert _feed(detector, speech[name]) == []
 
 
+@pytest.fixture(scope="module")
+def litert_detector():
+    return build_wake_detector(WakeSettings(engine="microwakeword", words=WORDS), runtime="ai_edge_litert")
+
+
+@pytest.mark.parametrize("runtime", ["default", "litert"])
 @pytest.mark.parametrize("name", sorted(SPEECH))
-def test_bit_identical_to_the_reference(detector, speech, name):
-    """With LiteRT; tflite_runtime 2.14's older int8 kernels differ by a quantisation step now and then."""
-    det = detector
+def test_bit_identical_to_the_reference(detector, litert_detector, speech, name, runtime):
+    """With the TFLite C library (the default) and with LiteRT's exact kernels; tflite_runtime
+    2.14's older int8 kernels differ by a quantisation step now and then."""
+    det = detector if runtime == "default" else litert_detector
     for word in WORDS:
         ref, ref_detected = _reference(speech[name], word)
         ours = _ours(det, speech[name], word)
         # the reference reports 0.0 until its sliding window (5) is full; we report nothing
         assert ref[: len(ref) - len(ours)] == [0.0] * (len(ref) - len(ours))
-        if det.runtime == "ai_edge_litert":
+        if det.runtime in ("ai_edge_litert", "tflite_c"):
             assert ours == ref[len(ref) - len(ours) :]
         else:
             np.testing.assert_allclose(ours, ref[len(ref) - len(ours) :], atol=0.08, rtol=0)
@@ -170,6 +178,43 @@ def test_extreme_input_is_sane(detector, speech, signal):
     scores = [v for _, s in detector.scores(audio) for v in s.values()]
     assert scores and all(0.0 <= v <= 1.0 for v in scores)
     assert _feed(detector, audio) == []
+
+
+def test_exact_mode_runs_on_the_references_c_library(monkeypatch, detector, litert_detector):
+    assert detector.runtime == "tflite_c" and litert_detector.runtime == "ai_edge_litert"
+    monkeypatch.setenv("VOXBOX_TFLITE_RUNTIME", "ai_edge_litert")  # a forced runtime is kept
+    assert build_wake_detector(WakeSettings(engine="microwakeword", words=["alexa"])).runtime == "ai_edge_litert"
+    monkeypatch.delenv("VOXBOX_TFLITE_RUNTIME")
+    fast = MicroWakeWordDetector(resolve_models(WakeSettings(engine="microwakeword", words=["alexa"])), exact=False)
+    assert fast.runtime == "ai_edge_litert"
+
+
+def test_tflite_c_interpreter_matches_litert_exact():
+    path = package_dir("pymicro_wakeword") / "models" / "okay_nabu.tflite"
+    c = load_interpreter(path, runtime="tflite_c")
+    lite = load_interpreter(path, runtime="ai_edge_litert", xnnpack=False)
+    assert c.runtime == "tflite_c" and "tflite_c" in available_runtimes()
+    for a, b in [(c.input_details[0], lite.input_details[0]), (c.output_details[0], lite.output_details[0])]:
+        assert list(a["shape"]) == list(b["shape"]) and a["dtype"] == b["dtype"]
+        assert a["quantization"] == b["quantization"]
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # streaming state carries over between calls
+        x = rng.integers(-128, 128, (1, 3, 40)).astype(np.int8)
+        out = c.run(x)
+        assert out.dtype == np.uint8 and out.shape == (1, 1)
+        assert out.tolist() == lite.run(x).tolist()
+    with pytest.raises(ValueError, match="shape"):
+        c.set_input(np.zeros((1, 2, 40), np.int8))
+
+
+def test_tflite_c_bad_model_is_one_line(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    data = bytearray((package_dir("pymicro_wakeword") / "models" / "alexa.tflite").read_bytes())
+    data[200:4000] = bytes(3800)
+    bad.write_bytes(data)
+    with pytest.raises(ModelError, match="cannot load with tflite_c") as info:
+        load_interpreter(bad, runtime="tflite_c")
+    assert "\n" not in str(info.value)
 
 
 def test_unknown_word_lists_the_engines_words():

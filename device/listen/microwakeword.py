@@ -10,10 +10,12 @@ MicroWakeWordFeatures, so the probabilities are bit-identical):
         state between calls) --> uint8 probability, dequantised
         --mean of the last `sliding_window` probabilities--> score, fires when > threshold
 
-Kernels: by default (exact=True) the models run on LiteRT's builtin kernels
-without the XNNPACK delegate: probabilities bit-identical to the reference, at
-about its CPU time (LiteRT's builtin int8 kernels take 43 us a call here, the
-reference's TFLite C library 15 us; we win it back in Python overhead).
+Kernels: by default (exact=True) the models run on the TFLite C library that
+pymicro_wakeword ships and runs them on (the interpreter shim's `tflite_c`
+runtime): the same int8 kernels, so bit-identical probabilities, 10-15 us a call.
+With another runtime forced (argument or VOXBOX_TFLITE_RUNTIME), or without that
+library, exact mode uses LiteRT's builtin kernels without the XNNPACK delegate:
+bit-identical too, but ~3x slower a call (25-42 us), about the reference's CPU in all.
 exact=False uses XNNPACK, ~8x faster a call (6 us), but its int8 arithmetic
 differs by a quantisation step now and then, and the streaming state carries
 that forward: windowed scores drift up to ~0.05 from the reference's, which can
@@ -27,13 +29,19 @@ cannot be cleared in place, so reset() reloads the models (as the reference does
 from __future__ import annotations
 
 import importlib
+import os
 from collections import deque
 from typing import Any, Sequence
 
 import numpy as np
 
 from device.errors import ConfigError, ModelError
-from device.listen.interpreter import Interpreter, load_interpreter
+from device.listen.interpreter import (
+    ENV_RUNTIME,
+    Interpreter,
+    available_runtimes,
+    load_interpreter,
+)
 from device.listen.manifest import verify
 from device.listen.wakeword import SAMPLE_RATE, Triggers, WakeDetection, WakeModelSpec
 
@@ -97,24 +105,32 @@ class _Model:
         """Models with the same key take the same quantised input (computed once per step)."""
         return (self.stride, self.in_scale, self.in_zero, np.dtype(self.in_dtype).str)
 
-    def quantise(self, features: np.ndarray) -> np.ndarray:
-        """float64 [stride, 40] → [1, stride, 40] in the input dtype: round(f / scale + zero), clipped."""
-        q = features / self.in_scale
-        q += self.in_zero
-        np.rint(q, out=q)  # rint and np.round both round half to even
-        np.maximum(q, self.in_range[0], out=q)
-        np.minimum(q, self.in_range[1], out=q)
-        return q.astype(self.in_dtype)[np.newaxis]
+    def quantiser(self) -> Any:
+        """A function float64 [stride, 40] → [1, stride, 40] in the input dtype: round(f / scale + zero),
+        clipped. It writes into buffers of its own and returns the same array every call."""
+        scale, zero, (lo, hi) = self.in_scale, self.in_zero, self.in_range
+        buf = np.empty((self.stride, NUM_FEATURES), dtype=np.float64)
+        out = np.empty((1, self.stride, NUM_FEATURES), dtype=self.in_dtype)
+        divide, add, rint, clip = np.divide, np.add, np.rint, np.clip
+
+        def quantise(features: np.ndarray) -> np.ndarray:
+            divide(features, scale, out=buf)
+            add(buf, zero, out=buf)
+            rint(buf, out=buf)  # rint and np.round both round half to even
+            clip(buf, lo, hi, out=buf)
+            out[0] = buf  # exact: whole numbers inside the dtype's range
+            return out
+
+        return quantise
 
     def step(self, quantised: np.ndarray) -> float | None:
         """One model call; the mean of the last `sliding_window` probabilities, None until it is full."""
         self._fresh = False
-        raw = self.model.run(quantised).item()
-        prob = self._dequant[raw - self._dequant_base]
-        self._probs.append(prob)
-        if len(self._probs) < self.window:
+        probs = self._probs
+        probs.append(self._dequant[self.model.run(quantised).item() - self._dequant_base])
+        if len(probs) < self.window:
             return None
-        return sum(self._probs) / self.window
+        return sum(probs) / self.window
 
 
 class MicroWakeWordDetector:
@@ -127,12 +143,19 @@ class MicroWakeWordDetector:
             raise ConfigError("config wake.words: at least one wake word or wake.models entry is needed")
         self._fe = _frontend_module()
         self._ctx = self._fe.create_frontend()
+        if runtime is None and exact and not os.environ.get(ENV_RUNTIME) and "tflite_c" in available_runtimes():
+            runtime = "tflite_c"  # the reference's own library: its int8 kernels, 3x faster than LiteRT's exact ones
         self._models = [_Model(s, threads, runtime, exact) for s in specs]
         self.names: list[str] = [m.name for m in self._models]
         self.runtime = self._models[0].runtime
         self._triggers = Triggers(specs, threshold, trigger_level, refractory_s, strict=True)
         self._stride = int(np.lcm.reduce([m.stride for m in self._models]))  # feature ring size
         self._feats = np.zeros((self._stride, NUM_FEATURES), dtype=np.float64)
+        # Models sharing a quantised input: (stride, quantiser, [(name, step)]), in model order.
+        groups: dict[tuple, tuple[int, Any, list]] = {}
+        for m in self._models:
+            groups.setdefault(m.quant_key, (m.stride, m.quantiser(), []))[2].append((m.name, m.step))
+        self._groups = list(groups.values())
         self.last_scores: dict[str, float] = {}
         self.reset()
 
@@ -141,7 +164,7 @@ class MicroWakeWordDetector:
         for m in self._models:
             m.reset()
         self._triggers.reset()
-        self._pending = np.zeros(0, dtype=np.int16)
+        self._pending = b""  # int16 bytes short of a 10 ms block
         self._fed = 0  # samples fed since reset
         self._n_feats = 0  # features since reset
         self.last_scores = {name: 0.0 for name in self.names}
@@ -155,36 +178,38 @@ class MicroWakeWordDetector:
         samples = np.asarray(pcm16)
         if samples.dtype != np.int16:
             raise TypeError(f"expected int16 samples, got {samples.dtype}")
-        samples = samples.reshape(-1)
-        if len(self._pending):
-            samples = np.concatenate([self._pending, samples])
-        start = self._fed - len(self._pending)
+        raw = samples.reshape(-1).tobytes()
+        if self._pending:
+            raw = self._pending + raw
+        n = len(raw)
+        start = self._fed - len(self._pending) // 2
         steps: list[tuple[float, dict[str, float]]] = []
-        pos, n = 0, len(samples)
-        process = self._fe.process_samples
-        while pos + BLOCK_SAMPLES <= n:
-            features, read = process(self._ctx, samples[pos : pos + BLOCK_SAMPLES].tobytes())
-            pos += max(int(read), 1)
+        pos = 0  # in bytes
+        block = 2 * BLOCK_SAMPLES
+        process, ctx = self._fe.process_samples, self._ctx
+        ring, ring_size, groups, n_feats = self._feats, self._stride, self._groups, self._n_feats
+        while pos + block <= n:
+            features, read = process(ctx, raw[pos : pos + block])
+            pos += 2 * max(int(read), 1)
             if not features:
                 continue
-            self._feats[self._n_feats % self._stride] = features
-            self._n_feats += 1
+            ring[n_feats % ring_size] = features
+            n_feats += 1
             out: dict[str, float] = {}
-            inputs: dict[tuple, np.ndarray] = {}
-            for m in self._models:
-                if self._n_feats % m.stride == 0:
-                    key = m.quant_key
-                    if key not in inputs:
-                        k = (self._n_feats - m.stride) % self._stride
-                        inputs[key] = m.quantise(self._feats[k : k + m.stride])
-                    prob = m.step(inputs[key])
-                    if prob is not None:
-                        out[m.name] = prob
+            for stride, quantise, models in groups:
+                if n_feats % stride == 0:
+                    k = (n_feats - stride) % ring_size
+                    quantised = quantise(ring[k : k + stride])
+                    for name, step in models:
+                        prob = step(quantised)
+                        if prob is not None:
+                            out[name] = prob
             if out:
                 self.last_scores.update(out)
-                steps.append(((start + pos) / SAMPLE_RATE, out))
-        self._pending = samples[pos:].copy()
-        self._fed = start + n
+                steps.append(((start + pos // 2) / SAMPLE_RATE, out))
+        self._n_feats = n_feats
+        self._pending = raw[pos:]
+        self._fed = start + n // 2
         return steps
 
     def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
