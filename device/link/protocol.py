@@ -164,7 +164,15 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
 
 
 class ProtocolError(Exception):
-    """A server message that does not follow the protocol (one line)."""
+    """A server message that does not follow the protocol (one line).
+
+    The text may quote what the server sent (an event type, say), so control characters are
+    escaped and the length capped: a hostile server cannot break or flood the log line.
+    """
+
+    def __init__(self, message: str) -> None:
+        safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        super().__init__(safe if len(safe) <= 300 else safe[:297] + "...")
 
 
 @dataclass
