@@ -41,7 +41,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     opts = SimOptions(mic=Path(args.mic), url=args.url, speaker_out=_path(args.speaker_out),
-                      timeline=_path(args.timeline), plot=_path(args.plot), echo_gain=args.echo_gain,
+                      timeline=_path(args.timeline), plot=_path(args.plot), mic_out=_path(args.mic_out),
+                      echo_gain=args.echo_gain,
                       echo_delay_ms=args.echo_delay_ms, room=args.room,
                       presses=[parse_press(p) for p in args.press], speed=args.speed)
     echo = None
@@ -60,7 +61,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     out = Path(args.out)
     print(f"voxbox demo: a spoken scenario played into the full agent (local parrot server, no hardware)\n"
-          f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/timeline.png\n", flush=True)
+          f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/mic.wav (as heard, echo included), {out}/timeline.png\n", flush=True)
     records = demo(settings, out, speed=args.speed,
                    echo=lambda rec: rec["event"] != "led" and print(format_record(rec), flush=True))
     from device.audio import wavio
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--speaker-out", help="OUT.wav: what the speaker played, aligned with IN.wav")
     sp.add_argument("--timeline", help="timeline JSON Lines output")
     sp.add_argument("--plot", help="timeline plot PNG output")
+    sp.add_argument("--mic-out", help="the mic as the agent heard it (IN.wav + echo), WAV output")
     sp.add_argument("--echo-gain", type=float, default=0.0, help="speaker-to-mic echo gain (default 0)")
     sp.add_argument("--echo-delay-ms", type=float, default=0.0, help="speaker-to-mic delay in ms")
     sp.add_argument("--room", action="store_true", help="add a decaying room response to the echo")

@@ -31,6 +31,7 @@ class SimOptions:
     speaker_out: Path | None = None
     timeline: Path | None = None
     plot: Path | None = None
+    mic_out: Path | None = None  # the mic as heard (IN.wav + echo)
     echo_gain: float = 0.0
     echo_delay_ms: float = 0.0
     room: bool = False
@@ -135,6 +136,10 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
         timeline.close()
     if opts.speaker_out is not None:
         wavio.write_wav(opts.speaker_out, sim.speaker_audio(), sim.out_rate)
+    heard = None
+    if opts.mic_out is not None:
+        wavio.write_wav(opts.mic_out, sim.mic_audio(), sim.in_rate)
+        heard = opts.mic_out
     if opts.plot is not None:
         from device.timeline_view import plot
 
@@ -142,7 +147,13 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
         if speaker is None:
             speaker = Path(str(opts.plot) + ".speaker.wav")
             wavio.write_wav(speaker, sim.speaker_audio(), sim.out_rate)
-        plot(timeline.records, opts.mic, speaker, opts.plot)
+        mic: Path = opts.mic
+        if opts.echo_gain > 0:  # plot what the mic heard, the echo included
+            if heard is None:
+                heard = Path(str(opts.plot) + ".mic.wav")
+                wavio.write_wav(heard, sim.mic_audio(), sim.in_rate)
+            mic = heard
+        plot(timeline.records, mic, speaker, opts.plot)
     return timeline.records
 
 
@@ -158,7 +169,8 @@ def demo(settings: cfg.Settings, out_dir: Path, speed: float = 1.0,
     # A speaker beside the mic array: the reply leaks back (30 ms, half level, a small room),
     # so the demo shows barge-in through the echo canceller, not in an anechoic dream.
     opts = SimOptions(mic=DEMO_WAV, speaker_out=out_dir / "speaker.wav", timeline=out_dir / "timeline.jsonl",
-                      plot=out_dir / "timeline.png", speed=speed, echo_gain=0.5, echo_delay_ms=30.0, room=True)
+                      plot=out_dir / "timeline.png", mic_out=out_dir / "mic.wav", speed=speed,
+                      echo_gain=0.5, echo_delay_ms=30.0, room=True)
     records = simulate(settings, opts, echo=echo)
     if DEMO_INFO.is_file():
         info = json.loads(DEMO_INFO.read_text())

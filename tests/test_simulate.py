@@ -46,7 +46,8 @@ def events(recs: list[dict], name: str, **match: object) -> list[dict]:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], np.ndarray, Path]:
     tmp = tmp_path_factory.mktemp("demo")
-    recs, speaker = sim(tmp, DEMO_WAV, "--echo-gain", "0.5", "--echo-delay-ms", "30", "--room")
+    recs, speaker = sim(tmp, DEMO_WAV, "--echo-gain", "0.5", "--echo-delay-ms", "30", "--room",
+                        "--mic-out", str(tmp / "heard.wav"))
     return recs, speaker, tmp
 
 
@@ -136,3 +137,16 @@ def test_bad_inputs_give_one_line_and_the_contract_exit_code(tmp_path: Path) -> 
     assert r.returncode == 2 and "hey_nobody" in r.stderr and "Traceback" not in r.stderr
     r = voxbox("simulate")
     assert r.returncode == 2
+
+
+def test_the_mic_hears_the_speaker_echo_delayed(demo_run: tuple[list[dict], np.ndarray, Path]) -> None:
+    recs, speaker, tmp = demo_run
+    heard, rate = wavio.read_wav(tmp / "heard.wav")
+    mic, _ = wavio.read_wav(DEMO_WAV)
+    echo = heard[: len(mic), 0].astype(np.int32) - mic[:, 0]
+    start = events(recs, "playback_start")[0]["speaker_s"]
+    before = echo[: int(start * rate)]
+    assert np.abs(before).max() <= 2  # nothing played yet: IN.wav (soxr's dither aside)
+    loud = np.flatnonzero(np.abs(speaker.astype(np.int32)) > 1000)[0] / 24000  # first clear reply sound
+    onset = np.flatnonzero(np.abs(echo) > 100)[0] / rate
+    assert loud + 0.025 <= onset <= loud + 0.06  # it reaches the mic 30 ms later, through a room

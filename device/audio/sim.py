@@ -45,6 +45,7 @@ class SimAudio:
         self.pos = 0  # mic samples read: the mic clock
         self._pulled = 0  # speaker samples pulled
         self._out: list[np.ndarray] = []
+        self._heard: list[np.ndarray] = []  # the mic as the agent got it (IN.wav + echo), first channel
         self.last_speaker = np.zeros(0, dtype=np.int16)
         self.echo_gain = echo_gain
         self._echo_rs = dsp.StreamResampler(self.out_rate, in_rate, quality="QQ") if echo_gain > 0 else None
@@ -92,6 +93,7 @@ class SimAudio:
         if self._echo_rs is not None:
             mixed = block.astype(np.float32) + self._echo(spk, n)[:, None]
             block = np.clip(np.rint(mixed), -32768, 32767).astype(np.int16)
+        self._heard.append(block[:, 0].copy())
         self.pos += n
         due = self._t0 + self.pos / self.in_rate / self.speed
         await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -100,6 +102,10 @@ class SimAudio:
     def speaker_played(self) -> np.ndarray:
         """What the speaker played during the last block (the echo canceller's reference)."""
         return self.last_speaker
+
+    def mic_audio(self) -> np.ndarray:
+        """What the microphone picked up (IN.wav plus the speaker's echo), first channel, at in_rate."""
+        return np.concatenate(self._heard) if self._heard else np.zeros(0, dtype=np.int16)
 
     def speaker_audio(self) -> np.ndarray:
         return np.concatenate(self._out) if self._out else np.zeros(0, dtype=np.int16)
