@@ -273,7 +273,7 @@ def _run_vad(side: str, name: str, d: str) -> dict:
 def _run_frontend(engine: str, d: str) -> dict:
     from device.audio import dsp
     from device.audio.frontend import Frontend
-    from device.config import VadSettings, WakeSettings
+    from device.config import AudioSettings, VadSettings, WakeSettings
     from device.listen.vad import build_vad
     from device.listen.wakeword import build_wake_detector
 
@@ -281,6 +281,7 @@ def _run_frontend(engine: str, d: str) -> dict:
     files = [n for n, m in _labels(directory)["files"].items() if m["kind"] == "negative"][:FRONTEND_FILES]
     vad = build_vad(VadSettings())
     wake = build_wake_detector(WakeSettings(engine=engine, words=["hey_jarvis"]))
+    block = 48000 * AudioSettings().frames_per_buffer_ms // 1000
     cpu = audio_s = 0.0
     for name in files:
         x48 = dsp.resample(_audio(directory, name), SAMPLE_RATE, 48000)
@@ -288,10 +289,12 @@ def _run_frontend(engine: str, d: str) -> dict:
         vad.reset()
         wake.reset()
         c0 = time.process_time()
-        for i in range(0, len(x48), 480):
-            for frame in fe.mic(x48[i : i + 480]):
-                vad.process(frame)
-                wake.process(frame)
+        # As the daemon feeds them: one mic block (AudioSettings' default size) at a time,
+        # its 10 ms frames handed to each detector in one call.
+        for i in range(0, len(x48), block):
+            pcm = fe.mic(x48[i : i + block]).reshape(-1)
+            vad.process(pcm)
+            wake.process(pcm)
         cpu += time.process_time() - c0
         audio_s += len(x48) / 48000
     return {"cpu_s": cpu, "audio_s": audio_s, "vad": VadSettings().engine, "wake": f"{engine}:hey_jarvis"}
