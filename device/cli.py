@@ -31,9 +31,15 @@ def _settings(args: argparse.Namespace) -> Any:
     return load_settings(getattr(args, "config", None))
 
 
-def _print_jsonl(objs: Any) -> None:
+def _print_jsonl(objs: Any) -> int:
+    """One JSON line per file; a file that could not be read is said on stderr too, and exits 2."""
+    rc = 0
     for obj in objs:
         print(json.dumps(obj), flush=True)
+        if "error" in obj:
+            sys.stderr.write(f"voxbox: {obj['error']}\n")
+            rc = 2
+    return rc
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -103,8 +109,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         settings.wake.models = list(args.model)
     if args.threshold is not None:
         settings.wake.threshold = args.threshold
-    _print_jsonl(detect_files(args.files, settings))
-    return 0
+    return _print_jsonl(detect_files(args.files, settings))
 
 
 def cmd_vad(args: argparse.Namespace) -> int:
@@ -113,8 +118,7 @@ def cmd_vad(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.engine:
         settings.vad.engine = args.engine
-    _print_jsonl(vad_files(args.files, settings))
-    return 0
+    return _print_jsonl(vad_files(args.files, settings))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from device.config import Settings
-from device.errors import AudioFileError
 from device.listen.commands import detect_files, vad_files
 
 
@@ -42,9 +41,24 @@ def test_vad_files(fixtures_dir):
 
 
 @pytest.mark.parametrize("command", [detect_files, vad_files])
-def test_bad_files_raise_audio_file_error(tmp_path, command):
+def test_a_bad_file_is_reported_and_the_others_still_done(tmp_path, fixtures_dir, command):
     junk = tmp_path / "junk.wav"
     junk.write_text("not audio")
-    for path in (junk, tmp_path / "missing.wav"):
-        with pytest.raises(AudioFileError):
-            list(command([path], Settings()))
+    good = fixtures_dir / "hey_jarvis_en-us.wav"
+    out = list(command([junk, tmp_path / "missing.wav", good], Settings()))
+    assert [o["file"] for o in out] == [str(junk), str(tmp_path / "missing.wav"), str(good)]
+    assert "junk.wav" in out[0]["error"] and "no such file" in out[1]["error"]
+    assert "error" not in out[2] and (out[2].get("detections") or out[2].get("speech"))
+
+
+def test_cli_exits_2_after_doing_the_readable_files(tmp_path, fixtures_dir):
+    import subprocess
+    import sys
+
+    junk = tmp_path / "junk.wav"
+    junk.write_text("not audio")
+    r = subprocess.run([sys.executable, "-m", "device", "detect", str(junk), str(fixtures_dir / "hey_jarvis_en-us.wav")],
+                       capture_output=True, text=True, timeout=120)
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.returncode == 2 and len(lines) == 2 and lines[1]["detections"][0]["wake_word"] == "hey_jarvis"
+    assert r.stderr.strip().splitlines() == [f"voxbox: {lines[0]['error']}"]

@@ -1,8 +1,9 @@
 """`voxbox detect` and `voxbox vad` on WAV files (cli.py prints the dicts as JSON lines).
 
 Files of any rate and channel count are mixed to mono and resampled to 16 kHz
-as the daemon does (wavio.read_mono). A bad file raises AudioFileError; the
-models are loaded once, before the first file is read.
+as the daemon does (wavio.read_mono). A file that cannot be read gives
+{"file", "error"} and the next file is still done; the models are loaded once,
+before the first file is read.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from device.audio import wavio
 from device.config import Settings
+from device.errors import AudioFileError
 from device.listen.vad import VadEvent, build_vad
 from device.listen.wakeword import SAMPLE_RATE, build_wake_detector
 
@@ -20,7 +22,11 @@ def detect_files(paths: Iterable[str | Path], settings: Settings) -> Iterator[di
     """{"file", "detections": [{"wake_word", "t", "score"}]} per file."""
     detector = build_wake_detector(settings.wake)
     for path in paths:
-        audio = wavio.read_mono(path, SAMPLE_RATE)
+        try:
+            audio = wavio.read_mono(path, SAMPLE_RATE)
+        except AudioFileError as exc:
+            yield {"file": str(path), "error": str(exc)}
+            continue
         detector.reset()
         found = detector.process(audio)
         yield {
@@ -46,7 +52,11 @@ def vad_files(paths: Iterable[str | Path], settings: Settings) -> Iterator[dict]
     """{"file", "speech": [[start_s, end_s], ...]} per file."""
     vad = build_vad(settings.vad)
     for path in paths:
-        audio = wavio.read_mono(path, SAMPLE_RATE)
+        try:
+            audio = wavio.read_mono(path, SAMPLE_RATE)
+        except AudioFileError as exc:
+            yield {"file": str(path), "error": str(exc)}
+            continue
         vad.reset()
         events = vad.process(audio) + vad.flush()
         yield {"file": str(path), "speech": segments(events)}
