@@ -25,7 +25,7 @@ from device.errors import VoxboxError
 from device.link import protocol
 from device.link.client import RealtimeClient
 from device.link.protocol import ProtocolError, ServerEvent
-from device.listen.bargein import SuspectGate
+from device.listen.bargein import EchoDoubleTalk, SuspectGate
 from device.listen.vad import VadSegmenter
 from device.listen.wakeword import WakeWordDetector
 from device.timeline import Timeline
@@ -60,6 +60,7 @@ class Agent:
         self.wake = wake
         self.vad = vad
         self.suspect = SuspectGate(vad, settings.vad.suspect_threshold)
+        self.dtd = EchoDoubleTalk(settings.vad.dtd_ratio_db, settings.vad.dtd_level_db, settings.vad.dtd_frames)
         self.indicator = indicator or NullIndicator()
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate)
         self.uplink = Uplink()
@@ -178,17 +179,33 @@ class Agent:
                 if m.phase != "idle":
                     break
         elif m.phase == "speaking":
-            # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk.
-            for f in frames:
+            # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
+            # the double-talk test at the echo canceller's levels of the same frame.
+            levels = self._aec_levels(len(frames))
+            self.dtd.arm(self.now)
+            for i, f in enumerate(frames):
                 self._vad_events(self.vad.process(f))
                 if m.phase == "speaking" and self.suspect.check():
                     self._apply(m.handle(cv.SuspectSpeech(self.now)))
+                if m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i]):
+                    self.log("speech_start", source="local_vad", detector="echo_dtd")
+                    self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
+            self.dtd.disarm()
             self._vad_events(self.vad.process(pcm))
         for f in frames:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
             self._send_audio(self.uplink.push(frames))
+
+    def _aec_levels(self, n: int) -> list[tuple[float, float]] | None:
+        """The canceller's (mic dB, cleaned dB) for the last n frames, if it measured all of them."""
+        levels = getattr(self.frontend.aec, "levels", None)
+        if levels is None:
+            return None
+        got = list(levels)
+        levels.clear()
+        return got[-n:] if len(got) >= n else None
 
     def _vad_events(self, events: list[Any]) -> None:
         for ev in events:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from collections import deque
+
 import numpy as np
 
 from device.config import AecSettings
@@ -120,6 +122,12 @@ class DelayEstimator:
         return i - self.max_lead
 
 
+def _level_db(frame: np.ndarray) -> float:
+    """RMS level in dB re 1 LSB (0 dB = digital silence's floor)."""
+    x = frame.astype(np.float32)
+    return float(10.0 * np.log10(float(np.dot(x, x)) / len(x) + 1.0))
+
+
 class WebRtcAec:
     """EchoCanceller over livekit's AudioProcessingModule (WebRTC AEC3), 10 ms int16 frames at 16 kHz.
 
@@ -172,6 +180,9 @@ class WebRtcAec:
         # AEC3 its biggest idle cost; the hold-back ring still runs, so the mic timing does not
         # jump when the canceller comes back.
         self.idle = False
+        # (mic dB, cleaned dB) per processed frame, in order, for the barge-in double-talk test;
+        # the agent drains it after each block (bounded: nobody draining must not grow it).
+        self.levels: deque[tuple[float, float]] = deque(maxlen=64)
         self.bypassed = 0  # mic frames passed through while idle
 
     def reference(self, frame: np.ndarray) -> None:
@@ -212,7 +223,9 @@ class WebRtcAec:
         if self.idle:
             self.bypassed += 1
             return self._near.copy()
+        mic_db = _level_db(self._near)  # the (held-back) mic frame the APM is about to clean
         self._apm.process_stream(self._near_frame)
+        self.levels.append((mic_db, _level_db(self._near)))
         self.frames += 1
         return self._near.copy()
 

@@ -29,3 +29,37 @@ class SuspectGate:
             return False
         self._seen = chunk
         return self.threshold > 0 and self.vad.last_probability >= self.threshold
+
+
+class EchoDoubleTalk:
+    """Near-end speech from the echo canceller's levels: fires when, for `frames` 10 ms frames
+    in a row, the cleaned mic stays within `ratio_db` of the raw mic and above `level_db`.
+
+    While only the reply's echo reaches the mic, a converged canceller takes 25-40 dB off;
+    the user's own voice passes through it. Armed `warm_s` after the reply starts, because a
+    canceller that has not converged yet passes echo too.
+    """
+
+    def __init__(self, ratio_db: float, level_db: float, frames: int, warm_s: float = 0.3) -> None:
+        self.ratio_db, self.level_db, self.frames, self.warm_s = ratio_db, level_db, frames, warm_s
+        self._armed_at: float | None = None
+        self._run = 0
+
+    def arm(self, now: float) -> None:
+        if self._armed_at is None:
+            self._armed_at = now + self.warm_s
+            self._run = 0
+
+    def disarm(self) -> None:
+        self._armed_at, self._run = None, 0
+
+    def update(self, now: float, mic_db: float, out_db: float) -> bool:
+        """One frame's levels; True on the frame that completes a run (then it disarms)."""
+        if self.frames <= 0 or self._armed_at is None or now < self._armed_at:
+            return False
+        near = out_db > self.level_db and out_db - mic_db > self.ratio_db
+        self._run = self._run + 1 if near else 0
+        if self._run >= self.frames:
+            self.disarm()
+            return True
+        return False
