@@ -26,7 +26,7 @@ from device.link import protocol
 from device.link.protocol import ProtocolError
 from test_faults_support import FaultProxy, appended_audio, marker_audio, marker_frames
 from test_link_client import Recorder, _free_port, feed, validate_all
-from test_link_support import TracedServer, turn, wait_for
+from test_link_support import TracedServer, wait_for
 
 MANUAL = dict(turn_detection="none")
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device import config as cfg
 from device.agent import ScheduledPress
 from device.audio import wavio
 from test_faults_support import AgentRun, appended_audio, make_agent

@@ -26,7 +26,7 @@ import numpy as np
 
 from device.config import WakeSettings
 from device.errors import ConfigError, ModelError
-from device.listen.interpreter import Interpreter, load_interpreter
+from device.listen.interpreter import load_interpreter
 from device.listen.manifest import (ModelManifest, bare_manifest, find_manifests, load_manifest, models_dir,
                                     verify)
 
