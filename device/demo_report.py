@@ -67,9 +67,12 @@ def summary_lines(records: list[dict[str, Any]], speaker: np.ndarray, rate: int,
         lines.append("barge-in       none")
     else:
         if "latency_ms" in facts:
-            lines.append(f"barge-in       user starts at {facts['onset_t']:.2f} s, {facts['source']} decides at "
-                         f"{facts['decision_t']:.2f} s, speaker silent at {facts['silent_t']:.2f} s: "
-                         f"{facts['latency_ms']} ms onset → silence")
+            pause = next((r for r in records if r["event"] == "playback_pause"
+                          and (onset or 0) - 0.05 <= r["t"] <= facts["decision_t"]), None)
+            how = (f"reply paused at {pause['t']:.2f} s, barge-in confirmed ({facts['source']}) at "
+                   f"{facts['decision_t']:.2f} s" if pause else f"{facts['source']} decides at {facts['decision_t']:.2f} s")
+            lines.append(f"barge-in       user starts at {facts['onset_t']:.2f} s, {how}, speaker silent at "
+                         f"{facts['silent_t']:.2f} s: {facts['latency_ms']} ms onset → silence")
         if "played_ms" in facts:
             lines.append(f"truncate       audio_end_ms {facts['audio_end_ms']} vs {facts['played_ms']} ms really "
                          f"played (speaker.wav): off by {abs(facts['audio_end_ms'] - facts['played_ms'])} ms")
