@@ -7,6 +7,9 @@
 # amounts of digital silence, so fixtures.json can state where the speech is.
 # fixtures.json is written last: its presence means the set is complete.
 set -euo pipefail
+# Repeatable: no random dither (-D) and a fixed seed for synth noise (-R), so the same
+# espeak-ng and sox give the same files and borderline scores do not flip between runs.
+sox() { command sox -R -D "$@"; }
 
 out=${1:-"$(cd "$(dirname "$0")/.." && pwd)/tests/fixtures/generated"}
 for tool in espeak-ng sox soxi; do

@@ -16,6 +16,9 @@
 # Noise: sox-synthesised pink / brown / white noise (one colour per voice), scaled to the SNR
 # against the RMS of the whole utterance file's speech part.
 set -euo pipefail
+# Repeatable: no random dither (-D) and a fixed seed for synth noise (-R), so the same
+# espeak-ng and sox give the same files and borderline scores do not flip between runs.
+sox() { command sox -R -D "$@"; }
 
 out=${1:?usage: make_listen_set.sh OUT_DIR [quick|full]}
 size=${2:-full}

@@ -38,7 +38,7 @@ def speech(tmp_path_factory):
     for name, (voice, speed, text) in SPEECH.items():
         raw, wav = d / f"{name}.raw.wav", d / f"{name}.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-        subprocess.run(["sox", "-V1", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(wav),
+        subprocess.run(["sox", "-R", "-D", "-V1", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(wav),
                         "silence", "1", "0.01", "0.1%", "reverse", "silence", "1", "0.01", "0.1%", "reverse",
                         "pad", "1.0", "1.0"], check=True)
         out[name] = read_mono(wav, 16000)
