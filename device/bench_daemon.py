@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from device.link.server import free_loopback_port
 
 REPO = Path(__file__).resolve().parent.parent
 GOALS = {"idle_cpu_pct": 3.0, "rss_mb": 120.0, "ready_s": 3.0}
@@ -49,12 +50,6 @@ def _mem_mb(pid: int) -> tuple[float, float]:
     return vals.get("VmRSS", 0.0), vals.get("VmHWM", 0.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run(quick: bool = False) -> dict[str, Any]:
     rig_mod = _rig_module()
     if rig_mod is None or rig_mod.pulseaudio_binary() is None:
@@ -62,7 +57,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     window = 4.0 if quick else 15.0
     with tempfile.TemporaryDirectory(prefix="voxbox-bench-") as tmp_s, rig_mod.PulseRig() as rig:
         tmp = Path(tmp_s)
-        port = _free_port()
+        port = free_loopback_port()
         server = subprocess.Popen([sys.executable, "-m", "device", "serve", "--port", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cfg = tmp / "voxbox.toml"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,16 +30,11 @@ from device.link import protocol
 from device.link.client import RealtimeClient
 from device.link.protocol import ServerEvent
 from device.link.server import RealtimeServer
+from device.link.server import free_loopback_port
 
 GOALS = {"idle_bytes": 0, "muted_bytes": 0, "reconnect_median_s": 1.0}
 FRAME = 240  # 10 ms at 24 kHz
 DEMO_WAV = Path(__file__).parent / "data" / "demo_scenario.wav"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _voice_like(seconds: float, seed: int = 3) -> np.ndarray:
@@ -85,7 +79,7 @@ class _Probe:
 
 
 async def _uplink_and_cpu(audio_s: float) -> dict[str, Any]:
-    port = _free_port()
+    port = free_loopback_port()
     code = ("import asyncio; from device.link.server import serve; "
             f"asyncio.run(serve('127.0.0.1', {port}, speed=200.0))")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
@@ -198,7 +192,7 @@ async def _idle_and_muted(quick: bool) -> dict[str, Any]:
 
 
 async def _reconnects(n: int, down_s: float = 0.2, healthy_s: float = 0.6) -> dict[str, Any]:
-    port = _free_port()
+    port = free_loopback_port()
     server = RealtimeServer()
     await server.start(port=port)
     probe = _Probe(f"ws://127.0.0.1:{port}/v1/realtime", RealtimeSettings(turn_detection="none"))

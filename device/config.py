@@ -216,8 +216,10 @@ def _apply(obj: Any, prefix: str, values: dict[str, Any]) -> None:
 
 def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.type) or f.name in
-                ("audio", "wake", "vad", "aec", "conversation", "realtime", "gpio")}
+    defaults = Settings()
+    names = [f.name for f in dataclasses.fields(Settings) if f.name != "source"]
+    sections = {n for n in names if dataclasses.is_dataclass(getattr(defaults, n))}
+    top_level = set(names) - sections  # profile, log_level, timeline
     for name, value in env.items():
         if not name.startswith("VOXBOX_") or name in ("VOXBOX_CONFIG",):
             continue
@@ -225,7 +227,7 @@ def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
         section = next((s for s in sorted(sections, key=len, reverse=True) if rest.startswith(s + "_")), None)
         if section:
             out.setdefault(section, {})[rest[len(section) + 1:]] = value
-        elif rest in ("profile", "log_level", "timeline"):
+        elif rest in top_level:
             out[rest] = value
         # Other VOXBOX_* variables (e.g. VOXBOX_TFLITE_RUNTIME) belong to other parts: not settings.
     return out

@@ -286,19 +286,20 @@ class Conversation:
         self.paused_until = None
         out.append(BargeIn(source))
         out.append(StopPlayback("button" if source == "button" else "barge_in"))
-        if self.response_id is not None:
-            out.append(SendCancel())
-            self.dropped_responses.add(self.response_id)
-            self.response_id = None
+        self._drop_response(out)
         if self.playing_item is not None:
             out.append(SendTruncate(self.playing_item))
             self.playing_item = None
 
-    def _end_conversation(self, out: list[Action]) -> None:
+    def _drop_response(self, out: list[Action]) -> None:
+        """Cancel the response in progress, if any; its late audio will not be played."""
         if self.response_id is not None:
             out.append(SendCancel())
             self.dropped_responses.add(self.response_id)
             self.response_id = None
+
+    def _end_conversation(self, out: list[Action]) -> None:
+        self._drop_response(out)
         out.append(SendClear())
         self._go("idle", out)
 
@@ -404,10 +405,7 @@ class Conversation:
             self._barge_in(ev.t, "button", out)
             self._listen(ev.t, self.settings.follow_up_s, out)
         elif self.phase == "thinking":
-            if self.response_id is not None:
-                out.append(SendCancel())
-                self.dropped_responses.add(self.response_id)
-                self.response_id = None
+            self._drop_response(out)
             self._listen(ev.t, self.settings.follow_up_s, out)
         elif self.phase == "listening":
             if self.heard_speech:
@@ -437,10 +435,7 @@ class Conversation:
             # carries the rest and gets the answer.
             owner = "local_vad" if self.local_turns else "server_vad"
             if self.phase == "thinking" and ev.source == owner:
-                if self.response_id is not None:
-                    out.append(SendCancel())
-                    self.dropped_responses.add(self.response_id)
-                    self.response_id = None
+                self._drop_response(out)
                 self._go("listening", out)
 
     def _audio(self, ev: AudioDelta, out: list[Action]) -> None:

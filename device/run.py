@@ -60,14 +60,14 @@ async def _open_audio(settings: cfg.Settings, player: Player, indicator: Any) ->
 async def _run(settings: cfg.Settings) -> int:
     from device.listen.vad import build_vad
     from device.listen.wakeword import build_wake_detector
-    from device.simulate import _make_aec
+    from device.audio.aec import build_aec
 
     key = cfg.api_key(settings)
     if settings.realtime.url.startswith("wss://") and not key:
         raise ConfigError("no API key: set OPENAI_API_KEY or realtime.api_key_file")
     wake = build_wake_detector(settings.wake)
     vad = build_vad(settings.vad)
-    aec = _make_aec(settings)
+    aec = build_aec(settings.aec)
     indicator, buttons = _gpio(settings)
     from device.gpio.mute import MuteStore
 

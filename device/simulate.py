@@ -16,6 +16,7 @@ from typing import Any, Callable
 from device import config as cfg
 from device.agent import Agent, ScheduledPress
 from device.audio import wavio
+from device.audio.aec import build_aec
 from device.audio.player import Player
 from device.audio.sim import SimAudio, room_response
 from device.errors import ConfigError, VoxboxError
@@ -54,17 +55,6 @@ def parse_press(text: str) -> ScheduledPress:
     return p
 
 
-def _make_aec(settings: cfg.Settings) -> Any:
-    """The echo canceller when the profile wants one and it is installed; else None."""
-    if not settings.aec.enabled:
-        return None
-    try:
-        from device.audio.aec import build_aec
-    except ImportError:
-        return None
-    return build_aec(settings.aec)
-
-
 async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline) -> tuple[Agent, SimAudio]:
     from device.listen.vad import build_vad
     from device.listen.wakeword import build_wake_detector
@@ -95,7 +85,7 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
     else:
         api_key = cfg.api_key(settings)
     agent = Agent(settings, sim, timeline, wake=wake, vad=vad, url=url, api_key=api_key,
-                  aec=_make_aec(settings), presses=opts.presses)
+                  aec=build_aec(settings.aec), presses=opts.presses)
     sim.keep_going = agent.keep_going
     try:
         connect = asyncio.create_task(agent.client.wait_connected(opts.connect_timeout_s))

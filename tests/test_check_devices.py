@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,8 @@ import pytest
 
 pytest.importorskip("pyaudio")
 
+from device.link.server import free_loopback_port  # noqa: E402
 from pulse_rig import pulse_rig_or_skip  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def test_devices_lists_the_sound_server(rig_env: dict[str, str]) -> None:
 
 
 def test_check_passes_with_a_server_and_names_what_is_wrong_without(rig_env: dict[str, str], tmp_path: Path) -> None:
-    port = free_port()
+    port = free_loopback_port()
     server = subprocess.Popen([sys.executable, "-m", "device", "serve", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -64,7 +58,7 @@ def test_check_passes_with_a_server_and_names_what_is_wrong_without(rig_env: dic
         server.terminate()
         server.wait(timeout=10)
     bad = tmp_path / "bad.toml"
-    bad.write_text(f'[realtime]\nurl = "ws://127.0.0.1:{free_port()}/v1/realtime"\n[audio]\ninput_device = "no-such-card"\n'
+    bad.write_text(f'[realtime]\nurl = "ws://127.0.0.1:{free_loopback_port()}/v1/realtime"\n[audio]\ninput_device = "no-such-card"\n'
                    '[gpio]\nenabled = false\n')
     r = voxbox(rig_env, "check", "--config", str(bad))
     assert r.returncode == 1

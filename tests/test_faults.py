@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from device.config import RealtimeSettings
 from device.link import protocol
 from device.link.protocol import ProtocolError
+from device.link.server import free_loopback_port
 from test_faults_support import FaultProxy, appended_audio, marker_audio, marker_frames
-from test_link_client import Recorder, _free_port, feed, validate_all
+from test_link_client import Recorder, feed, validate_all
 from test_link_support import TracedServer, wait_for
 
 MANUAL = dict(turn_detection="none")
@@ -286,7 +287,7 @@ def test_garbage_from_the_server_is_counted_and_the_link_kept() -> None:
 
 def test_connect_refused_at_start_then_the_server_comes() -> None:
     async def main() -> None:
-        port = _free_port()
+        port = free_loopback_port()
         rec = Recorder(f"ws://127.0.0.1:{port}/v1/realtime", RealtimeSettings(**MANUAL))
         rec.start()
         assert not await rec.client.wait_connected(1.0)

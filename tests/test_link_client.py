@@ -22,6 +22,7 @@ from device.link import protocol
 from device.link.client import RealtimeClient
 from device.link.protocol import ServerEvent
 from test_link_support import TracedServer, check_client_event, check_server_event, turn, wait_for
+from device.link.server import free_loopback_port
 
 
 class Recorder:
@@ -191,16 +192,9 @@ def test_reconnects_after_server_restart_and_resends_session_update() -> None:
     asyncio.run(main())
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_offline_audio_buffer_is_bounded_and_flushed_on_connect() -> None:
     async def main() -> None:
-        port = _free_port()
+        port = free_loopback_port()
         rt = RealtimeSettings(offline_buffer_s=0.5, reconnect_max_s=0.3)
         rec = Recorder(f"ws://127.0.0.1:{port}", rt)
         rec.start()
@@ -230,7 +224,7 @@ def test_offline_audio_buffer_is_bounded_and_flushed_on_connect() -> None:
 
 def test_zero_offline_buffer_drops_everything() -> None:
     async def main() -> None:
-        rec = Recorder(f"ws://127.0.0.1:{_free_port()}", RealtimeSettings(offline_buffer_s=0))
+        rec = Recorder(f"ws://127.0.0.1:{free_loopback_port()}", RealtimeSettings(offline_buffer_s=0))
         rec.start()
         feed(rec.client, np.zeros(2400, np.int16))
         assert rec.client.pending_audio_ms == 0 and rec.client.stats.dropped_audio_ms == pytest.approx(100)

@@ -23,13 +23,8 @@ import pytest
 pytest.importorskip("pyaudio")
 
 from device.audio import wavio  # noqa: E402
+from device.link.server import free_loopback_port  # noqa: E402
 from pulse_rig import pulse_rig_or_skip  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(pred, timeout: float, every: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
@@ -50,7 +45,7 @@ def records(path: Path) -> list[dict]:
 @pytest.fixture()
 def daemon_env(tmp_path: Path):  # type: ignore[no-untyped-def]
     rig = pulse_rig_or_skip()
-    port = free_port()
+    port = free_loopback_port()
     server = subprocess.Popen([sys.executable, "-m", "device", "serve", "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = tmp_path / "state"

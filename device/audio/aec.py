@@ -21,9 +21,8 @@ estimate says the reference is late, `WebRtcAec` holds the mic back (see there).
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections import deque
+from typing import Any
 
 import numpy as np
 

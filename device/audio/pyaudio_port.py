@@ -46,7 +46,7 @@ from device.audio import dsp
 from device.audio.player import Player
 from device.config import AudioSettings
 from device.errors import ConfigError, VoxboxError
-from device.quiet import quiet_stderr  # noqa: F401  (re-exported: callers use it from here)
+from device.quiet import quiet_stderr
 
 log = logging.getLogger(__name__)
 

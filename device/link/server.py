@@ -17,6 +17,7 @@ import binascii
 import copy
 import json
 import logging
+import socket
 import sys
 import time
 from typing import Any, Callable
@@ -51,6 +52,13 @@ CLIENT_EVENTS = {  # type → {field: (json type, required)}
 UNSUPPORTED = ("conversation.item.create", "conversation.item.delete", "conversation.item.retrieve",
                "output_audio_buffer.clear")
 
+
+
+def free_loopback_port() -> int:
+    """A TCP port nobody listens on right now (for a server started by another process)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 class ClientError(Exception):
     """An invalid client event: becomes an `error` event (the connection stays)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from device.audio import wavio
 from device.config import Settings
 from device.errors import AudioFileError
@@ -18,14 +20,21 @@ from device.listen.vad import VadEvent, build_vad
 from device.listen.wakeword import SAMPLE_RATE, build_wake_detector
 
 
+def _read_all(paths: Iterable[str | Path]) -> Iterator[tuple[str | Path, np.ndarray | None, dict]]:
+    """(path, 16 kHz mono audio, {}) per file, or (path, None, {"file", "error"}) if unreadable."""
+    for path in paths:
+        try:
+            yield path, wavio.read_mono(path, SAMPLE_RATE), {}
+        except AudioFileError as exc:
+            yield path, None, {"file": str(path), "error": str(exc)}
+
+
 def detect_files(paths: Iterable[str | Path], settings: Settings) -> Iterator[dict]:
     """{"file", "detections": [{"wake_word", "t", "score"}]} per file."""
     detector = build_wake_detector(settings.wake)
-    for path in paths:
-        try:
-            audio = wavio.read_mono(path, SAMPLE_RATE)
-        except AudioFileError as exc:
-            yield {"file": str(path), "error": str(exc)}
+    for path, audio, error in _read_all(paths):
+        if audio is None:
+            yield error
             continue
         detector.reset()
         found = detector.process(audio)
@@ -51,11 +60,9 @@ def segments(events: Iterable[VadEvent]) -> list[list[float]]:
 def vad_files(paths: Iterable[str | Path], settings: Settings) -> Iterator[dict]:
     """{"file", "speech": [[start_s, end_s], ...]} per file."""
     vad = build_vad(settings.vad)
-    for path in paths:
-        try:
-            audio = wavio.read_mono(path, SAMPLE_RATE)
-        except AudioFileError as exc:
-            yield {"file": str(path), "error": str(exc)}
+    for path, audio, error in _read_all(paths):
+        if audio is None:
+            yield error
             continue
         vad.reset()
         events = vad.process(audio) + vad.flush()
