@@ -23,6 +23,9 @@ first OUT.wav sample after which it stays zero, minus the onset in IN.wav), the
 truncate's `audio_end_ms` against the reply audio OUT.wav really played, ERLE of
 the AEC on the echo-only scenarios (device.audio.aec.erle_db, after 1 s), and the
 AEC's CPU time per audio second (time.process_time around its calls).
+Two bounds per interruption (full set only) tell the echo's cost from the pipeline's:
+the VAD alone on the user's speech (vad_floor_ms), and the whole run again with no echo
+in the mic while the canceller still gets the reply as reference (run_scenario(echo=False)).
 Scenarios run in parallel worker processes (process_time is per process).
 """
 
@@ -158,8 +161,13 @@ def _read16(path: Path) -> np.ndarray:
     return x[:, 0] if x.ndim == 2 else x
 
 
-def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False) -> dict:
-    """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O)."""
+def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False,
+                 echo: bool = True) -> dict:
+    """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O).
+
+    echo=False: the same run with no echo in the mic (the canceller still gets the reference),
+    which isolates what the canceller and the detector cost from what the echo costs.
+    """
     from device import config as cfg
     from device import conversation as cv
     from device.agent import Agent
@@ -174,7 +182,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     mic = _read16(set_dir / sc["mic"])
     reply = _read16(set_dir / sc["reply"])
     player = Player(settings.audio.output_rate)
-    sim = SimAudio(mic, MIC_RATE, player, speed=1e9, echo_gain=sc["echo_gain"],
+    sim = SimAudio(mic, MIC_RATE, player, speed=1e9, echo_gain=sc["echo_gain"] if echo else 0.0,
                    echo_delay_ms=sc["echo_delay_ms"], room_ir=room_response(MIC_RATE) if sc["room"] else None)
     inner = build_aec(settings.aec)
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
@@ -278,11 +286,43 @@ def measure(sc: dict, recs: list[dict], out: np.ndarray, out_rate: int) -> dict:
     return res
 
 
+def vad_floor_ms(sc: dict, set_dir: Path, settings: Any = None) -> float | None:
+    """The fast stage's own latency on the user's speech alone: the configured VAD engine on
+    IN.wav (no echo, no canceller), chunks from t = 0 as the agent cuts them, first chunk at or
+    above vad.suspect_threshold that ends after the onset, minus the onset (ms). A lower bound
+    for the pause decision of any run of this scenario; None if the engine never gets there.
+    """
+    from device import config as cfg
+    from device.listen.vad import build_vad
+
+    settings = settings or cfg.Settings()
+    onset = sc.get("onset_s")
+    if onset is None:
+        return None
+    engine = build_vad(settings.vad).engine
+    mic = _read16(set_dir / sc["mic"])
+    n = engine.chunk_samples
+    for i in range(0, len(mic) - n + 1, n):
+        p = engine.probability(mic[i : i + n])
+        end_s = (i + n) / MIC_RATE
+        if end_s > onset and p >= settings.vad.suspect_threshold:
+            return round((end_s - onset) * 1000, 1)
+        if end_s > onset + DETECT_WINDOW_S:
+            break
+    return None
+
+
 # ---------------------------------------------------------------- the bench
 
 def _job(args: tuple[dict, str]) -> dict:
     sc, d = args
-    return run_scenario(sc, Path(d))
+    row = run_scenario(sc, Path(d))
+    if sc["family"] == "talk":
+        # Bounds: the VAD on the user alone, and the whole pipeline without the echo.
+        row["vad_floor_ms"] = vad_floor_ms(sc, Path(d))
+        quiet = run_scenario(sc, Path(d), echo=False)
+        row["no_echo_latency_ms"] = quiet.get("latency_ms")
+    return row
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -323,6 +363,7 @@ def summarize(rows: list[dict]) -> dict:
         "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
         "latency_max_ms": round(max(lat), 1) if lat else None,
         "decision_p50_ms": _pct(dec, 50),
+        "bounds": _bounds(talk),
         "truncate_err_max_ms": round(max(terr), 1) if terr else None, "truncate_err_p95_ms": _pct(terr, 95),
         "erle": erle, "by_gain": by_gain,
         "aec_cpu_per_audio_s": round(cpu / audio, 4) if audio else None,
@@ -331,13 +372,25 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
+def _bounds(talk: list[dict]) -> dict:
+    """Latency floors (see vad_floor_ms and run_scenario(echo=False)); misses count as not done."""
+    out: dict[str, dict] = {}
+    for key, name in (("vad_floor_ms", "vad_alone"), ("no_echo_latency_ms", "no_echo")):
+        have = [r for r in talk if key in r]
+        xs = [r[key] for r in have if r[key] is not None]
+        if have:
+            out[name] = {"n": len(have), "found": len(xs), "p50_ms": _pct(xs, 50), "p95_ms": _pct(xs, 95),
+                         "over_100ms": sum(1 for x in xs if x > 100) + len(have) - len(xs)}
+    return out
+
+
 def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = None,
         settings: Any = None) -> dict:
     d = ensure_set(quick, set_dir)
     scenarios = load_scenarios(d)
     t0 = time.monotonic()
     if settings is not None or (jobs or os.cpu_count() or 1) <= 1 or quick:
-        rows = [run_scenario(sc, d, settings) for sc in scenarios]
+        rows = [run_scenario(sc, d, settings) for sc in scenarios]  # no bounds: they double the time
     else:
         # spawn, not fork: forked children inherit native library threads mid-state and can crash.
         with ProcessPoolExecutor(max_workers=jobs or min(4, os.cpu_count() or 1),
@@ -375,6 +428,15 @@ def format_table(result: dict) -> str:
     lines.append(row("onset -> speaker silent max", f"{s['latency_max_ms']} ms", ""))
     lines.append(row("|audio_end_ms - played| max", f"{s['truncate_err_max_ms']} ms", "<= 20 ms"))
     lines.append(row("|audio_end_ms - played| p95", f"{s['truncate_err_p95_ms']} ms", ""))
+    b = s.get("bounds", {})
+    if "vad_alone" in b:
+        v = b["vad_alone"]
+        lines.append(row("bound: VAD on the user alone p50/p95", f"{v['p50_ms']}/{v['p95_ms']} ms",
+                         f"{v['over_100ms']} of {v['n']} over 100 ms"))
+    if "no_echo" in b:
+        v = b["no_echo"]
+        lines.append(row("bound: no echo, AEC on, p50/p95", f"{v['p50_ms']}/{v['p95_ms']} ms",
+                         f"{v['over_100ms']} of {v['n']} over 100 ms"))
     for fam, e in s["erle"].items():
         lines.append(row(f"ERLE echo-only, {fam} (n={e['n']})", f"{e['median_db']} dB", f"min {e['min_db']} dB"))
     lines.append(row("AEC CPU per audio second", f"{s['aec_cpu_per_audio_s']} s", "<= 0.02 s"))

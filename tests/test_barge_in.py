@@ -88,3 +88,18 @@ def test_bench_section_shape(result: dict) -> None:
     assert 0 < s["aec_cpu_per_audio_s"] < 0.1  # measured ~0.014; loose for slow machines
     table = bb.format_table(result)
     assert "false barge-ins per 10 min" in table and "ERLE" in table and "p95" in table
+
+
+def test_the_bench_bounds_measure_the_detector_alone_and_the_pipeline_without_echo(
+        result: dict, tmp_path_factory: pytest.TempPathFactory) -> None:
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "talk_003_g0.5_d60")
+    # The VAD alone on IN.wav ("wait, stop please" from a -60 dBFS floor): measured 14-46 ms.
+    floor = bb.vad_floor_ms(sc, d)
+    assert floor is not None and 0 < floor <= 100, floor
+    # Nothing to detect before the onset: a scenario with the user's speech removed has no floor.
+    assert bb.vad_floor_ms({**sc, "onset_s": None}, d) is None
+    # The same interruption with no echo in the mic is still caught, and never before the onset.
+    quiet = bb.run_scenario(sc, d, echo=False)
+    assert quiet["detected"] and quiet["false_barge_ins"] == 0, quiet
+    assert quiet["latency_ms"] >= floor - 32, (quiet["latency_ms"], floor)  # one chunk of phase
