@@ -198,7 +198,8 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     raise AssertionError(f"unhandled type {typ} for {key}")
 
 
-def _apply(obj: Any, prefix: str, values: dict[str, Any]) -> None:
+def apply_values(obj: Any, prefix: str, values: dict[str, Any]) -> None:
+    """Set TOML-shaped `values` ({section: {key: value}} or top-level keys) on a settings object."""
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for k, v in values.items():
@@ -209,7 +210,7 @@ def _apply(obj: Any, prefix: str, values: dict[str, Any]) -> None:
         if dataclasses.is_dataclass(typ):
             if not isinstance(v, dict):
                 raise ConfigError(f"config {key}: expected a [{key}] table")
-            _apply(getattr(obj, k), f"{key}.", v)
+            apply_values(getattr(obj, k), f"{key}.", v)
         else:
             setattr(obj, k, _coerce(key, v, typ))
 
@@ -233,7 +234,8 @@ def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _validate(s: Settings) -> None:
+def validate(s: Settings) -> None:
+    """ConfigError naming the first setting out of range."""
     for key, choices in _CHOICES.items():
         obj: Any = s
         parts = key.split(".")
@@ -261,10 +263,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("config wake.words: at least one wake word or wake.models entry is needed")
 
 
-def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = None) -> Settings:
-    """Load settings: defaults ← TOML file ← environment. Raises ConfigError."""
+def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = None,
+         base: Settings | None = None) -> Settings:
+    """Load settings: `base` (defaults, or defaults with a hardware profile) ← TOML file ← environment.
+    Raises ConfigError."""
     env = os.environ if env is None else env
-    settings = Settings()
+    settings = base if base is not None else Settings()
     if path is None and env.get("VOXBOX_CONFIG"):
         path = env["VOXBOX_CONFIG"]
     if path is None and DEFAULT_CONFIG_PATH.is_file():
@@ -281,10 +285,10 @@ def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = 
             raise ConfigError(f"config file {p}: invalid TOML ({exc})") from None
         if "api_key" in data.get("realtime", {}):
             raise ConfigError("config realtime.api_key: do not put the key in the config; use OPENAI_API_KEY or realtime.api_key_file")
-        _apply(settings, "", data)
+        apply_values(settings, "", data)
         settings.source = str(p)
-    _apply(settings, "", _env_overrides(env))
-    _validate(settings)
+    apply_values(settings, "", _env_overrides(env))
+    validate(settings)
     return settings
 
 

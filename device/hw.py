@@ -42,7 +42,7 @@ class HwProfile:
 
     def apply(self, settings: Settings) -> Settings:
         """Set this profile's values on `settings` (in place) and return it."""
-        config._apply(settings, "", self.settings)
+        config.apply_values(settings, "", self.settings)
         return settings
 
 
@@ -101,7 +101,7 @@ def load_profile(name_or_path: str | Path, env: Mapping[str, str] | None = None)
             raise ConfigError(f"hardware profile {path}: [{section}] is not a hardware section "
                               f"(allowed: {', '.join(SECTIONS)})")
     try:
-        config._validate(_applied(data))
+        config.validate(_applied(data))
     except ConfigError as exc:
         raise ConfigError(f"hardware profile {path}: {exc}") from None
     return HwProfile(name=meta["name"], description=meta["description"], alsa_capture=meta["alsa_capture"],
@@ -111,7 +111,7 @@ def load_profile(name_or_path: str | Path, env: Mapping[str, str] | None = None)
 
 def _applied(data: dict[str, Any]) -> Settings:
     s = Settings()
-    config._apply(s, "", data)
+    config.apply_values(s, "", data)
     return s
 
 
@@ -122,12 +122,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     if not settings.profile:
         return settings
     prof = load_profile(settings.profile, env)
-    merged = prof.apply(Settings())
-    if settings.source != "defaults":
-        file_data = tomllib.loads(Path(settings.source).read_text(encoding="utf-8"))
-        config._apply(merged, "", file_data)
-    config._apply(merged, "", config._env_overrides(env))
-    config._validate(merged)
+    merged = config.load(path, env, base=prof.apply(Settings()))
     merged.source = f"{settings.source} + profile {prof.name}"
     return merged
 
