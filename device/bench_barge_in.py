@@ -288,7 +288,7 @@ def measure(sc: dict, recs: list[dict], out: np.ndarray, out_rate: int) -> dict:
 
 def vad_floor_ms(sc: dict, set_dir: Path, settings: Any = None) -> float | None:
     """The fast stage's own latency on the user's speech alone: the configured VAD engine on
-    IN.wav (no echo, no canceller), chunks from t = 0 as the agent cuts them, first chunk at or
+    IN.wav (no echo, no canceller), chunks cut from t = 0, first chunk at or
     above vad.suspect_threshold that ends after the onset, minus the onset (ms). A lower bound
     for the pause decision of any run of this scenario; None if the engine never gets there.
     """
@@ -436,7 +436,7 @@ def format_table(result: dict) -> str:
     if "no_echo" in b:
         v = b["no_echo"]
         lines.append(row("bound: no echo, AEC on, p50/p95", f"{v['p50_ms']}/{v['p95_ms']} ms",
-                         f"{v['over_100ms']} of {v['n']} over 100 ms"))
+                         f"{v['found']} of {v['n']} detected, {v['over_100ms']} over 100 ms or missed"))
     for fam, e in s["erle"].items():
         lines.append(row(f"ERLE echo-only, {fam} (n={e['n']})", f"{e['median_db']} dB", f"min {e['min_db']} dB"))
     lines.append(row("AEC CPU per audio second", f"{s['aec_cpu_per_audio_s']} s", "<= 0.02 s"))
