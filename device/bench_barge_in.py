@@ -252,15 +252,15 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
 
 def measure(sc: dict, recs: list[dict], out: np.ndarray, out_rate: int) -> dict:
     """Barge-ins, onset → silence, truncate accuracy of one run (timeline + OUT.wav)."""
+    from device.demo_report import played_samples
+
     barges = [r["t"] for r in recs if r["event"] == "barge_in"]
     pauses = [r["t"] for r in recs if r["event"] == "playback_pause"]
     nz = np.flatnonzero(out)
     first = int(nz[0]) if len(nz) else 0
     silent_from = int(nz[-1]) + 1 if len(nz) else 0  # first sample after which OUT stays zero
     # Pauses leave runs of exact zeros inside the reply (its -78 dBFS floor never has 2 ms of them).
-    gaps = np.diff(nz) - 1 if len(nz) else np.zeros(0, dtype=np.int64)
-    paused = int(gaps[gaps >= out_rate // 500].sum())
-    played_ms = (silent_from - first - paused) * 1000 / out_rate
+    played_ms = played_samples(out, first, silent_from, out_rate) * 1000 / out_rate
     res: dict[str, Any] = {"name": sc["name"], "family": sc["family"], "echo_gain": sc["echo_gain"],
                            "echo_delay_ms": sc["echo_delay_ms"], "room": sc["room"],
                            "reply_played_s": round(played_ms / 1000, 3), "barge_ins": barges,

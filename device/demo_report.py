@@ -23,6 +23,17 @@ def sounding_runs(x: np.ndarray, rate: int, gap_ms: int = 20) -> list[tuple[floa
     return [(s / rate, (e + 1) / rate) for s, e in zip(starts, ends)]
 
 
+def played_samples(x: np.ndarray, start: int, end: int, rate: int) -> int:
+    """Samples the speaker really played in x[start:end]: runs of exact zeros of 2 ms or more are
+    pauses (a reply's own noise floor never has them; the player outputs exact zeros when paused)."""
+    nz = np.flatnonzero(x[start:end] != 0)
+    if len(nz) == 0:
+        return 0
+    gaps = np.diff(nz) - 1
+    paused = int(gaps[gaps >= rate // 500].sum())
+    return int(nz[-1] + 1 - nz[0]) - paused
+
+
 def barge_in_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int,
                    onset_s: float | None) -> dict[str, Any] | None:
     """Latency (user onset → speaker silent) and truncate accuracy of the first barge-in; None if none.
@@ -47,7 +58,8 @@ def barge_in_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int
         (r for r in records if r["event"] == "playback_start" and r.get("item_id") == trunc["item_id"]), None)
     if trunc is not None and start is not None:
         facts["audio_end_ms"] = trunc["audio_end_ms"]
-        facts["played_ms"] = round((silent_at - start.get("speaker_s", start["t"])) * 1000)
+        first = int(round(start.get("speaker_s", start["t"]) * rate))
+        facts["played_ms"] = round(played_samples(speaker, first, int(round(silent_at * rate)), rate) * 1000 / rate)
     return facts
 
 
