@@ -26,6 +26,8 @@ AEC's CPU time per audio second (time.process_time around its calls).
 Two bounds per interruption (full set only) tell the echo's cost from the pipeline's:
 the VAD alone on the user's speech (vad_floor_ms), and the whole run again with no echo
 in the mic while the canceller still gets the reply as reference (run_scenario(echo=False)).
+Each scenario also runs as a second turn (full set only; run_scenario(warm=True)): the
+device played another reply first, as in a conversation, so the canceller is not cold.
 Scenarios run in parallel worker processes (process_time is per process).
 """
 
@@ -50,6 +52,8 @@ MIC_RATE = 16000
 DETECT_WINDOW_S = 1.5  # a barge-in later than this after the onset is not the user's
 STREAM_SPEED = 4.0  # the scripted server sends reply audio this much faster than it plays
 DELTA_MS = 100  # reply audio per delta event
+WARM_START_S = 0.5  # warm runs: the first reply starts here ...
+WARM_GAP_S = 2.0  # ... and the scenario's reply this long after it ended (the canceller idles after 1 s)
 
 
 # ---------------------------------------------------------------- the scenario set
@@ -162,11 +166,14 @@ def _read16(path: Path) -> np.ndarray:
 
 
 def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False,
-                 echo: bool = True) -> dict:
+                 echo: bool = True, warm: bool = False) -> dict:
     """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O).
 
     echo=False: the same run with no echo in the mic (the canceller still gets the reference),
     which isolates what the canceller and the detector cost from what the echo costs.
+    warm=True: the device first plays another reply of the set (the user silent), then waits
+    WARM_GAP_S, as in a conversation's second turn: the canceller has met this echo path before.
+    Measured is the scenario's own reply only (times and OUT.wav from its start on).
     """
     from device import config as cfg
     from device import conversation as cv
@@ -181,6 +188,17 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     settings = settings or cfg.Settings()
     mic = _read16(set_dir / sc["mic"])
     reply = _read16(set_dir / sc["reply"])
+    replies = [(sc["reply_start_s"], reply, "resp_bench", "item_bench")]
+    pre_s = 0.0
+    if warm:
+        others = sorted((set_dir / "replies").glob("reply_*.wav"))
+        names = [str(p.relative_to(set_dir)) for p in others]
+        first = _read16(others[(names.index(sc["reply"]) + 1) % len(others)])
+        pre_s = round(WARM_START_S + len(first) / 24000 + WARM_GAP_S, 2)
+        floor = np.random.default_rng(0).standard_normal(int(pre_s * MIC_RATE)) * 32768 * 1e-3
+        mic = np.concatenate((np.rint(floor).astype(np.int16), mic))
+        replies = [(WARM_START_S, first, "resp_warm", "item_warm"), (pre_s + sc["reply_start_s"], reply,
+                                                                      "resp_bench", "item_bench")]
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic, MIC_RATE, player, speed=1e9, echo_gain=sc["echo_gain"] if echo else 0.0,
                    echo_delay_ms=sc["echo_delay_ms"], room_ir=room_response(MIC_RATE) if sc["room"] else None)
@@ -194,10 +212,9 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     agent.client = link  # type: ignore[assignment]
     sim.keep_going = agent.keep_going
 
-    rid, item = "resp_bench", "item_bench"
     delta = settings.audio.output_rate * DELTA_MS // 1000
-    chunks = [reply[i : i + delta] for i in range(0, len(reply), delta)]
-    start_block = int(round(sc["reply_start_s"] * 100))
+    plan = [(int(round(t * 100)), [x[i : i + delta] for i in range(0, len(x), delta)], rid, item)
+            for t, x, rid, item in replies]
 
     def server(ev_type: str, audio: bytes | None = None, **data: Any) -> None:
         agent._on_server_event(ServerEvent(ev_type, {"type": ev_type, **data}, audio=audio))
@@ -206,29 +223,42 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         agent._apply(agent.machine.start())
         agent._on_connect()
         agent._apply(agent.machine.handle(cv.Wake(0.0, "bench", 1.0)))
-        blocks = sent = 0
+        blocks = 0
+        sent = [0] * len(plan)
         while (block := await sim.read()) is not None:
-            if blocks == start_block:
-                # The user's turn ended: the reply begins (Committed → thinking → audio → speaking).
-                agent._apply(agent.machine.handle(cv.Committed(agent.now)))
-                server("response.created", response={"id": rid})
-            if blocks >= start_block and sent < len(chunks) and agent.machine.response_id == rid:
-                due = int((blocks - start_block + 1) * 10 * STREAM_SPEED // DELTA_MS) + 1
-                while sent < min(due, len(chunks)):
-                    # as parsed from the wire (the base64 decoding is the protocol's, tested there)
-                    server("response.output_audio.delta", audio=chunks[sent].astype("<i2").tobytes(),
-                           response_id=rid, item_id=item)
-                    sent += 1
-                if sent == len(chunks):
-                    server("response.output_audio.done", response_id=rid, item_id=item)
-                    server("response.done", response={"id": rid, "status": "completed"})
+            for k, (start_block, chunks, rid, item) in enumerate(plan):
+                if blocks == start_block:
+                    # The user's turn ended: the reply begins (Committed → thinking → audio → speaking).
+                    agent._apply(agent.machine.handle(cv.Committed(agent.now)))
+                    server("response.created", response={"id": rid})
+                if blocks >= start_block and sent[k] < len(chunks) and agent.machine.response_id == rid:
+                    due = int((blocks - start_block + 1) * 10 * STREAM_SPEED // DELTA_MS) + 1
+                    while sent[k] < min(due, len(chunks)):
+                        # as parsed from the wire (the base64 decoding is the protocol's, tested there)
+                        server("response.output_audio.delta", audio=chunks[sent[k]].astype("<i2").tobytes(),
+                               response_id=rid, item_id=item)
+                        sent[k] += 1
+                    if sent[k] == len(chunks):
+                        server("response.output_audio.done", response_id=rid, item_id=item)
+                        server("response.done", response={"id": rid, "status": "completed"})
             agent.process_block(block)
             blocks += 1
 
     asyncio.run(go())
     out = sim.speaker_audio()
     recs = timeline.records
+    if warm:
+        # Only the scenario's own reply is measured: its times, and OUT.wav from its start.
+        warm_barges = sum(1 for r in recs if r["event"] == "barge_in" and r["t"] < pre_s)
+        recs = [r for r in recs if r["t"] >= pre_s - 1e-9]
+        out = out.copy()
+        out[: int(round(pre_s * settings.audio.output_rate))] = 0
+        sc = {**sc, "onset_s": None if sc.get("onset_s") is None else round(sc["onset_s"] + pre_s, 4)}
     res = measure(sc, recs, out, settings.audio.output_rate)
+    if warm:
+        # The device interrupting its first reply is a false barge-in too, and leaves no second turn
+        # to measure (the conversation went on without the scenario's reply): counted apart.
+        res["warm_up_barge_ins"] = warm_barges
     if aec is not None:
         res["aec_cpu_s"] = aec.cpu
         res["aec_audio_s"] = aec.frames / 100
@@ -317,6 +347,9 @@ def vad_floor_ms(sc: dict, set_dir: Path, settings: Any = None) -> float | None:
 def _job(args: tuple[dict, str]) -> dict:
     sc, d = args
     row = run_scenario(sc, Path(d))
+    w = run_scenario(sc, Path(d), warm=True)
+    row["warm"] = {k: w[k] for k in ("warm_up_barge_ins", "false_barge_ins", "false_pauses", "reply_played_s",
+                                     "reply_before_onset_s", "detected", "latency_ms", "truncate_err_ms") if k in w}
     if sc["family"] == "talk":
         # Bounds: the VAD on the user alone, and the whole pipeline without the echo.
         row["vad_floor_ms"] = vad_floor_ms(sc, Path(d))
@@ -364,12 +397,36 @@ def summarize(rows: list[dict]) -> dict:
         "latency_max_ms": round(max(lat), 1) if lat else None,
         "decision_p50_ms": _pct(dec, 50),
         "bounds": _bounds(talk),
+        "warm": _warm(rows),
         "truncate_err_max_ms": round(max(terr), 1) if terr else None, "truncate_err_p95_ms": _pct(terr, 95),
         "erle": erle, "by_gain": by_gain,
         "aec_cpu_per_audio_s": round(cpu / audio, 4) if audio else None,
         "missed": [r["name"] for r in talk if not r.get("detected")],
         "false_in": [r["name"] for r in rows if r["false_barge_ins"]],
     }
+
+
+def _warm(rows: list[dict]) -> dict | None:
+    """The same scenarios as a second turn (run_scenario(warm=True)): the canceller met the echo before."""
+    runs = [(r["family"], r["warm"]) for r in rows if "warm" in r]
+    if not runs:
+        return None
+    warm_up = sum(x["warm_up_barge_ins"] for _, x in runs)
+    w = [(f, x) for f, x in runs if not x["warm_up_barge_ins"]]  # a second turn took place
+    talk = [x for f, x in w if f == "talk"]
+    reply_s = sum(x["reply_played_s"] for f, x in w if f == "silent") + sum(x.get("reply_before_onset_s", 0.0)
+                                                                             for x in talk)
+    lat = [x["latency_ms"] for x in talk if "latency_ms" in x]
+    terr = [x["truncate_err_ms"] for x in talk if "truncate_err_ms" in x]
+    false = sum(x["false_barge_ins"] for _, x in w)
+    return {"runs": len(runs), "measured": len(w), "first_reply_barge_ins": warm_up,
+            "false_barge_ins": false, "false_per_10min": round(false / max(reply_s / 600, 1e-9), 2),
+            "reply_minutes": round(reply_s / 60, 2),
+            "false_pauses": sum(x.get("false_pauses", 0) for _, x in w),
+            "detected": sum(1 for x in talk if x.get("detected")), "talk": len(talk),
+            "detection_rate": round(sum(1 for x in talk if x.get("detected")) / max(len(talk), 1), 3),
+            "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
+            "truncate_err_max_ms": round(max(terr), 1) if terr else None}
 
 
 def _bounds(talk: list[dict]) -> dict:
@@ -390,7 +447,7 @@ def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = 
     scenarios = load_scenarios(d)
     t0 = time.monotonic()
     if settings is not None or (jobs or os.cpu_count() or 1) <= 1 or quick:
-        rows = [run_scenario(sc, d, settings) for sc in scenarios]  # no bounds: they double the time
+        rows = [run_scenario(sc, d, settings) for sc in scenarios]  # no bounds or warm runs: 3x the time
     else:
         # spawn, not fork: forked children inherit native library threads mid-state and can crash.
         with ProcessPoolExecutor(max_workers=jobs or min(4, os.cpu_count() or 1),
@@ -437,6 +494,17 @@ def format_table(result: dict) -> str:
         v = b["no_echo"]
         lines.append(row("bound: no echo, AEC on, p50/p95", f"{v['p50_ms']}/{v['p95_ms']} ms",
                          f"{v['found']} of {v['n']} detected, {v['over_100ms']} over 100 ms or missed"))
+    w = s.get("warm")
+    if w:
+        lines.append(f"  the same scenarios as a second turn (another reply played first, then a 2 s gap; "
+                     f"{w['measured']} of {w['runs']} reached it, {w['reply_minutes']} min of reply):")
+        lines.append(row("  false barge-ins in the first replies", str(w["first_reply_barge_ins"]), "0"))
+        lines.append(row("  false barge-ins / pauses, second", f"{w['false_barge_ins']} / {w['false_pauses']}", "0"))
+        lines.append(row("  interruptions detected", f"{w['detection_rate'] * 100:.1f} % ({w['detected']}/{w['talk']})",
+                         ">= 95 %"))
+        lines.append(row("  onset -> speaker silent p50/p95", f"{w['latency_p50_ms']}/{w['latency_p95_ms']} ms",
+                         "p95 <= 100 ms"))
+        lines.append(row("  |audio_end_ms - played| max", f"{w['truncate_err_max_ms']} ms", "<= 20 ms"))
     for fam, e in s["erle"].items():
         lines.append(row(f"ERLE echo-only, {fam} (n={e['n']})", f"{e['median_db']} dB", f"min {e['min_db']} dB"))
     lines.append(row("AEC CPU per audio second", f"{s['aec_cpu_per_audio_s']} s", "<= 0.02 s"))

@@ -103,3 +103,17 @@ def test_the_bench_bounds_measure_the_detector_alone_and_the_pipeline_without_ec
     quiet = bb.run_scenario(sc, d, echo=False)
     assert quiet["detected"] and quiet["false_barge_ins"] == 0, quiet
     assert quiet["latency_ms"] >= floor - 32, (quiet["latency_ms"], floor)  # one chunk of phase
+
+
+def test_as_a_second_turn_the_first_reply_plays_whole_and_the_interruption_is_caught(result: dict) -> None:
+    d = Path(result["set"])
+    scs = {s["name"]: s for s in bb.load_scenarios(d)}
+    # Echo-only at gain 1.0: neither the first reply nor the second interrupts itself.
+    r = bb.run_scenario(scs["silent_001_g1.0_d10"], d, warm=True)
+    assert r["warm_up_barge_ins"] == 0 and r["barge_ins"] == [], r
+    assert r["reply_played_s"] > 10.0, r  # the scenario's own reply, measured from its start
+    # The interruption in the second reply: caught, truncated where the speaker stopped
+    # (measured: 80 ms onset -> silent here, 130 ms in the cold run).
+    r = bb.run_scenario(scs["talk_003_g0.5_d60"], d, warm=True)
+    assert r["warm_up_barge_ins"] == 0 and r["detected"] and r["false_barge_ins"] == 0, r
+    assert 0 < r["latency_ms"] <= 300 and r["truncate_err_ms"] <= 20, r
