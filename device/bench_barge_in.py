@@ -362,15 +362,35 @@ def _pct(xs: list[float], q: float) -> float | None:
     return round(float(np.percentile(xs, q)), 1) if xs else None
 
 
-def summarize(rows: list[dict]) -> dict:
+def _outcome(rows: list[dict]) -> dict:
+    """What a user notices over a set of runs: false barge-ins and pauses per reply time,
+    interruptions detected, onset -> silence, truncate accuracy."""
     silent = [r for r in rows if r["family"] == "silent"]
     talk = [r for r in rows if r["family"] == "talk"]
     reply_s = sum(r["reply_played_s"] for r in silent) + sum(r.get("reply_before_onset_s", 0.0) for r in talk)
     false = sum(r["false_barge_ins"] for r in rows)
     false_p = sum(r.get("false_pauses", 0) for r in rows)
     lat = [r["latency_ms"] for r in talk if "latency_ms" in r]
-    dec = [r["decision_ms"] for r in talk if "decision_ms" in r]
     terr = [r["truncate_err_ms"] for r in talk if "truncate_err_ms" in r]
+    detected = sum(1 for r in talk if r.get("detected"))
+    return {
+        "reply_minutes": round(reply_s / 60, 2),
+        "false_barge_ins": false,
+        "false_per_10min": round(false / max(reply_s / 600, 1e-9), 2),
+        "false_pauses": false_p,
+        "false_pauses_per_10min": round(false_p / max(reply_s / 600, 1e-9), 2),
+        "detected": detected, "talk": len(talk),
+        "detection_rate": round(detected / max(len(talk), 1), 3),
+        "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
+        "latency_max_ms": round(max(lat), 1) if lat else None,
+        "truncate_err_max_ms": round(max(terr), 1) if terr else None, "truncate_err_p95_ms": _pct(terr, 95),
+    }
+
+
+def summarize(rows: list[dict]) -> dict:
+    silent = [r for r in rows if r["family"] == "silent"]
+    talk = [r for r in rows if r["family"] == "talk"]
+    dec = [r["decision_ms"] for r in talk if "decision_ms" in r]
     cpu = sum(r.get("aec_cpu_s", 0.0) for r in rows)
     audio = sum(r.get("aec_audio_s", 0.0) for r in rows)
     erle: dict[str, dict] = {}
@@ -386,19 +406,11 @@ def summarize(rows: list[dict]) -> dict:
             "detected": sum(1 for r in t if r.get("detected")), "talk": len(t),
             "latency_p95_ms": _pct([r["latency_ms"] for r in t if "latency_ms" in r], 95)}
     return {
-        "scenarios": len(rows), "silent": len(silent), "talk": len(talk),
-        "reply_minutes": round(reply_s / 60, 2),
-        "false_barge_ins": false,
-        "false_per_10min": round(false / max(reply_s / 600, 1e-9), 2),
-        "false_pauses": false_p,
-        "false_pauses_per_10min": round(false_p / max(reply_s / 600, 1e-9), 2),
-        "detection_rate": round(sum(1 for r in talk if r.get("detected")) / max(len(talk), 1), 3),
-        "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
-        "latency_max_ms": round(max(lat), 1) if lat else None,
+        "scenarios": len(rows), "silent": len(silent),
+        **_outcome(rows),
         "decision_p50_ms": _pct(dec, 50),
         "bounds": _bounds(talk),
         "warm": _warm(rows),
-        "truncate_err_max_ms": round(max(terr), 1) if terr else None, "truncate_err_p95_ms": _pct(terr, 95),
         "erle": erle, "by_gain": by_gain,
         "aec_cpu_per_audio_s": round(cpu / audio, 4) if audio else None,
         "missed": [r["name"] for r in talk if not r.get("detected")],
@@ -408,25 +420,12 @@ def summarize(rows: list[dict]) -> dict:
 
 def _warm(rows: list[dict]) -> dict | None:
     """The same scenarios as a second turn (run_scenario(warm=True)): the canceller met the echo before."""
-    runs = [(r["family"], r["warm"]) for r in rows if "warm" in r]
+    runs = [{"family": r["family"], **r["warm"]} for r in rows if "warm" in r]
     if not runs:
         return None
-    warm_up = sum(x["warm_up_barge_ins"] for _, x in runs)
-    w = [(f, x) for f, x in runs if not x["warm_up_barge_ins"]]  # a second turn took place
-    talk = [x for f, x in w if f == "talk"]
-    reply_s = sum(x["reply_played_s"] for f, x in w if f == "silent") + sum(x.get("reply_before_onset_s", 0.0)
-                                                                             for x in talk)
-    lat = [x["latency_ms"] for x in talk if "latency_ms" in x]
-    terr = [x["truncate_err_ms"] for x in talk if "truncate_err_ms" in x]
-    false = sum(x["false_barge_ins"] for _, x in w)
-    return {"runs": len(runs), "measured": len(w), "first_reply_barge_ins": warm_up,
-            "false_barge_ins": false, "false_per_10min": round(false / max(reply_s / 600, 1e-9), 2),
-            "reply_minutes": round(reply_s / 60, 2),
-            "false_pauses": sum(x.get("false_pauses", 0) for _, x in w),
-            "detected": sum(1 for x in talk if x.get("detected")), "talk": len(talk),
-            "detection_rate": round(sum(1 for x in talk if x.get("detected")) / max(len(talk), 1), 3),
-            "latency_p50_ms": _pct(lat, 50), "latency_p95_ms": _pct(lat, 95),
-            "truncate_err_max_ms": round(max(terr), 1) if terr else None}
+    measured = [x for x in runs if not x["warm_up_barge_ins"]]  # a second turn took place
+    return {"runs": len(runs), "measured": len(measured),
+            "first_reply_barge_ins": sum(x["warm_up_barge_ins"] for x in runs), **_outcome(measured)}
 
 
 def _bounds(talk: list[dict]) -> dict:
