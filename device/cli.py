@@ -10,8 +10,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from device import __version__
 from device.errors import ConfigError, VoxboxError
@@ -26,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from device.hw import load_settings
+    from device.service.hw import load_settings
 
     return load_settings(getattr(args, "config", None))
 
@@ -43,7 +44,7 @@ def _print_jsonl(objs: Any) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from device.simulate import SimOptions, parse_press, simulate
+    from device.dev.simulate import SimOptions, parse_press, simulate
 
     settings = _settings(args)
     opts = SimOptions(mic=Path(args.mic), url=args.url, speaker_out=_path(args.speaker_out),
@@ -53,7 +54,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                       presses=[parse_press(p) for p in args.press], speed=args.speed)
     echo = None
     if args.verbose:
-        from device.timeline_view import format_record
+        from device.dev.timeline_view import format_record
 
         echo = lambda rec: print(format_record(rec), flush=True)  # noqa: E731
     simulate(settings, opts, echo=echo)
@@ -61,8 +62,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from device.simulate import demo
-    from device.timeline_view import format_record
+    from device.dev.simulate import demo
+    from device.dev.timeline_view import format_record
 
     settings = _settings(args)
     out = Path(args.out)
@@ -71,8 +72,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     records = demo(settings, out, speed=args.speed,
                    echo=lambda rec: rec["event"] != "led" and print(format_record(rec), flush=True))
     from device.audio import wavio
-    from device.demo_report import summary_lines
-    from device.simulate import DEMO_INFO
+    from device.dev.demo_report import summary_lines
+    from device.dev.simulate import DEMO_INFO
 
     speaker, rate = wavio.read_wav(out / "speaker.wav")
     info = json.loads(DEMO_INFO.read_text()) if DEMO_INFO.is_file() else None
@@ -89,7 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from device.link.server import serve
+    from device.dev.server import serve
 
     try:
         asyncio.run(serve(args.host, args.port))
@@ -122,7 +123,7 @@ def cmd_vad(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from device.run import run_daemon
+    from device.service.run import run_daemon
 
     return run_daemon(_settings(args))
 
@@ -137,13 +138,13 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from device.check import run_checks
+    from device.service.check import run_checks
 
     return run_checks(_settings(args))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from device.bench import run_bench
+    from device.bench.report import run_bench
 
     return run_bench(_settings(args), json_out=_path(args.json), sections=args.section, quick=args.quick)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _quiet_lock = threading.RLock()
 _quiet_depth = 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the bundled `voxbox demo` scenario:
-#   device/data/demo_scenario.wav   16 kHz mono PCM16, ~22 s
-#   device/data/demo_scenario.json  segment onsets measured from the WAV's energy envelope
+#   device/dev/data/demo_scenario.wav   16 kHz mono PCM16, ~22 s
+#   device/dev/data/demo_scenario.json  segment onsets measured from the WAV's energy envelope
 #
 # Layout: 1.0 s silence, "hey jarvis", 0.7 s pause, a question (~2 s), a gap long
 # enough for the parrot model's reply to start (end of turn ~0.8 s after the question)
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-OUT_DIR=${OUT_DIR:-device/data}   # override to regenerate elsewhere (the tests do)
+OUT_DIR=${OUT_DIR:-device/dev/data}   # override to regenerate elsewhere (the tests do)
 OUT_WAV=$OUT_DIR/demo_scenario.wav
 OUT_JSON=$OUT_DIR/demo_scenario.json
 PYTHON=${PYTHON:-python3}

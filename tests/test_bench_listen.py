@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from device import bench_listen
+from device.bench import listen as bench_listen
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from device import conversation as cv
+from device.conversation import machine as cv
 from device.config import ConversationSettings
 
 

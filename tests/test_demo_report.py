@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.demo_report import barge_in_facts, played_samples
+from device.dev.demo_report import barge_in_facts, played_samples
 
 RATE = 24000
 

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from device.config import RealtimeSettings
 from device.link import protocol
 from device.link.protocol import ProtocolError
-from device.link.server import free_loopback_port
+from device.dev.server import free_loopback_port
 from test_faults_support import FaultProxy, appended_audio, marker_audio, marker_frames
 from test_link_client import Recorder, feed, validate_all
 from test_link_support import TracedServer, wait_for
@@ -404,7 +404,7 @@ _AGENT: list[Any] = []
                 min_size=1, max_size=12))
 def test_fuzz_agent_handles_any_server_event(steps: list[tuple[str, dict[str, Any]]]) -> None:
     """Whatever parses reaches the agent's handler; no exception escapes, and the state shown stays valid."""
-    from device import conversation as cv
+    from device.conversation import machine as cv
 
     if not _AGENT:
         _AGENT.append(_fuzz_agent())

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.agent import ScheduledPress
+from device.conversation.agent import ScheduledPress
 from device.audio import wavio
 from test_faults_support import AgentRun, appended_audio, make_agent
 from test_link_support import TracedServer

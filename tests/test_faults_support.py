@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from device import config as cfg
-from device.agent import Agent, ScheduledPress
+from device.conversation.agent import Agent, ScheduledPress
 from device.audio import wavio
 from device.audio.player import Player
 from device.audio.sim import SimAudio

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from device import hw
+from device.service import hw
 from device.config import Settings
 from device.errors import ConfigError
 from device.gpio import build_gpio

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from device import bench_link
+from device.bench import link as bench_link
 
 
 def test_link_bench_quick() -> None:

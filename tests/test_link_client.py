@@ -22,7 +22,7 @@ from device.link import protocol
 from device.link.client import RealtimeClient
 from device.link.protocol import ServerEvent
 from test_link_support import TracedServer, check_client_event, check_server_event, turn, wait_for
-from device.link.server import free_loopback_port
+from device.dev.server import free_loopback_port
 
 
 class Recorder:

@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from device.link.server import RealtimeServer
+from device.dev.server import RealtimeServer
 from test_link_support import turn
 
 openai = pytest.importorskip("openai")

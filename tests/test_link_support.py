@@ -17,7 +17,7 @@ import soxr
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 from pydantic import TypeAdapter
 
-from device.link.server import RealtimeServer
+from device.dev.server import RealtimeServer
 
 CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)

@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("pyaudio")
 
 from device.audio import wavio  # noqa: E402
-from device.link.server import free_loopback_port  # noqa: E402
+from device.dev.server import free_loopback_port  # noqa: E402
 from pulse_rig import pulse_rig_or_skip  # noqa: E402
 
 

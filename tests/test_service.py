@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from device import service
+from device.service import systemd as service
 
 
 @pytest.fixture

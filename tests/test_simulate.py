@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from device.audio import wavio
-from device.demo_report import barge_in_facts, sounding_runs
-from device.simulate import DEMO_INFO, DEMO_WAV
+from device.dev.demo_report import barge_in_facts, sounding_runs
+from device.dev.simulate import DEMO_INFO, DEMO_WAV
 
 SPEED = "8"
 

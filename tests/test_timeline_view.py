@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device import timeline_view as tv
+from device.dev import timeline_view as tv
 from device.audio import wavio
 from device.errors import VoxboxError
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "device" / "data"
+DATA = REPO / "device" / "dev" / "data"
 SCENARIO_WAV = DATA / "demo_scenario.wav"
 SCENARIO_JSON = DATA / "demo_scenario.json"
 

@@ -108,7 +108,7 @@ def _terminate(pa: Any) -> None:
 def _default_index(pa: Any, kind: str) -> int | None:
     try:
         info = pa.get_default_input_device_info() if kind == "input" else pa.get_default_output_device_info()
-    except (IOError, OSError):
+    except OSError:
         return None
     return int(info["index"])
 
@@ -181,7 +181,7 @@ def _supported(pa: Any, pyaudio: Any, rate: int, dev: int, channels: int, kind: 
 
 
 # ------------------------------------------------------------------ the port
-def _resolve(fut: "asyncio.Future[None]") -> None:
+def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
 
@@ -264,7 +264,7 @@ class PyAudioPort:
             with quiet_stderr():
                 return self._pa.open(format=self._pyaudio.paInt16, channels=channels, rate=rate,
                                      frames_per_buffer=frames, stream_callback=callback, **direction)
-        except (IOError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise VoxboxError(f"cannot open {kind} {dev.name!r} at {rate} Hz x{channels}: {exc}") from None
 
     def _open_output(self, dev: DeviceInfo) -> None:
@@ -492,7 +492,7 @@ class PyAudioPort:
             self._pa = None
         self._wake()
 
-    def __enter__(self) -> "PyAudioPort":
+    def __enter__(self) -> PyAudioPort:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,10 +12,9 @@ ceil(n/16) zero bytes to clock the data through the chain.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import logging
 import warnings
+from collections.abc import Sequence
 
 from gpiozero import Device, DigitalOutputDevice, GPIOPinInUse, PinFactoryFallback, SPISoftwareFallback
 

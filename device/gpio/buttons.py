@@ -11,7 +11,8 @@ loop with `loop.call_soon_threadsafe`.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from gpiozero import Button
 

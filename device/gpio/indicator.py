@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from device.gpio import patterns
 from device.gpio.patterns import Anim, Pattern
@@ -36,7 +36,7 @@ class Indicator:
     def close(self) -> None:
         """Turn the LEDs off and release the pins."""
 
-    def __enter__(self) -> "Indicator":
+    def __enter__(self) -> Indicator:
         return self
 
     def __exit__(self, *exc: object) -> None:

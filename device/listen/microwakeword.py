@@ -31,7 +31,8 @@ from __future__ import annotations
 import importlib
 import os
 from collections import deque
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

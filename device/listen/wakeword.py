@@ -18,17 +18,16 @@ wake words; each word only adds one small classifier per 80 ms step.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from device.config import WakeSettings
 from device.errors import ConfigError, ModelError
 from device.listen.interpreter import load_interpreter
-from device.listen.manifest import (ModelManifest, bare_manifest, find_manifests, load_manifest, models_dir,
-                                    verify)
+from device.listen.manifest import ModelManifest, bare_manifest, find_manifests, load_manifest, models_dir, verify
 
 SAMPLE_RATE = 16000
 STEP_SAMPLES = 1280  # 80 ms

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from device import config as cfg
-from device import service
-from device.agent import Agent
 from device.audio.player import Player
+from device.conversation.agent import Agent
 from device.errors import ConfigError, VoxboxError
+from device.service import systemd as service
 from device.timeline import Timeline
 
 log = logging.getLogger("voxbox.run")
@@ -58,9 +58,9 @@ async def _open_audio(settings: cfg.Settings, player: Player, indicator: Any) ->
 
 
 async def _run(settings: cfg.Settings) -> int:
+    from device.audio.aec import build_aec
     from device.listen.vad import build_vad
     from device.listen.wakeword import build_wake_detector
-    from device.audio.aec import build_aec
 
     key = cfg.api_key(settings)
     if settings.realtime.url.startswith("wss://") and not key:

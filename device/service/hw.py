@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,7 +51,7 @@ def profile_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
     """Where profiles are looked for: $VOXBOX_HW_DIR, /etc/voxbox/hw, then the hw/ of this source tree."""
     env = os.environ if env is None else env
     dirs = [Path(env["VOXBOX_HW_DIR"])] if env.get("VOXBOX_HW_DIR") else []
-    return dirs + [Path("/etc/voxbox/hw"), Path(__file__).resolve().parent.parent / "hw"]
+    return dirs + [Path("/etc/voxbox/hw"), Path(__file__).resolve().parents[2] / "hw"]
 
 
 def list_profiles(env: Mapping[str, str] | None = None) -> list[str]:

@@ -31,16 +31,17 @@ import multiprocessing
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 SAMPLE_RATE = 16000
 CHUNK = 160  # 10 ms
 FRAME_S = 0.03
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "make_listen_set.sh"
 PHRASES = ["hey_jarvis", "okay_nabu", "alexa", "hey_mycroft"]
 WAKE_JOBS = [("ours", "openwakeword"), ("ref", "openwakeword"), ("ours", "microwakeword"), ("ref", "microwakeword")]
@@ -429,7 +430,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m device.bench_listen [quick]
+if __name__ == "__main__":  # python -m device.bench.listen [quick]
     import sys
 
     res = run(quick="quick" in sys.argv[1:])

@@ -11,17 +11,18 @@ import importlib
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from device.config import Settings
 from device.errors import ConfigError
 
 SECTIONS = {
-    "listen": "device.bench_listen",
-    "barge_in": "device.bench_barge_in",
-    "link": "device.bench_link",
-    "daemon": "device.bench_daemon",
+    "listen": "device.bench.listen",
+    "barge_in": "device.bench.barge_in",
+    "link": "device.bench.link",
+    "daemon": "device.bench.daemon",
 }
 
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from device import conversation as cv
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.config import Settings
+from device.conversation import machine as cv
 from device.errors import VoxboxError
 from device.link import protocol
 from device.link.client import RealtimeClient

@@ -20,15 +20,17 @@ import logging
 import socket
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve as ws_serve
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
+from device.dev.server_vad import ServerVad
 from device.link.client import redacting_logger
 from device.link.protocol import AUDIO_FORMAT, BYTES_PER_MS, SAMPLE_RATE, new_id
-from device.link.server_vad import ServerVad
 
 log = logging.getLogger(__name__)
 Trace = Callable[[str, "str | bytes"], None]
@@ -446,7 +448,7 @@ class RealtimeServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self._server = await ws_serve(self._handler, host, port, max_size=MAX_MESSAGE_BYTES, compression=None,
-                                      ssl=self.ssl, logger=redacting_logger("device.link.server.websockets"),
+                                      ssl=self.ssl, logger=redacting_logger("device.dev.server.websockets"),
                                       ping_interval=20, ping_timeout=20, close_timeout=2)
         self.host = host
         self.port = next(iter(self._server.sockets)).getsockname()[1]

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "make_barge_in_set.py"
 MIC_RATE = 16000
 DETECT_WINDOW_S = 1.5  # a barge-in later than this after the onset is not the user's
@@ -176,11 +176,11 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     Measured is the scenario's own reply only (times and OUT.wav from its start on).
     """
     from device import config as cfg
-    from device import conversation as cv
-    from device.agent import Agent
     from device.audio.aec import build_aec, erle_db
     from device.audio.player import Player
     from device.audio.sim import SimAudio, room_response
+    from device.conversation import machine as cv
+    from device.conversation.agent import Agent
     from device.link.protocol import ServerEvent
     from device.listen.vad import build_vad
     from device.timeline import Timeline
@@ -282,7 +282,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
 
 def measure(sc: dict, recs: list[dict], out: np.ndarray, out_rate: int) -> dict:
     """Barge-ins, onset → silence, truncate accuracy of one run (timeline + OUT.wav)."""
-    from device.demo_report import played_samples
+    from device.dev.demo_report import played_samples
 
     barges = [r["t"] for r in recs if r["event"] == "barge_in"]
     pauses = [r["t"] for r in recs if r["event"] == "playback_pause"]
@@ -517,7 +517,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m device.bench_barge_in [--quick] [--json F]
+if __name__ == "__main__":  # python -m device.bench.barge_in [--quick] [--json F]
     import argparse
 
     ap = argparse.ArgumentParser()

@@ -26,15 +26,14 @@ from typing import Any
 import numpy as np
 
 from device.config import RealtimeSettings
+from device.dev.server import RealtimeServer, free_loopback_port
 from device.link import protocol
 from device.link.client import RealtimeClient
 from device.link.protocol import ServerEvent
-from device.link.server import RealtimeServer
-from device.link.server import free_loopback_port
 
 GOALS = {"idle_bytes": 0, "muted_bytes": 0, "reconnect_median_s": 1.0}
 FRAME = 240  # 10 ms at 24 kHz
-DEMO_WAV = Path(__file__).parent / "data" / "demo_scenario.wav"
+DEMO_WAV = Path(__file__).resolve().parents[1] / "dev" / "data" / "demo_scenario.wav"
 
 
 def _voice_like(seconds: float, seed: int = 3) -> np.ndarray:
@@ -80,10 +79,10 @@ class _Probe:
 
 async def _uplink_and_cpu(audio_s: float) -> dict[str, Any]:
     port = free_loopback_port()
-    code = ("import asyncio; from device.link.server import serve; "
+    code = ("import asyncio; from device.dev.server import serve; "
             f"asyncio.run(serve('127.0.0.1', {port}, speed=200.0))")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
-                            cwd=str(Path(__file__).resolve().parent.parent))
+                            cwd=str(Path(__file__).resolve().parents[2]))
     try:
         assert proc.stderr is not None
         line = await asyncio.to_thread(proc.stderr.readline)  # "voxbox: realtime server ... on ws://..."
@@ -133,10 +132,10 @@ async def _uplink_and_cpu(audio_s: float) -> dict[str, Any]:
 
 async def _wire_bytes_agent(mic: np.ndarray, rate: int, presses: list[Any], speed: float) -> dict[str, Any]:
     """The whole agent (SimAudio) against the local server; what the server received besides the session."""
-    from device.agent import Agent
     from device.audio.player import Player
     from device.audio.sim import SimAudio
     from device.config import Settings
+    from device.conversation.agent import Agent
     from device.listen.vad import build_vad
     from device.listen.wakeword import build_wake_detector
     from device.timeline import Timeline
@@ -171,8 +170,8 @@ async def _wire_bytes_agent(mic: np.ndarray, rate: int, presses: list[Any], spee
 
 
 async def _idle_and_muted(quick: bool) -> dict[str, Any]:
-    from device.agent import ScheduledPress
     from device.audio import wavio
+    from device.conversation.agent import ScheduledPress
 
     demo, rate = wavio.read_wav(DEMO_WAV)
     demo = demo[:, 0]

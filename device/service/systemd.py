@@ -20,7 +20,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger("voxbox.service")
 
@@ -195,7 +195,7 @@ class ShutdownSignals:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._installed: list[int] = []
 
-    def install(self) -> "ShutdownSignals":
+    def install(self) -> ShutdownSignals:
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
         for sig in self.signals:
@@ -241,7 +241,7 @@ class ShutdownSignals:
         assert self.received is not None
         return self.received
 
-    async def __aenter__(self) -> "ShutdownSignals":
+    async def __aenter__(self) -> ShutdownSignals:
         return self.install()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from device import config as cfg
-from device.agent import Agent, ScheduledPress
 from device.audio import wavio
 from device.audio.aec import build_aec
 from device.audio.player import Player
 from device.audio.sim import SimAudio, room_response
+from device.conversation.agent import Agent, ScheduledPress
 from device.errors import ConfigError, VoxboxError
 from device.timeline import Timeline
 
@@ -76,7 +77,7 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
     url = opts.url
     api_key = None
     if url is None:
-        from device.link.server import RealtimeServer
+        from device.dev.server import RealtimeServer
 
         # Like the real service, replies stream faster than they play, on the simulated clock too.
         server = RealtimeServer(speed=max(4.0, 4.0 * opts.speed))
@@ -131,7 +132,7 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
         wavio.write_wav(opts.mic_out, sim.mic_audio(), sim.in_rate)
         heard = opts.mic_out
     if opts.plot is not None:
-        from device.timeline_view import plot
+        from device.dev.timeline_view import plot
 
         speaker = opts.speaker_out
         if speaker is None:

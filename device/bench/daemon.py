@@ -18,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from device.link.server import free_loopback_port
 
-REPO = Path(__file__).resolve().parent.parent
+from device.dev.server import free_loopback_port
+
+REPO = Path(__file__).resolve().parents[2]
 GOALS = {"idle_cpu_pct": 3.0, "rss_mb": 120.0, "ready_s": 3.0}
 
 
@@ -80,7 +81,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                     if b"READY=1" in sock.recv(4096):
                         ready_s = time.monotonic() - t0
                         break
-                except socket.timeout:
+                except TimeoutError:
                     continue
             if ready_s is None:
                 err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""

@@ -1,0 +1,8 @@
+"""The conversation: what the device does with what it hears.
+
+`machine.Conversation` is pure: events in (wake, speech start/end, server turn and response
+events, button, ticks), actions out (open/close the uplink, play, pause, stop, send a commit,
+cancel or truncate). `agent.Agent` owns the I/O: it feeds mic blocks through the frontend and
+detectors, turns server events from its `Link` into machine events, and carries out the
+machine's actions on the player, the link and the indicator.
+"""
