@@ -220,3 +220,132 @@ def test_talking_on_after_the_turn_closed_drops_the_half_answer() -> None:
         out = m.handle(cv.SpeechStart(2.8, "local_vad" if local else "server_vad"))
         assert "SendCancel" in kinds(out) and shown(out) == ["listening"]
         assert m.handle(cv.AudioDelta(2.9, "item_1", "resp_1", b"\1\0")) == []  # its audio is not played
+
+
+def local_machine() -> cv.Conversation:
+    m = cv.Conversation(ConversationSettings(), local_turns=True)
+    m.start()
+    m.handle(cv.Connected(0.0))
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    return m
+
+
+def creates(actions: list[cv.Action]) -> int:
+    return kinds(actions).count("SendResponseCreate")
+
+
+def test_a_reopened_turn_waits_for_the_late_cancel_before_asking_again() -> None:
+    """Issue 11, 2a: pause 0.75 s mid-sentence, go on; the cancel is acknowledged 1.5 s late.
+    A response.create before that response.done would get conversation_already_has_active_response."""
+    m = local_machine()
+    m.handle(cv.SpeechStart(1.4, "local_vad"))
+    assert creates(m.handle(cv.SpeechEnd(2.5, "local_vad"))) == 1  # the pause ends the turn
+    m.handle(cv.ResponseCreated(2.7, "resp_1"))
+    out = m.handle(cv.SpeechStart(3.25, "local_vad"))  # ... and goes on
+    assert cv.SendCancel("resp_1") in out and m.phase == "listening"
+    out = m.handle(cv.SpeechEnd(4.0, "local_vad"))
+    assert kinds(out)[0] == "SendCommit" and creates(out) == 0  # resp_1 still runs on the server
+    assert m.phase == "thinking"
+    out = m.handle(cv.ResponseDone(4.75, "resp_1", "cancelled"))  # the late acknowledgement
+    assert creates(out) == 1 and m.phase == "thinking"  # now the whole question is asked
+    m.handle(cv.ResponseCreated(4.9, "resp_2"))
+    assert shown(m.handle(cv.AudioDelta(5.0, "item_2", "resp_2", b"\1\0"))) == ["speaking"]
+
+
+def test_active_response_error_is_retried_once_after_the_next_response_done() -> None:
+    m = local_machine()
+    m.handle(cv.SpeechStart(1.4, "local_vad"))
+    assert creates(m.handle(cv.SpeechEnd(2.5, "local_vad"))) == 1
+    out = m.handle(cv.CreateFailed(2.6, "conversation_already_has_active_response"))
+    assert out == [] and m.phase == "thinking"
+    out = m.handle(cv.ResponseDone(3.0, "resp_0", "completed"))  # the response the server still ran
+    assert creates(out) == 1 and m.phase == "thinking"
+    out = m.handle(cv.CreateFailed(3.1, "conversation_already_has_active_response"))
+    assert shown(out) == ["error"] and m.phase == "listening"  # once only: then it is said
+    assert shown(m.handle(cv.Tick(5.1))) == ["listening"]
+
+
+def test_a_response_created_for_a_superseded_turn_is_cancelled_and_never_played() -> None:
+    """Issue 11, 2b: response.created for the first half arrives 0.6 s after response.create,
+    while the user is already talking again."""
+    m = local_machine()
+    m.handle(cv.SpeechStart(1.4, "local_vad"))
+    m.handle(cv.SpeechEnd(2.5, "local_vad"))  # commit + create at 2.5
+    out = m.handle(cv.SpeechStart(2.85, "local_vad"))  # the user goes on before it was created
+    assert "SendCancel" not in kinds(out) and m.phase == "listening"
+    out = m.handle(cv.ResponseCreated(3.1, "resp_1"))
+    assert out == [cv.SendCancel("resp_1")]
+    assert m.handle(cv.AudioDelta(3.2, "item_1", "resp_1", b"\1\0")) == []  # not played over the user
+    assert m.phase == "listening"
+    out = m.handle(cv.SpeechEnd(4.5, "local_vad"))  # the rest of the sentence is committed...
+    assert kinds(out)[0] == "SendCommit" and creates(out) == 0
+    out = m.handle(cv.ResponseDone(4.6, "resp_1", "cancelled"))
+    assert creates(out) == 1  # ... and answered, once resp_1 is gone
+    m.handle(cv.ResponseCreated(4.8, "resp_2"))
+    assert m.response_id == "resp_2"
+    assert shown(m.handle(cv.AudioDelta(4.9, "item_2", "resp_2", b"\1\0"))) == ["speaking"]
+
+
+def test_server_turns_a_late_response_while_the_user_talks_on_is_cancelled() -> None:
+    m = machine()
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.SpeechStart(1.4, "server_vad"))
+    m.handle(cv.Committed(2.5))
+    m.handle(cv.SpeechStart(2.8, "server_vad"))  # the user goes on: the turn reopens
+    assert m.phase == "listening"
+    out = m.handle(cv.ResponseCreated(3.0, "resp_1"))  # the server's answer to the first half
+    assert out == [cv.SendCancel("resp_1")]
+    assert m.handle(cv.AudioDelta(3.1, "item_1", "resp_1", b"\1\0")) == []
+
+
+def test_failed_response_shows_error_briefly_then_listening() -> None:
+    m = machine()
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.Committed(3.0))
+    m.handle(cv.ResponseCreated(3.1, "resp_1"))
+    out = m.handle(cv.ResponseDone(3.2, "resp_1", "failed"))
+    assert shown(out) == ["error"] and m.phase == "listening"
+    assert m.handle(cv.Tick(5.1)) == []
+    assert shown(m.handle(cv.Tick(5.2))) == ["listening"]
+    # incomplete with no audio at all: no answer either, said the same way
+    m.handle(cv.Committed(6.0))
+    m.handle(cv.ResponseCreated(6.1, "resp_2"))
+    assert shown(m.handle(cv.ResponseDone(6.2, "resp_2", "incomplete"))) == ["error"]
+    m.handle(cv.Tick(8.3))
+    # incomplete after some audio: what came is played, no error; cancelled by the server: listening
+    m.handle(cv.Committed(9.0))
+    m.handle(cv.ResponseCreated(9.1, "resp_3"))
+    m.handle(cv.AudioDelta(9.2, "item_3", "resp_3", b"\1\0"))
+    assert m.handle(cv.ResponseDone(9.3, "resp_3", "incomplete")) == [] and m.phase == "speaking"
+    m.handle(cv.PlaybackIdle(9.5))
+    m.handle(cv.Committed(10.0))
+    m.handle(cv.ResponseCreated(10.1, "resp_4"))
+    assert shown(m.handle(cv.ResponseDone(10.2, "resp_4", "cancelled"))) == ["listening"]
+
+
+def test_an_error_while_waiting_ends_the_wait() -> None:
+    m = machine()
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.Committed(3.0))
+    out = m.handle(cv.CreateFailed(3.2, "server_error"))
+    assert shown(out) == ["error"] and m.phase == "listening"
+
+
+def test_a_new_session_names_nothing_of_the_old_one() -> None:
+    m = machine()
+    talk_until_speaking(m)
+    m.handle(cv.Disconnected(3.5, "server closed"))
+    m.handle(cv.Connected(3.6))
+    out = m.handle(cv.SpeechStart(4.0, "local_vad"))  # the old reply still plays from the buffer
+    assert cv.StopPlayback("barge_in") in out
+    assert "SendCancel" not in kinds(out) and "SendTruncate" not in kinds(out)
+
+
+def test_a_response_created_while_muted_is_cancelled() -> None:
+    m = local_machine()
+    m.handle(cv.SpeechStart(1.4, "local_vad"))
+    m.handle(cv.SpeechEnd(2.5, "local_vad"))
+    m.handle(cv.Button(3.0, "press"))
+    m.handle(cv.Button(5.0, "hold"))
+    assert m.muted
+    assert m.handle(cv.ResponseCreated(5.1, "resp_1")) == [cv.SendCancel("resp_1")]

@@ -120,6 +120,19 @@ class Player:
     def clock(self) -> int:
         return self._clock
 
+    @property
+    def current_item(self) -> str | None:
+        """The item whose audio is coming out of the speaker now (paused included); None between replies."""
+        with self._lock:
+            return self._current
+
+    def forget(self, item_id: str) -> None:
+        """Drop the played count of an item that is over (bounded memory; a compatible server
+        that reuses item ids in a new session starts again from 0)."""
+        with self._lock:
+            if item_id != self._current:
+                self._played.pop(item_id, None)
+
     def played_ms(self, item_id: str) -> int:
         """Milliseconds of `item_id` that reached the listener (output latency removed)."""
         with self._lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,23 @@ from device.listen.wakeword import WakeWordDetector
 from device.timeline import Timeline
 
 log = logging.getLogger("voxbox.agent")
+
+
+ITEMS_KEPT = 64  # item ids (and sent event ids) remembered per session
+# Errors about something that was already gone (a cancel after the response ended, a truncate of an
+# item already cut, an empty commit): nothing the device waits for ends with them.
+HARMLESS_ERRORS = frozenset({"response_cancel_not_active", "item_truncate_invalid_item_id", "invalid_value",
+                             "input_audio_buffer_commit_empty"})
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object field, {} when absent or null (compatible servers send null for optional fields)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    """A JSON string field, "" when absent or null."""
+    return value if isinstance(value, str) else ""
 
 
 class NullIndicator:
@@ -76,6 +93,11 @@ class Agent:
         self.errors = 0
         self._stopping = False
         self._playing: str | None = None  # item whose audio is coming out of the speaker
+        # This session's audio items: bytes received of each (a truncate never names another
+        # session's item, nor more audio than came). Bounded: the latest ITEMS_KEPT.
+        self._received: OrderedDict[str, int] = OrderedDict()
+        self._stopped: tuple[str, int] | None = None  # (item, played ms) the last stop cut
+        self._sent_types: OrderedDict[str, str] = OrderedDict()  # event_id -> type of what we sent
         self._button_events: list[tuple[float, str]] = []
         for p in presses or []:
             self._button_events.append((p.t, "press"))
@@ -239,6 +261,8 @@ class Agent:
             note = notes.popleft()
             if note.kind == "start":
                 if note.item_id != self._playing:
+                    if self._playing is not None:
+                        self.player.forget(self._playing)  # played to its end: never truncated
                     self._playing = note.item_id
                     # speaker_s: the exact speaker sample it started at (t is block-granular).
                     self.log("playback_start", item_id=note.item_id,
@@ -255,6 +279,7 @@ class Agent:
         if self._playing is not None:
             self.log("playback_stop", reason="done", item_id=self._playing,
                      played_ms=self.player.played_ms(self._playing))
+            self.player.forget(self._playing)
             self._playing = None
         self._apply(self.machine.handle(cv.PlaybackIdle(self.now)))
 
@@ -265,10 +290,17 @@ class Agent:
     # ------------------------------------------------------------------ link callbacks
     def on_connect(self) -> None:
         self.log("connect")
+        self._new_session()
         self._apply(self.machine.handle(cv.Connected(self.now)))
+
+    def _new_session(self) -> None:
+        """Item and event ids of the last session mean nothing to the next one."""
+        self._received.clear()
+        self._sent_types.clear()
 
     def on_disconnect(self, reason: str) -> None:
         self.log("disconnect", reason=reason)
+        self._new_session()
         if not self._stopping:  # our own close at the end of a run is not "offline"
             self._apply(self.machine.handle(cv.Disconnected(self.now, reason)))
 
@@ -276,6 +308,10 @@ class Agent:
         etype = event.get("type", "?")
         if etype == "input_audio_buffer.append":
             return
+        if isinstance(event.get("event_id"), str):  # an `error` may name it (error.event_id)
+            self._sent_types[event["event_id"]] = str(etype)
+            while len(self._sent_types) > ITEMS_KEPT:
+                self._sent_types.popitem(last=False)
         if etype == "conversation.item.truncate":
             self.log("send", type=etype, item_id=event.get("item_id"), audio_end_ms=event.get("audio_end_ms"))
         else:
@@ -297,7 +333,10 @@ class Agent:
                 self.errors += 1
                 self.on_link_error(str(exc))
                 return
-            self._apply(m.handle(cv.AudioDelta(t, item_id, str(d.get("response_id", "")), pcm)))
+            self._received[item_id] = self._received.pop(item_id, 0) + len(pcm)
+            while len(self._received) > ITEMS_KEPT:
+                self._received.popitem(last=False)
+            self._apply(m.handle(cv.AudioDelta(t, item_id, _text(d.get("response_id")), pcm)))
             return
         self.log("recv", type=ev.type)
         if ev.type == "input_audio_buffer.speech_started":
@@ -309,17 +348,59 @@ class Agent:
         elif ev.type == "input_audio_buffer.committed":
             self._apply(m.handle(cv.Committed(t)))
         elif ev.type == "response.created":
-            self._apply(m.handle(cv.ResponseCreated(t, str(d.get("response", {}).get("id", "")))))
+            self._apply(m.handle(cv.ResponseCreated(t, _text(_obj(d.get("response")).get("id")))))
         elif ev.type == "response.done":
-            resp = d.get("response", {}) if isinstance(d.get("response"), dict) else {}
-            self._apply(m.handle(cv.ResponseDone(t, str(resp.get("id", "")), str(resp.get("status", "")))))
+            resp = _obj(d.get("response"))
+            rid, status = _text(resp.get("id")), _text(resp.get("status"))
+            self._response_outcome(rid, status, _obj(resp.get("status_details")))
+            self._apply(m.handle(cv.ResponseDone(t, rid, status)))
             if m.phase == "speaking" and m.response_id is None and not self.player.busy:
                 self._playback_done()  # everything already played before the response closed
         elif ev.type == "error":  # counted in the client's stats
-            err = d.get("error", {}) if isinstance(d.get("error"), dict) else {}
-            log.warning("server error: %s", err.get("message", d))
+            self._server_error(_obj(d.get("error")))
         elif ev.type == "response.output_audio_transcript.done":
             log.debug("assistant said: %s", d.get("transcript", ""))
+
+    def _response_outcome(self, rid: str, status: str, details: dict[str, Any]) -> None:
+        """Say how a response ended when it did not simply complete (journal + timeline).
+
+        failed: the server could not answer (quota, server error): an error line, `error` shown
+        briefly by the machine. incomplete: cut short (max_output_tokens, content_filter): what
+        came is played, a warning. cancelled: by the device (barge-in, reopened turn) it is
+        expected and only noted at debug level; by the server (turn_detected) an info line.
+        Source: `response.done`, RealtimeResponse.status / status_details."""
+        if status in ("completed", "in_progress", ""):
+            return
+        err = _obj(details.get("error"))
+        reason = _text(err.get("code")) or _text(details.get("reason")) or _text(err.get("type"))
+        ours = rid in self.machine.dropped_responses
+        if status == "failed":
+            log.error("response %s failed: %s%s", rid, reason or "no reason given",
+                      f" ({err['message']})" if isinstance(err.get("message"), str) else "")
+            self.log("response_failed", response_id=rid, status=status, reason=reason)
+        elif status == "incomplete":
+            log.warning("response %s incomplete: %s", rid, reason or "no reason given")
+            self.log("response_incomplete", response_id=rid, status=status, reason=reason)
+        elif status == "cancelled":
+            (log.debug if ours else log.info)("response %s cancelled (%s)", rid,
+                                              "by the device" if ours else reason or "by the server")
+            self.log("response_cancelled", response_id=rid, status=status, reason=reason,
+                     by="device" if ours else "server")
+
+    def _server_error(self, err: dict[str, Any]) -> None:
+        """A server `error`: logged; one that ends the response the device waits for ends the wait.
+
+        That is an error naming our response.create (error.event_id), or any error but the
+        harmless ones while the device waits for a response that was never created."""
+        code = _text(err.get("code"))
+        about = self._sent_types.get(_text(err.get("event_id")), "")
+        log.warning("server error%s%s: %s", f" {code}" if code else "", f" (on {about})" if about else "",
+                    _text(err.get("message")) or "(no message)")
+        m = self.machine
+        if about == "response.create" or code == "conversation_already_has_active_response":
+            self._apply(m.handle(cv.CreateFailed(self.now, code)))
+        elif (not about and m.phase == "thinking" and m.response_id is None and code not in HARMLESS_ERRORS):
+            self._apply(m.handle(cv.CreateFailed(self.now, code)))
 
     # ------------------------------------------------------------------ actions
     def _apply(self, actions: list[cv.Action]) -> None:
@@ -349,9 +430,9 @@ class Agent:
             elif isinstance(a, cv.BargeIn):
                 self.log("barge_in", source=a.source)
             elif isinstance(a, cv.SendCancel):
-                self.link.send(protocol.response_cancel())
+                self.link.send(protocol.response_cancel(a.response_id or None))
             elif isinstance(a, cv.SendTruncate):
-                self.link.send(protocol.item_truncate(a.item_id, self.player.played_ms(a.item_id)))
+                self._truncate()
             elif isinstance(a, cv.SendCommit):
                 self.link.send(protocol.input_audio_commit())
             elif isinstance(a, cv.SendResponseCreate):
@@ -381,12 +462,27 @@ class Agent:
                 self._send_audio(self.uplink.push(np.stack(list(self.preroll))))
 
     def _stop_playback(self, reason: str) -> None:
-        item = self._playing
+        # The item coming out of the speaker now (one response may carry several items).
+        item = self.player.current_item or self._playing
         self.player.flush()
+        self._stopped = None
         if item is not None:
-            self.log("playback_stop", reason=reason, item_id=item, played_ms=self.player.played_ms(item))
-            self._playing = None
+            played = self.player.played_ms(item)
+            self._stopped = (item, played)
+            self.log("playback_stop", reason=reason, item_id=item, played_ms=played)
+            self.player.forget(item)
+        self._playing = None
         self.player.notes.clear()
+
+    def _truncate(self) -> None:
+        """`conversation.item.truncate` of the item the speaker was cutting, at what was played of
+        it, never more than was received; only an item of this session (else nothing is sent)."""
+        stopped, self._stopped = self._stopped, None
+        if stopped is None or stopped[0] not in self._received:
+            return
+        item, played = stopped
+        received_ms = self._received[item] // protocol.BYTES_PER_MS
+        self.link.send(protocol.item_truncate(item, min(played, received_ms)))
 
     def _finish(self) -> None:
         s = self.link.stats

@@ -18,6 +18,7 @@ from typing import Union
 from device.config import ConversationSettings
 
 STATES = ("idle", "listening", "thinking", "speaking", "muted", "offline", "error")
+ERROR_SHOW_S = 2.0  # a failed response shows `error` this long, then the conversation state
 
 
 # ---------------------------------------------------------------- events in
@@ -82,6 +83,16 @@ class ResponseDone:
 
 
 @dataclass(frozen=True)
+class CreateFailed:
+    """The server refused a `response.create` (an `error` naming it, or any error while the
+    device waits for a response that was never created). `code`: the error's code ("" if none);
+    `conversation_already_has_active_response` is retried once after the next response.done."""
+
+    t: float
+    code: str
+
+
+@dataclass(frozen=True)
 class PlaybackIdle:
     """The player has played everything it was given."""
 
@@ -118,7 +129,7 @@ class FaultCleared:
 
 
 Event = Union[Wake, Button, SpeechStart, SuspectSpeech, SpeechEnd, Committed, ResponseCreated, AudioDelta,
-              ResponseDone, PlaybackIdle, Tick, Connected, Disconnected, Fault, FaultCleared]
+              ResponseDone, CreateFailed, PlaybackIdle, Tick, Connected, Disconnected, Fault, FaultCleared]
 
 
 # ---------------------------------------------------------------- actions out
@@ -176,7 +187,9 @@ class SendResponseCreate:
 
 @dataclass(frozen=True)
 class SendCancel:
-    pass
+    """`response.cancel` naming the response (of the current session) to cancel."""
+
+    response_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -186,7 +199,11 @@ class SendClear:
 
 @dataclass(frozen=True)
 class SendTruncate:
-    """Truncate `item_id` at what was really played; the agent asks the player for the ms."""
+    """Truncate the item that was playing at what was really played.
+
+    `item_id` is the latest item received; one response may carry several audio items, so the
+    agent truncates the item the player was actually playing (clamped to what was received of
+    it, and only if it belongs to the current session)."""
 
     item_id: str
 
@@ -229,7 +246,12 @@ class Conversation:
     heard_speech: bool = False
     response_id: str | None = None  # response in progress (created, not yet done)
     playing_item: str | None = None
-    dropped_responses: set[str] = field(default_factory=set)
+    dropped_responses: set[str] = field(default_factory=set)  # cancelled, their response.done not yet seen
+    creates_pending: int = 0  # response.create sent, response.created not yet seen
+    creates_stale: int = 0  # of those, how many belong to a turn the user reopened (cancel when created)
+    create_deferred: bool = False  # a response.create waits for the server's previous response to end
+    create_retried: bool = False  # the deferred create is the one retry after "active response"
+    error_until: float | None = None  # show `error` until then (a failed response, briefly)
     thinking_timeout_s: float = 20.0
     held: bool = False  # the button is down past the hold time: its release is not a short press
     paused_until: float | None = None  # playback paused on a suspicion; resumed at this t unless confirmed
@@ -238,7 +260,7 @@ class Conversation:
     def _display(self) -> str:
         if self.muted:
             return "muted"
-        if self.fault:
+        if self.fault or self.error_until is not None:
             return "error"
         if not self.connected:
             return "offline"
@@ -269,6 +291,7 @@ class Conversation:
         if phase == "speaking":
             out.append(StrictVad(True))
         if phase == "idle":
+            self.create_deferred = False
             self.deadline = None
             self.user_speaking = False
             self.heard_speech = False
@@ -292,11 +315,43 @@ class Conversation:
             self.playing_item = None
 
     def _drop_response(self, out: list[Action]) -> None:
-        """Cancel the response in progress, if any; its late audio will not be played."""
+        """Cancel the response in progress, if any; its late audio will not be played. A response
+        asked for but not yet created belongs to the same superseded turn: it is cancelled when
+        its response.created arrives."""
         if self.response_id is not None:
-            out.append(SendCancel())
+            out.append(SendCancel(self.response_id))
             self.dropped_responses.add(self.response_id)
             self.response_id = None
+        self.creates_stale = self.creates_pending
+        self.create_deferred = False
+
+    def _server_busy(self) -> bool:
+        """The server may still have a response in progress (a response.create now would be
+        refused with conversation_already_has_active_response)."""
+        return self.response_id is not None or bool(self.dropped_responses) or self.creates_pending > 0
+
+    def _end_turn(self, t: float, out: list[Action]) -> None:
+        """Local turn end: commit the user's audio and ask for a response, once the server is free."""
+        out.append(SendCommit())
+        self.create_retried = False
+        if self._server_busy():
+            self.create_deferred = True  # sent on the response.done of the cancelled response
+        else:
+            self._send_create(out)
+        self._go("thinking", out)
+        self.deadline = t + self.thinking_timeout_s
+
+    def _send_create(self, out: list[Action]) -> None:
+        out.append(SendResponseCreate())
+        self.creates_pending += 1
+        self.create_deferred = False
+
+    def _forget_responses(self) -> None:
+        """Nothing the server had in progress matters any more (new session, or gave up waiting)."""
+        self.response_id = None
+        self.dropped_responses.clear()
+        self.creates_pending = self.creates_stale = 0
+        self.create_deferred = False
 
     def _end_conversation(self, out: list[Action]) -> None:
         self._drop_response(out)
@@ -318,8 +373,10 @@ class Conversation:
             self.connected = True
         elif isinstance(ev, Disconnected):
             self.connected = False
-            # A response cannot finish without the link; stop waiting for it.
-            self.response_id = None
+            # A response cannot finish without the link; stop waiting for it. The next session
+            # knows none of this one's items and responses: nothing may name them.
+            self._forget_responses()
+            self.playing_item = None
             if self.phase == "thinking":
                 self._listen(ev.t, self.settings.follow_up_s, out)
         elif isinstance(ev, Fault):
@@ -328,6 +385,12 @@ class Conversation:
             self.fault = False
         elif isinstance(ev, Button):
             self._button(ev, out)
+        elif isinstance(ev, ResponseCreated):  # the server's side is kept track of even while muted
+            self._response_created(ev, out)
+        elif isinstance(ev, ResponseDone):
+            self._response_done(ev, out)
+        elif isinstance(ev, CreateFailed):
+            self._create_failed(ev, out)
         elif self.muted:
             pass  # muted: no wake word, no speech, no reply
         elif isinstance(ev, Wake):
@@ -346,29 +409,13 @@ class Conversation:
                 self.user_speaking = False
                 self.deadline = ev.t + self.settings.follow_up_s
                 if self.local_turns and ev.source == "local_vad" and self.heard_speech:
-                    out += [SendCommit(), SendResponseCreate()]
-                    self._go("thinking", out)
-                    self.deadline = ev.t + self.thinking_timeout_s
+                    self._end_turn(ev.t, out)
         elif isinstance(ev, Committed):
             if self.phase == "listening":
                 self._go("thinking", out)
                 self.deadline = ev.t + self.thinking_timeout_s
-        elif isinstance(ev, ResponseCreated):
-            if self.phase in ("listening", "thinking", "speaking"):
-                self.response_id = ev.response_id
-            else:
-                # A response we did not ask for (e.g. after the conversation closed).
-                out.append(SendCancel())
-                self.dropped_responses.add(ev.response_id)
         elif isinstance(ev, AudioDelta):
             self._audio(ev, out)
-        elif isinstance(ev, ResponseDone):
-            if ev.response_id == self.response_id:
-                self.response_id = None
-            self.dropped_responses.discard(ev.response_id)
-            if self.phase == "thinking":
-                # Finished without audio (cancelled, failed, text only): back to listening.
-                self._listen(ev.t, self.settings.follow_up_s, out)
         elif isinstance(ev, PlaybackIdle):
             if self.phase == "speaking" and self.response_id is None:
                 self.playing_item = None
@@ -409,10 +456,7 @@ class Conversation:
             self._listen(ev.t, self.settings.follow_up_s, out)
         elif self.phase == "listening":
             if self.heard_speech:
-                # The user ends the turn by hand.
-                out += [SendCommit(), SendResponseCreate()]
-                self._go("thinking", out)
-                self.deadline = ev.t + self.thinking_timeout_s
+                self._end_turn(ev.t, out)  # the user ends the turn by hand
             else:
                 self._end_conversation(out)
 
@@ -438,6 +482,53 @@ class Conversation:
                 self._drop_response(out)
                 self._go("listening", out)
 
+    def _response_created(self, ev: ResponseCreated, out: list[Action]) -> None:
+        asked = self.creates_pending > 0
+        self.creates_pending = max(0, self.creates_pending - 1)
+        if self.creates_stale > 0:
+            # Asked for a turn the user has since reopened: never played, the whole turn gets one.
+            self.creates_stale -= 1
+            self._cancel_unwanted(ev.response_id, out)
+        elif self.phase == "idle" or (not asked and self.phase == "listening" and self.user_speaking):
+            # Not asked for: after the conversation closed, or the server's answer to a turn
+            # the user is still speaking (it would play over them).
+            self._cancel_unwanted(ev.response_id, out)
+        else:
+            self.response_id = ev.response_id
+
+    def _cancel_unwanted(self, response_id: str, out: list[Action]) -> None:
+        out.append(SendCancel(response_id))
+        self.dropped_responses.add(response_id)
+
+    def _response_done(self, ev: ResponseDone, out: list[Action]) -> None:
+        current = ev.response_id == self.response_id
+        dropped = ev.response_id in self.dropped_responses
+        if current:
+            self.response_id = None
+        self.dropped_responses.discard(ev.response_id)
+        if current and (ev.status == "failed" or (ev.status == "incomplete" and self.phase == "thinking")):
+            self.error_until = ev.t + ERROR_SHOW_S  # the answer failed, or none came: say so, briefly
+        if self.create_deferred and not self._server_busy():
+            self._send_create(out)  # the server is free now: the whole turn gets its answer
+            return
+        if self.phase == "thinking" and not dropped and (current or not self._server_busy()):
+            # Finished without audio (cancelled, failed, text only): back to listening.
+            self._listen(ev.t, self.settings.follow_up_s, out)
+
+    def _create_failed(self, ev: CreateFailed, out: list[Action]) -> None:
+        self.creates_pending = max(0, self.creates_pending - 1)
+        self.creates_stale = min(self.creates_stale, self.creates_pending)
+        if self.phase != "thinking" or self.response_id is not None:
+            return
+        if ev.code == "conversation_already_has_active_response" and not self.create_retried:
+            # The server still runs an earlier response (a late cancel): ask again once it is done.
+            self.create_retried = True
+            self.create_deferred = True
+            return
+        self.create_deferred = False
+        self.error_until = ev.t + ERROR_SHOW_S
+        self._listen(ev.t, self.settings.follow_up_s, out)
+
     def _audio(self, ev: AudioDelta, out: list[Action]) -> None:
         if ev.response_id in self.dropped_responses or self.phase == "idle":
             return  # late audio of a cancelled response, or after the conversation ended
@@ -452,6 +543,8 @@ class Conversation:
             out.append(Play(ev.item_id, ev.pcm))
 
     def _tick(self, ev: Tick, out: list[Action]) -> None:
+        if self.error_until is not None and ev.t >= self.error_until:
+            self.error_until = None
         if self.paused_until is not None and ev.t >= self.paused_until:
             self.paused_until = None
             out.append(ResumePlayback("not_confirmed"))
@@ -461,5 +554,5 @@ class Conversation:
             self._end_conversation(out)
         elif self.phase == "thinking":
             # No answer in time: give the user the floor again rather than hang.
-            self.response_id = None
+            self._forget_responses()
             self._listen(ev.t, self.settings.follow_up_s, out)

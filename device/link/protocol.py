@@ -92,7 +92,10 @@ def response_create() -> dict[str, Any]:
     return _event("response.create")
 
 
-def response_cancel() -> dict[str, Any]:
+def response_cancel(response_id: str | None = None) -> dict[str, Any]:
+    """`response.cancel`; naming `response_id` cancels that response only (never a newer one)."""
+    if response_id:
+        return _event("response.cancel", response_id=response_id)
     return _event("response.cancel")
 
 
