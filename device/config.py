@@ -110,8 +110,10 @@ class RealtimeSettings:
     idle_timeout_ms: int = 0  # 0 = not sent
     eagerness: str = "auto"
     ca_file: str = ""
-    ping_interval_s: float = 20.0
-    ping_timeout_s: float = 20.0
+    # A half-open link (packets silently dropped) is noticed within interval + timeout (+ the 2 s
+    # close timeout): ~10 s, then `offline`, and the unanswered turn is sent again on reconnect.
+    ping_interval_s: float = 4.0
+    ping_timeout_s: float = 4.0
     reconnect_max_s: float = 30.0
     session_max_s: float = 3300.0  # renew before the server's limit (60 min at OpenAI)
     offline_buffer_s: float = 2.0

@@ -130,7 +130,8 @@ def test_twenty_restarts_during_conversations() -> None:
             if i % 3 == 2:
                 rec.client.send(protocol.input_audio_commit())
                 rec.client.send(protocol.response_create())
-                await wait_for(lambda: any(e["type"] == "response.output_audio.delta" for e in server.outbound[-5:]), 2)
+                await wait_for(lambda srv=server: any(e["type"] == "response.output_audio.delta"
+                                                      for e in srv.outbound[-5:]), 2)
             # a conversation lasts a while (≥ 0.6 s here): the connection was healthy
             await asyncio.sleep(max(0.01, 0.6 - (time.monotonic() - since)))
             t_kill = time.monotonic()
@@ -167,18 +168,22 @@ def test_twenty_restarts_during_conversations() -> None:
         for k, srv in enumerate(servers):
             assert srv.inbound[0]["type"] == "session.update"
             frames = marker_frames(appended_audio(srv.inbound))
+            assert frames == sorted(set(frames)), k  # in order, nothing twice on one server
             received += frames
             if k > 0:
                 off = offline_frames[k - 1]
                 start = frames.index(off[0])
                 assert frames[start:start + len(off)] == off, k
-        assert received == sorted(set(received))  # in order, nothing twice
-        missing = sorted(set(range(1, seq)) - set(received))
-        lost_in_flight = [f for f in missing if any(f in w for w in inflight)]
-        assert missing == lost_in_flight, "only audio already on the wire when a server died may be lost"
+        # Audio already on the wire when a server died, never committed there, is sent again to
+        # the next server (the old session's input buffer died with it): nothing is lost, and
+        # only that in-flight turn is sent twice.
+        assert sorted(set(range(1, seq)) - set(received)) == []  # (was: up to 20 frames lost per restart)
+        twice = {f for f in received if received.count(f) > 1}
+        assert all(any(f in w for w in inflight) for f in twice), sorted(twice)[:10]
         med = statistics.median(reconnect_s)
         print(f"20 restarts: reconnect median {med * 1000:.0f} ms, max {max(reconnect_s) * 1000:.0f} ms; "
-              f"{len(missing)} frames lost in flight of {seq - 1}; {[round(r, 3) for r in reconnect_s]} failures {st.connect_failures}")
+              f"{len(twice)} in-flight frames sent again of {seq - 1}; {[round(r, 3) for r in reconnect_s]} "
+              f"failures {st.connect_failures}")
         assert med <= 1.0, reconnect_s
         for srv in servers:
             validate_all(srv, rec)
@@ -268,7 +273,8 @@ def test_garbage_from_the_server_is_counted_and_the_link_kept() -> None:
         assert rec.log == ["connect"] and rec.client.connected
         assert st.unknown_events == 1
         bad = len(rec.errors)
-        assert bad == len(GARBAGE) - 3 + 1, rec.errors  # all but 3 (unknown type, error event, odd response.done) + big_bad
+        # all but 3 (unknown type, error event, odd response.done) + big_bad
+        assert bad == len(GARBAGE) - 3 + 1, rec.errors
         assert st.errors == bad + 1  # + the server's `error` event
         assert all("\n" not in e and len(e) < 300 for e in rec.errors)
         # the link still works: another turn

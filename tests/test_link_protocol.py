@@ -129,3 +129,54 @@ def test_parser_only_raises_protocol_error(text: str | bytes) -> None:
     except ProtocolError:
         return
     assert isinstance(ev.type, str) and ev.data["type"] == ev.type
+
+
+def _official_models() -> dict[str, type]:
+    """Server event type -> its pydantic model in openai.types.realtime."""
+    import typing
+
+    from openai.types.realtime import RealtimeServerEvent
+
+    union = typing.get_args(RealtimeServerEvent)[0] if typing.get_origin(RealtimeServerEvent) is typing.Annotated \
+        else RealtimeServerEvent
+    models: dict[str, type] = {}
+    for model in typing.get_args(union):
+        (name,) = typing.get_args(model.model_fields["type"].annotation)
+        models[name] = model
+    return models
+
+
+def _nullable(model: type, key: str) -> bool:
+    import typing
+
+    f = model.model_fields.get(key)  # type: ignore[attr-defined]
+    return f is None or not f.is_required() or type(None) in typing.get_args(f.annotation)
+
+
+def test_required_fields_are_required_and_non_null_in_the_official_types() -> None:
+    """The parser is never stricter than openai.types.realtime: what it requires, they require."""
+    models = _official_models()
+    for ev_type, fields in protocol.REQUIRED_FIELDS.items():
+        model = models[ev_type]
+        for key in fields:
+            assert not _nullable(model, key), f"{ev_type}.{key} is Optional in openai.types.realtime"
+
+
+ERROR_WITH_NULLS = {"type": "error", "event_id": None,
+                    "error": {"type": "server_error", "code": None, "message": "boom", "param": None, "event_id": None}}
+
+
+@pytest.mark.parametrize("key", sorted(protocol.OPTIONAL_FIELDS))
+def test_null_in_an_optional_field_is_accepted(key: str) -> None:
+    """Issue 11, 4b: compatible servers send null where a field does not apply; absent and null
+    are the same. Every event type the daemon reads, with that field null, still parses."""
+    for ev_type in ["error", "response.output_audio.delta", "response.done", "input_audio_buffer.committed",
+                    "conversation.item.added", "response.output_audio_transcript.delta"]:
+        ev = {"type": ev_type, "item_id": "i", "delta": "AAAAAA==", "response": {"id": "r", "status": None},
+              "item": {"id": "i"}, "error": ERROR_WITH_NULLS["error"], key: None}
+        parsed = parse_server_event(json.dumps(ev))
+        assert parsed.type == ev_type
+    assert protocol.error_message(parse_server_event(json.dumps(ERROR_WITH_NULLS))) == "server_error: boom"
+    # a value that is there is still checked
+    with pytest.raises(ProtocolError):
+        parse_server_event(json.dumps({**ERROR_WITH_NULLS, key: [1]}))

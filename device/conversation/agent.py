@@ -397,6 +397,8 @@ class Agent:
         log.warning("server error%s%s: %s", f" {code}" if code else "", f" (on {about})" if about else "",
                     _text(err.get("message")) or "(no message)")
         m = self.machine
+        if code == "session_expired":  # the link starts a new session at once
+            self.log("session", action="expired", api="realtime")
         if about == "response.create" or code == "conversation_already_has_active_response":
             self._apply(m.handle(cv.CreateFailed(self.now, code)))
         elif (not about and m.phase == "thinking" and m.response_id is None and code not in HARMLESS_ERRORS):

@@ -2,9 +2,12 @@
 
 One RealtimeClient lives for the whole daemon. `run()` connects, sends the
 session.update, receives events and reconnects (capped exponential backoff with
-jitter) until `close()`. It also renews the connection before the server's session
-limit, at a quiet moment (no response in flight, no recent uplink audio) if one
-comes, else at a hard deadline.
+jitter) until `close()`. It also renews the connection before the session ends
+(the server's `session.created.session.expires_at`, or `session_max_s` if sooner),
+at a quiet moment (no response in flight, no recent uplink audio) if one comes,
+else at a hard deadline. An `error` with code `session_expired` ends the session
+at once (then reconnect). A new session gets the recent turns again as text items
+(history.TurnHistory) and the user's audio that the last one never committed.
 
 `send()` and `send_audio()` never block and may be called from any thread: they
 only append to a queue that a sender task drains. Audio waiting to be sent is
@@ -31,6 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 from device.config import RealtimeSettings, Settings
 from device.link import protocol
 from device.link.base import LinkFactory, LinkListener, LinkStats
+from device.link.history import TurnHistory
 from device.link.protocol import ProtocolError, ServerEvent
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,11 @@ HEALTHY_S = 0.5  # a connection the server answered on and that lived this long 
 # (a server that accepts and drops at once is retried with a growing delay, not hammered)
 QUIET_S = 2.0  # renewal waits for this long without uplink audio or response
 MAX_PENDING_EVENTS = 1000
+# Uplink audio sent but not yet committed by the server, re-sent to the next session if the
+# connection ends (the old session's input buffer died with it): the question asked into a
+# link that was already dead.
+REPLAY_S = 15.0
+MAX_SESSION_S = 24 * 3600.0  # an expires_at further away than this is a wrong clock: ignored
 
 
 def _noop(*_: Any) -> None:
@@ -106,11 +115,19 @@ class RealtimeClient:
         self._last_audio = 0.0
         self._renewing = False
         self._answered = False  # the server sent something on this connection
+        self._expires: float | None = None  # monotonic time the server ends this session (expires_at)
+        self._expired = False  # the server said session_expired on this connection
+        self.history = TurnHistory()
+        self._replay: deque[bytes] = deque()  # uplink audio sent, not yet committed by the server
+        self._replay_bytes = 0
 
     # ------------------------------------------------------------------ public, never blocking
 
     def send(self, event: dict) -> None:
         with self._lock:
+            if event.get("type") == "input_audio_buffer.clear" and not self.connected:
+                # The device drops the user's turn: nothing of it is sent to the next session.
+                self._drop_turn_audio_locked()
             if not self.connected or len(self._queue) >= MAX_PENDING_EVENTS:
                 self.stats.dropped_events += 1
                 return
@@ -184,14 +201,21 @@ class RealtimeClient:
             self.stats.dropped_audio_ms += cut / protocol.BYTES_PER_MS
 
     def _went_offline_locked(self) -> None:
-        kept: deque[tuple[str, Any]] = deque()
+        """The connection ended: audio given while it was up joins the uncommitted turn (re-sent
+        to the next session, bounded by REPLAY_S); from now on the offline bound applies."""
         for kind, item in self._queue:
             if kind == "audio":
-                kept.append((kind, item))
+                self._keep_for_replay_locked(item)
             else:
                 self.stats.dropped_events += 1
-        self._queue = kept
-        self._trim_audio_locked()
+        self._queue = deque()
+        self._pending_audio = 0
+
+    def _drop_turn_audio_locked(self) -> None:
+        self._queue = deque(e for e in self._queue if e[0] != "audio")
+        self._pending_audio = 0
+        self._replay.clear()
+        self._replay_bytes = 0
 
     def _kick(self) -> None:
         loop, wake = self._loop, self._wake
@@ -220,18 +244,14 @@ class RealtimeClient:
             kind, item = self._queue.popleft()
             if kind == "audio":
                 parts, size = [item], len(item)
-                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= 200 * protocol.BYTES_PER_MS:
+                limit = 200 * protocol.BYTES_PER_MS
+                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= limit:
                     nxt = self._queue.popleft()[1]
                     parts.append(nxt)
                     size += len(nxt)
                 self._pending_audio -= size
                 item = b"".join(parts)
             return kind, item
-
-    def _requeue_audio(self, pcm: bytes) -> None:
-        with self._lock:
-            self._queue.appendleft(("audio", pcm))
-            self._pending_audio += len(pcm)
 
     # ------------------------------------------------------------------ the connection loop
 
@@ -280,8 +300,8 @@ class RealtimeClient:
             started = time.monotonic()
             reason = await self._serve_connection(ws)
             self._ws = None
-            if reason == "renew":
-                attempt = 0
+            if reason in ("renew", "session expired"):
+                attempt = 0  # a session that ended on purpose: the next one at once
                 continue
             if self._answered and time.monotonic() - started >= HEALTHY_S:
                 attempt = 0  # it was healthy: retry at once (a quick restart is back in ~0.1 s)
@@ -301,10 +321,22 @@ class RealtimeClient:
         self._ws = ws
         self._renewing = False
         self._answered = False
+        self._expires = None
+        self._expired = False
         self._responses.clear()
+        carried = self.history.items()
+        replay = self._take_replay()
+        replayed = sum(map(len, replay))
         try:
             await ws.send(protocol.encode(self.session_update))
+            for item in carried:  # the conversation so far, so the model keeps its context
+                await ws.send(protocol.encode(item))
+            while replay:  # the user's turn the last session never committed (back in the replay as sent)
+                await self._send_audio_now(ws, replay.pop(0))
         except ConnectionClosed as exc:
+            with self._lock:  # not sent: kept, in order, for the next session
+                for pcm in replay:
+                    self._keep_for_replay_locked(pcm)
             # Lost before it was ever reported as connected: nothing to report as a disconnect.
             reason = _close_reason(exc)
             log.info("realtime: connection lost before the session was set up (%s)", reason)
@@ -313,6 +345,11 @@ class RealtimeClient:
             self.connected = True
         connected_ev.set()
         self._safe_call(self.on_sent, self.session_update)
+        for item in carried:
+            self._safe_call(self.on_sent, item)
+        if carried or replayed:
+            log.info("realtime: carried %d turns and %.1f s of uncommitted audio into the new session",
+                     len(carried), replayed / protocol.BYTES_PER_MS / 1000)
         self._safe_call(self.on_connect)
         log.info("realtime: connected to %s", _safe_url(self.url))
         sender = asyncio.create_task(self._sender(ws))
@@ -320,8 +357,11 @@ class RealtimeClient:
         reason = "closed"
         try:
             async for message in ws:
-                self._handle_message(message)
-            reason = _close_reason(None, ws)
+                if self._handle_message(message):
+                    reason = "session expired"
+                    break
+            else:
+                reason = _close_reason(None, ws)
         except ConnectionClosed as exc:
             reason = _close_reason(exc)
         finally:
@@ -331,6 +371,8 @@ class RealtimeClient:
             connected_ev.clear()
             if self._renewing:
                 reason = "renew"
+            if self._expired:
+                reason = "session expired"
             if self._closing:
                 reason = "client closed"
             log.info("realtime: disconnected (%s)", reason)
@@ -342,7 +384,8 @@ class RealtimeClient:
             await ws.close()
         return reason
 
-    def _handle_message(self, message: str | bytes) -> None:
+    def _handle_message(self, message: str | bytes) -> bool:
+        """Handle one server message; True if it ends the session (error session_expired)."""
         self._answered = True
         self.stats.downlink_bytes += len(message)
         try:
@@ -350,18 +393,65 @@ class RealtimeClient:
         except ProtocolError as exc:
             self.stats.errors += 1
             self._safe_call(self.on_error, str(exc))
-            return
+            return False
         if not ev.known:
             self.stats.unknown_events += 1
         if ev.type == "error":
             self.stats.errors += 1
+            err = ev.data["error"]
+            if err.get("code") == "session_expired":
+                # The session is over even if the socket stays open: every further event would be
+                # refused. End it now; run() reconnects at once.
+                log.warning("realtime: the server says the session expired; starting a new one")
+                self._expired = True
         elif ev.type == "response.created":
-            self._responses.add(str(ev.data["response"].get("id")))
+            self._responses.add(str(ev.data["response"].get("id") or ""))
         elif ev.type == "response.done":
-            self._responses.discard(str(ev.data["response"].get("id")))
+            self._responses.discard(str(ev.data["response"].get("id") or ""))
+        elif ev.type == "session.created":
+            self._session_created(ev.data["session"])
+        elif ev.type in ("input_audio_buffer.committed", "input_audio_buffer.cleared"):
+            with self._lock:  # the server has that audio (or dropped it on purpose): no replay
+                self._replay.clear()
+                self._replay_bytes = 0
         elif ev.audio is not None:
             self.stats.downlink_audio_ms += len(ev.audio) / protocol.BYTES_PER_MS
+        self.history.observe(ev)
         self._safe_call(self.on_event, ev)
+        return self._expired
+
+    def _session_created(self, session: dict[str, Any]) -> None:
+        """Note when the server ends this session (`session.expires_at`, Unix seconds)."""
+        expires_at = session.get("expires_at")
+        if isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool):
+            left = float(expires_at) - time.time()
+            if 0 < left <= MAX_SESSION_S:  # else the device's clock is wrong: keep session_max_s
+                self._expires = time.monotonic() + left
+
+    def _take_replay(self) -> list[bytes]:
+        with self._lock:
+            chunks = list(self._replay)
+            self._replay.clear()
+            self._replay_bytes = 0
+        return chunks
+
+    def _keep_for_replay(self, pcm: bytes) -> None:
+        with self._lock:
+            self._keep_for_replay_locked(pcm)
+
+    def _keep_for_replay_locked(self, pcm: bytes) -> None:
+        self._replay.append(pcm)
+        self._replay_bytes += len(pcm)
+        cap = int(REPLAY_S * protocol.SAMPLE_RATE) * 2
+        while self._replay_bytes > cap and len(self._replay) > 1:
+            self._replay_bytes -= len(self._replay.popleft())
+
+    async def _send_audio_now(self, ws: ClientConnection, pcm: bytes) -> None:
+        text = protocol.encode(protocol.input_audio_append(pcm))
+        self._keep_for_replay(pcm)  # first: a send cut by the connection's end is not lost
+        await ws.send(text)
+        self.stats.uplink_bytes += len(text)
+        self.stats.uplink_audio_ms += len(pcm) / protocol.BYTES_PER_MS
 
     async def _sender(self, ws: ClientConnection) -> None:
         wake = self._ensure_loop_objects()[0]
@@ -374,34 +464,50 @@ class RealtimeClient:
                 await wake.wait()
                 continue
             kind, item = batch
-            event = protocol.input_audio_append(item) if kind == "audio" else item
-            text = protocol.encode(event)
             try:
-                await ws.send(text)
-            except ConnectionClosed:
                 if kind == "audio":
-                    self._requeue_audio(item)
+                    await self._send_audio_now(ws, item)
                 else:
+                    await ws.send(protocol.encode(item))
+            except ConnectionClosed:
+                if kind != "audio":  # (audio is in the replay already: the next session gets it)
                     self.stats.dropped_events += 1
                 return
-            if kind == "audio":
-                self.stats.uplink_bytes += len(text)
-                self.stats.uplink_audio_ms += len(item) / protocol.BYTES_PER_MS
-            else:
-                self._safe_call(self.on_sent, event)
+            if kind != "audio":
+                if item.get("type") == "input_audio_buffer.clear":
+                    self._take_replay()  # the device dropped that audio itself: never re-sent
+                self._safe_call(self.on_sent, item)
+
+    def _renew_window(self, t0: float) -> tuple[float, float] | None:
+        """(soft, hard) monotonic times: renew at a quiet moment after soft, at the latest at hard.
+
+        From `session_max_s` (soft; hard 5 % later, unless the server said when the session really
+        ends) and the server's expires_at (soft 20 % of the session, at most 5 min, before it; hard
+        5 %, at most 10 s, before it): the sooner wins. A reply is only cut at a hard deadline."""
+        windows = []
+        max_s = self.settings.session_max_s
+        if max_s > 0:
+            windows.append((t0 + max_s, t0 + max_s * 1.05 if self._expires is None else float("inf")))
+        if self._expires is not None:
+            life = max(0.0, self._expires - t0)
+            windows.append((self._expires - min(300.0, 0.2 * life), self._expires - min(10.0, 0.05 * life)))
+        if not windows:
+            return None
+        return min(w[0] for w in windows), min(w[1] for w in windows)
 
     async def _renewer(self, ws: ClientConnection) -> None:
-        """Close the connection before the session limit: at a quiet moment after session_max_s,
-        or at the latest 5% later."""
-        soft = self.settings.session_max_s
-        if soft <= 0:
-            await asyncio.Event().wait()
-        hard = soft * 1.05
+        """Close the connection before the session ends (see _renew_window)."""
         t0 = time.monotonic()
-        await asyncio.sleep(soft)
-        while time.monotonic() - t0 < hard:
-            quiet = not self._responses and time.monotonic() - self._last_audio >= min(QUIET_S, soft)
-            if quiet:
+        while True:
+            window = self._renew_window(t0)
+            now = time.monotonic()
+            if window is None or now < window[0]:
+                # expires_at may still come (session.created): look again within a second
+                await asyncio.sleep(1.0 if window is None else min(1.0, window[0] - now))
+                continue
+            soft, hard = window
+            quiet = not self._responses and now - self._last_audio >= min(QUIET_S, soft - t0)
+            if quiet or now >= hard:
                 break
             await asyncio.sleep(0.05)
         self.stats.renewals += 1

@@ -104,6 +104,11 @@ def item_truncate(item_id: str, audio_end_ms: int, content_index: int = 0) -> di
                   audio_end_ms=max(0, int(audio_end_ms)))
 
 
+def item_create(item: dict[str, Any]) -> dict[str, Any]:
+    """`conversation.item.create` appending `item` (a RealtimeConversationItem) to the conversation."""
+    return _event("conversation.item.create", item=item)
+
+
 def encode(event: dict[str, Any]) -> str:
     """The wire text of a client event (compact JSON)."""
     return json.dumps(event, separators=(",", ":"))
@@ -139,9 +144,10 @@ response.output_audio_transcript.done response.output_item.added response.output
 response.output_text.delta response.output_text.done session.created session.updated
 """.split())
 
-# Fields the daemon relies on, with their JSON types (checked when present → required).
+# Fields the daemon relies on, with their JSON types (required: missing or null is malformed;
+# none of them is Optional in openai.types.realtime, tests/test_link_protocol.py checks that).
 _STR, _INT, _OBJ = (str,), (int,), (dict,)
-_REQUIRED: dict[str, dict[str, tuple[type, ...]]] = {
+REQUIRED_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "session.created": {"session": _OBJ},
     "session.updated": {"session": _OBJ},
     "input_audio_buffer.speech_started": {"audio_start_ms": _INT, "item_id": _STR},
@@ -160,9 +166,11 @@ _REQUIRED: dict[str, dict[str, tuple[type, ...]]] = {
     "response.output_text.delta": {"item_id": _STR, "delta": _STR},
     "error": {"error": _OBJ},
 }
-_OPTIONAL: dict[str, tuple[type, ...]] = {
+# Fields checked only when they carry a value: absent and null mean the same (some compatible
+# servers send null for fields the device does not need, even on an `error` event).
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
     "event_id": _STR, "response_id": _STR, "output_index": _INT, "content_index": _INT,
-    "previous_item_id": (str, type(None)),
+    "previous_item_id": _STR,
 }
 
 
@@ -192,8 +200,8 @@ class ServerEvent:
 def _check_type(ev_type: str, key: str, value: Any, types: tuple[type, ...]) -> None:
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if not ok:
-        want = "/".join("null" if t is type(None) else {str: "string", int: "integer", dict: "object"}.get(t, t.__name__)
-                        for t in types)
+        names = {str: "string", int: "integer", dict: "object"}
+        want = "/".join("null" if t is type(None) else names.get(t, t.__name__) for t in types)
         raise ProtocolError(f"{ev_type}: field {key!r} must be {want}, got {type(value).__name__}")
 
 
@@ -220,12 +228,12 @@ def parse_server_event(text: str | bytes) -> ServerEvent:
         raise ProtocolError("server event without a string 'type'")
     ev_type = BETA_NAMES.get(ev_type, ev_type)
     data["type"] = ev_type
-    for key, types in _REQUIRED.get(ev_type, {}).items():
+    for key, types in REQUIRED_FIELDS.get(ev_type, {}).items():
         if key not in data:
             raise ProtocolError(f"{ev_type}: missing field {key!r}")
         _check_type(ev_type, key, data[key], types)
-    for key, types in _OPTIONAL.items():
-        if key in data:
+    for key, types in OPTIONAL_FIELDS.items():
+        if data.get(key) is not None:
             _check_type(ev_type, key, data[key], types)
     audio = decode_audio(data["delta"], ev_type) if ev_type == "response.output_audio.delta" else None
     return ServerEvent(ev_type, data, audio)
