@@ -72,6 +72,7 @@ def test_speech_in_the_follow_up_window_keeps_the_conversation_open() -> None:
     m.handle(cv.ResponseDone(4.0, "resp_1", "completed"))
     m.handle(cv.PlaybackIdle(6.0))
     m.handle(cv.SpeechStart(8.0, "local_vad"))
+    m.handle(cv.SpeechStart(8.2, "server_vad"))  # the server hears it too
     assert m.handle(cv.Tick(20.0)) == []  # the user is talking: no timeout
     m.handle(cv.SpeechEnd(21.0, "local_vad"))
     assert m.phase == "listening"
@@ -349,3 +350,28 @@ def test_a_response_created_while_muted_is_cancelled() -> None:
     m.handle(cv.Button(5.0, "hold"))
     assert m.muted
     assert m.handle(cv.ResponseCreated(5.1, "resp_1")) == [cv.SendCancel("resp_1")]
+
+
+def test_a_turn_the_server_never_showed_it_heard_keeps_the_window_open_once_more() -> None:
+    """Issue 11, 3c: the link is half-open and not yet known to be (keepalive takes up to ~10 s);
+    the user's question gets no speech_started/committed. The window is not closed on it at
+    once; when the link is back (and re-sends the turn) the server gets a full window to answer."""
+    m = machine(follow_up_s=6.0)
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.SpeechStart(1.5, "local_vad"))
+    m.handle(cv.SpeechEnd(3.0, "local_vad"))
+    assert m.handle(cv.Tick(9.0)) == [] and m.phase == "listening"  # not closed at 3 + 6
+    m.handle(cv.Disconnected(10.0, "connection lost"))  # now the dead link is noticed
+    m.handle(cv.Connected(10.5))
+    assert m.handle(cv.Tick(15.0)) == [] and m.phase == "listening"  # past 9 + 6 but just reconnected
+    m.handle(cv.SpeechStart(11.0, "server_vad"))  # the new session hears the re-sent question
+    m.handle(cv.SpeechEnd(11.5, "server_vad"))
+    m.handle(cv.Committed(11.6))
+    assert m.phase == "thinking"
+    # without an answer or a reconnect, the extension happens once only
+    m = machine(follow_up_s=6.0)
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.SpeechStart(1.5, "local_vad"))
+    m.handle(cv.SpeechEnd(3.0, "local_vad"))
+    m.handle(cv.Tick(9.0))
+    assert shown(m.handle(cv.Tick(15.0))) == ["idle"]

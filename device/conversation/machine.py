@@ -252,6 +252,11 @@ class Conversation:
     create_deferred: bool = False  # a response.create waits for the server's previous response to end
     create_retried: bool = False  # the deferred create is the one retry after "active response"
     error_until: float | None = None  # show `error` until then (a failed response, briefly)
+    # Server turns: the user spoke and the server has not shown it heard (no speech_started,
+    # committed or response since). The link may be dead without knowing it yet (a half-open
+    # socket takes up to ping interval + timeout to notice): the window is not closed on it.
+    unheard_turn: bool = False
+    waited_unheard: bool = False  # the window was already extended once for it
     thinking_timeout_s: float = 20.0
     held: bool = False  # the button is down past the hold time: its release is not a short press
     paused_until: float | None = None  # playback paused on a suspicion; resumed at this t unless confirmed
@@ -290,6 +295,8 @@ class Conversation:
             out.append(StrictVad(False))
         if phase == "speaking":
             out.append(StrictVad(True))
+        if phase != "listening":
+            self.unheard_turn = self.waited_unheard = False
         if phase == "idle":
             self.create_deferred = False
             self.deadline = None
@@ -371,6 +378,9 @@ class Conversation:
         out: list[Action] = []
         if isinstance(ev, Connected):
             self.connected = True
+            if self.phase == "listening" and self.unheard_turn:
+                # The new session gets the turn again (the link re-sends it): a window to answer.
+                self.deadline = ev.t + self.settings.follow_up_s
         elif isinstance(ev, Disconnected):
             self.connected = False
             # A response cannot finish without the link; stop waiting for it. The next session
@@ -405,12 +415,15 @@ class Conversation:
                 self.paused_until = ev.t + self.settings.confirm_ms / 1000.0
                 out.append(PausePlayback("suspect"))
         elif isinstance(ev, SpeechEnd):
+            if ev.source == "server_vad":
+                self.unheard_turn = False
             if self.phase == "listening":
                 self.user_speaking = False
                 self.deadline = ev.t + self.settings.follow_up_s
                 if self.local_turns and ev.source == "local_vad" and self.heard_speech:
                     self._end_turn(ev.t, out)
         elif isinstance(ev, Committed):
+            self.unheard_turn = False
             if self.phase == "listening":
                 self._go("thinking", out)
                 self.deadline = ev.t + self.thinking_timeout_s
@@ -461,6 +474,10 @@ class Conversation:
                 self._end_conversation(out)
 
     def _speech_start(self, ev: SpeechStart, out: list[Action]) -> None:
+        if ev.source == "server_vad":
+            self.unheard_turn = False
+        elif not self.local_turns and self.phase in ("listening", "speaking"):
+            self.unheard_turn = True  # until the server shows it heard it
         if self.phase == "speaking":
             if self._barge_in_allowed(ev.source):
                 self._barge_in(ev.t, ev.source, out)
@@ -483,6 +500,7 @@ class Conversation:
                 self._go("listening", out)
 
     def _response_created(self, ev: ResponseCreated, out: list[Action]) -> None:
+        self.unheard_turn = False
         asked = self.creates_pending > 0
         self.creates_pending = max(0, self.creates_pending - 1)
         if self.creates_stale > 0:
@@ -551,6 +569,12 @@ class Conversation:
         if self.deadline is None or ev.t < self.deadline:
             return
         if self.phase == "listening" and not self.user_speaking:
+            if self.unheard_turn and not self.waited_unheard:
+                # The server never showed it heard the user's last words: maybe the link is dead
+                # and not yet known to be. Wait once more before closing on an unanswered turn.
+                self.waited_unheard = True
+                self.deadline = ev.t + self.settings.follow_up_s
+                return
             self._end_conversation(out)
         elif self.phase == "thinking":
             # No answer in time: give the user the floor again rather than hang.
