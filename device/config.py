@@ -117,6 +117,9 @@ class RealtimeSettings:
     reconnect_max_s: float = 30.0
     session_max_s: float = 3300.0  # renew before the server's limit (60 min at OpenAI)
     offline_buffer_s: float = 2.0
+    # Transcribe the user's turns (e.g. "gpt-4o-mini-transcribe"; "" = off): a renewed or
+    # reconnected session then gets the user's side of the recent turns too, not only the replies.
+    input_transcription: str = ""
 
 
 @dataclass

@@ -65,12 +65,15 @@ def turn_detection(rt: RealtimeSettings, *, barge_in: str = "local") -> dict[str
 
 
 def session_update(rt: RealtimeSettings, *, barge_in: str = "local") -> dict[str, Any]:
+    audio_in: dict[str, Any] = {"format": dict(AUDIO_FORMAT), "turn_detection": turn_detection(rt, barge_in=barge_in)}
+    if rt.input_transcription:  # conversation.item.input_audio_transcription.completed events follow
+        audio_in["transcription"] = {"model": rt.input_transcription}
     return _event("session.update", session={
         "type": "realtime",
         "output_modalities": ["audio"],
         "instructions": rt.instructions,
         "audio": {
-            "input": {"format": dict(AUDIO_FORMAT), "turn_detection": turn_detection(rt, barge_in=barge_in)},
+            "input": audio_in,
             "output": {"format": dict(AUDIO_FORMAT), "voice": rt.voice},
         },
     })
