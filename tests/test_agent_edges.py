@@ -223,3 +223,58 @@ def test_an_error_naming_our_response_create_ends_the_wait_and_a_harmless_one_do
 
     rig.run(script)
     assert "error" in [r["state"] for r in rig.events("state")]
+
+
+def local_turns() -> cfg.Settings:
+    settings = cfg.Settings()
+    settings.realtime.turn_detection = "none"
+    return settings
+
+
+@pytest.mark.parametrize("created_late", [False, True])
+def test_a_reopened_local_turn_is_asked_once_the_server_is_free(created_late: bool) -> None:
+    """Issue 11, 2a/2b through the agent: the user pauses 0.75 s mid-sentence and goes on; the
+    server acknowledges the cancel 1.5 s late (2a), or creates the first half's response 0.6 s
+    after the response.create, while the user talks again (2b). The client events: the half
+    answer is cancelled by id, the second response.create waits for its response.done, and the
+    rest of the sentence is committed; nothing of the half answer is played."""
+    rig = Rig(seconds=6.0, settings=local_turns())
+    times: dict[str, float] = {}
+
+    def script(block: int) -> None:
+        a, link = rig.agent, rig.link
+        t = block * BLOCK_S
+        if block == 50:
+            a.handle(cv.SpeechStart(a.now, "local_vad"))
+        if block == 150:
+            a.handle(cv.SpeechEnd(a.now, "local_vad"))  # the 0.75 s pause closes the turn: commit + create
+            times["create"] = t
+        if not created_late and block == 160:
+            link.deliver("response.created", response={"id": "resp_1"})
+        if block == 185:
+            a.handle(cv.SpeechStart(a.now, "local_vad"))  # ... and the user goes on
+        if created_late and block == 210:  # 0.6 s after the create, over the user's speech
+            link.deliver("response.created", response={"id": "resp_1"})
+            link.deliver("response.output_audio.delta", audio=tone(1.0), response_id="resp_1", item_id="item_1")
+        if block == 300:
+            a.handle(cv.SpeechEnd(a.now, "local_vad"))  # the end of the sentence
+            times["end"] = t
+        if block == 335:  # the cancel's response.done, 1.5 s after the cancel
+            times["done"] = t
+            link.deliver("response.done", response={"id": "resp_1", "status": "cancelled",
+                                                    "status_details": {"type": "cancelled", "reason": "client_cancelled"}})
+        if block == 345:
+            link.deliver("response.created", response={"id": "resp_2"})
+            link.deliver("response.output_audio.delta", audio=tone(0.5), response_id="resp_2", item_id="item_2")
+            link.deliver("response.done", response={"id": "resp_2", "status": "completed"})
+
+    rig.run(script)
+    types = [t for t in rig.link.sent_types() if t != "session.update"]
+    assert types == ["input_audio_buffer.commit", "response.create", "response.cancel",
+                     "input_audio_buffer.commit", "response.create"], types
+    (cancel,) = rig.sent("response.cancel")
+    assert cancel["response_id"] == "resp_1"
+    second = [r for r in rig.events("send") if r["type"] == "response.create"][1]
+    assert second["t"] >= times["done"] - 0.011  # not before the server was free (2a)
+    assert [p["item_id"] for p in rig.events("playback_start")] == ["item_2"]  # never the half answer (2b)
+    assert rig.events("response_cancelled")[0]["by"] == "device"
