@@ -261,8 +261,8 @@ def test_a_reopened_local_turn_is_asked_once_the_server_is_free(created_late: bo
             times["end"] = t
         if block == 335:  # the cancel's response.done, 1.5 s after the cancel
             times["done"] = t
-            link.deliver("response.done", response={"id": "resp_1", "status": "cancelled",
-                                                    "status_details": {"type": "cancelled", "reason": "client_cancelled"}})
+            details = {"type": "cancelled", "reason": "client_cancelled"}
+            link.deliver("response.done", response={"id": "resp_1", "status": "cancelled", "status_details": details})
         if block == 345:
             link.deliver("response.created", response={"id": "resp_2"})
             link.deliver("response.output_audio.delta", audio=tone(0.5), response_id="resp_2", item_id="item_2")
