@@ -25,6 +25,7 @@ else:  # pragma: no cover
 from device import config
 from device.config import Settings
 from device.errors import ConfigError
+from device.resources import package_data
 
 PROFILE_KEYS = ("name", "description", "alsa_capture", "alsa_playback", "wiring")
 # Sections a profile may set: hardware only (no realtime URL or keys in a profile).
@@ -48,10 +49,14 @@ class HwProfile:
 
 
 def profile_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
-    """Where profiles are looked for: $VOXBOX_HW_DIR, /etc/voxbox/hw, then the hw/ of this source tree."""
+    """Where profiles are looked for: $VOXBOX_HW_DIR, /etc/voxbox/hw, then the ones shipped with the package.
+
+    The shipped ones are package data (device/resources.py: the repo's top-level hw/, copied
+    into the wheel), so an installed wheel has them too.
+    """
     env = os.environ if env is None else env
     dirs = [Path(env["VOXBOX_HW_DIR"])] if env.get("VOXBOX_HW_DIR") else []
-    return dirs + [Path("/etc/voxbox/hw"), Path(__file__).resolve().parents[2] / "hw"]
+    return dirs + [Path("/etc/voxbox/hw"), package_data("hw")]
 
 
 def list_profiles(env: Mapping[str, str] | None = None) -> list[str]:
@@ -96,7 +101,8 @@ def load_profile(name_or_path: str | Path, env: Mapping[str, str] | None = None)
             raise ConfigError(f"hardware profile {path}: profile.{key} must be a string")
     extra = sorted(set(meta) - set(PROFILE_KEYS))
     if extra:
-        raise ConfigError(f"hardware profile {path}: profile.{extra[0]}: unknown key (known: {', '.join(PROFILE_KEYS)})")
+        raise ConfigError(f"hardware profile {path}: profile.{extra[0]}: unknown key "
+                          f"(known: {', '.join(PROFILE_KEYS)})")
     for section, values in data.items():
         if section not in SECTIONS or not isinstance(values, dict):
             raise ConfigError(f"hardware profile {path}: [{section}] is not a hardware section "
