@@ -70,6 +70,14 @@ def test_service_contract():
     assert "@system-service" in d["SystemCallFilter"]
 
 
+def test_config_error_does_not_restart_loop():
+    """Exit 2 (bad config, one line) is final; anything else restarts (the watchdog, a crash)."""
+    one = {k: v[-1] for k, v in directives().items()}
+    assert one["RestartPreventExitStatus"].split() == ["2"] and one["Restart"] == "always"
+    # No start timeout of its own: the daemon extends the default while it waits for its sound card.
+    assert "TimeoutStartSec" not in one and "TimeoutSec" not in one
+
+
 def test_sandbox_keeps_audio_gpio_and_spi_working():
     d = directives()
     one = {k: v[-1] for k, v in d.items()}
