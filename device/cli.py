@@ -91,20 +91,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import ssl
 
-    from device.dev.server import serve
+    from device.dev.server import serve, tls_context
+    from device.dev.server_model import load_script
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError("serve: --tls-cert and --tls-key go together")
     if args.max_session_s <= 0:
         raise ConfigError("serve: --max-session-s must be > 0")
+    ctx = None
+    if args.tls_cert:
+        try:
+            ctx = tls_context(args.tls_cert, args.tls_key)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"serve: cannot use {args.tls_cert} / {args.tls_key}: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"serve: cannot read {args.tls_cert} / {args.tls_key}: {exc.strerror or exc}") from None
+    script = load_script(args.script) if args.script else None
     try:
-        asyncio.run(serve(args.host, args.port, max_session_s=args.max_session_s, tls_cert=args.tls_cert,
-                          tls_key=args.tls_key, script=args.script))
-    except ssl.SSLError as exc:
-        raise ConfigError(f"serve: cannot use the TLS certificate/key: {exc.reason or exc}") from None
+        asyncio.run(serve(args.host, args.port, max_session_s=args.max_session_s, ssl=ctx, script=script))
     except OSError as exc:
-        if args.tls_cert and exc.filename in (args.tls_cert, args.tls_key):
-            raise ConfigError(f"serve: {exc.filename}: {exc.strerror or exc}") from None
         raise VoxboxError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
         pass

@@ -184,11 +184,10 @@ class RealtimeServer:
 
 
 async def serve(host: str = "127.0.0.1", port: int = 8765, speed: float = 4.0,
-                max_session_s: float = DEFAULT_MAX_SESSION_S, tls_cert: str | None = None,
-                tls_key: str | None = None, script: str | None = None) -> None:
-    """Run the local server until cancelled (`voxbox serve`); wss: when given a certificate and key."""
-    ctx = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
-    server = RealtimeServer(speed=speed, ssl=ctx, max_session_s=max_session_s, script=script)
+                max_session_s: float = DEFAULT_MAX_SESSION_S, ssl: ssl_lib.SSLContext | None = None,
+                script: list[ScriptTurn] | str | None = None) -> None:
+    """Run the local server until cancelled (`voxbox serve`); wss: with an SSL context (`tls_context`)."""
+    server = RealtimeServer(speed=speed, ssl=ssl, max_session_s=max_session_s, script=script)
     await server.start(host, port)
     print(f"voxbox: realtime server (model {MODEL}{', scripted' if script else ''}) on {server.url.split('?')[0]}",
           file=sys.stderr, flush=True)
