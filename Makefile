@@ -12,9 +12,10 @@ APT_STAMP := $(VENV)/.stamp-apt
 DEPS_STAMP := $(VENV)/.stamp-deps
 # System packages: PortAudio headers (PyAudio), PulseAudio + ALSA plugins (the audio test rig),
 # espeak-ng + sox (speech fixtures), systemd (systemd-analyze for the unit's tests),
+# nodejs + npm (the npm openai client against `voxbox serve`), openssl (test certificates for wss:),
 # and what a bare Debian lacks to build a venv with native wheels.
 APT_PACKAGES := portaudio19-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all systemd \
-                python3 python3-venv python3-dev gcc libc6-dev
+                nodejs npm openssl python3 python3-venv python3-dev gcc libc6-dev
 
 .PHONY: demo test test-tflite-runtime setup clean
 
@@ -43,8 +44,11 @@ setup: $(DEPS_STAMP)
 $(APT_STAMP):
 	@mkdir -p $(VENV)
 	@missing=""; \
+	provided=$$(dpkg-query -W -f='$${db:Status-Abbrev}$${Provides}\n' 2>/dev/null | sed -n 's/^ii *//p' | tr ',' '\n'); \
 	for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" && continue; \
+	  printf '%s\n' "$$provided" | sed 's/ *(.*//; s/^ *//' | grep -qx "$$p" && continue; \
+	  missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then echo "make: missing system packages:$$missing (no apt-get here)" >&2; exit 1; fi; \
