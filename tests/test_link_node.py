@@ -72,7 +72,8 @@ def test_npm_openai_realtime_websocket_full_turn(tmp_path: Path) -> None:
         t0 = time.monotonic()
         base_url = f"https://127.0.0.1:{port}/v1"
         r = subprocess.run([*cmd, str(NODE_DIR / "turn.mjs"), base_url, str(tmp_path / "turn.pcm")], cwd=NODE_DIR,
-                           capture_output=True, text=True, timeout=90, env={**os.environ, "NODE_EXTRA_CA_CERTS": str(cert)})
+                           capture_output=True, text=True, timeout=90,
+                           env={**os.environ, "NODE_EXTRA_CA_CERTS": str(cert)})
         print(f"node turn: {time.monotonic() - t0:.1f} s")
     finally:
         server.terminate()
