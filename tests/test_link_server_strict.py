@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_link_support import Peer, TracedServer, run, self_signed_cert, turn
+from test_link_support import Peer, TracedServer, check_server_event, run, self_signed_cert, turn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
@@ -151,7 +151,7 @@ def test_the_session_ends_at_its_maximum_length() -> None:
             async with connect(f"ws://127.0.0.1:{port}/v1/realtime") as ws:
                 peer = Peer(ws)
                 created = await peer.recv_until("session.created")
-                assert t0 + 1.5 - 1 <= created["session"]["expires_at"] <= t0 + 1.5 + 1
+                assert t0 + 1.5 - 1 <= created["session"]["expires_at"] <= time.time() + 1.5 + 1
                 err = await peer.recv_until("error", timeout=10)
                 assert _err(err) == ("session_expired", None)
                 assert err["error"]["message"] == "Your session hit the maximum duration of 1.5 seconds."
@@ -242,3 +242,43 @@ def test_serve_command_line_refuses_bad_tls_and_script(tmp_path: Path) -> None:
         r = serve(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_expiry_left_open_answers_every_event_with_session_expired() -> None:
+    async def main() -> None:
+        server = TracedServer(max_session_s=1.0, close_on_expiry=False)
+        port = await server.start()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/v1/realtime") as ws:
+                peer = Peer(ws)
+                assert _err(await peer.recv_until("error", timeout=10))[0] == "session_expired"
+                ev = protocol.session_update(RealtimeSettings())
+                await peer.send(ev)
+                err = await peer.recv_until("error")
+                assert _err(err)[0] == "session_expired" and err["error"]["event_id"] == ev["event_id"]
+                assert "session.updated" not in peer.types() and ws.close_code is None  # still open
+        finally:
+            await server.stop()
+        for e in server.outbound:
+            check_server_event(e)
+    asyncio.run(main())
+
+
+def test_freeze_makes_a_half_open_link() -> None:
+    async def main() -> None:
+        server = TracedServer()
+        port = await server.start()
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/v1/realtime", ping_interval=0.5, ping_timeout=1.0,
+                               close_timeout=1.0) as ws:
+                peer = Peer(ws)
+                await peer.recv_until("session.created")
+                assert server.freeze() == 1
+                with pytest.raises(ConnectionClosed) as closed:
+                    await peer.send(protocol.session_update(RealtimeSettings()))
+                    await peer.recv_until("session.updated", timeout=30)
+                # nothing came back, not even a pong: the client's own keepalive gave up
+                assert peer.types() == ["session.created"] and closed.value.rcvd is None
+        finally:
+            await server.stop()
+    asyncio.run(main())

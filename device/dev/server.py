@@ -84,26 +84,29 @@ class RealtimeServer:
 
     `trace(direction, text)`, if given, sees every message: "in" from clients, "out" to them.
     `max_session_s`: each connection's maximum length (session.created's `expires_at`), then
-    `session_expired` and a close with 1001. `script`: the scripted model's turns (a list
-    from `server_model.load_script`, or a file name), shared by all connections in order.
+    `session_expired` and a close with 1001 (`close_on_expiry=False`: the error, then the socket
+    stays open answering every event with session_expired, a fault clients have met).
+    `script`: the scripted model's turns (a list from `server_model.load_script`, or a file
+    name), shared by all connections in order. Fault hooks: `kill`, `freeze`, `broadcast`.
     """
 
     def __init__(self, speed: float = 4.0, trace: Trace | None = None, ssl: Any = None,
                  max_session_s: float = DEFAULT_MAX_SESSION_S,
-                 script: list[ScriptTurn] | str | Path | None = None) -> None:
+                 script: list[ScriptTurn] | str | Path | None = None, close_on_expiry: bool = True) -> None:
         if max_session_s <= 0:
             raise ValueError("max_session_s must be > 0")
         self.speed = speed
         self.trace = trace
         self.ssl = ssl
         self.max_session_s = max_session_s
+        self.close_on_expiry = close_on_expiry
         turns = load_script(script) if isinstance(script, (str, Path)) else script
         self.model = ScriptedModel(turns)
         self._server: Server | None = None
         self.host = "127.0.0.1"
         self.port = 0
         self.connections = 0  # accepted since start (for tests and `check`)
-        self._live: set[ServerConnection] = set()
+        self._live: dict[ServerConnection, Session] = {}
 
     @property
     def url(self) -> str:
@@ -147,6 +150,16 @@ class RealtimeServer:
         """Connections open right now."""
         return len(self._live)
 
+    def freeze(self) -> int:
+        """A half-open link (fault hook): every live connection stops reading (client events and
+        pings stay unread: no pong) and sends nothing more, without closing. Returns how many."""
+        for ws, sess in self._live.items():
+            sess.frozen = True
+            if ws.keepalive_task is not None:
+                ws.keepalive_task.cancel()
+            ws.transport.pause_reading()
+        return len(self._live)
+
     async def broadcast(self, message: str | bytes) -> int:
         """Send a raw message to every live connection (fault hook: garbage, huge or odd events).
 
@@ -162,12 +175,12 @@ class RealtimeServer:
 
     async def _expire_after(self, sess: Session) -> None:
         await asyncio.sleep(self.max_session_s)
-        await sess.expire()
+        await sess.expire(close=self.close_on_expiry)
 
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
-        self._live.add(ws)
         sess = Session(ws, self.speed, self.trace, self.max_session_s, self.model)
+        self._live[ws] = sess
         expiry = asyncio.create_task(self._expire_after(sess))
         try:
             await sess.emit("session.created", session=sess.session)
@@ -179,7 +192,7 @@ class RealtimeServer:
             pass
         finally:
             expiry.cancel()
-            self._live.discard(ws)
+            self._live.pop(ws, None)
             await sess.close()
 
 

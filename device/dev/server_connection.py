@@ -89,11 +89,15 @@ class Session:
         self.turn_item: str | None = None  # item id of the speech in progress
         self.turn_start = 0  # sample index where the turn's audio starts (with prefix padding)
         self.response: Response | None = None
+        self.expired = False  # past the maximum length but left open: every event gets session_expired
+        self.frozen = False  # half-open (fault hook): nothing more is sent
         self._configure_vad()
 
     # ---------------------------------------------------------------- plumbing
 
     async def emit(self, type_: str, **fields: Any) -> None:
+        if self.frozen:
+            return
         text = json.dumps({"type": type_, "event_id": new_id("event"), **fields}, separators=(",", ":"))
         if self.trace is not None:
             self.trace("out", text)
@@ -104,11 +108,17 @@ class Session:
         await self.emit("error", error={"type": "invalid_request_error", "code": code, "message": message,
                                         "param": param, "event_id": event_id})
 
-    async def expire(self) -> None:
-        """The maximum session length is over: `error` session_expired, then close 1001 (going away)."""
+    async def expire(self, close: bool = True) -> None:
+        """The maximum session length is over: `error` session_expired, then close 1001 (going away).
+
+        `close=False` is the fault some clients have met: the socket stays open and every later
+        client event is answered with session_expired again."""
         try:
             await self.error(expired_message(self.max_session_s), "session_expired")
-            await self.ws.close(1001, "session expired")
+            if close:
+                await self.ws.close(1001, "session expired")
+            else:
+                self.expired = True
         except ConnectionClosed:
             pass
 
@@ -136,6 +146,8 @@ class Session:
                                   "invalid_json") from None
             if isinstance(ev, dict) and isinstance(ev.get("event_id"), str):
                 event_id = ev["event_id"]
+            if self.expired:
+                raise ClientError(expired_message(self.max_session_s), "session_expired")
             ev_type, _ = check_event(ev)
             await getattr(self, "on_" + ev_type.replace(".", "_"))(ev)
         except ClientError as exc:
