@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import ssl
 import subprocess
 import sys
@@ -163,11 +164,14 @@ def test_the_session_ends_at_its_maximum_length() -> None:
     asyncio.run(main())
 
 
-def test_browser_style_subprotocols_get_realtime() -> None:
+def test_browser_style_subprotocols_get_realtime(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="device.dev.server.websockets")
+
     async def body(peer: Peer) -> None:
         assert peer.ws.subprotocol == "realtime"
     server = run(body, subprotocols=["realtime", "openai-insecure-api-key.sk-test-123"])
     assert server.connections == 1
+    assert "openai-insecure-api-key.***" in caplog.text and "sk-test-123" not in caplog.text  # the key is never logged
 
     async def plain(peer: Peer) -> None:
         assert peer.ws.subprotocol is None  # header-auth clients offer none and get none
