@@ -12,10 +12,11 @@ import json
 from typing import Any
 
 import numpy as np
+from test_link_support import AUDIO_TYPES, Peer, run, turn
 
 from device.config import RealtimeSettings
 from device.link import protocol
-from test_link_support import AUDIO_TYPES, Peer, run, turn
+
 
 def _is_subsequence(needles: list[str], hay: list[str]) -> bool:
     it = iter(hay)
