@@ -55,7 +55,8 @@ def speech(text: str = "hello there, what is the weather like today") -> np.ndar
     return y[nz[0]: nz[-1] + 1]
 
 
-def turn(text: str = "hello there, what is the weather like today", lead_s: float = 0.5, tail_s: float = 1.2) -> np.ndarray:
+def turn(text: str = "hello there, what is the weather like today", lead_s: float = 0.5,
+         tail_s: float = 1.2) -> np.ndarray:
     """Silence, speech, silence (24 kHz int16), with a little noise so it is not digital zero."""
     rng = np.random.default_rng(1)
     s = speech(text)
