@@ -375,3 +375,25 @@ def test_a_turn_the_server_never_showed_it_heard_keeps_the_window_open_once_more
     m.handle(cv.SpeechEnd(3.0, "local_vad"))
     m.handle(cv.Tick(9.0))
     assert shown(m.handle(cv.Tick(15.0))) == ["idle"]
+
+
+def test_a_press_after_the_answer_without_new_speech_ends_the_conversation_not_an_empty_commit() -> None:
+    """A commit with nothing new (< 100 ms) gets input_audio_buffer_commit_empty from the service;
+    speech belongs to the turn it was said in, not to the whole conversation."""
+    for local in (False, True):
+        m = cv.Conversation(ConversationSettings(), local_turns=local)
+        m.start()
+        m.handle(cv.Connected(0.0))
+        m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+        m.handle(cv.SpeechStart(1.4, "local_vad"))
+        m.handle(cv.SpeechEnd(3.0, "local_vad"))  # local turns: commit + create
+        if not local:
+            m.handle(cv.Committed(3.1))
+        m.handle(cv.ResponseCreated(3.2, "resp_1"))
+        m.handle(cv.AudioDelta(3.3, "item_1", "resp_1", b"\1\0"))
+        m.handle(cv.ResponseDone(3.4, "resp_1", "completed"))
+        m.handle(cv.PlaybackIdle(4.0))
+        assert m.phase == "listening"
+        m.handle(cv.Button(4.5, "press"))
+        out = m.handle(cv.Button(4.6, "release"))
+        assert "SendCommit" not in kinds(out) and "SendClear" in kinds(out) and shown(out) == ["idle"], local

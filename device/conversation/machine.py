@@ -243,7 +243,7 @@ class Conversation:
     shown: str = ""
     deadline: float | None = None
     user_speaking: bool = False
-    heard_speech: bool = False
+    heard_speech: bool = False  # the user spoke in the turn now open (a commit would not be empty)
     response_id: str | None = None  # response in progress (created, not yet done)
     playing_item: str | None = None
     dropped_responses: set[str] = field(default_factory=set)  # cancelled, their response.done not yet seen
@@ -340,6 +340,7 @@ class Conversation:
     def _end_turn(self, t: float, out: list[Action]) -> None:
         """Local turn end: commit the user's audio and ask for a response, once the server is free."""
         out.append(SendCommit())
+        self.heard_speech = False  # committed: the next turn starts empty
         self.create_retried = False
         if self._server_busy():
             self.create_deferred = True  # sent on the response.done of the cancelled response
@@ -424,6 +425,7 @@ class Conversation:
                     self._end_turn(ev.t, out)
         elif isinstance(ev, Committed):
             self.unheard_turn = False
+            self.heard_speech = self.user_speaking  # the server took the turn (speech after it is the next)
             if self.phase == "listening":
                 self._go("thinking", out)
                 self.deadline = ev.t + self.thinking_timeout_s
