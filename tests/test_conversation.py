@@ -223,8 +223,9 @@ def test_talking_on_after_the_turn_closed_drops_the_half_answer() -> None:
         assert m.handle(cv.AudioDelta(2.9, "item_1", "resp_1", b"\1\0")) == []  # its audio is not played
 
 
-def local_machine() -> cv.Conversation:
-    m = cv.Conversation(ConversationSettings(), local_turns=True)
+def local_machine(local: bool = True) -> cv.Conversation:
+    """Connected, the conversation opened at 1.0 s; `local`: turns end by the device's VAD."""
+    m = cv.Conversation(ConversationSettings(), local_turns=local)
     m.start()
     m.handle(cv.Connected(0.0))
     m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
@@ -381,10 +382,7 @@ def test_a_press_after_the_answer_without_new_speech_ends_the_conversation_not_a
     """A commit with nothing new (< 100 ms) gets input_audio_buffer_commit_empty from the service;
     speech belongs to the turn it was said in, not to the whole conversation."""
     for local in (False, True):
-        m = cv.Conversation(ConversationSettings(), local_turns=local)
-        m.start()
-        m.handle(cv.Connected(0.0))
-        m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+        m = local_machine(local)
         m.handle(cv.SpeechStart(1.4, "local_vad"))
         m.handle(cv.SpeechEnd(3.0, "local_vad"))  # local turns: commit + create
         if not local:
