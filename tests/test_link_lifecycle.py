@@ -25,7 +25,7 @@ from device import config as cfg
 from device.audio import wavio
 from device.config import RealtimeSettings
 from device.conversation.agent import ScheduledPress
-from device.dev.server import default_session
+from device.dev.server_config import default_session
 
 
 class ScriptedServer:
@@ -84,7 +84,7 @@ def test_session_is_renewed_before_expires_at_after_the_reply_and_the_conversati
     expiry: list[float] = []
 
     async def script(ws: ServerConnection, n: int, srv: ScriptedServer) -> None:
-        session = default_session()
+        session = default_session(time.time(), 3600)
         if n == 0:
             wall = time.time()
             session["expires_at"] = int(wall) + 5  # 4-5 s from now (whole seconds on the wire)
@@ -139,7 +139,7 @@ def test_session_expired_error_on_an_open_socket_ends_the_session_at_once() -> N
     the client starts a new session at once instead of collecting errors."""
 
     async def script(ws: ServerConnection, n: int, srv: ScriptedServer) -> None:
-        await send(ws, "session.created", session=default_session())
+        await send(ws, "session.created", session=default_session(time.time(), 3600))
         if n == 0:
             for _ in range(3):  # one per event the client sends, as long as the socket stays open
                 await send(ws, "error", error={"type": "invalid_request_error", "code": "session_expired",
@@ -172,7 +172,7 @@ def test_question_asked_into_a_half_open_link_is_sent_after_reconnecting(fixture
     mic = np.concatenate([lead, speech, np.zeros((6 * rate, speech.shape[1]), np.int16)])  # speech at 2.5 s
     settings = cfg.Settings()
     settings.realtime.ping_interval_s = 0.5  # (a loaded CI machine must not miss pongs by chance)
-    settings.realtime.ping_timeout_s = 1.5
+    settings.realtime.ping_timeout_s = 3.0
     settings.conversation.follow_up_s = 10.0
 
     async def main() -> Any:
@@ -180,7 +180,7 @@ def test_question_asked_into_a_half_open_link_is_sent_after_reconnecting(fixture
         sport = await server.start()
         proxy = FaultProxy(sport)
         port = await proxy.start()
-        run = make_agent(mic, rate, f"ws://127.0.0.1:{port}/v1/realtime", settings=settings, speed=1.5,
+        run = make_agent(mic, rate, f"ws://127.0.0.1:{port}/v1/realtime", settings=settings, speed=1.0,
                          presses=[ScheduledPress(0.5)])
         task = asyncio.create_task(run.agent.run(wait_connected_s=5))
         while run.agent.now < 1.0:  # noqa: ASYNC110 (the mic clock is not an event)
@@ -193,8 +193,9 @@ def test_question_asked_into_a_half_open_link_is_sent_after_reconnecting(fixture
         return run
 
     run = asyncio.run(main())
-    disc = [d for d in run.events("disconnect") if d["reason"] != "client closed"]
-    assert disc and disc[0]["t"] > run.frozen_at, run.events("disconnect")
+    # (a starved test loop may also miss a pong before the freeze: only what follows it counts)
+    disc = [d for d in run.events("disconnect") if d["reason"] != "client closed" and d["t"] > run.frozen_at]
+    assert disc, run.events("disconnect")
     offline = [s for s in run.events("state") if s["state"] == "offline" and s["t"] > run.frozen_at]
     assert offline and offline[0]["t"] == disc[0]["t"]
     # the old session never heard the question; the new one did, and answered it
