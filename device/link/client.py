@@ -51,6 +51,7 @@ MAX_PENDING_EVENTS = 1000
 # connection ends (the old session's input buffer died with it): the question asked into a
 # link that was already dead.
 REPLAY_S = 15.0
+EXPIRES_ROUNDING_S = 1.0
 MAX_SESSION_S = 24 * 3600.0  # an expires_at further away than this is a wrong clock: ignored
 
 
@@ -424,7 +425,8 @@ class RealtimeClient:
         """Note when the server ends this session (`session.expires_at`, Unix seconds)."""
         expires_at = session.get("expires_at")
         if isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool):
-            left = float(expires_at) - time.time()
+            # Whole seconds on the wire (a server may round up): take it as up to 1 s early.
+            left = float(expires_at) - EXPIRES_ROUNDING_S - time.time()
             if 0 < left <= MAX_SESSION_S:  # else the device's clock is wrong: keep session_max_s
                 self._expires = time.monotonic() + left
 
