@@ -113,6 +113,7 @@ class RealtimeClient:
         self._connected_ev: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._responses: set[str] = set()  # responses in flight (for a quiet renewal)
+        self._creates = 0  # response.create sent on this connection, not yet answered (created/error)
         self._last_audio = 0.0
         self._renewing = False
         self._answered = False  # the server sent something on this connection
@@ -325,6 +326,7 @@ class RealtimeClient:
         self._expires = None
         self._expired = False
         self._responses.clear()
+        self._creates = 0
         carried = self.history.items()
         replay = self._take_replay()
         replayed = sum(map(len, replay))
@@ -399,6 +401,7 @@ class RealtimeClient:
             self.stats.unknown_events += 1
         if ev.type == "error":
             self.stats.errors += 1
+            self._creates = max(0, self._creates - 1)  # (if it was about a create, it is answered)
             err = ev.data["error"]
             if err.get("code") == "session_expired":
                 # The session is over even if the socket stays open: every further event would be
@@ -406,6 +409,7 @@ class RealtimeClient:
                 log.warning("realtime: the server says the session expired; starting a new one")
                 self._expired = True
         elif ev.type == "response.created":
+            self._creates = max(0, self._creates - 1)
             self._responses.add(str(ev.data["response"].get("id") or ""))
         elif ev.type == "response.done":
             self._responses.discard(str(ev.data["response"].get("id") or ""))
@@ -476,6 +480,8 @@ class RealtimeClient:
                     self.stats.dropped_events += 1
                 return
             if kind != "audio":
+                if item.get("type") == "response.create":
+                    self._creates += 1  # a response is on its way: not a quiet moment to renew
                 if item.get("type") == "input_audio_buffer.clear":
                     self._take_replay()  # the device dropped that audio itself: never re-sent
                 self._safe_call(self.on_sent, item)
@@ -508,7 +514,7 @@ class RealtimeClient:
                 await asyncio.sleep(1.0 if window is None else min(1.0, window[0] - now))
                 continue
             soft, hard = window
-            quiet = not self._responses and now - self._last_audio >= min(QUIET_S, soft - t0)
+            quiet = not self._responses and not self._creates and now - self._last_audio >= min(QUIET_S, soft - t0)
             if quiet or now >= hard:
                 break
             await asyncio.sleep(0.05)
