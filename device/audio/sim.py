@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -55,6 +55,8 @@ class SimAudio:
         self._t0: float | None = None
         # The agent says whether the run may end once IN.wav is used up (reply still playing?).
         self.keep_going: Callable[[], bool] = lambda: player.busy
+        # Awaited with the mic time (s) before each block: simulate's lockstep with its server.
+        self.before_block: Callable[[float], Awaitable[None]] | None = None
 
     @property
     def seconds(self) -> float:
@@ -77,6 +79,8 @@ class SimAudio:
         """The next mic block [n, channels] int16, paced; None when the run is over."""
         if self._t0 is None:
             self._t0 = time.monotonic()
+        if self.before_block is not None:
+            await self.before_block(self.pos / self.in_rate)
         total = len(self.mic)
         if self.pos >= total and (not self.keep_going() or self.pos >= total + self.tail_max):
             return None
