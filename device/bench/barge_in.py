@@ -46,6 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from device.audio.frontend import EchoCanceller
+from device.listen.wakeword import WakeDetection
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "make_barge_in_set.py"
 MIC_RATE = 16000
@@ -87,7 +90,7 @@ class _NoWake:
 
     names: list[str] = []
 
-    def process(self, pcm16: np.ndarray) -> list:
+    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
         return []
 
     def reset(self) -> None:
@@ -97,7 +100,7 @@ class _NoWake:
 class MeteredAec:
     """The echo canceller, with its input/output and CPU time recorded (ERLE, cost)."""
 
-    def __init__(self, inner: Any, keep: bool) -> None:
+    def __init__(self, inner: EchoCanceller, keep: bool) -> None:
         self.inner = inner
         self.keep = keep
         self.mic: list[np.ndarray] = []
@@ -122,15 +125,15 @@ class MeteredAec:
 
     @property
     def idle(self) -> bool:  # the frontend's idle bypass must reach the real canceller
-        return bool(getattr(self.inner, "idle", False))
+        return self.inner.idle
 
     @idle.setter
     def idle(self, value: bool) -> None:
-        if hasattr(self.inner, "idle"):
-            self.inner.idle = value
+        self.inner.idle = value
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    @property
+    def last_levels(self) -> tuple[float, float] | None:
+        return self.inner.last_levels
 
 
 def _read16(path: Path) -> np.ndarray:
@@ -485,7 +488,8 @@ def format_table(result: dict) -> str:
     if s["missed"]:
         lines.append("  missed: " + ", ".join(s["missed"][:8]) + (" ..." if len(s["missed"]) > 8 else ""))
     if s["false_in"]:
-        lines.append("  false barge-ins in: " + ", ".join(s["false_in"][:8]) + (" ..." if len(s["false_in"]) > 8 else ""))
+        more = " ..." if len(s["false_in"]) > 8 else ""
+        lines.append("  false barge-ins in: " + ", ".join(s["false_in"][:8]) + more)
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,13 +28,23 @@ from device.link.base import Link, LinkFactory
 from device.link.protocol import ProtocolError, ServerEvent
 from device.listen.bargein import EchoDoubleTalk, SuspectGate
 from device.listen.vad import VadSegmenter
-from device.listen.wakeword import WakeWordDetector
+from device.listen.wakeword import WakeDetector
 from device.timeline import Timeline
 
 log = logging.getLogger("voxbox.agent")
 
 
+class Indicator(Protocol):
+    """Where the agent shows its state: device.gpio's indicators (LEDs), or NullIndicator."""
+
+    def show(self, pattern: str) -> None:
+        """Switch to the named pattern (a cv.Shown state); must not block the audio loop."""
+        ...
+
+
 class NullIndicator:
+    """No LEDs: shows nothing (simulate, benches, tests)."""
+
     def show(self, pattern: str) -> None:
         pass
 
@@ -49,8 +59,8 @@ class ScheduledPress:
 
 class Agent:
     def __init__(self, settings: Settings, audio: AudioPort, timeline: Timeline, *,
-                 wake: WakeWordDetector, vad: VadSegmenter, link: LinkFactory,
-                 aec: EchoCanceller | None = None, indicator: Any = None,
+                 wake: WakeDetector, vad: VadSegmenter, link: LinkFactory,
+                 aec: EchoCanceller | None = None, indicator: Indicator | None = None,
                  presses: list[ScheduledPress] | None = None,
                  on_mute_changed: Callable[[bool], None] | None = None,
                  muted: bool = False, on_block: Callable[[], None] | None = None) -> None:
@@ -62,7 +72,7 @@ class Agent:
         self.vad = vad
         self.suspect = SuspectGate(vad, settings.vad.suspect_threshold)
         self.dtd = EchoDoubleTalk(settings.vad.dtd_ratio_db, settings.vad.dtd_level_db, settings.vad.dtd_frames)
-        self.indicator = indicator or NullIndicator()
+        self.indicator: Indicator = indicator or NullIndicator()
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate)
         self.uplink = Uplink()
         self.uplink_open = False
@@ -168,7 +178,7 @@ class Agent:
 
     def process_block(self, block: np.ndarray) -> None:
         self.frontend.speaker(self.audio.speaker_played())
-        frames = self.frontend.mic(block)
+        mic = self.frontend.process(block)
         self.samples += len(block)
         self._player_notes()
         while self._button_events and self._button_events[0][0] <= self.now:
@@ -176,11 +186,11 @@ class Agent:
             self._button(action)
         while self._live_buttons:
             self._button(self._live_buttons.popleft()[0])
-        if len(frames):
-            self._frames(frames)
+        if len(mic.frames):
+            self._frames(mic.frames, mic.levels)
         self._apply(self.machine.handle(cv.Tick(self.now)))
 
-    def _frames(self, frames: np.ndarray) -> None:
+    def _frames(self, frames: np.ndarray, levels: np.ndarray | None) -> None:
         m = self.machine
         if m.muted:
             return  # privacy: muted audio reaches neither the detectors nor the uplink
@@ -194,7 +204,6 @@ class Agent:
         elif m.phase == "speaking":
             # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
             # the double-talk test at the echo canceller's levels of the same frame.
-            levels = self._aec_levels(len(frames))
             self.dtd.arm(self.now)
             for i, f in enumerate(frames):
                 self._vad_events(self.vad.process(f))
@@ -210,15 +219,6 @@ class Agent:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
             self._send_audio(self.uplink.push(frames))
-
-    def _aec_levels(self, n: int) -> list[tuple[float, float]] | None:
-        """The canceller's (mic dB, cleaned dB) for the last n frames, if it measured all of them."""
-        levels = getattr(self.frontend.aec, "levels", None)
-        if levels is None:
-            return None
-        got = list(levels)
-        levels.clear()
-        return got[-n:] if len(got) >= n else None
 
     def _vad_events(self, events: list[Any]) -> None:
         for ev in events:
