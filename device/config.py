@@ -15,7 +15,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,6 +25,16 @@ else:  # pragma: no cover
 from device.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/voxbox/voxbox.toml")
+
+# The choices of the settings below: a value outside them is a ConfigError (validate() reads the
+# allowed values from these types, so they are written down once).
+WakeEngine = Literal["openwakeword", "microwakeword"]
+VadEngine = Literal["silero", "micro"]
+BargeInMode = Literal["local", "server", "both", "off"]
+TurnDetection = Literal["server_vad", "semantic_vad", "none"]
+Eagerness = Literal["low", "medium", "high", "auto"]
+LedDriver = Literal["none", "leds", "rgb", "apa102"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 @dataclass
@@ -45,7 +55,7 @@ class AudioSettings:
 class WakeSettings:
     words: list[str] = field(default_factory=lambda: ["hey_jarvis"])
     models: list[str] = field(default_factory=list)  # custom .tflite or manifest .json paths
-    engine: str = "openwakeword"  # openwakeword | microwakeword
+    engine: WakeEngine = "openwakeword"
     threshold: float = 0.0  # 0 = each model's own (its manifest); else overrides all models
     trigger_level: int = 0  # consecutive frames above threshold; 0 = each model's own
     refractory_s: float = 2.0
@@ -53,7 +63,7 @@ class WakeSettings:
 
 @dataclass
 class VadSettings:
-    engine: str = "silero"  # silero | micro
+    engine: VadEngine = "silero"
     threshold: float = 0.5
     min_speech_ms: int = 90
     min_silence_ms: int = 500
@@ -89,7 +99,7 @@ class AecSettings:
 class ConversationSettings:
     follow_up_s: float = 6.0  # listening window after a reply before going idle
     first_turn_s: float = 8.0  # after the wake word: time allowed to start speaking
-    barge_in: str = "local"  # local | server | both | off
+    barge_in: BargeInMode = "local"
     preroll_ms: int = 300  # audio kept before a barge-in and sent with it
     # Two-stage barge-in: a suspicion (vad.suspect_threshold) pauses the reply at once; local VAD
     # speech within confirm_ms makes it a barge-in, else the reply resumes. 0 = no pause stage.
@@ -103,12 +113,12 @@ class RealtimeSettings:
     api_key_file: str = ""
     instructions: str = "You are a helpful voice assistant on a smart speaker. Answer briefly."
     voice: str = "marin"
-    turn_detection: str = "server_vad"  # server_vad | semantic_vad | none
+    turn_detection: TurnDetection = "server_vad"
     vad_threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     idle_timeout_ms: int = 0  # 0 = not sent
-    eagerness: str = "auto"
+    eagerness: Eagerness = "auto"
     ca_file: str = ""
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
@@ -120,7 +130,7 @@ class RealtimeSettings:
 @dataclass
 class GpioSettings:
     enabled: bool = True
-    led_driver: str = "none"  # none | leds | rgb | apa102
+    led_driver: LedDriver = "none"
     led_pins: list[int] = field(default_factory=list)
     apa102_count: int = 0
     brightness: float = 0.3
@@ -139,20 +149,9 @@ class Settings:
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
     profile: str = ""  # hardware profile name or path (hw/*.toml)
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     timeline: str = ""  # `voxbox run`: also write the timeline (JSON Lines) here
     source: str = "defaults"  # where these settings came from, for messages
-
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "wake.engine": ("openwakeword", "microwakeword"),
-    "vad.engine": ("silero", "micro"),
-    "conversation.barge_in": ("local", "server", "both", "off"),
-    "realtime.turn_detection": ("server_vad", "semantic_vad", "none"),
-    "realtime.eagerness": ("low", "medium", "high", "auto"),
-    "gpio.led_driver": ("none", "leds", "rgb", "apa102"),
-    "log_level": ("debug", "info", "warning", "error"),
-}
 
 
 def _coerce(key: str, value: Any, typ: Any) -> Any:
@@ -189,6 +188,8 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config {key}: expected a number, got {value!r}")
         return float(value)
+    if origin is Literal:  # a choice: checked by validate(), once every source is applied
+        return _coerce(key, value, str)
     if typ is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
@@ -196,6 +197,23 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
             raise ConfigError(f"config {key}: expected a string, got {value!r}")
         return value
     raise AssertionError(f"unhandled type {typ} for {key}")
+
+
+def _check_choice(key: str, value: Any, typ: Any) -> None:
+    choices = typing.get_args(typ)
+    if value not in choices:
+        raise ConfigError(f"config {key}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _choice_fields(obj: Any, prefix: str = "") -> typing.Iterator[tuple[str, Any, Any]]:
+    """(key, value, Literal type) of every setting whose type is a Literal, sections included."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        typ, value = hints[f.name], getattr(obj, f.name)
+        if dataclasses.is_dataclass(typ):
+            yield from _choice_fields(value, f"{prefix}{f.name}.")
+        elif typing.get_origin(typ) is Literal:
+            yield f"{prefix}{f.name}", value, typ
 
 
 def apply_values(obj: Any, prefix: str, values: dict[str, Any]) -> None:
@@ -236,21 +254,16 @@ def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
 
 def validate(s: Settings) -> None:
     """ConfigError naming the first setting out of range."""
-    for key, choices in _CHOICES.items():
-        obj: Any = s
-        parts = key.split(".")
-        for p in parts[:-1]:
-            obj = getattr(obj, p)
-        value = getattr(obj, parts[-1])
-        if value not in choices:
-            raise ConfigError(f"config {key}: {value!r} is not one of {', '.join(choices)}")
+    for key, value, typ in _choice_fields(s):
+        _check_choice(key, value, typ)
     checks = [
         ("wake.threshold", 0 <= s.wake.threshold < 1, "must be between 0 and 1 (0 = each model's own)"),
         ("vad.threshold", 0 < s.vad.threshold < 1, "must be between 0 and 1"),
         ("vad.speaking_threshold", 0 < s.vad.speaking_threshold < 1, "must be between 0 and 1"),
         ("wake.trigger_level", s.wake.trigger_level >= 0, "must not be negative (0 = each model's own)"),
         ("audio.output_rate", 8000 <= s.audio.output_rate <= 192000, "must be a sample rate in Hz"),
-        ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000, "must be 0 or a rate in Hz"),
+        ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000,
+         "must be 0 or a rate in Hz"),
         ("conversation.follow_up_s", s.conversation.follow_up_s > 0, "must be positive"),
         ("realtime.offline_buffer_s", s.realtime.offline_buffer_s >= 0, "must not be negative"),
         ("realtime.url", s.realtime.url.startswith(("ws://", "wss://")), "must start with ws:// or wss://"),
@@ -284,7 +297,8 @@ def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p}: invalid TOML ({exc})") from None
         if "api_key" in data.get("realtime", {}):
-            raise ConfigError("config realtime.api_key: do not put the key in the config; use OPENAI_API_KEY or realtime.api_key_file")
+            raise ConfigError("config realtime.api_key: do not put the key in the config; "
+                              "use OPENAI_API_KEY or realtime.api_key_file")
         apply_values(settings, "", data)
         settings.source = str(p)
     apply_values(settings, "", _env_overrides(env))

@@ -62,8 +62,8 @@ class Agent:
                  wake: WakeDetector, vad: VadSegmenter, link: LinkFactory,
                  aec: EchoCanceller | None = None, indicator: Indicator | None = None,
                  presses: list[ScheduledPress] | None = None,
-                 on_mute_changed: Callable[[bool], None] | None = None,
-                 muted: bool = False, on_block: Callable[[], None] | None = None) -> None:
+                 on_mute_changed: Callable[[bool], object] | None = None,
+                 muted: bool = False, on_block: Callable[[], object] | None = None) -> None:
         self.settings = settings
         self.audio = audio
         self.player = audio.player
@@ -86,14 +86,14 @@ class Agent:
         self.errors = 0
         self._stopping = False
         self._playing: str | None = None  # item whose audio is coming out of the speaker
-        self._button_events: list[tuple[float, str]] = []
+        self._button_events: list[tuple[float, cv.ButtonAction]] = []
         for p in presses or []:
             self._button_events.append((p.t, "press"))
             if p.hold_s >= settings.gpio.hold_s:
                 self._button_events.append((p.t + settings.gpio.hold_s, "hold"))
             self._button_events.append((p.t + p.hold_s, "release"))
         self._button_events.sort()
-        self._live_buttons: deque[tuple[str]] = deque(maxlen=32)
+        self._live_buttons: deque[tuple[cv.ButtonAction]] = deque(maxlen=32)
         self._started = False
         # The link gets this agent's public callbacks (LinkListener); which protocol it speaks is
         # the factory's business, not the agent's.
@@ -172,7 +172,7 @@ class Agent:
         """After the mic ends: keep the clock running while a reply is due or playing."""
         return self.player.busy or self.machine.phase in ("thinking", "speaking")
 
-    def press(self, action: str) -> None:
+    def press(self, action: cv.ButtonAction) -> None:
         """A live button event (gpiozero thread → queued, handled on the next block)."""
         self._live_buttons.append((action,))
 
@@ -258,7 +258,7 @@ class Agent:
             self._playing = None
         self._apply(self.machine.handle(cv.PlaybackIdle(self.now)))
 
-    def _button(self, action: str) -> None:
+    def _button(self, action: cv.ButtonAction) -> None:
         self.log("button", action=action)
         self._apply(self.machine.handle(cv.Button(self.now, action)))
 

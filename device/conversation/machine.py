@@ -12,12 +12,21 @@ conversation itself may go on offline, its audio buffered by the link.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Literal
 
 from device.config import ConversationSettings
 
-STATES = ("idle", "listening", "thinking", "speaking", "muted", "offline", "error")
+# The names the machine speaks in (timeline values, LED pattern names): plain strings, checked by mypy.
+Phase = Literal["idle", "listening", "thinking", "speaking"]
+Shown = Literal[Phase, "muted", "offline", "error"]  # what the user sees (timeline `state`, LEDs)
+SpeechSource = Literal["local_vad", "server_vad"]
+BargeInSource = Literal[SpeechSource, "button"]
+StopReason = Literal["barge_in", "button", "error"]
+ButtonAction = Literal["press", "release", "hold"]
+
+STATES: tuple[Shown, ...] = typing.get_args(Shown)
 
 
 # ---------------------------------------------------------------- events in
@@ -31,13 +40,13 @@ class Wake:
 @dataclass(frozen=True)
 class Button:
     t: float
-    action: str  # "press" | "release" | "hold"
+    action: ButtonAction
 
 
 @dataclass(frozen=True)
 class SpeechStart:
     t: float
-    source: str  # "local_vad" | "server_vad"
+    source: SpeechSource
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class SuspectSpeech:
 @dataclass(frozen=True)
 class SpeechEnd:
     t: float
-    source: str
+    source: SpeechSource
 
 
 @dataclass(frozen=True)
@@ -117,8 +126,8 @@ class FaultCleared:
     t: float
 
 
-Event = Union[Wake, Button, SpeechStart, SuspectSpeech, SpeechEnd, Committed, ResponseCreated, AudioDelta,
-              ResponseDone, PlaybackIdle, Tick, Connected, Disconnected, Fault, FaultCleared]
+Event = (Wake | Button | SpeechStart | SuspectSpeech | SpeechEnd | Committed | ResponseCreated | AudioDelta
+         | ResponseDone | PlaybackIdle | Tick | Connected | Disconnected | Fault | FaultCleared)
 
 
 # ---------------------------------------------------------------- actions out
@@ -126,7 +135,7 @@ Event = Union[Wake, Button, SpeechStart, SuspectSpeech, SpeechEnd, Committed, Re
 class Show:
     """The displayed state changed (timeline `state`, LEDs)."""
 
-    state: str
+    state: Shown
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,7 @@ class Play:
 
 @dataclass(frozen=True)
 class StopPlayback:
-    reason: str  # "barge_in" | "button" | "error"
+    reason: StopReason
 
 
 @dataclass(frozen=True)
@@ -193,7 +202,7 @@ class SendTruncate:
 
 @dataclass(frozen=True)
 class BargeIn:
-    source: str  # "local_vad" | "server_vad" | "button"
+    source: BargeInSource
 
 
 @dataclass(frozen=True)
@@ -211,8 +220,8 @@ class MuteChanged:
     muted: bool
 
 
-Action = Union[Show, OpenUplink, CloseUplink, Play, StopPlayback, PausePlayback, ResumePlayback, SendCommit, SendResponseCreate,
-               SendCancel, SendClear, SendTruncate, BargeIn, StrictVad, ResetWake, MuteChanged]
+Action = (Show | OpenUplink | CloseUplink | Play | StopPlayback | PausePlayback | ResumePlayback | SendCommit
+          | SendResponseCreate | SendCancel | SendClear | SendTruncate | BargeIn | StrictVad | ResetWake | MuteChanged)
 
 
 @dataclass
@@ -222,8 +231,8 @@ class Conversation:
     muted: bool = False
     connected: bool = False
     fault: bool = False
-    phase: str = "idle"  # idle | listening | thinking | speaking
-    shown: str = ""
+    phase: Phase = "idle"
+    shown: Shown | Literal[""] = ""  # "" until start()
     deadline: float | None = None
     user_speaking: bool = False
     heard_speech: bool = False
@@ -235,7 +244,7 @@ class Conversation:
     paused_until: float | None = None  # playback paused on a suspicion; resumed at this t unless confirmed
 
     # ------------------------------------------------------------ helpers
-    def _display(self) -> str:
+    def _display(self) -> Shown:
         if self.muted:
             return "muted"
         if self.fault:
@@ -258,7 +267,7 @@ class Conversation:
         self._show(out)
         return out
 
-    def _go(self, phase: str, out: list[Action]) -> None:
+    def _go(self, phase: Phase, out: list[Action]) -> None:
         if phase == self.phase:
             return
         was = self.phase
@@ -282,7 +291,7 @@ class Conversation:
         self.user_speaking = False
         out.append(OpenUplink(preroll=preroll))
 
-    def _barge_in(self, t: float, source: str, out: list[Action]) -> None:
+    def _barge_in(self, t: float, source: BargeInSource, out: list[Action]) -> None:
         self.paused_until = None
         out.append(BargeIn(source))
         out.append(StopPlayback("button" if source == "button" else "barge_in"))
@@ -303,7 +312,7 @@ class Conversation:
         out.append(SendClear())
         self._go("idle", out)
 
-    def _barge_in_allowed(self, source: str) -> bool:
+    def _barge_in_allowed(self, source: BargeInSource) -> bool:
         mode = self.settings.barge_in
         if mode == "off":
             return False
