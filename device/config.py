@@ -1,9 +1,12 @@
-"""Typed settings from a TOML file plus environment overrides.
+"""Typed settings from a TOML file plus environment and command-line overrides.
 
 Every setting has a default, so an empty file (or none) is a valid config.
 A wrong key or value raises ConfigError naming the key and what is wrong.
 Environment: VOXBOX_<SECTION>_<KEY>=value overrides the file (e.g.
-VOXBOX_REALTIME_URL). The API key comes only from OPENAI_API_KEY or from the
+VOXBOX_REALTIME_URL); a command line's options override both and go through the
+same checks (`load(..., overrides=...)`). Settings are frozen once loaded:
+a changed setting is a new Settings (`dataclasses.replace`, `apply_values`).
+The API key comes only from OPENAI_API_KEY or from the
 file named by realtime.api_key_file, never from the TOML itself.
 """
 
@@ -37,7 +40,7 @@ LedDriver = Literal["none", "leds", "rgb", "apa102"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioSettings:
     input_device: str = ""  # substring of the device name, or an index; "" = system default
     output_device: str = ""
@@ -51,7 +54,7 @@ class AudioSettings:
     output_buffer_ms: int = 20
 
 
-@dataclass
+@dataclass(frozen=True)
 class WakeSettings:
     words: list[str] = field(default_factory=lambda: ["hey_jarvis"])
     models: list[str] = field(default_factory=list)  # custom .tflite or manifest .json paths
@@ -61,7 +64,7 @@ class WakeSettings:
     refractory_s: float = 2.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class VadSettings:
     engine: VadEngine = "silero"
     threshold: float = 0.5
@@ -86,7 +89,7 @@ class VadSettings:
     dtd_frames: int = 3
 
 
-@dataclass
+@dataclass(frozen=True)
 class AecSettings:
     enabled: bool = True
     noise_suppression: bool = False
@@ -95,7 +98,7 @@ class AecSettings:
     stream_delay_ms: int = -1  # -1 = estimate
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConversationSettings:
     follow_up_s: float = 6.0  # listening window after a reply before going idle
     first_turn_s: float = 8.0  # after the wake word: time allowed to start speaking
@@ -107,7 +110,7 @@ class ConversationSettings:
     max_turn_s: float = 30.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class RealtimeSettings:
     url: str = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
     api_key_file: str = ""
@@ -127,7 +130,7 @@ class RealtimeSettings:
     offline_buffer_s: float = 2.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class GpioSettings:
     enabled: bool = True
     led_driver: LedDriver = "none"
@@ -139,7 +142,7 @@ class GpioSettings:
     state_dir: str = "/var/lib/voxbox"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     wake: WakeSettings = field(default_factory=WakeSettings)
@@ -216,10 +219,12 @@ def _choice_fields(obj: Any, prefix: str = "") -> typing.Iterator[tuple[str, Any
             yield f"{prefix}{f.name}", value, typ
 
 
-def apply_values(obj: Any, prefix: str, values: dict[str, Any]) -> None:
-    """Set TOML-shaped `values` ({section: {key: value}} or top-level keys) on a settings object."""
+def apply_values(obj: Any, prefix: str, values: typing.Mapping[str, Any]) -> Any:
+    """A copy of the settings object `obj` with TOML-shaped `values` ({section: {key: value}} or
+    top-level keys) set on it. ConfigError on an unknown key or a value of the wrong type."""
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
     for k, v in values.items():
         key = f"{prefix}{k}"
         if k not in names or k == "source":
@@ -228,9 +233,10 @@ def apply_values(obj: Any, prefix: str, values: dict[str, Any]) -> None:
         if dataclasses.is_dataclass(typ):
             if not isinstance(v, dict):
                 raise ConfigError(f"config {key}: expected a [{key}] table")
-            apply_values(getattr(obj, k), f"{key}.", v)
+            changes[k] = apply_values(changes.get(k, getattr(obj, k)), f"{key}.", v)
         else:
-            setattr(obj, k, _coerce(key, v, typ))
+            changes[k] = _coerce(key, v, typ)
+    return dataclasses.replace(obj, **changes) if changes else obj
 
 
 def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
@@ -277,8 +283,9 @@ def validate(s: Settings) -> None:
 
 
 def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = None,
-         base: Settings | None = None) -> Settings:
-    """Load settings: `base` (defaults, or defaults with a hardware profile) ← TOML file ← environment.
+         base: Settings | None = None, overrides: typing.Mapping[str, Any] | None = None) -> Settings:
+    """Load settings: `base` (defaults, or defaults with a hardware profile) ← TOML file ← environment
+    ← `overrides` (the command line's options, TOML-shaped: {"wake": {"threshold": 0.7}}).
     Raises ConfigError."""
     env = os.environ if env is None else env
     settings = base if base is not None else Settings()
@@ -299,9 +306,9 @@ def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = 
         if "api_key" in data.get("realtime", {}):
             raise ConfigError("config realtime.api_key: do not put the key in the config; "
                               "use OPENAI_API_KEY or realtime.api_key_file")
-        apply_values(settings, "", data)
-        settings.source = str(p)
-    apply_values(settings, "", _env_overrides(env))
+        settings = dataclasses.replace(apply_values(settings, "", data), source=str(p))
+    settings = apply_values(settings, "", _env_overrides(env))
+    settings = apply_values(settings, "", overrides or {})
     validate(settings)
     return settings
 

@@ -10,6 +10,7 @@ setting applied underneath: defaults <- profile <- config file <- environment.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -42,9 +43,9 @@ class HwProfile:
     settings: dict[str, dict[str, Any]]  # section -> {key: value}, as in the TOML
 
     def apply(self, settings: Settings) -> Settings:
-        """Set this profile's values on `settings` (in place) and return it."""
-        config.apply_values(settings, "", self.settings)
-        return settings
+        """`settings` with this profile's values set (a new Settings)."""
+        applied: Settings = config.apply_values(settings, "", self.settings)
+        return applied
 
 
 def profile_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
@@ -96,7 +97,8 @@ def load_profile(name_or_path: str | Path, env: Mapping[str, str] | None = None)
             raise ConfigError(f"hardware profile {path}: profile.{key} must be a string")
     extra = sorted(set(meta) - set(PROFILE_KEYS))
     if extra:
-        raise ConfigError(f"hardware profile {path}: profile.{extra[0]}: unknown key (known: {', '.join(PROFILE_KEYS)})")
+        raise ConfigError(f"hardware profile {path}: profile.{extra[0]}: unknown key "
+                          f"(known: {', '.join(PROFILE_KEYS)})")
     for section, values in data.items():
         if section not in SECTIONS or not isinstance(values, dict):
             raise ConfigError(f"hardware profile {path}: [{section}] is not a hardware section "
@@ -111,21 +113,20 @@ def load_profile(name_or_path: str | Path, env: Mapping[str, str] | None = None)
 
 
 def _applied(data: dict[str, Any]) -> Settings:
-    s = Settings()
-    config.apply_values(s, "", data)
+    s: Settings = config.apply_values(Settings(), "", data)
     return s
 
 
-def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """config.load(path, env), with the hardware profile named by `profile` applied underneath."""
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """config.load(path, env, overrides=...), with the hardware profile named by `profile` applied underneath."""
     env = os.environ if env is None else env
-    settings = config.load(path, env)
+    settings = config.load(path, env, overrides=overrides)
     if not settings.profile:
         return settings
     prof = load_profile(settings.profile, env)
-    merged = config.load(path, env, base=prof.apply(Settings()))
-    merged.source = f"{settings.source} + profile {prof.name}"
-    return merged
+    merged = config.load(path, env, base=prof.apply(Settings()), overrides=overrides)
+    return dataclasses.replace(merged, source=f"{settings.source} + profile {prof.name}")
 
 
 def describe(p: HwProfile) -> str:
