@@ -55,7 +55,7 @@ def test_barge_in_through_a_recording_link(fixtures_dir: Path) -> None:
     settings = cfg.Settings()
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic, RATE, player, speed=1e9)
-    timeline = Timeline(None)
+    timeline = Timeline(None, keep=True)
     link = RecordingLink()
     agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=link.attach)
     sim.keep_going = agent.keep_going

@@ -183,7 +183,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
                    echo_delay_ms=sc["echo_delay_ms"], room_ir=room_response(MIC_RATE) if sc["room"] else None)
     inner = build_aec(settings.aec)
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
-    timeline = Timeline(None)
+    timeline = Timeline(None, keep=True)
     link = RecordingLink()
     agent = Agent(settings, sim, timeline, wake=_NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
     sim.keep_going = agent.keep_going

@@ -156,7 +156,7 @@ async def _wire_bytes_agent(mic: np.ndarray, rate: int, presses: list[Any], spee
     settings = Settings()
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic.reshape(len(mic), -1), rate, player, speed=speed)
-    timeline = Timeline(None)
+    timeline = Timeline(None, keep=True)
     agent = Agent(settings, sim, timeline, wake=build_wake_detector(settings.wake), vad=build_vad(settings.vad),
                   link=realtime_link(settings, f"ws://127.0.0.1:{port}/v1/realtime", None), presses=presses)
     sim.keep_going = agent.keep_going

@@ -95,6 +95,7 @@ class Agent:
         self._button_events.sort()
         self._live_buttons: deque[tuple[cv.ButtonAction]] = deque(maxlen=32)
         self._started = False
+        self._in_conversation = False  # a conversation was open at the last _apply (see there)
         # The link gets this agent's public callbacks (LinkListener); which protocol it speaks is
         # the factory's business, not the agent's.
         self.link: Link = link(self)
@@ -366,6 +367,11 @@ class Agent:
                 self.log("mute", muted=a.muted)
                 if self.on_mute_changed is not None:
                     self.on_mute_changed(a.muted)
+        in_conversation = self.machine.phase != "idle"
+        if self._in_conversation and not in_conversation:
+            # The conversation is over and its truncates are sent (above): forget its items.
+            self.player.forget_played()
+        self._in_conversation = in_conversation
 
     def _open_uplink(self, preroll: bool) -> None:
         if self.machine.muted:
