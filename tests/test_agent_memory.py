@@ -17,7 +17,7 @@ from device.conversation import machine as cv
 from device.conversation.agent import Agent
 from device.link.twin import RecordingLink
 from device.listen.vad import build_vad
-from device.listen.wakeword import WakeDetection
+from device.listen.wakeword import NoWake
 from device.timeline import Timeline
 from device.timeline import read as read_timeline
 
@@ -28,18 +28,6 @@ CYCLES = 200
 FIRST, LAST = 50, 200  # memory is compared between the ends of these cycles
 BLOCKS_PER_CYCLE = 60  # 0.6 s: a 0.2 s reply, the 0.1 s follow-up window, then idle
 GROWTH_LIMIT = 64 * 1024  # bytes between FIRST and LAST (a kept record is ~300 B: 150 cycles keep ~1 MB)
-
-
-class NoWake:
-    """The test opens each conversation itself."""
-
-    names: list[str] = []
-
-    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
-        return []
-
-    def reset(self) -> None:
-        pass
 
 
 def test_two_hundred_conversations_leave_memory_flat(tmp_path: Path) -> None:

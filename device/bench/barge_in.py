@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from device.audio.frontend import EchoCanceller
-from device.listen.wakeword import WakeDetection
+from device.listen.wakeword import NoWake
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "make_barge_in_set.py"
@@ -84,18 +84,6 @@ def load_scenarios(d: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------- the harness
-
-class _NoWake:
-    """The conversation is opened by the script, not by a wake word."""
-
-    names: list[str] = []
-
-    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
-        return []
-
-    def reset(self) -> None:
-        pass
-
 
 class MeteredAec:
     """The echo canceller, with its input/output and CPU time recorded (ERLE, cost)."""
@@ -185,7 +173,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
     timeline = Timeline(None, keep=True)
     link = RecordingLink()
-    agent = Agent(settings, sim, timeline, wake=_NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
+    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
     sim.keep_going = agent.keep_going
 
     delta = settings.audio.output_rate * DELTA_MS // 1000

@@ -140,6 +140,18 @@ class WakeDetector(Protocol):
         ...
 
 
+class NoWake:
+    """A WakeDetector that never fires: conversations are opened by a script, a test or the button."""
+
+    names: list[str] = []
+
+    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
+        return []
+
+    def reset(self) -> None:
+        pass
+
+
 class _Features:
     """Shared melspectrogram + embedding stages, streaming, no per-step allocation."""
 
