@@ -107,7 +107,8 @@ class ConversationSettings:
     # Two-stage barge-in: a suspicion (vad.suspect_threshold) pauses the reply at once; local VAD
     # speech within confirm_ms makes it a barge-in, else the reply resumes. 0 = no pause stage.
     confirm_ms: int = 300
-    max_turn_s: float = 30.0
+    max_turn_s: float = 30.0  # a user turn talked without a pause this long is closed (committed)
+    thinking_timeout_s: float = 20.0  # no answer this long after the turn closed: listen again
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,8 @@ def validate(s: Settings) -> None:
         ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000,
          "must be 0 or a rate in Hz"),
         ("conversation.follow_up_s", s.conversation.follow_up_s > 0, "must be positive"),
+        ("conversation.max_turn_s", s.conversation.max_turn_s > 0, "must be positive"),
+        ("conversation.thinking_timeout_s", s.conversation.thinking_timeout_s > 0, "must be positive"),
         ("realtime.offline_buffer_s", s.realtime.offline_buffer_s >= 0, "must not be negative"),
         ("realtime.url", s.realtime.url.startswith(("ws://", "wss://")), "must start with ws:// or wss://"),
         ("gpio.brightness", 0 <= s.gpio.brightness <= 1, "must be between 0 and 1"),

@@ -18,6 +18,7 @@ import numpy as np
 
 from device.audio import dsp
 from device.audio.player import Player
+from device.audio.ports import PortStats
 
 
 def room_response(rate: int, rt60_ms: float = 250.0, seed: int = 7) -> np.ndarray:
@@ -44,6 +45,7 @@ class SimAudio:
         self.block = max(1, in_rate * block_ms // 1000)
         self.tail_max = int(tail_max_s * in_rate)
         self.keep_audio = keep_audio
+        self.stats = PortStats()  # a simulated card has no xruns
         self.pos = 0  # mic samples read: the mic clock
         self._pulled = 0  # speaker samples pulled
         self._out: list[np.ndarray] = []

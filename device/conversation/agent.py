@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from device.audio.counters import CounterWatch
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.config import Settings
@@ -84,6 +85,9 @@ class Agent:
         self.on_block = on_block  # called after every mic block (the systemd watchdog)
         self.samples = 0  # mic samples processed: the clock of the timeline
         self.errors = 0
+        self.underruns = 0  # the reply ran dry while more of it was due
+        self.counter_watch = CounterWatch()  # audio trouble -> a journal line, at most once a minute
+        self._counters_checked = 0  # mic sample of the last check (once a second)
         self._stopping = False
         self._playing: str | None = None  # item whose audio is coming out of the speaker
         self._button_events: list[tuple[float, cv.ButtonAction]] = []
@@ -190,6 +194,17 @@ class Agent:
         if len(mic.frames):
             self._frames(mic.frames, mic.levels)
         self._apply(self.machine.handle(cv.Tick(self.now)))
+        if self.samples - self._counters_checked >= self.audio.in_rate:
+            self._counters_checked = self.samples
+            line = self.counter_watch.check(self.audio_counters())
+            if line is not None:
+                log.warning("audio trouble: %s", line)
+
+    def audio_counters(self) -> dict[str, int]:
+        """The sound card's and the player's trouble counts so far (summary record, journal)."""
+        st = self.audio.stats
+        return {"xruns": st.xruns, "overflows": st.overflows, "underruns": self.underruns,
+                "callback_errors": st.callback_errors}
 
     def _frames(self, frames: np.ndarray, levels: np.ndarray | None) -> None:
         m = self.machine
@@ -248,6 +263,7 @@ class Agent:
                 if self.machine.response_id is not None:
                     # The reply arrives slower than it plays: a gap, not the end.
                     self.log("playback_underrun", item_id=note.item_id)
+                    self.underruns += 1
                     continue
                 self._playback_done()
 
@@ -397,4 +413,4 @@ class Agent:
     def _finish(self) -> None:
         s = self.link.stats
         self.log("summary", uplink_audio_ms=int(s.uplink_audio_ms), uplink_bytes=int(s.uplink_bytes),
-                 reconnects=int(s.reconnects), errors=int(s.errors + self.errors))
+                 reconnects=int(s.reconnects), errors=int(s.errors + self.errors), **self.audio_counters())

@@ -239,9 +239,13 @@ class Conversation:
     response_id: str | None = None  # response in progress (created, not yet done)
     playing_item: str | None = None
     dropped_responses: set[str] = field(default_factory=set)
-    thinking_timeout_s: float = 20.0
+    turn_started: float | None = None  # when the user began talking in this listening turn (max_turn_s)
     held: bool = False  # the button is down past the hold time: its release is not a short press
     paused_until: float | None = None  # playback paused on a suspicion; resumed at this t unless confirmed
+
+    @property
+    def thinking_timeout_s(self) -> float:
+        return self.settings.thinking_timeout_s
 
     # ------------------------------------------------------------ helpers
     def _display(self) -> Shown:
@@ -272,6 +276,7 @@ class Conversation:
             return
         was = self.phase
         self.phase = phase
+        self.turn_started = None
         if was == "speaking":
             self.paused_until = None  # leaving speaking flushes or ends the reply: no resume due
             out.append(StrictVad(False))
@@ -289,6 +294,7 @@ class Conversation:
         self._go("listening", out)
         self.deadline = t + window
         self.user_speaking = False
+        self.turn_started = None
         out.append(OpenUplink(preroll=preroll))
 
     def _barge_in(self, t: float, source: BargeInSource, out: list[Action]) -> None:
@@ -353,6 +359,7 @@ class Conversation:
         elif isinstance(ev, SpeechEnd):
             if self.phase == "listening":
                 self.user_speaking = False
+                self.turn_started = None
                 self.deadline = ev.t + self.settings.follow_up_s
                 if self.local_turns and ev.source == "local_vad" and self.heard_speech:
                     out += [SendCommit(), SendResponseCreate()]
@@ -432,6 +439,7 @@ class Conversation:
                 self._go("listening", out)
                 self.user_speaking = True
                 self.heard_speech = True
+                self.turn_started = ev.t
                 self.deadline = None
                 out.append(OpenUplink(preroll=ev.source == "local_vad"))
             return
@@ -446,6 +454,8 @@ class Conversation:
             if self.phase == "thinking" and ev.source == owner:
                 self._drop_response(out)
                 self._go("listening", out)
+            if self.turn_started is None:
+                self.turn_started = ev.t
 
     def _audio(self, ev: AudioDelta, out: list[Action]) -> None:
         if ev.response_id in self.dropped_responses or self.phase == "idle":
@@ -464,6 +474,13 @@ class Conversation:
         if self.paused_until is not None and ev.t >= self.paused_until:
             self.paused_until = None
             out.append(ResumePlayback("not_confirmed"))
+        if (self.phase == "listening" and self.user_speaking and self.turn_started is not None
+                and ev.t - self.turn_started >= self.settings.max_turn_s):
+            # The user has talked max_turn_s without a pause: close the turn and ask for the answer.
+            out += [SendCommit(), SendResponseCreate()]
+            self._go("thinking", out)
+            self.deadline = ev.t + self.thinking_timeout_s
+            return
         if self.deadline is None or ev.t < self.deadline:
             return
         if self.phase == "listening" and not self.user_speaking:
