@@ -1,4 +1,4 @@
-"""The command line (contract in DESIGN.md): `voxbox` == `python -m device`.
+"""The command line (a contract checked from outside the repo): `voxbox` == `python -m device`.
 
 Exit codes: 0 success, 2 bad usage or config (one line on stderr), 1 runtime failure.
 Heavy imports happen inside each command so `voxbox --help` stays instant.

@@ -1,4 +1,4 @@
-"""The timeline: a JSON Lines event log on the mic sample clock (contract in DESIGN.md).
+"""The timeline: a JSON Lines event log on the mic sample clock (a contract checked from outside).
 
 Every record has `t` (seconds on the mic sample clock) and `event`. The writer
 never raises into the audio path and never blocks it: `log()` serialises the record
