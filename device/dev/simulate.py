@@ -67,7 +67,8 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
     if settings.audio.channels:
         bad = [c for c in settings.audio.channels if c >= mic.shape[1]]
         if bad:
-            raise ConfigError(f"config audio.channels: channel {bad[0]} does not exist in {opts.mic} ({mic.shape[1]} ch)")
+            raise ConfigError(f"config audio.channels: channel {bad[0]} does not exist in {opts.mic} "
+                              f"({mic.shape[1]} ch)")
     wake = build_wake_detector(settings.wake)
     vad = build_vad(settings.vad)
     player = Player(settings.audio.output_rate)
