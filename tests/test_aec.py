@@ -165,7 +165,7 @@ def test_cpu_per_audio_second(reply: np.ndarray) -> None:
     far = far[: frames * 160].reshape(frames, 160)
     mic = (far.astype(np.int32) // 2).astype(np.int16)
     t0 = time.process_time()
-    for f, m in zip(far, mic):
+    for f, m in zip(far, mic, strict=True):
         aec.reference(f)
         aec.process(m)
     cpu = (time.process_time() - t0) / (frames / 100)

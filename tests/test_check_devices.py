@@ -59,8 +59,8 @@ def test_check_passes_with_a_server_and_names_what_is_wrong_without(rig_env: dic
         server.terminate()
         server.wait(timeout=10)
     bad = tmp_path / "bad.toml"
-    bad.write_text(f'[realtime]\nurl = "ws://127.0.0.1:{free_loopback_port()}/v1/realtime"\n[audio]\ninput_device = "no-such-card"\n'
-                   '[gpio]\nenabled = false\n')
+    bad.write_text(f'[realtime]\nurl = "ws://127.0.0.1:{free_loopback_port()}/v1/realtime"\n'
+                   '[audio]\ninput_device = "no-such-card"\n[gpio]\nenabled = false\n')
     r = voxbox(rig_env, "check", "--config", str(bad))
     assert r.returncode == 1
     fails = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
