@@ -127,8 +127,8 @@ class Uplink:
     """Processed 16 kHz frames → 24 kHz PCM16 bytes in chunks of `chunk_ms` (one append each)."""
 
     def __init__(self, chunk_ms: int = 40) -> None:
-        self._rs = dsp.StreamResampler(DETECT_RATE, UPLINK_RATE)
-        self._framer = Framer(UPLINK_RATE * chunk_ms // 1000)
+        self._chunk = UPLINK_RATE * chunk_ms // 1000
+        self.reset()
 
     def push(self, frames16k: np.ndarray) -> list[bytes]:
         if frames16k.size == 0:
@@ -137,4 +137,6 @@ class Uplink:
         return [c.astype("<i2").tobytes() for c in chunks]
 
     def reset(self) -> None:
-        self.__init__(chunk_ms=self._framer.size * 1000 // UPLINK_RATE)  # type: ignore[misc]
+        """A fresh stream: no resampler history, no partial chunk (a new turn's audio)."""
+        self._rs = dsp.StreamResampler(DETECT_RATE, UPLINK_RATE)
+        self._framer = Framer(self._chunk)
