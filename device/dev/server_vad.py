@@ -43,8 +43,7 @@ class ServerVad:
         self._last_speech_end_ms = 0
 
     def configure(self, threshold: float, prefix_padding_ms: int, silence_duration_ms: int) -> None:
-        self.threshold = threshold
-        self.prefix_padding_ms = prefix_padding_ms
+        self.threshold, self.prefix_padding_ms = threshold, prefix_padding_ms
         self.silence_duration_ms = silence_duration_ms
 
     def reset_turn(self) -> None:
