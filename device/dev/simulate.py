@@ -154,7 +154,7 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # The timeline records link trouble; a refused URL ends in one clear line, not a retry log.
         logging.getLogger("device.link.client").setLevel(logging.ERROR)
-    timeline = Timeline(opts.timeline, echo=echo)
+    timeline = Timeline(opts.timeline, echo=echo, keep=True)
     try:
         agent, sim = asyncio.run(_simulate(settings, opts, timeline))
     finally:
