@@ -226,7 +226,8 @@ class RealtimeClient:
             kind, item = self._queue.popleft()
             if kind == "audio":
                 parts, size = [item], len(item)
-                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= 200 * protocol.BYTES_PER_MS:
+                cap = 200 * protocol.BYTES_PER_MS
+                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= cap:
                     nxt = self._queue.popleft()[1]
                     parts.append(nxt)
                     size += len(nxt)
