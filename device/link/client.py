@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from device.config import RealtimeSettings, Settings
 from device.link import protocol
-from device.link.base import LinkFactory, LinkListener, LinkStats
+from device.link.base import LinkListener, LinkStats
 from device.link.history import TurnHistory
 from device.link.protocol import ProtocolError, ServerEvent
 
@@ -122,6 +122,7 @@ class RealtimeClient:
         self.history = TurnHistory()
         self._replay: deque[bytes] = deque()  # uplink audio sent, not yet committed by the server
         self._replay_bytes = 0
+        self._sending = False  # a message is being written (popped from the queue, not yet sent)
 
     # ------------------------------------------------------------------ public, never blocking
 
@@ -170,6 +171,11 @@ class RealtimeClient:
         ws = self._ws
         if ws is not None:
             await ws.close()
+
+    @property
+    def flushed(self) -> bool:
+        """Nothing waits to be sent and nothing is being written (simulate's lockstep asks)."""
+        return not self._queue and not self._sending
 
     @property
     def pending_audio_ms(self) -> float:
@@ -246,8 +252,8 @@ class RealtimeClient:
             kind, item = self._queue.popleft()
             if kind == "audio":
                 parts, size = [item], len(item)
-                limit = 200 * protocol.BYTES_PER_MS
-                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= limit:
+                cap = 200 * protocol.BYTES_PER_MS
+                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= cap:
                     nxt = self._queue.popleft()[1]
                     parts.append(nxt)
                     size += len(nxt)
@@ -332,8 +338,10 @@ class RealtimeClient:
         replayed = sum(map(len, replay))
         try:
             await ws.send(protocol.encode(self.session_update))
+            self.stats.messages_sent += 1
             for item in carried:  # the conversation so far, so the model keeps its context
                 await ws.send(protocol.encode(item))
+                self.stats.messages_sent += 1
             while replay:  # the user's turn the last session never committed (back in the replay as sent)
                 await self._send_audio_now(ws, replay.pop(0))
         except ConnectionClosed as exc:
@@ -390,6 +398,7 @@ class RealtimeClient:
     def _handle_message(self, message: str | bytes) -> bool:
         """Handle one server message; True if it ends the session (error session_expired)."""
         self._answered = True
+        self.stats.messages_received += 1
         self.stats.downlink_bytes += len(message)
         try:
             ev = protocol.parse_server_event(message)
@@ -456,6 +465,7 @@ class RealtimeClient:
         text = protocol.encode(protocol.input_audio_append(pcm))
         self._keep_for_replay(pcm)  # first: a send cut by the connection's end is not lost
         await ws.send(text)
+        self.stats.messages_sent += 1
         self.stats.uplink_bytes += len(text)
         self.stats.uplink_audio_ms += len(pcm) / protocol.BYTES_PER_MS
 
@@ -470,6 +480,7 @@ class RealtimeClient:
                 await wake.wait()
                 continue
             kind, item = batch
+            self._sending = True
             try:
                 if kind == "audio":
                     await self._send_audio_now(ws, item)
@@ -479,7 +490,10 @@ class RealtimeClient:
                 if kind != "audio":  # (audio is in the replay already: the next session gets it)
                     self.stats.dropped_events += 1
                 return
+            finally:
+                self._sending = False
             if kind != "audio":
+                self.stats.messages_sent += 1
                 if item.get("type") == "response.create":
                     self._creates += 1  # a response is on its way: not a quiet moment to renew
                 if item.get("type") == "input_audio_buffer.clear":
@@ -577,7 +591,7 @@ def _closed_by_server(code: int, reason: str | None) -> str:
     return f"server closed ({detail})"
 
 
-def realtime_link(settings: Settings, url: str, api_key: str | None) -> LinkFactory:
+def realtime_link(settings: Settings, url: str, api_key: str | None) -> Callable[[LinkListener], RealtimeClient]:
     """The OpenAI Realtime link for an agent: a factory the agent calls with its callbacks.
 
     `url`: ws:// or wss:// of the realtime endpoint; `api_key`: sent as a Bearer token (never logged).
