@@ -42,7 +42,7 @@ class Rig:
         self.settings = settings or cfg.Settings()
         self.player = Player(self.settings.audio.output_rate)
         self.sim = SimAudio(np.zeros((int(seconds * RATE), 1), np.int16), RATE, self.player, speed=1e9)
-        self.timeline = Timeline(None)
+        self.timeline = Timeline(None, keep=True)
         self.link = RecordingLink()
         self.agent = Agent(self.settings, self.sim, self.timeline, wake=NoWake(), vad=build_vad(self.settings.vad),
                            link=self.link.attach)
@@ -74,6 +74,10 @@ class Rig:
         self.agent.handle(cv.Committed(self.agent.now))
         self.link.deliver("response.created", response={"id": rid})
         self.link.deliver("response.output_audio.delta", audio=tone(seconds), response_id=rid, item_id=item)
+
+
+def local_turns() -> cfg.Settings:
+    return cfg.apply_values(cfg.Settings(), "", {"realtime": {"turn_detection": "none"}})
 
 
 def test_truncate_names_the_item_that_was_playing_of_two_in_one_response() -> None:
@@ -202,9 +206,7 @@ def test_an_error_with_nulls_while_thinking_ends_the_wait() -> None:
 
 
 def test_an_error_naming_our_response_create_ends_the_wait_and_a_harmless_one_does_not() -> None:
-    settings = cfg.Settings()
-    settings.realtime.turn_detection = "none"
-    rig = Rig(seconds=6.0, settings=settings)
+    rig = Rig(seconds=6.0, settings=local_turns())
 
     def script(block: int) -> None:
         a, link = rig.agent, rig.link
@@ -225,10 +227,6 @@ def test_an_error_naming_our_response_create_ends_the_wait_and_a_harmless_one_do
     assert "error" in [r["state"] for r in rig.events("state")]
 
 
-def local_turns() -> cfg.Settings:
-    settings = cfg.Settings()
-    settings.realtime.turn_detection = "none"
-    return settings
 
 
 @pytest.mark.parametrize("created_late", [False, True])

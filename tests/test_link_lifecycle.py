@@ -171,10 +171,9 @@ def test_question_asked_into_a_half_open_link_is_sent_after_reconnecting(fixture
     speech, rate = wavio.read_wav(fixtures_dir / "negative_0.wav")  # speech 1.00-2.52 s in the file
     lead = np.zeros((int(1.5 * rate), speech.shape[1]), np.int16)
     mic = np.concatenate([lead, speech, np.zeros((6 * rate, speech.shape[1]), np.int16)])  # speech at 2.5 s
-    settings = cfg.Settings()
-    settings.realtime.ping_interval_s = 0.5  # (a loaded CI machine must not miss pongs by chance)
-    settings.realtime.ping_timeout_s = 3.0
-    settings.conversation.follow_up_s = 10.0
+    # (ping timeout 3 s: a loaded CI machine must not miss pongs by chance)
+    settings = cfg.apply_values(cfg.Settings(), "", {"realtime": {"ping_interval_s": 0.5, "ping_timeout_s": 3.0},
+                                                     "conversation": {"follow_up_s": 10.0}})
 
     async def main() -> Any:
         server = TracedServer(speed=8.0)
