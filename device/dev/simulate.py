@@ -137,7 +137,11 @@ def _lockstep(clock: SimClock, server: RealtimeServer, clients: list[RealtimeCli
                 and client.stats.messages_sent == server.counts.handled
                 and server.counts.sent == client.stats.messages_received)
 
-    return Lockstep(clock, quiet)
+    def progress() -> object:
+        s = clients[-1].stats
+        return s.messages_sent, s.messages_received, server.counts.handled, server.counts.sent, clock.busy
+
+    return Lockstep(clock, quiet, progress)
 
 
 def _redact(url: str) -> str:
