@@ -6,7 +6,8 @@ default) like the real service. Turn detection is `server_vad` (Silero on 16 kHz
 `semantic_vad` (treated as server_vad with a silence length from the eagerness) or
 none (manual `input_audio_buffer.commit` + `response.create`). Invalid client events
 get an `error` event; the connection stays open. Any path is accepted
-(ws://host:port/v1/realtime?model=... as the openai package builds it).
+(ws://host:port/v1/realtime?model=... as the openai package builds it), except
+`/v1/live/sessions`: GPT-Live, served by device/dev/live_server.py.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
+from device.dev.live_server import LiveServer
 from device.dev.server_vad import ServerVad
 from device.link.client import redacting_logger
 from device.link.protocol import AUDIO_FORMAT, BYTES_PER_MS, SAMPLE_RATE, new_id
@@ -441,10 +443,15 @@ class RealtimeServer:
         self.port = 0
         self.connections = 0  # accepted since start (for tests and `check`)
         self._live: set[ServerConnection] = set()
+        self.live_api = LiveServer(trace=trace)  # GPT-Live on /v1/live/sessions of the same port
 
     @property
     def url(self) -> str:
         return f"{'wss' if self.ssl else 'ws'}://{self.host}:{self.port}/v1/realtime?model={MODEL}"
+
+    @property
+    def live_url(self) -> str:
+        return f"{'wss' if self.ssl else 'ws'}://{self.host}:{self.port}/v1/live/sessions"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self._server = await ws_serve(self._handler, host, port, max_size=MAX_MESSAGE_BYTES, compression=None,
@@ -493,6 +500,12 @@ class RealtimeServer:
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
         self._live.add(ws)
+        if ws.request is not None and ws.request.path.split("?", 1)[0].rstrip("/").endswith("/live/sessions"):
+            try:
+                await self.live_api.handle(ws)
+            finally:
+                self._live.discard(ws)
+            return
         sess = Session(ws, self.speed, self.trace)
         try:
             await sess.emit("session.created", session=sess.session)
@@ -511,7 +524,8 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, speed: float = 4.0) -
     """Run the local server until cancelled (`voxbox serve`)."""
     server = RealtimeServer(speed=speed)
     bound = await server.start(host, port)
-    print(f"voxbox: realtime server (model {MODEL}) on ws://{host}:{bound}/v1/realtime", file=sys.stderr, flush=True)
+    print(f"voxbox: realtime server (model {MODEL}) on ws://{host}:{bound}/v1/realtime, "
+          f"GPT-Live on ws://{host}:{bound}/v1/live/sessions", file=sys.stderr, flush=True)
     try:
         await asyncio.Future()
     finally:
