@@ -20,6 +20,10 @@ from device.errors import ConfigError, VoxboxError
 log = logging.getLogger("voxbox")
 
 
+API_CHOICES = ("realtime", "live")
+API_HELP = "which OpenAI voice API the agent speaks (default: realtime.api, itself realtime unless configured)"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one clear line, exit 2
         sys.stderr.write(f"voxbox: {message}\n")
@@ -51,7 +55,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                       timeline=_path(args.timeline), plot=_path(args.plot), mic_out=_path(args.mic_out),
                       echo_gain=args.echo_gain,
                       echo_delay_ms=args.echo_delay_ms, room=args.room,
-                      presses=[parse_press(p) for p in args.press], speed=args.speed)
+                      presses=[parse_press(p) for p in args.press], speed=args.speed, api=args.api)
     echo = None
     if args.verbose:
         from device.dev.timeline_view import format_record
@@ -68,8 +72,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     out = Path(args.out)
     print(f"voxbox demo: a spoken scenario played into the full agent (local parrot server, no hardware)\n"
-          f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/mic.wav (as heard, echo included), {out}/timeline.png\n", flush=True)
-    records = demo(settings, out, speed=args.speed,
+          f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/mic.wav (as heard, echo included), "
+          f"{out}/timeline.png\n", flush=True)
+    records = demo(settings, out, speed=args.speed, api=args.api,
                    echo=lambda rec: rec["event"] != "led" and print(format_record(rec), flush=True))
     from device.audio import wavio
     from device.dev.demo_report import summary_lines
@@ -93,7 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from device.dev.server import serve
 
     try:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, api=args.api, live_max_s=args.live_max_s))
     except OSError as exc:
         raise VoxboxError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
@@ -160,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, config: bool = True) -> argparse.ArgumentParser:
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str,
+            config: bool = True) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         if config:
             sp.add_argument("--config", help="TOML config file (default /etc/voxbox/voxbox.toml if present)")
@@ -171,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("demo", cmd_demo, "offline demo: a bundled scenario through the whole agent")
     sp.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     sp.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
+    sp.add_argument("--api", choices=API_CHOICES, help=API_HELP)
 
     sp = add("simulate", cmd_simulate, "the whole agent with file audio")
     sp.add_argument("--mic", required=True, help="IN.wav: the microphone (any rate, any channels)")
@@ -186,10 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="press the talk button at second T, held HOLD_S (default 0.1; >= 2 toggles mute)")
     sp.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the timeline as it happens")
+    sp.add_argument("--api", choices=API_CHOICES, help=API_HELP)
 
     sp = add("serve", cmd_serve, "the local realtime server (OpenAI Realtime protocol, parrot model)", config=False)
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument("--api", choices=API_CHOICES, help="serve only this API (default: both, "
+                    "Realtime on /v1/realtime and GPT-Live on /v1/live/sessions)")
+    sp.add_argument("--live-max-s", type=float, default=3600.0,
+                    help="GPT-Live sessions end with 'expired' after this many seconds of input (default 3600)")
 
     sp = add("detect", cmd_detect, "wake-word detection on WAV files (one JSON line per file)")
     sp.add_argument("--wake-word", action="append", default=[], help="builtin wake word (repeatable)")

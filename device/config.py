@@ -95,11 +95,21 @@ class ConversationSettings:
     # speech within confirm_ms makes it a barge-in, else the reply resumes. 0 = no pause stage.
     confirm_ms: int = 300
     max_turn_s: float = 30.0
+    mute_close_s: float = 5.0  # GPT-Live: a mute this long mid-conversation closes the session
+
+
+REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+LIVE_URL = "wss://api.openai.com/v1/live/sessions"
+LIVE_MODEL = "gpt-live-1"
 
 
 @dataclass
 class RealtimeSettings:
-    url: str = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    # Which OpenAI voice protocol: "realtime" (one persistent session; the model is in the URL)
+    # or "live" (GPT-Live: a session per conversation, full duplex; the model is `model`).
+    api: str = "realtime"
+    url: str = REALTIME_URL  # with api = "live", this default means LIVE_URL
+    model: str = ""  # GPT-Live model ("" = gpt-live-1); the Realtime model is in the URL
     api_key_file: str = ""
     instructions: str = "You are a helpful voice assistant on a smart speaker. Answer briefly."
     voice: str = "marin"
@@ -148,6 +158,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "wake.engine": ("openwakeword", "microwakeword"),
     "vad.engine": ("silero", "micro"),
     "conversation.barge_in": ("local", "server", "both", "off"),
+    "realtime.api": ("realtime", "live"),
     "realtime.turn_detection": ("server_vad", "semantic_vad", "none"),
     "realtime.eagerness": ("low", "medium", "high", "auto"),
     "gpio.led_driver": ("none", "leds", "rgb", "apa102"),
@@ -250,7 +261,8 @@ def validate(s: Settings) -> None:
         ("vad.speaking_threshold", 0 < s.vad.speaking_threshold < 1, "must be between 0 and 1"),
         ("wake.trigger_level", s.wake.trigger_level >= 0, "must not be negative (0 = each model's own)"),
         ("audio.output_rate", 8000 <= s.audio.output_rate <= 192000, "must be a sample rate in Hz"),
-        ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000, "must be 0 or a rate in Hz"),
+        ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000,
+         "must be 0 or a rate in Hz"),
         ("conversation.follow_up_s", s.conversation.follow_up_s > 0, "must be positive"),
         ("realtime.offline_buffer_s", s.realtime.offline_buffer_s >= 0, "must not be negative"),
         ("realtime.url", s.realtime.url.startswith(("ws://", "wss://")), "must start with ws:// or wss://"),
@@ -261,6 +273,35 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"config {key}: {what}")
     if not s.wake.words and not s.wake.models:
         raise ConfigError("config wake.words: at least one wake word or wake.models entry is needed")
+    _check_api(s.realtime)
+
+
+def _check_api(rt: RealtimeSettings) -> None:
+    """The settings that only make sense with one of the two APIs (ConfigError, one line)."""
+    path = rt.url.split("?", 1)[0].rstrip("/")
+    if rt.api == "live":
+        if rt.url != REALTIME_URL and path.endswith("/realtime"):
+            raise ConfigError(f"config realtime.url: {path} is a Realtime endpoint but realtime.api is live "
+                              "(GPT-Live is on /v1/live/sessions)")
+        if rt.url != REALTIME_URL and "?" in rt.url:
+            raise ConfigError("config realtime.url: GPT-Live takes no query string (set realtime.model instead)")
+        if rt.turn_detection == "none":
+            raise ConfigError("config realtime.turn_detection: none (turns committed by the device) is "
+                              "Realtime only; GPT-Live decides turns itself")
+    else:
+        if path.endswith("/live/sessions"):
+            raise ConfigError(f"config realtime.url: {path} is a GPT-Live endpoint but realtime.api is realtime "
+                              "(set realtime.api = \"live\")")
+        if rt.model:
+            raise ConfigError("config realtime.model: only for realtime.api = live; the Realtime model is "
+                              "in realtime.url (?model=...)")
+
+
+def endpoint(rt: RealtimeSettings) -> tuple[str, str]:
+    """(URL, model) for the configured API; model is "" for Realtime (it is in the URL)."""
+    if rt.api == "live":
+        return (LIVE_URL if rt.url == REALTIME_URL else rt.url), (rt.model or LIVE_MODEL)
+    return rt.url, ""
 
 
 def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = None,
@@ -284,7 +325,8 @@ def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p}: invalid TOML ({exc})") from None
         if "api_key" in data.get("realtime", {}):
-            raise ConfigError("config realtime.api_key: do not put the key in the config; use OPENAI_API_KEY or realtime.api_key_file")
+            raise ConfigError("config realtime.api_key: do not put the key in the config; "
+                              "use OPENAI_API_KEY or realtime.api_key_file")
         apply_values(settings, "", data)
         settings.source = str(p)
     apply_values(settings, "", _env_overrides(env))

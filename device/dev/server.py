@@ -444,6 +444,7 @@ class RealtimeServer:
         self.connections = 0  # accepted since start (for tests and `check`)
         self._live: set[ServerConnection] = set()
         self.live_api = LiveServer(trace=trace)  # GPT-Live on /v1/live/sessions of the same port
+        self.only: str | None = None  # "realtime" | "live": refuse the other API's path (serve --api)
 
     @property
     def url(self) -> str:
@@ -500,7 +501,12 @@ class RealtimeServer:
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
         self._live.add(ws)
-        if ws.request is not None and ws.request.path.split("?", 1)[0].rstrip("/").endswith("/live/sessions"):
+        live = ws.request is not None and ws.request.path.split("?", 1)[0].rstrip("/").endswith("/live/sessions")
+        if self.only is not None and self.only != ("live" if live else "realtime"):
+            self._live.discard(ws)
+            await ws.close(1008, f"this server speaks only the {self.only} API")
+            return
+        if live:
             try:
                 await self.live_api.handle(ws)
             finally:
@@ -520,12 +526,16 @@ class RealtimeServer:
             await sess.close()
 
 
-async def serve(host: str = "127.0.0.1", port: int = 8765, speed: float = 4.0) -> None:
-    """Run the local server until cancelled (`voxbox serve`)."""
+async def serve(host: str = "127.0.0.1", port: int = 8765, speed: float = 4.0, api: str | None = None,
+                live_max_s: float = 3600.0) -> None:
+    """Run the local server until cancelled (`voxbox serve`): both APIs, or only `api`."""
     server = RealtimeServer(speed=speed)
+    server.only = api
+    server.live_api.max_session_s = live_max_s
     bound = await server.start(host, port)
-    print(f"voxbox: realtime server (model {MODEL}) on ws://{host}:{bound}/v1/realtime, "
-          f"GPT-Live on ws://{host}:{bound}/v1/live/sessions", file=sys.stderr, flush=True)
+    where = {"realtime": f"realtime server (model {MODEL}) on ws://{host}:{bound}/v1/realtime",
+             "live": f"GPT-Live (parrot) on ws://{host}:{bound}/v1/live/sessions"}
+    print("voxbox: " + ", ".join(v for k, v in where.items() if api in (None, k)), file=sys.stderr, flush=True)
     try:
         await asyncio.Future()
     finally:

@@ -7,6 +7,7 @@ Without a URL the local realtime server is started on a free loopback port.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from device.audio.player import Player
 from device.audio.sim import SimAudio, room_response
 from device.conversation.agent import Agent, ScheduledPress
 from device.errors import ConfigError, VoxboxError
-from device.link.client import realtime_link
+from device.link.factory import link_for
 from device.timeline import Timeline
 
 log = logging.getLogger("voxbox.simulate")
@@ -41,6 +42,7 @@ class SimOptions:
     presses: list[ScheduledPress] = field(default_factory=list)
     speed: float = 1.0
     connect_timeout_s: float = 10.0
+    api: str | None = None  # --api: "realtime" | "live" (None: realtime.api of the settings)
 
 
 def parse_press(text: str) -> ScheduledPress:
@@ -67,7 +69,8 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
     if settings.audio.channels:
         bad = [c for c in settings.audio.channels if c >= mic.shape[1]]
         if bad:
-            raise ConfigError(f"config audio.channels: channel {bad[0]} does not exist in {opts.mic} ({mic.shape[1]} ch)")
+            raise ConfigError(f"config audio.channels: channel {bad[0]} does not exist in {opts.mic} "
+                              f"({mic.shape[1]} ch)")
     wake = build_wake_detector(settings.wake)
     vad = build_vad(settings.vad)
     player = Player(settings.audio.output_rate)
@@ -82,11 +85,11 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
 
         # Like the real service, replies stream faster than they play, on the simulated clock too.
         server = RealtimeServer(speed=max(4.0, 4.0 * opts.speed))
-        port = await server.start("127.0.0.1", 0)
-        url = f"ws://127.0.0.1:{port}/v1/realtime?model=parrot"
+        await server.start("127.0.0.1", 0)
+        url = server.live_url if settings.realtime.api == "live" else server.url
     else:
         api_key = cfg.api_key(settings)
-    agent = Agent(settings, sim, timeline, wake=wake, vad=vad, link=realtime_link(settings, url, api_key),
+    agent = Agent(settings, sim, timeline, wake=wake, vad=vad, link=link_for(settings, url, api_key),
                   aec=build_aec(settings.aec), presses=opts.presses)
     sim.keep_going = agent.keep_going
     try:
@@ -118,6 +121,10 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
         raise ConfigError("--speed must be positive")
     if opts.echo_gain < 0 or opts.echo_delay_ms < 0:
         raise ConfigError("--echo-gain and --echo-delay-ms must not be negative")
+    if opts.api is not None and opts.api != settings.realtime.api:
+        settings = copy.deepcopy(settings)
+        settings.realtime.api = opts.api
+        cfg.validate(settings)  # a URL or turn mode of the other API: one clear line
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # The timeline records link trouble; a refused URL ends in one clear line, not a retry log.
         logging.getLogger("device.link.client").setLevel(logging.ERROR)
@@ -154,7 +161,7 @@ DEMO_INFO = Path(__file__).parent / "data" / "demo_scenario.json"
 
 
 def demo(settings: cfg.Settings, out_dir: Path, speed: float = 1.0,
-         echo: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+         echo: Callable[[dict[str, Any]], None] | None = None, api: str | None = None) -> list[dict[str, Any]]:
     if not DEMO_WAV.is_file():
         raise VoxboxError(f"the demo scenario is missing ({DEMO_WAV}); run scripts/make_demo_scenario.sh")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +169,7 @@ def demo(settings: cfg.Settings, out_dir: Path, speed: float = 1.0,
     # so the demo shows barge-in through the echo canceller, not in an anechoic dream.
     opts = SimOptions(mic=DEMO_WAV, speaker_out=out_dir / "speaker.wav", timeline=out_dir / "timeline.jsonl",
                       plot=out_dir / "timeline.png", mic_out=out_dir / "mic.wav", speed=speed,
-                      echo_gain=0.5, echo_delay_ms=30.0, room=True)
+                      echo_gain=0.5, echo_delay_ms=30.0, room=True, api=api)
     records = simulate(settings, opts, echo=echo)
     if DEMO_INFO.is_file():
         info = json.loads(DEMO_INFO.read_text())
