@@ -81,6 +81,7 @@ class Agent:
         self.errors = 0
         self._stopping = False
         self._playing: str | None = None  # item whose audio is coming out of the speaker
+        self._dry = False  # the player ran dry while more of the reply was due (an underrun)
         self._button_events: list[tuple[float, str]] = []
         for p in presses or []:
             self._button_events.append((p.t, "press"))
@@ -251,14 +252,20 @@ class Agent:
                     self.log("playback_start", item_id=note.item_id,
                              speaker_s=round(note.sample / self.player.rate, 4))
             elif note.kind == "idle":
-                if self.machine.response_id is not None:
+                if self.machine.reply_pending(self.now):
                     # The reply arrives slower than it plays: a gap, not the end.
                     self.log("playback_underrun", item_id=note.item_id)
+                    self._dry = True
                     continue
+                self._playback_done()
+        if self._dry and (self.player.busy or not self.machine.reply_pending(self.now)):
+            self._dry = False
+            if not self.player.busy:  # no more came (a GPT-Live reply has no done event): it ended
                 self._playback_done()
 
     def _playback_done(self) -> None:
         """The reply is complete and fully played."""
+        self._dry = False
         if self._playing is not None:
             self.log("playback_stop", reason="done", item_id=self._playing,
                      played_ms=self.player.played_ms(self._playing))

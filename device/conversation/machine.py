@@ -339,7 +339,9 @@ class Conversation:
         self.paused_until = None
         out.append(BargeIn(source))
         out.append(StopPlayback("button" if source == "button" else "barge_in"))
-        self.drop_model_audio = self.sessions  # the model goes on until it hears the user: not played
+        if self.sessions:  # the model goes on until it hears the user: not played
+            self.drop_model_audio = True
+            self.last_model_audio_t = max(self.last_model_audio_t, t)
         self._drop_response(out)
         if self.playing_item is not None:
             out.append(SendTruncate(self.playing_item))
@@ -364,6 +366,11 @@ class Conversation:
         if source == "local_vad":
             return mode in ("local", "both")
         return mode in ("server", "both")
+
+    def reply_pending(self, t: float) -> bool:
+        """More of the reply is due: a response in progress, or (session mode, where no event says a
+        reply is over) model audio less than MODEL_GAP_S ago."""
+        return self.response_id is not None or (self.sessions and t - self.last_model_audio_t < MODEL_GAP_S)
 
     # ------------------------------------------------------------ the machine
     def handle(self, ev: Event) -> list[Action]:

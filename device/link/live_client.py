@@ -142,11 +142,9 @@ class LiveClient:
         if self._started and not self._closing_session:
             self._close_session(lp.session_close())
         task = self._task
-        if task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), CLOSE_WAIT_S)
-            except (asyncio.TimeoutError, Exception):
-                task.cancel()
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=CLOSE_WAIT_S)  # session.closed, or give up
+            task.cancel()
         self._closed = True
         self._loop_objects()[1].set()
 
