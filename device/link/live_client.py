@@ -26,21 +26,20 @@ import time
 from collections import deque
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from device.config import RealtimeSettings, Settings, endpoint
 from device.link import live_protocol as lp
 from device.link.base import LinkFactory, LinkListener, LinkStats
 from device.link.client import (
-    MAX_MESSAGE_BYTES,
-    OPEN_TIMEOUT_S,
     _backoff,
     _close_reason,
     _describe,
     _safe_url,
-    redacting_logger,
-    ssl_context,
+    merge_audio,
+    open_socket,
+    wake_sender,
 )
 from device.link.protocol import ProtocolError, ServerEvent, encode
 
@@ -172,16 +171,7 @@ class LiveClient:
                 pass
 
     def _kick(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None:
-            return
-        if threading.get_ident() == self._loop_thread:
-            wake.set()
-        else:
-            try:
-                loop.call_soon_threadsafe(wake.set)
-            except RuntimeError:
-                pass
+        wake_sender(self._loop, self._loop_thread, self._wake)
 
     def _trim_audio_locked(self) -> None:
         cap = int(max(self.settings.offline_buffer_s, PENDING_AUDIO_MIN_S) * lp.SAMPLE_RATE) * 2
@@ -248,12 +238,7 @@ class LiveClient:
         while self._current(gen) and not self._closed:
             t0 = time.monotonic()
             try:
-                ws = await connect(
-                    self.url, additional_headers=self._headers, ssl=ssl_context(self.url, self.settings.ca_file),
-                    ping_interval=self.settings.ping_interval_s or None,
-                    ping_timeout=self.settings.ping_timeout_s or None,
-                    max_size=MAX_MESSAGE_BYTES, max_queue=64, compression=None, open_timeout=OPEN_TIMEOUT_S,
-                    close_timeout=2.0, user_agent_header="voxbox", logger=redacting_logger("device.link.websockets"))
+                ws = await open_socket(self.url, self._headers, self.settings)
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncio.TimeoutError, WebSocketException, ssl.SSLError, ValueError) as exc:
@@ -365,15 +350,9 @@ class LiveClient:
             if not self._started or not self._queue:
                 return None
             kind, item = self._queue.popleft()
-            if kind == "audio":  # merge what is queued, up to 200 ms per message
-                parts, size = [item], len(item)
-                limit = 200 * lp.BYTES_PER_MS
-                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= limit:
-                    nxt = self._queue.popleft()[1]
-                    parts.append(nxt)
-                    size += len(nxt)
-                self._pending_audio -= size
-                item = b"".join(parts)
+            if kind == "audio":
+                item = merge_audio(self._queue, item)
+                self._pending_audio -= len(item)
             return kind, item
 
     async def _sender(self, gen: int, ws: ClientConnection) -> None:
