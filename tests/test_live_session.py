@@ -4,11 +4,20 @@ after the follow-up window, renewal on expiry, mute, full duplex, barge-in witho
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
+import pytest
 from live_support import check_live_client_event
 
+from device import config as cfg
+from device.audio import wavio
 from device.config import ConversationSettings, Settings
 from device.conversation import machine as cv
+from device.errors import ConfigError
 from device.link import dialect as dl
 from device.link.protocol import ServerEvent
 
@@ -167,3 +176,31 @@ def test_realtime_dialect_keeps_the_realtime_wire() -> None:
                      "input_audio_buffer.clear"]
     assert d.wire(cv.SendTruncate("i1"), lambda _: 480)[0]["audio_end_ms"] == 480
     assert d.wire(cv.OpenSession(), lambda _: 0) == [] and d.wire(cv.MuteChanged(True), lambda _: 0) == []
+
+
+def test_api_setting_defaults_and_refused_combinations() -> None:
+    live = cfg.load(path=None, env={"VOXBOX_REALTIME_API": "live", "VOXBOX_CONFIG": "/dev/null"})
+    assert cfg.endpoint(live.realtime) == ("wss://api.openai.com/v1/live/sessions", "gpt-live-1")
+    assert cfg.endpoint(cfg.Settings().realtime) == ("wss://api.openai.com/v1/realtime?model=gpt-realtime", "")
+    bad = [
+        {"VOXBOX_REALTIME_API": "live", "VOXBOX_REALTIME_URL": "wss://h/v1/realtime?model=x"},
+        {"VOXBOX_REALTIME_API": "live", "VOXBOX_REALTIME_URL": "wss://h/v1/live/sessions?model=x"},
+        {"VOXBOX_REALTIME_API": "live", "VOXBOX_REALTIME_TURN_DETECTION": "none"},
+        {"VOXBOX_REALTIME_URL": "ws://127.0.0.1:8765/v1/live/sessions"},
+        {"VOXBOX_REALTIME_MODEL": "gpt-live-1"},
+        {"VOXBOX_REALTIME_API": "gpt-live"},
+    ]
+    for env in bad:
+        with pytest.raises(ConfigError) as info:
+            cfg.load(path=None, env={**env, "VOXBOX_CONFIG": "/dev/null"})
+        assert "\n" not in str(info.value) and "realtime." in str(info.value)
+
+
+def test_cli_refuses_a_live_run_with_a_realtime_url(tmp_path: Path) -> None:
+    mic = tmp_path / "mic.wav"
+    wavio.write_wav(mic, np.zeros(2400, np.int16), 24000)
+    env = {**os.environ, "VOXBOX_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime?model=parrot",
+           "VOXBOX_CONFIG": "/dev/null"}
+    r = subprocess.run([sys.executable, "-m", "device", "simulate", "--mic", str(mic), "--api", "live"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Realtime endpoint" in r.stderr
