@@ -96,6 +96,9 @@ class ConversationSettings:
     confirm_ms: int = 300
     max_turn_s: float = 30.0
     mute_close_s: float = 5.0  # GPT-Live: a mute this long mid-conversation closes the session
+    # GPT-Live (full duplex): at most this much reply waits in the player, so the speaker stops
+    # within this (plus the device's output latency) of the model stopping; older audio is skipped.
+    live_buffer_ms: int = 1000
 
 
 REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"

@@ -15,6 +15,7 @@ from live_support import check_live_client_event
 
 from device import config as cfg
 from device.audio import wavio
+from device.audio.player import Player
 from device.config import ConversationSettings, Settings
 from device.conversation import machine as cv
 from device.errors import ConfigError
@@ -204,3 +205,15 @@ def test_cli_refuses_a_live_run_with_a_realtime_url(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "device", "simulate", "--mic", str(mic), "--api", "live"],
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Realtime endpoint" in r.stderr
+
+
+def test_player_trim_bounds_the_lag_behind_a_stream() -> None:
+    p = Player(24000)
+    p.enqueue("a", np.arange(24000, dtype=np.int16))  # 1 s
+    p.pull(2400)  # 100 ms played
+    p.enqueue("a", np.full(12000, 7, np.int16))  # +0.5 s
+    assert p.queued_ms() == 1400
+    assert p.trim(600) == 24000 * 800 // 1000 and p.queued_ms() == 600
+    out = p.pull(24000)  # the newest 600 ms play on, oldest first: the end of "a", then the rest
+    assert out[0] == 21600 and out[2399] == 23999 and (out[2400:14400] == 7).all() and not out[14400:].any()
+    assert p.dropped_samples == 19200

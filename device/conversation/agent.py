@@ -346,6 +346,10 @@ class Agent:
                     self.log("uplink_stop")
             elif isinstance(a, cv.Play):
                 self.player.enqueue(a.item_id, a.pcm)
+                if self.machine.sessions:  # full duplex: the speaker keeps close behind the model
+                    skipped = self.player.trim(self.settings.conversation.live_buffer_ms)
+                    if skipped:
+                        self.log("playback_skip", item_id=a.item_id, ms=skipped * 1000 // self.player.rate)
             elif isinstance(a, cv.StopPlayback):
                 self._stop_playback(a.reason)
             elif isinstance(a, cv.PausePlayback):
