@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("bench", cmd_bench, "benchmarks")
     sp.add_argument("--json", help="also write the report as JSON")
     sp.add_argument("--section", action="append", default=[],
-                    help="only these sections (repeatable): listen, barge_in, link, daemon")
+                    help="only these sections (repeatable): listen, barge_in, link, daemon, live")
     sp.add_argument("--quick", action="store_true", help="small data sets (seconds, not minutes)")
     return p
 
