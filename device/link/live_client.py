@@ -109,7 +109,9 @@ class LiveClient:
             return
         pcm = bytes(pcm16[: len(pcm16) & ~1])
         with self._lock:
-            if self._start_event is None or self._closing_session:
+            # No session wanted (idle): dropped. Just after a session ended, kept for its renewal.
+            wanted = self._start_event is not None or time.monotonic() < self._renew_until
+            if not wanted or self._closing_session:
                 self.stats.dropped_audio_ms += len(pcm) / lp.BYTES_PER_MS
                 return
             self._queue.append(("audio", pcm))
@@ -294,7 +296,7 @@ class LiveClient:
                 if ev.type == "session.closed":
                     closed = True
                     if self._current(gen):
-                        self._end_session_state()
+                        self._end_session_state(renewable=ev.data.get("reason") != "close_requested")
                 self._safe(self.listener.on_server_event, ev)
                 if closed:
                     return
@@ -307,9 +309,9 @@ class LiveClient:
         if not closed:
             self._lose(gen, reason)
 
-    def _end_session_state(self) -> None:
+    def _end_session_state(self, renewable: bool = True) -> None:
         self._gen += 1  # the session is over: its sender stops, the next session.start starts anew
-        self._renew_until = time.monotonic() + RENEW_KEEP_S
+        self._renew_until = time.monotonic() + RENEW_KEEP_S if renewable else 0.0
         with self._lock:
             self._start_event = None
             self._started = False
@@ -321,7 +323,7 @@ class LiveClient:
         if not self._current(gen) or self._closed:
             return
         closing = self._closing_session
-        self._end_session_state()
+        self._end_session_state(renewable=not closing)
         if closing:
             return  # we were closing it anyway
         self._lost = True
@@ -383,7 +385,7 @@ class LiveClient:
     def _close_late(self, gen: int, ws: ClientConnection) -> None:
         """No session.closed in time after session.close: close the socket ourselves."""
         if self._current(gen):
-            self._end_session_state()
+            self._end_session_state(renewable=False)
             asyncio.get_running_loop().create_task(ws.close())
 
     def _safe(self, fn: Any, *args: Any) -> None:
