@@ -5,6 +5,10 @@ full duplex with echo. The server's own counters say what really arrived."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +22,7 @@ from test_link_support import TracedServer, turn
 from device.audio import wavio
 from device.config import Settings
 from device.conversation.agent import ScheduledPress
-from device.dev.simulate import SimOptions, simulate
+from device.dev.simulate import DEMO_INFO, SimOptions, simulate
 
 
 class ThreadServer:
@@ -165,3 +169,23 @@ def test_full_duplex_with_echo(tmp_path: Path, server: TracedServer, aec: bool) 
         assert sum(r["played_ms"] for r in ev(recs, "playback_stop")) >= len(speech) / 24 - 100
     else:
         assert server.live_api.stats.interruptions, "the parrot should hear the uncancelled echo"
+
+
+def test_demo_plays_out_over_gpt_live(tmp_path: Path) -> None:
+    """`voxbox demo --api live`: the bundled scenario (wake word, question, interruption) over GPT-Live."""
+    out = tmp_path / "demo"
+    env = {**os.environ, "VOXBOX_CONFIG": "/dev/null"}
+    r = subprocess.run([sys.executable, "-m", "device", "demo", "--api", "live", "--speed", "2", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    recs = [json.loads(line) for line in (out / "timeline.jsonl").read_text().splitlines()]
+    info = json.loads(DEMO_INFO.read_text())
+    actions = [x["action"] for x in ev(recs, "session")]
+    assert actions[:2] == ["start", "started"] and actions[-2:] == ["close", "closed"]
+    assert all(x["api"] == "live" for x in ev(recs, "session"))
+    assert ev(recs, "send", type="session.start") and ev(recs, "recv", type="session.input_transcript.delta")
+    assert not ev(recs, "send", type="response.cancel") and not ev(recs, "send", type="conversation.item.truncate")
+    barge = ev(recs, "barge_in", source="local_vad")
+    assert len(barge) == 1 and info["interrupt"][0] <= barge[0]["t"] <= info["interrupt"][1]
+    assert len(ev(recs, "playback_start")) == 2  # the answer to the question, then to the interruption
+    assert recs[-1]["event"] == "summary" and recs[-1]["errors"] == 0
