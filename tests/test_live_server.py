@@ -226,3 +226,25 @@ def test_errors_keep_the_session() -> None:
     codes = [e.code if isinstance(e, lp.LiveError) else e.type for e in evs]
     assert codes == ["session_not_started", "unsupported", "session.started", "invalid_value",
                      "delegation_not_configured", "session.closed"]
+
+
+def test_check_opens_and_closes_a_live_session() -> None:
+    """`voxbox check` with realtime.api = live: session.start → session.started, then session.close."""
+    from device.config import Settings
+    from device.service.check import _handshake
+
+    async def main() -> tuple[str, TracedServer]:
+        server = TracedServer()
+        await server.start()
+        s = Settings()
+        s.realtime.api, s.realtime.url = "live", server.live_url
+        try:
+            said = await _handshake(s, 10)
+            assert await wait_for(lambda: server.live_api.stats.sessions_open == 0, 5)
+        finally:
+            await server.stop()
+        return said, server
+
+    said, server = asyncio.run(main())
+    assert said.endswith("answered session.started")
+    assert server.live_api.stats.sessions_started == 1 and server.live_api.stats.close_reasons == ["close_requested"]
