@@ -1,6 +1,7 @@
 # voxbox — `make demo` and `make test` set everything up on a fresh Debian (as root) and run.
 #   make demo     apt packages, .venv, pip install -e '.[hw,plot,test]', then `voxbox demo`
-#   make test     the same set-up, then `pytest -q`
+#   make test     the same set-up, then the lint and type gate (make lint), then `pytest -q`
+#   make lint     ruff check device tests, and mypy (both configured in pyproject.toml)
 #   make setup    only the set-up;   make clean   remove .venv and generated files
 # Set-up runs once: stamp files in .venv/ make later runs skip it (edit pyproject.toml to redo pip).
 
@@ -10,19 +11,27 @@ PYTHON ?= python3
 VENV := .venv
 APT_STAMP := $(VENV)/.stamp-apt
 DEPS_STAMP := $(VENV)/.stamp-deps
-# System packages: PortAudio headers (PyAudio), PulseAudio + ALSA plugins (the audio test rig),
-# espeak-ng + sox (speech fixtures), systemd (systemd-analyze for the unit's tests),
-# and what a bare Debian lacks to build a venv with native wheels.
-APT_PACKAGES := portaudio19-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all systemd \
-                python3 python3-venv python3-dev gcc libc6-dev
+# System packages: PulseAudio + ALSA plugins (the audio test rig), espeak-ng + sox + bc (speech
+# fixtures: scripts/make_fixtures.sh does its sums with bc), systemd (systemd-analyze) and shellcheck
+# (the unit's and install script's tests), nodejs + npm (the npm openai client against `voxbox serve`),
+# openssl (test certificates for wss:), and what pip needs where a package has no wheel and
+# compiles (always PyAudio; on ARM also spidev and friends): gcc, the Python headers, PortAudio's
+# (PyAudio) and ALSA's (pyalsaaudio).
+APT_PACKAGES := portaudio19-dev libasound2-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all \
+                bc systemd shellcheck nodejs npm openssl python3 python3-venv python3-dev gcc libc6-dev
 
-.PHONY: demo test test-tflite-runtime setup clean
+.PHONY: demo test lint test-tflite-runtime setup clean check-system
 
 demo: $(DEPS_STAMP)
 	$(VENV)/bin/voxbox demo
 
+# The gate first: zero ruff findings and zero mypy errors, or no tests are run.
+lint: $(DEPS_STAMP)
+	$(VENV)/bin/ruff check device tests
+	$(VENV)/bin/mypy
+
 # pytest's exit 5 (no test collected) is a failure, said in words.
-test: $(DEPS_STAMP)
+test: $(DEPS_STAMP) lint
 	@$(VENV)/bin/python -m pytest -q || { rc=$$?; [ $$rc -ne 5 ] || echo "make: pytest collected no test" >&2; exit $$rc; }
 
 # The listening tests again on tflite-runtime (what Raspberry Pi OS Bookworm's Python 3.11 gets):
@@ -40,11 +49,25 @@ test-tflite-runtime: $(APT_STAMP)
 
 setup: $(DEPS_STAMP)
 
-$(APT_STAMP):
+# 64-bit only, said at once: on a 32-bit userland (armhf/armel: 32-bit Raspberry Pi OS, even on a
+# 64-bit Pi) numpy, soxr, livekit, LiteRT and pyopen-wakeword have no wheels, and pip would spend
+# an hour compiling before failing on LiteRT and livekit, which cannot be built there at all.
+check-system:
+	@arch=$$(dpkg --print-architecture 2>/dev/null || uname -m); \
+	case "$$arch:$$(uname -m)" in \
+	  armhf:*|armel:*|i386:*|*:armv6l|*:armv7l|*:armv8l|*:i686) \
+	    echo "make: voxbox needs a 64-bit system (64-bit Raspberry Pi OS: arm64); this one is 32-bit ($$arch, $$(uname -m)) and numpy, soxr, livekit, LiteRT and pyopen-wakeword publish no 32-bit wheels" >&2; \
+	    exit 1 ;; \
+	esac
+
+$(APT_STAMP): | check-system
 	@mkdir -p $(VENV)
 	@missing=""; \
+	provided=$$(dpkg-query -W -f='$${db:Status-Abbrev}$${Provides}\n' 2>/dev/null | sed -n 's/^ii *//p' | tr ',' '\n'); \
 	for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" && continue; \
+	  printf '%s\n' "$$provided" | sed 's/ *(.*//; s/^ *//' | grep -qx "$$p" && continue; \
+	  missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then echo "make: missing system packages:$$missing (no apt-get here)" >&2; exit 1; fi; \

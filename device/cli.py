@@ -1,4 +1,4 @@
-"""The command line (contract in DESIGN.md): `voxbox` == `python -m device`.
+"""The command line (a contract checked from outside the repo): `voxbox` == `python -m device`.
 
 Exit codes: 0 success, 2 bad usage or config (one line on stderr), 1 runtime failure.
 Heavy imports happen inside each command so `voxbox --help` stays instant.
@@ -30,10 +30,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Any:
+    """The settings (file, environment, then the command line's `overrides`), validated as one."""
     from device.service.hw import load_settings
 
-    return load_settings(getattr(args, "config", None))
+    return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
 def _print_jsonl(objs: Any) -> int:
@@ -50,7 +51,10 @@ def _print_jsonl(objs: Any) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from device.dev.simulate import SimOptions, parse_press, simulate
 
-    settings = _settings(args)
+    # --url and --api are this run's realtime.url and realtime.api: checked like them (the default
+    # URL is a local server); a combination of the two APIs' settings is one line, exit 2.
+    realtime = {k: v for k, v in (("url", args.url), ("api", args.api)) if v}
+    settings = _settings(args, {"realtime": realtime} if realtime else None)
     opts = SimOptions(mic=Path(args.mic), url=args.url, speaker_out=_path(args.speaker_out),
                       timeline=_path(args.timeline), plot=_path(args.plot), mic_out=_path(args.mic_out),
                       echo_gain=args.echo_gain,
@@ -69,7 +73,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from device.dev.simulate import demo
     from device.dev.timeline_view import format_record
 
-    settings = _settings(args)
+    settings = _settings(args, {"realtime": {"api": args.api}} if args.api else None)
     out = Path(args.out)
     print(f"voxbox demo: a spoken scenario played into the full agent (local parrot server, no hardware)\n"
           f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/mic.wav (as heard, echo included), "
@@ -94,11 +98,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
+    import ssl
 
-    from device.dev.server import serve
+    from device.dev.server import serve, tls_context
+    from device.dev.server_model import load_script
 
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("serve: --tls-cert and --tls-key go together")
+    if args.max_session_s <= 0:
+        raise ConfigError("serve: --max-session-s must be > 0")
+    ctx = None
+    if args.tls_cert:
+        try:
+            ctx = tls_context(args.tls_cert, args.tls_key)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"serve: cannot use {args.tls_cert} / {args.tls_key}: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"serve: cannot read {args.tls_cert} / {args.tls_key}: {exc.strerror or exc}") from None
+    script = load_script(args.script) if args.script else None
     try:
-        asyncio.run(serve(args.host, args.port, api=args.api, live_max_s=args.live_max_s))
+        asyncio.run(serve(args.host, args.port, max_session_s=args.max_session_s, ssl=ctx, script=script,
+                          api=args.api))
     except OSError as exc:
         raise VoxboxError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
@@ -109,21 +129,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from device.listen.commands import detect_files
 
-    settings = _settings(args)
+    wake: dict[str, Any] = {}
     if args.wake_word or args.model:
-        settings.wake.words = list(args.wake_word)
-        settings.wake.models = list(args.model)
+        wake.update(words=list(args.wake_word), models=list(args.model))
     if args.threshold is not None:
-        settings.wake.threshold = args.threshold
+        wake["threshold"] = args.threshold
+    settings = _settings(args, {"wake": wake})
     return _print_jsonl(detect_files(args.files, settings))
 
 
 def cmd_vad(args: argparse.Namespace) -> int:
     from device.listen.commands import vad_files
 
-    settings = _settings(args)
-    if args.engine:
-        settings.vad.engine = args.engine
+    settings = _settings(args, {"vad": {"engine": args.engine}} if args.engine else None)
     return _print_jsonl(vad_files(args.files, settings))
 
 
@@ -198,10 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("serve", cmd_serve, "the local realtime server (OpenAI Realtime protocol, parrot model)", config=False)
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument("--max-session-s", type=float, default=3600.0, metavar="S",
+                    help="each session's maximum length: then error session_expired and close 1001; GPT-Live: "
+                    "session.closed expired after this many seconds of input (default 3600)")
+    sp.add_argument("--tls-cert", metavar="F", help="PEM certificate: serve wss: (with --tls-key)")
+    sp.add_argument("--tls-key", metavar="F", help="PEM private key of --tls-cert")
+    sp.add_argument("--script", metavar="FILE", help="scripted model (JSON or TOML): per user turn, a tool call "
+                    "and/or what to say; later turns are the parrot's")
     sp.add_argument("--api", choices=API_CHOICES, help="serve only this API (default: both, "
                     "Realtime on /v1/realtime and GPT-Live on /v1/live/sessions)")
-    sp.add_argument("--live-max-s", type=float, default=3600.0,
-                    help="GPT-Live sessions end with 'expired' after this many seconds of input (default 3600)")
 
     sp = add("detect", cmd_detect, "wake-word detection on WAV files (one JSON line per file)")
     sp.add_argument("--wake-word", action="append", default=[], help="builtin wake word (repeatable)")

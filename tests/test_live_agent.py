@@ -20,7 +20,7 @@ from live_support import check_live_client_event, check_live_server_event
 from test_link_support import TracedServer, turn
 
 from device.audio import wavio
-from device.config import Settings
+from device.config import AecSettings, ConversationSettings, Settings
 from device.conversation.agent import ScheduledPress
 from device.dev.simulate import DEMO_INFO, SimOptions, simulate
 
@@ -63,7 +63,6 @@ def run(tmp: Path, server: TracedServer, mic: np.ndarray, presses: list[Schedule
     path = tmp / "mic.wav"
     wavio.write_wav(path, mic, 24000)
     s = settings or Settings()
-    s.wake.refractory_s = 2.0
     # 2x: the server shares this process (and a busy machine); faster runs starve its thread.
     opts = SimOptions(mic=path, url=server.live_url, presses=presses, speed=2.0, echo_gain=echo_gain,
                       echo_delay_ms=30.0 if echo_gain else 0.0, api="live")
@@ -112,8 +111,7 @@ def test_expired_session_is_renewed_with_the_conversation_so_far(tmp_path: Path,
     server.live_api.max_session_s = 6.4  # the first session expires after the first reply
     speech, question = turn(lead_s=0.2, tail_s=0.0), turn("what time is it", lead_s=0.0, tail_s=0.0)
     mic = np.concatenate([_silence(1.0), speech, _silence(4.5), question, _silence(9.0)])
-    s = Settings()
-    s.conversation.follow_up_s = 4.0
+    s = Settings(conversation=ConversationSettings(follow_up_s=4.0))
     recs = run(tmp_path, server, mic, [ScheduledPress(0.5)], settings=s)
     stats = server.live_api.stats
     assert stats.sessions_started >= 2 and stats.close_reasons[0] == "expired"
@@ -156,9 +154,8 @@ def test_full_duplex_with_echo(tmp_path: Path, server: TracedServer, aec: bool) 
     itself at echo gain 1.0; without it, the same echo makes it interrupt itself."""
     speech = turn(lead_s=0.2, tail_s=0.0)
     mic = np.concatenate([_silence(1.0), speech, _silence(6.0)])
-    s = Settings()
-    s.aec.enabled = aec
-    s.conversation.barge_in = "off"  # only the model's own decision is under test here
+    # barge_in off: only the model's own decision is under test here
+    s = Settings(aec=AecSettings(enabled=aec), conversation=ConversationSettings(barge_in="off"))
     recs = run(tmp_path, server, mic, [ScheduledPress(0.5)], echo_gain=1.0, settings=s)
     speaking = [r["t"] for r in ev(recs, "state", state="speaking")]
     assert speaking

@@ -230,14 +230,13 @@ def test_errors_keep_the_session() -> None:
 
 def test_check_opens_and_closes_a_live_session() -> None:
     """`voxbox check` with realtime.api = live: session.start → session.started, then session.close."""
-    from device.config import Settings
+    from device.config import RealtimeSettings, Settings
     from device.service.check import _handshake
 
     async def main() -> tuple[str, TracedServer]:
         server = TracedServer()
         await server.start()
-        s = Settings()
-        s.realtime.api, s.realtime.url = "live", server.live_url
+        s = Settings(realtime=RealtimeSettings(api="live", url=server.live_url))
         try:
             said = await _handshake(s, 10)
             assert await wait_for(lambda: server.live_api.stats.sessions_open == 0, 5)

@@ -16,7 +16,7 @@ from live_support import check_live_client_event
 from device import config as cfg
 from device.audio import wavio
 from device.audio.player import Player
-from device.config import ConversationSettings, Settings
+from device.config import ConversationSettings, RealtimeSettings, Settings
 from device.conversation import machine as cv
 from device.errors import ConfigError
 from device.link import dialect as dl
@@ -135,8 +135,7 @@ def _ev(type_: str, **data: object) -> ServerEvent:
 
 
 def test_live_dialect_wire_events_validate_and_renewal_carries_the_transcripts() -> None:
-    s = Settings()
-    s.realtime.api, s.realtime.voice, s.realtime.instructions = "live", "cedar", "be brief"
+    s = Settings(realtime=RealtimeSettings(api="live", voice="cedar", instructions="be brief"))
     d = dl.for_settings(s)
     assert isinstance(d, dl.LiveDialect) and d.model == "gpt-live-1"
     played = lambda _: 0  # noqa: E731

@@ -21,7 +21,6 @@ estimate says the reference is late, `WebRtcAec` holds the mic back (see there).
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,11 @@ FRAME = RATE // 100  # 10 ms
 ENV_DECIM = 16  # envelope: one value per 1 ms
 ENV_PER_FRAME = FRAME // ENV_DECIM
 
-NOT_INSTALLED = "aec.enabled: livekit is not installed (pip install 'voxbox[hw]')"
+NOT_INSTALLED = "aec.enabled: livekit is not installed (pip install livekit, or set aec.enabled = false)"
+# A livekit built from its source archive (what pip does where no wheel exists) lacks liblivekit_ffi:
+# it imports, then the first AudioProcessingModule raises ImportError (livekit/rtc/_ffi_client.py).
+NO_NATIVE_LIB = ("aec.enabled: livekit cannot load its native library ({why}); install livekit from a "
+                 "wheel (Linux x86-64/aarch64, 64-bit only) or set aec.enabled = false")
 
 
 def _rtc() -> Any:
@@ -152,9 +155,13 @@ class WebRtcAec:
         s = settings or AecSettings()
         rtc = _rtc()
         self.settings = s
-        self._apm = rtc.AudioProcessingModule(
-            echo_cancellation=True, noise_suppression=s.noise_suppression,
-            high_pass_filter=s.high_pass, auto_gain_control=s.auto_gain)
+        try:
+            self._apm = rtc.AudioProcessingModule(
+                echo_cancellation=True, noise_suppression=s.noise_suppression,
+                high_pass_filter=s.high_pass, auto_gain_control=s.auto_gain)
+        except (ImportError, OSError) as exc:
+            why = (str(exc).splitlines() or [type(exc).__name__])[0]  # livekit's message has 3 lines
+            raise ConfigError(NO_NATIVE_LIB.format(why=why)) from None
         # One buffer per direction, wrapped once by an AudioFrame and viewed by numpy.
         self._near_buf = bytearray(FRAME * 2)
         self._far_buf = bytearray(FRAME * 2)
@@ -179,9 +186,9 @@ class WebRtcAec:
         # AEC3 its biggest idle cost; the hold-back ring still runs, so the mic timing does not
         # jump when the canceller comes back.
         self.idle = False
-        # (mic dB, cleaned dB) per processed frame, in order, for the barge-in double-talk test;
-        # the agent drains it after each block (bounded: nobody draining must not grow it).
-        self.levels: deque[tuple[float, float]] = deque(maxlen=64)
+        # (mic dB, cleaned dB) of the last frame `process` returned, for the barge-in double-talk
+        # test (the frontend collects them per block); None when that frame was bypassed (idle).
+        self.last_levels: tuple[float, float] | None = None
         self.bypassed = 0  # mic frames passed through while idle
 
     def reference(self, frame: np.ndarray) -> None:
@@ -221,10 +228,11 @@ class WebRtcAec:
             self._near[:] = frame
         if self.idle:
             self.bypassed += 1
+            self.last_levels = None
             return self._near.copy()
         mic_db = _level_db(self._near)  # the (held-back) mic frame the APM is about to clean
         self._apm.process_stream(self._near_frame)
-        self.levels.append((mic_db, _level_db(self._near)))
+        self.last_levels = (mic_db, _level_db(self._near))
         self.frames += 1
         return self._near.copy()
 
@@ -256,7 +264,10 @@ _SILENT = np.zeros(0, dtype=np.int16)
 
 
 def build_aec(settings: AecSettings) -> WebRtcAec | None:
-    """The echo canceller the settings ask for; None when disabled. ConfigError when livekit is missing."""
+    """The echo canceller the settings ask for; None when disabled.
+
+    ConfigError (one line) when livekit is missing or cannot load its native library.
+    """
     if not settings.enabled:
         return None
     if settings.stream_delay_ms < -1:

@@ -21,20 +21,22 @@ from typing import Any
 
 import numpy as np
 
+from device.config import BargeInMode
+
 GOALS = {"interruption_p95_ms": 150, "wake_to_started_ms": 300, "first_sentence_lost_ms": 0, "idle_sessions": 0,
          "idle_bytes": 0, "muted_bytes": 0, "self_interruptions": 0}
 DATA = Path(__file__).resolve().parents[1] / "dev" / "data"
 
 
 async def _agent_run(mic: np.ndarray, rate: int, presses: list[Any], speed: float, echo_gain: float = 0.0,
-                     room: bool = False, barge_in: str = "local",
+                     room: bool = False, barge_in: BargeInMode = "local",
                      speaker: list[np.ndarray] | None = None) -> tuple[list[dict[str, Any]], Any]:
     """The whole agent over GPT-Live (SimAudio) against the local server; (timeline, server stats).
     `speaker`, if given, gets what the speaker played (at the player's rate)."""
     from device.audio.aec import build_aec
     from device.audio.player import Player
     from device.audio.sim import SimAudio, room_response
-    from device.config import Settings
+    from device.config import ConversationSettings, RealtimeSettings, Settings
     from device.conversation.agent import Agent
     from device.dev.server import RealtimeServer
     from device.link.factory import link_for
@@ -44,9 +46,7 @@ async def _agent_run(mic: np.ndarray, rate: int, presses: list[Any], speed: floa
 
     server = RealtimeServer()
     await server.start()
-    settings = Settings()
-    settings.realtime.api = "live"
-    settings.conversation.barge_in = barge_in
+    settings = Settings(realtime=RealtimeSettings(api="live"), conversation=ConversationSettings(barge_in=barge_in))
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic.reshape(len(mic), -1), rate, player, speed=speed, echo_gain=echo_gain,
                    echo_delay_ms=30.0 if echo_gain else 0.0, room_ir=room_response(rate) if room else None)
@@ -119,7 +119,8 @@ async def _interruptions(demo: np.ndarray, rate: int, info: dict[str, Any]) -> d
     cut = np.concatenate([demo[: int((info["interrupt"][1] + 0.5) * rate)], np.zeros(4 * rate, np.int16)])
     onset = info["interrupt"][0]
     out: dict[str, Any] = {"onset_t": onset}
-    for mode in ("local", "off"):
+    modes: tuple[BargeInMode, ...] = ("local", "off")
+    for mode in modes:
         spk: list[np.ndarray] = []
         recs, _ = await _agent_run(cut, rate, [], speed=1.0, echo_gain=0.5, room=True, barge_in=mode, speaker=spk)
         out_rate = 24000

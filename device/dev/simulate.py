@@ -7,13 +7,13 @@ Without a URL the local realtime server is started on a free loopback port.
 from __future__ import annotations
 
 import asyncio
-import copy
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device import config as cfg
 from device.audio import wavio
@@ -21,9 +21,15 @@ from device.audio.aec import build_aec
 from device.audio.player import Player
 from device.audio.sim import SimAudio, room_response
 from device.conversation.agent import Agent, ScheduledPress
+from device.dev.lockstep import Lockstep, SimClock
 from device.errors import ConfigError, VoxboxError
+from device.link.base import Link, LinkListener
+from device.link.client import RealtimeClient
 from device.link.factory import link_for
 from device.timeline import Timeline
+
+if TYPE_CHECKING:
+    from device.dev.server import RealtimeServer
 
 log = logging.getLogger("voxbox.simulate")
 
@@ -42,7 +48,7 @@ class SimOptions:
     presses: list[ScheduledPress] = field(default_factory=list)
     speed: float = 1.0
     connect_timeout_s: float = 10.0
-    api: str | None = None  # --api: "realtime" | "live" (None: realtime.api of the settings)
+    api: cfg.Api | None = None  # --api: "realtime" | "live" (None: realtime.api of the settings)
 
 
 def parse_press(text: str) -> ScheduledPress:
@@ -73,6 +79,7 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
                               f"({mic.shape[1]} ch)")
     wake = build_wake_detector(settings.wake)
     vad = build_vad(settings.vad)
+    aec = build_aec(settings.aec)  # before the server starts: a config error stops here, in one line
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic, rate, player, speed=opts.speed, echo_gain=opts.echo_gain,
                    echo_delay_ms=opts.echo_delay_ms, room_ir=room_response(rate) if opts.room else None)
@@ -80,21 +87,37 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
     server = None
     url = opts.url
     api_key = None
+    clients: list[RealtimeClient] = []
     if url is None:
         from device.dev.server import RealtimeServer
 
-        # Like the real service, replies stream faster than they play, on the simulated clock too.
-        server = RealtimeServer(speed=max(4.0, 4.0 * opts.speed))
+        # Like the real service, replies stream faster than they play (4x), on the mic clock:
+        # the server and the agent run in lockstep, so the run is a function of its inputs.
+        clock = SimClock()
+        server = RealtimeServer(speed=4.0, clock=clock)
         await server.start("127.0.0.1", 0)
-        url = server.live_url if settings.realtime.api == "live" else server.url
+        if settings.realtime.api == "live":
+            url = server.live_url  # the GPT-Live parrot is clocked by its input (no lockstep yet)
+        else:
+            url = server.url
+            sim.before_block = _lockstep(clock, server, clients).settle
     else:
         api_key = cfg.api_key(settings)
-    agent = Agent(settings, sim, timeline, wake=wake, vad=vad, link=link_for(settings, url, api_key),
-                  aec=build_aec(settings.aec), presses=opts.presses)
+    link = link_for(settings, url, api_key)
+
+    def make_link(listener: LinkListener) -> Link:
+        client = link(listener)
+        if isinstance(client, RealtimeClient):
+            clients.append(client)
+        return client
+
+    agent = Agent(settings, sim, timeline, wake=wake, vad=vad, link=make_link, aec=aec, presses=opts.presses)
     sim.keep_going = agent.keep_going
     try:
         connect = asyncio.create_task(agent.link.wait_connected(opts.connect_timeout_s))
-        run = asyncio.create_task(agent.run())
+        # In lockstep the mic clock starts once connected: where the session begins in IN.wav
+        # must not depend on how long the connection took.
+        run = asyncio.create_task(agent.run(wait_connected_s=opts.connect_timeout_s if server else 0.0))
         if not await connect:
             run.cancel()
             try:
@@ -110,6 +133,20 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
     return agent, sim
 
 
+def _lockstep(clock: SimClock, server: RealtimeServer, clients: list[RealtimeClient]) -> Lockstep:
+    """The agent's link and the local server are quiet: nothing written is unread or unanswered."""
+
+    def quiet() -> bool:
+        client = clients[-1]
+        if not client.connected:
+            return True  # nothing to wait for (the agent shows offline; reconnecting is its business)
+        return (client.flushed and clock.busy == 0
+                and client.stats.messages_sent == server.counts.handled
+                and server.counts.sent == client.stats.messages_received)
+
+    return Lockstep(clock, quiet)
+
+
 def _redact(url: str) -> str:
     return url.split("?", 1)[0]
 
@@ -122,13 +159,12 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
     if opts.echo_gain < 0 or opts.echo_delay_ms < 0:
         raise ConfigError("--echo-gain and --echo-delay-ms must not be negative")
     if opts.api is not None and opts.api != settings.realtime.api:
-        settings = copy.deepcopy(settings)
-        settings.realtime.api = opts.api
+        settings = dataclasses.replace(settings, realtime=dataclasses.replace(settings.realtime, api=opts.api))
         cfg.validate(settings)  # a URL or turn mode of the other API: one clear line
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # The timeline records link trouble; a refused URL ends in one clear line, not a retry log.
         logging.getLogger("device.link.client").setLevel(logging.ERROR)
-    timeline = Timeline(opts.timeline, echo=echo)
+    timeline = Timeline(opts.timeline, echo=echo, keep=True)
     try:
         agent, sim = asyncio.run(_simulate(settings, opts, timeline))
     finally:
@@ -161,7 +197,8 @@ DEMO_INFO = Path(__file__).parent / "data" / "demo_scenario.json"
 
 
 def demo(settings: cfg.Settings, out_dir: Path, speed: float = 1.0,
-         echo: Callable[[dict[str, Any]], None] | None = None, api: str | None = None) -> list[dict[str, Any]]:
+         echo: Callable[[dict[str, Any]], None] | None = None,
+         api: cfg.Api | None = None) -> list[dict[str, Any]]:
     if not DEMO_WAV.is_file():
         raise VoxboxError(f"the demo scenario is missing ({DEMO_WAV}); run scripts/make_demo_scenario.sh")
     out_dir.mkdir(parents=True, exist_ok=True)
