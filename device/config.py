@@ -113,7 +113,8 @@ class ConversationSettings:
     mute_close_s: float = 5.0  # GPT-Live: a mute this long mid-conversation closes the session
     # GPT-Live (full duplex): at most this much reply waits in the player, so the speaker stops
     # within this (plus the device's output latency) of the model stopping; older audio is skipped.
-    live_buffer_ms: int = 1000
+    # The model streams about in real time; this only bounds a burst (a link that stalled, then caught up).
+    live_buffer_ms: int = 2000
 
 
 REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
