@@ -24,8 +24,9 @@ from device.audio.ports import AudioPort
 from device.config import Settings
 from device.conversation import machine as cv
 from device.errors import VoxboxError
-from device.link import protocol
 from device.link.base import Link, LinkFactory
+from device.link.dialect import Dialect, json_object, json_text
+from device.link.dialect import for_settings as dialect_for
 from device.link.protocol import ProtocolError, ServerEvent
 from device.listen.bargein import EchoDoubleTalk, SuspectGate
 from device.listen.vad import VadSegmenter
@@ -42,14 +43,11 @@ HARMLESS_ERRORS = frozenset({"response_cancel_not_active", "item_truncate_invali
                              "input_audio_buffer_commit_empty"})
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    """A JSON object field, {} when absent or null (compatible servers send null for optional fields)."""
-    return value if isinstance(value, dict) else {}
 
 
-def _text(value: Any) -> str:
-    """A JSON string field, "" when absent or null."""
-    return value if isinstance(value, str) else ""
+def _constant(ms: int) -> Callable[[str], int]:
+    """A played-ms lookup that answers `ms` for any item (the truncate's already chosen value)."""
+    return lambda _item: ms
 
 
 class Indicator(Protocol):
@@ -95,9 +93,13 @@ class Agent:
         self.uplink = Uplink()
         self.uplink_open = False
         self.preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.conversation.preroll_ms // 10))
+        # What the machine's actions and the server's events mean on the configured API.
+        self.dialect: Dialect = dialect_for(settings)
+        sessions = self.dialect.api == "live"  # a session per conversation, full duplex
         self.machine = cv.Conversation(settings.conversation,
-                                       local_turns=settings.realtime.turn_detection == "none",
-                                       muted=muted)
+                                       local_turns=settings.realtime.turn_detection == "none" and not sessions,
+                                       muted=muted, sessions=sessions,
+                                       mute_close_s=settings.conversation.mute_close_s)
         self.on_mute_changed = on_mute_changed
         self.on_block = on_block  # called after every mic block (the systemd watchdog)
         self.samples = 0  # mic samples processed: the clock of the timeline
@@ -112,6 +114,7 @@ class Agent:
         self._received: OrderedDict[str, int] = OrderedDict()
         self._stopped: tuple[str, int] | None = None  # (item, played ms) the last stop cut
         self._sent_types: OrderedDict[str, str] = OrderedDict()  # event_id -> type of what we sent
+        self._dry = False  # the player ran dry while more of the reply was due (an underrun)
         self._button_events: list[tuple[float, cv.ButtonAction]] = []
         for p in presses or []:
             self._button_events.append((p.t, "press"))
@@ -197,7 +200,9 @@ class Agent:
 
     def keep_going(self) -> bool:
         """After the mic ends: keep the clock running while a reply is due or playing."""
-        return self.player.busy or self.machine.phase in ("thinking", "speaking")
+        m = self.machine
+        # A session per conversation runs on input: it goes on until the conversation closes it.
+        return self.player.busy or m.phase in ("thinking", "speaking") or (m.session_open and m.phase != "idle")
 
     def press(self, action: cv.ButtonAction) -> None:
         """A live button event (gpiozero thread → queued, handled on the next block)."""
@@ -284,15 +289,21 @@ class Agent:
                     self.log("playback_start", item_id=note.item_id,
                              speaker_s=round(note.sample / self.player.rate, 4))
             elif note.kind == "idle":
-                if self.machine.response_id is not None:
+                if self.machine.reply_pending(self.now):
                     # The reply arrives slower than it plays: a gap, not the end.
                     self.log("playback_underrun", item_id=note.item_id)
+                    self._dry = True
                     self.underruns += 1
                     continue
+                self._playback_done()
+        if self._dry and (self.player.busy or not self.machine.reply_pending(self.now)):
+            self._dry = False
+            if not self.player.busy:  # no more came (a GPT-Live reply has no done event): it ended
                 self._playback_done()
 
     def _playback_done(self) -> None:
         """The reply is complete and fully played."""
+        self._dry = False
         if self._playing is not None:
             self.log("playback_stop", reason="done", item_id=self._playing,
                      played_ms=self.player.played_ms(self._playing))
@@ -323,7 +334,7 @@ class Agent:
 
     def on_sent(self, event: dict[str, Any]) -> None:
         etype = event.get("type", "?")
-        if etype == "input_audio_buffer.append":
+        if etype == self.dialect.audio_event:
             return
         if isinstance(event.get("event_id"), str):  # an `error` may name it (error.event_id)
             self._sent_types[event["event_id"]] = str(etype)
@@ -341,42 +352,40 @@ class Agent:
 
     def on_server_event(self, ev: ServerEvent) -> None:
         m = self.machine
-        t = self.now
-        d = ev.data
-        if ev.type == "response.output_audio.delta":
-            try:
-                item_id, pcm = protocol.audio_delta(ev)
-            except ProtocolError as exc:  # not seen by the client's parser: ours to count
-                self.errors += 1
-                self.on_link_error(str(exc))
-                return
-            self._received[item_id] = self._received.pop(item_id, 0) + len(pcm)
-            while len(self._received) > ITEMS_KEPT:
-                self._received.popitem(last=False)
-            self._apply(m.handle(cv.AudioDelta(t, item_id, _text(d.get("response_id")), pcm)))
+        try:
+            events = self.dialect.machine_events(ev, self.now)
+        except ProtocolError as exc:  # not seen by the client's parser: ours to count
+            self.errors += 1
+            self.on_link_error(str(exc))
             return
-        self.log("recv", type=ev.type)
-        if ev.type == "input_audio_buffer.speech_started":
-            self.log("speech_start", source="server_vad")
-            self._apply(m.handle(cv.SpeechStart(t, "server_vad")))
-        elif ev.type == "input_audio_buffer.speech_stopped":
-            self.log("speech_end", source="server_vad")
-            self._apply(m.handle(cv.SpeechEnd(t, "server_vad")))
-        elif ev.type == "input_audio_buffer.committed":
-            self._apply(m.handle(cv.Committed(t)))
-        elif ev.type == "response.created":
-            self._apply(m.handle(cv.ResponseCreated(t, _text(_obj(d.get("response")).get("id")))))
-        elif ev.type == "response.done":
-            resp = _obj(d.get("response"))
-            rid, status = _text(resp.get("id")), _text(resp.get("status"))
-            self._response_outcome(rid, status, _obj(resp.get("status_details")))
-            self._apply(m.handle(cv.ResponseDone(t, rid, status)))
-            if m.phase == "speaking" and m.response_id is None and not self.player.busy:
+        if ev.audio is None:  # audio deltas are not logged (contract)
+            self.log("recv", type=ev.type)
+        said = self.dialect.transcript(ev)
+        if said is not None:
+            self.log("transcript", role=said[0], text=said[1])
+        for e in events:
+            if isinstance(e, (cv.SpeechStart, cv.SpeechEnd)):
+                self.log("speech_start" if isinstance(e, cv.SpeechStart) else "speech_end", source=e.source)
+            elif isinstance(e, cv.SessionStarted):
+                self.log("session", action="started", api=self.dialect.api)
+            elif isinstance(e, cv.SessionEnded):
+                self.log("session", action="expired" if e.reason == "expired" else "closed", api=self.dialect.api,
+                         reason=e.reason)
+            if isinstance(e, cv.AudioDelta):  # this session's items and how much came of each
+                self._received[e.item_id] = self._received.pop(e.item_id, 0) + len(e.pcm)
+                while len(self._received) > ITEMS_KEPT:
+                    self._received.popitem(last=False)
+            elif isinstance(e, cv.ResponseDone):
+                resp = json_object(ev.data.get("response"))
+                self._response_outcome(e.response_id, e.status, json_object(resp.get("status_details")))
+            self._apply(m.handle(e))
+            if isinstance(e, cv.ResponseDone) and m.phase == "speaking" and m.response_id is None \
+                    and not self.player.busy:
                 self._playback_done()  # everything already played before the response closed
-        elif ev.type == "error":  # counted in the client's stats
-            self._server_error(_obj(d.get("error")))
+        if ev.type == "error":  # counted in the client's stats
+            self._server_error(json_object(ev.data.get("error")))
         elif ev.type == "response.output_audio_transcript.done":
-            log.debug("assistant said: %s", d.get("transcript", ""))
+            log.debug("assistant said: %s", ev.data.get("transcript", ""))
 
     def _response_outcome(self, rid: str, status: str, details: dict[str, Any]) -> None:
         """Say how a response ended when it did not simply complete (journal + timeline).
@@ -388,8 +397,8 @@ class Agent:
         Source: `response.done`, RealtimeResponse.status / status_details."""
         if status in ("completed", "in_progress", ""):
             return
-        err = _obj(details.get("error"))
-        reason = _text(err.get("code")) or _text(details.get("reason")) or _text(err.get("type"))
+        err = json_object(details.get("error"))
+        reason = json_text(err.get("code")) or json_text(details.get("reason")) or json_text(err.get("type"))
         ours = rid in self.machine.dropped_responses
         if status == "failed":
             log.error("response %s failed: %s%s", rid, reason or "no reason given",
@@ -409,10 +418,10 @@ class Agent:
 
         That is an error naming our response.create (error.event_id), or any error but the
         harmless ones while the device waits for a response that was never created."""
-        code = _text(err.get("code"))
-        about = self._sent_types.get(_text(err.get("event_id")), "")
+        code = json_text(err.get("code"))
+        about = self._sent_types.get(json_text(err.get("event_id")), "")
         log.warning("server error%s%s: %s", f" {code}" if code else "", f" (on {about})" if about else "",
-                    _text(err.get("message")) or "(no message)")
+                    json_text(err.get("message")) or "(no message)")
         m = self.machine
         if code == "session_expired":  # the link starts a new session at once
             self.log("session", action="expired", api="realtime")
@@ -436,6 +445,10 @@ class Agent:
                     self.log("uplink_stop")
             elif isinstance(a, cv.Play):
                 self.player.enqueue(a.item_id, a.pcm)
+                if self.machine.sessions:  # full duplex: the speaker keeps close behind the model
+                    skipped = self.player.trim(self.settings.conversation.live_buffer_ms)
+                    if skipped:
+                        self.log("playback_skip", item_id=a.item_id, ms=skipped * 1000 // self.player.rate)
             elif isinstance(a, cv.StopPlayback):
                 self._stop_playback(a.reason)
             elif isinstance(a, cv.PausePlayback):
@@ -448,16 +461,10 @@ class Agent:
                          played_ms=self.player.played_ms(self._playing) if self._playing else 0)
             elif isinstance(a, cv.BargeIn):
                 self.log("barge_in", source=a.source)
-            elif isinstance(a, cv.SendCancel):
-                self.link.send(protocol.response_cancel(a.response_id or None))
-            elif isinstance(a, cv.SendTruncate):
-                self._truncate()
-            elif isinstance(a, cv.SendCommit):
-                self.link.send(protocol.input_audio_commit())
-            elif isinstance(a, cv.SendResponseCreate):
-                self.link.send(protocol.response_create())
-            elif isinstance(a, cv.SendClear):
-                self.link.send(protocol.input_audio_clear())
+            elif isinstance(a, cv.OpenSession):
+                self.log("session", action="renew" if a.renew else "start", api=self.dialect.api)
+            elif isinstance(a, cv.CloseSession):
+                self.log("session", action="close", api=self.dialect.api)
             elif isinstance(a, cv.StrictVad):
                 self.vad.set_strict(a.strict)
             elif isinstance(a, cv.ResetWake):
@@ -466,6 +473,17 @@ class Agent:
                 self.log("mute", muted=a.muted)
                 if self.on_mute_changed is not None:
                     self.on_mute_changed(a.muted)
+            played_ms: Callable[[str], int] = self.player.played_ms
+            if isinstance(a, cv.SendTruncate):
+                # The item the speaker was cutting (not the latest received), at most what came of
+                # it, of this session only; else nothing to truncate.
+                target = self._truncate_target()
+                if target is None:
+                    continue
+                a, played_ms = cv.SendTruncate(target[0]), _constant(target[1])
+            # The wire events of this action on the configured API (cancel, truncate, session.start...).
+            for event in self.dialect.wire(a, played_ms):
+                self.link.send(event)
         in_conversation = self.machine.phase != "idle"
         if self._in_conversation and not in_conversation:
             # The conversation is over and its truncates are sent (above): forget its items.
@@ -498,15 +516,15 @@ class Agent:
         self._playing = None
         self.player.notes.clear()
 
-    def _truncate(self) -> None:
-        """`conversation.item.truncate` of the item the speaker was cutting, at what was played of
-        it, never more than was received; only an item of this session (else nothing is sent)."""
+    def _truncate_target(self) -> tuple[str, int] | None:
+        """(item, ms) for a truncate: the item the last stop cut, at what was played of it, never
+        more than was received; None if nothing of this session was cut."""
         stopped, self._stopped = self._stopped, None
         if stopped is None or stopped[0] not in self._received:
-            return
+            return None
         item, played = stopped
-        received_ms = self._received[item] // protocol.BYTES_PER_MS
-        self.link.send(protocol.item_truncate(item, min(played, received_ms)))
+        received_ms = self._received[item] // 2 * 1000 // self.player.rate  # PCM16 as the player plays it
+        return item, min(played, received_ms)
 
     def _finish(self) -> None:
         s = self.link.stats
