@@ -11,10 +11,13 @@ VENV := .venv
 APT_STAMP := $(VENV)/.stamp-apt
 DEPS_STAMP := $(VENV)/.stamp-deps
 # System packages: PortAudio headers (PyAudio), PulseAudio + ALSA plugins (the audio test rig),
-# espeak-ng + sox (speech fixtures), systemd (systemd-analyze for the unit's tests),
+# espeak-ng + sox (speech fixtures), recorded human speech for the barge-in bench (codec2-examples,
+# asterisk-core-sounds-*-g722, ktuberling-data: scripts/human_voices.py), systemd (systemd-analyze for the unit's tests),
 # and what a bare Debian lacks to build a venv with native wheels.
 APT_PACKAGES := portaudio19-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all systemd \
-                python3 python3-venv python3-dev gcc libc6-dev
+                python3 python3-venv python3-dev gcc libc6-dev \
+                codec2-examples asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 \
+                asterisk-core-sounds-it-g722 ktuberling-data
 
 .PHONY: demo test test-tflite-runtime setup clean
 

@@ -143,7 +143,8 @@ def _human_grid(quick: bool, rng: np.random.Generator) -> list[dict]:
             users = [u for u in HUMAN_USERS if not u.startswith(reply)]
             u = users[int(rng.integers(len(users)))]
             word = human_voices.USERS[u][3] == "word"
-            off = rng.uniform(*EARLY) if (k * 3 + j) % 2 == 0 else LATE[(k * 3 + j) // 2 % len(LATE)] + rng.uniform(0, 0.2)
+            early = (k * 3 + j) % 2 == 0
+            off = rng.uniform(*EARLY) if early else LATE[(k * 3 + j) // 2 % len(LATE)] + rng.uniform(0, 0.2)
             level = [-6.0, -12.0][(k + j) % 2] if word else [0.0, -6.0][(k + j) % 2]
             out.append(dict(family="talk", reply=reply, gain=g, delay=d, room=room, offset=float(off), user=u,
                             level=level))

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from device.audio import dsp
+from device.audio.echogate import EchoGate
 
 DETECT_RATE = 16000
 FRAME = DETECT_RATE // 100  # 10 ms at 16 kHz
@@ -45,16 +46,19 @@ class Framer:
 
 class Frontend:
     def __init__(self, in_rate: int, channels: list[int] | None = None, aec: EchoCanceller | None = None,
-                 out_rate: int = UPLINK_RATE) -> None:
+                 out_rate: int = UPLINK_RATE, echo_gate: EchoGate | None = None) -> None:
         self.in_rate = in_rate
         self.channels = channels or None
         self.aec = aec
+        # Per frame: does the raw mic hold more than the reference's echo? (barge-in, uplink)
+        self.echo_gate = echo_gate
         self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
         self._mic_framer = Framer(FRAME)
         # QQ: no burst buffering, so the reference reaches the canceller before its echo does.
         self._ref_rs = dsp.StreamResampler(out_rate, DETECT_RATE, quality="QQ")
         self._ref_framer = Framer(FRAME)
         self._ref_backlog: list[np.ndarray] = []
+        self.near = np.zeros(0, dtype=bool)  # echo_gate's verdict for each frame of the last mic()
         self._spk_silent = 0
         self._idle_samples = int(out_rate * self.IDLE_AFTER_S)
 
@@ -80,15 +84,22 @@ class Frontend:
             del self._ref_backlog[: len(self._ref_backlog) - 100]
 
     def mic(self, block: np.ndarray) -> np.ndarray:
-        """Mic block [n, ch] or [n] int16 at in_rate → processed [k, 160] int16 frames at 16 kHz."""
+        """Mic block [n, ch] or [n] int16 at in_rate → processed [k, 160] int16 frames at 16 kHz
+        (and `near`: bool[k], the echo gate's verdict per frame; all False without one)."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
+        self.near = np.zeros(len(frames), dtype=bool)
         if self.aec is None or len(frames) == 0:
             return frames
         out = np.empty_like(frames)
+        gate = self.echo_gate
         for i, frame in enumerate(frames):  # per 10 ms frame: the APM works on exactly 10 ms
-            if self._ref_backlog:
-                self.aec.reference(self._ref_backlog.pop(0))
+            ref = self._ref_backlog.pop(0) if self._ref_backlog else None
+            if ref is not None:
+                self.aec.reference(ref)
+            if gate is not None and (ref is not None or gate.active):
+                delay = getattr(self.aec, "estimated_delay_ms", None)
+                self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))
             out[i] = self.aec.process(frame)
         return out
 

@@ -190,7 +190,8 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
     timeline = Timeline(None)
     link = _UplinkRecorder()
-    agent = Agent(settings, sim, timeline, wake=_NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
+    agent = Agent(settings, sim, timeline, wake=_NoWake(), vad=build_vad(settings.vad),  # type: ignore[arg-type]
+                  link=link.attach, aec=aec)
     sim.keep_going = agent.keep_going
 
     delta = settings.audio.output_rate * DELTA_MS // 1000
@@ -472,7 +473,8 @@ def _family(rows: list[dict]) -> dict:
         heard = [u["vad_on_user"] for u in up if "vad_on_user" in u]
         minutes = out["cold"]["reply_minutes"]
         fires = sum(u["vad_on_echo"] for u in up)
-        out["server"] = {"runs": len(up), "residual_p50_db": _pct(res, 50), "residual_max_db": max(res) if res else None,
+        out["server"] = {"runs": len(up), "residual_p50_db": _pct(res, 50),
+                         "residual_max_db": max(res) if res else None,
                          "vad_on_echo": fires, "vad_on_echo_per_10min": round(fires / max(minutes / 10, 1e-9), 2),
                          "runs_with_vad_on_echo": sum(1 for u in up if u["vad_on_echo"]),
                          "vad_on_user": sum(heard), "talk": len(heard)}
@@ -566,7 +568,8 @@ def format_table(result: dict) -> str:
                 if not o:
                     continue
                 extra = f" (+{o['first_reply_barge_ins']} in first replies)" if when == "warm" else ""
-                lines.append(f"    {v:<7} {when:<5} {o['false_barge_ins']:>12}{extra:<0} {o['false_pauses_per_10min']:>10}"
+                lines.append(f"    {v:<7} {when:<5} {o['false_barge_ins']:>12}{extra}"
+                             f" {o['false_pauses_per_10min']:>10}"
                              f"          {o['detection_rate'] * 100:5.1f} % ({o['detected']}/{o['talk']})"
                              f"  {o['latency_p50_ms']}/{o['latency_p95_ms']} ms")
             sv = f.get("server")
@@ -584,7 +587,8 @@ def format_table(result: dict) -> str:
     if s["missed"]:
         lines.append("  missed: " + ", ".join(s["missed"][:8]) + (" ..." if len(s["missed"]) > 8 else ""))
     if s["false_in"]:
-        lines.append("  false barge-ins in: " + ", ".join(s["false_in"][:8]) + (" ..." if len(s["false_in"]) > 8 else ""))
+        lines.append("  false barge-ins in: " + ", ".join(s["false_in"][:8])
+                     + (" ..." if len(s["false_in"]) > 8 else ""))
     return "\n".join(lines)
 
 
