@@ -210,7 +210,7 @@ class Agent:
                 if i < len(near) and near[i]:
                     self._near_until = self.now + self.NEAR_HOLD_S
                 if levels is not None and gate is not None and gate.active:
-                    self.convergence.update(*levels[i], echo=True)
+                    self.convergence.update(*levels[i], echo=not (i < len(near) and near[i]))
                 events = self.vad.process(f)
                 if m.phase == "speaking" and not self._gate_open() and any(e.kind == "start" for e in events):
                     # The VAD heard the reply's own voice leaking through the canceller: forget that
@@ -242,10 +242,12 @@ class Agent:
     SUPPRESS_DB = -40.0
 
     def _gate_open(self) -> bool:
-        """Barge-in decisions may go through: no echo gate, no echo expected, the canceller
-        converged (its output is the user's), or the gate found near-end speech just now."""
+        """Barge-in decisions may go through: no echo gate, no echo expected, the gate still
+        learning the echo path (the first ~0.3 s of reply after start, while AEC3 suppresses
+        everything anyway), the canceller converged (its output is the user's), or the gate
+        found near-end speech just now."""
         gate = self.frontend.echo_gate
-        return (gate is None or not gate.active or self.convergence.converged
+        return (gate is None or not gate.active or not gate.ready or self.convergence.converged
                 or self.now <= self._near_until)
 
     def _suppress(self, frames: np.ndarray) -> np.ndarray:
