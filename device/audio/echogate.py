@@ -4,8 +4,8 @@ The device knows its own reference signal exactly. `EchoGate` predicts, per freq
 the most echo the microphone can hold from it: the reference's band powers (at the echo's
 estimated lag, else the loudest over the last `window` frames), decaying by `decay_db` per
 frame after that (the room's tail), times the echo path's band gain learnt from the
-microphone itself (the largest mic/reference ratio seen, slowly forgotten; once learnt, it
-rises at most 0.5 dB per frame). A frame is *near-end* when the microphone exceeds that
+microphone itself (the largest mic/reference ratio seen, slowly forgotten; during frames it
+calls near-end it rises at most 0.5 dB per frame). A frame is *near-end* when the microphone exceeds that
 prediction by `margin_db`, and its own noise floor by 10 dB, in bands that hold at least
 `share` of its power: the user's voice adds power the reply cannot explain, whatever voice
 the reply is in, and however far the echo canceller has converged.
@@ -99,16 +99,13 @@ class EchoGate:
         # power the echo (with margin) and the noise floor (x10, 10 dB) cannot explain
         excess = np.clip(pm - self.margin * echo - 10.0 * self.floor, 0.0, None)
         near = bool(self.ready and float(excess.sum()) / total >= self.share)
-        if loud and not near:
-            # Learn the echo path from frames the prediction explains (or while still learning):
-            # the largest ratio seen, forgotten slowly, so the user's voice is not learnt as echo.
+        if loud:
+            # Learn the echo path: the largest mic/reference ratio seen, forgotten slowly. Frames
+            # the prediction explains teach at once; near-end frames only 0.5 dB per frame, so a
+            # short word is not learnt as echo but a band the gate had wrong is within ~20 frames.
             ratio = pm / (self._env + 1e-3 * self.ref_floor)
             grown = np.maximum(self.gain * self.forget, ratio)
-            # Once learnt, a band's gain grows at most 0.5 dB per frame: a voice the gate let
-            # through for a few frames must not become "echo" on its first unclear frame.
-            self.gain = grown if not self.ready else np.minimum(grown, self.gain * self._grow)
-        elif loud:
-            self.gain *= self.forget
+            self.gain = np.minimum(grown, self.gain * self._grow) if near else grown
         self.near = near
         self.history.append(near)
         return near

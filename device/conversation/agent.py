@@ -68,7 +68,9 @@ class Agent:
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
                                  echo_gate=gate)
         self.convergence = Convergence()
-        self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
+        self._near_until = -1.0
+        self._near_run = 0  # consecutive frames the echo gate called near-end speech
+        self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed  # mic time until which the echo gate lets barge-in decisions through
         self._uplink_gain = 1.0
         self.uplink = Uplink()
         self.uplink_open = False
@@ -209,6 +211,11 @@ class Agent:
             for i, f in enumerate(frames):
                 if i < len(near) and near[i]:
                     self._near_until = self.now + self.NEAR_HOLD_S
+                    self._near_run += 1
+                    if self._near_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until:
+                        self._uplink_until = self.now + self.UPLINK_HOLD_S
+                else:
+                    self._near_run = 0
                 if levels is not None and gate is not None and gate.active:
                     self.convergence.update(*levels[i], echo=not (i < len(near) and near[i]))
                 events = self.vad.process(f)
@@ -240,6 +247,9 @@ class Agent:
     # The uplink while the device speaks and the gate is closed: the canceller's output this much
     # quieter (residual echo suppression, so the server's VAD does not hear the device).
     SUPPRESS_DB = -40.0
+    # ... and opens after this many near-end frames in a row (single frames come from the echo too).
+    UPLINK_NEAR_FRAMES = 3
+    UPLINK_HOLD_S = 0.5  # then it stays open this long after each near-end frame: the rest of a word
 
     def _gate_open(self) -> bool:
         """Barge-in decisions may go through: no echo gate, no echo expected, the gate still
@@ -251,10 +261,15 @@ class Agent:
                 or self.now <= self._near_until)
 
     def _suppress(self, frames: np.ndarray) -> np.ndarray:
-        """Residual echo suppression on the uplink: a gain ramped per frame, 1 while the gate is open."""
-        if self.frontend.echo_gate is None:
+        """Residual echo suppression on the uplink: a gain ramped per frame, 1 while the echo gate
+        hears near-end speech (or expects no echo), SUPPRESS_DB otherwise."""
+        gate = self.frontend.echo_gate
+        if gate is None:
             return frames
-        target = 1.0 if self._gate_open() else 10 ** (self.SUPPRESS_DB / 20)
+        # Only the gate's own verdict counts here: a converged canceller still leaves 25-45 dB of
+        # echo, and its leaks are what the server's VAD takes for the user.
+        passes = not gate.active or self.now <= self._uplink_until
+        target = 1.0 if passes else 10 ** (self.SUPPRESS_DB / 20)
         n = frames.size
         ramp = np.linspace(self._uplink_gain, target, n, dtype=np.float32)
         self._uplink_gain = target
