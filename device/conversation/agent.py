@@ -68,9 +68,9 @@ class Agent:
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
                                  echo_gate=gate)
         self.convergence = Convergence()
-        self._near_until = -1.0
+        self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
-        self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed  # mic time until which the echo gate lets barge-in decisions through
+        self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed
         self._uplink_gain = 1.0
         self.uplink = Uplink()
         self.uplink_open = False
