@@ -1,4 +1,4 @@
-"""The command line (contract in DESIGN.md): `voxbox` == `python -m device`.
+"""The command line (a contract checked from outside the repo): `voxbox` == `python -m device`.
 
 Exit codes: 0 success, 2 bad usage or config (one line on stderr), 1 runtime failure.
 Heavy imports happen inside each command so `voxbox --help` stays instant.
@@ -26,10 +26,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Any:
+    """The settings (file, environment, then the command line's `overrides`), validated as one."""
     from device.service.hw import load_settings
 
-    return load_settings(getattr(args, "config", None))
+    return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
 def _print_jsonl(objs: Any) -> int:
@@ -46,7 +47,8 @@ def _print_jsonl(objs: Any) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from device.dev.simulate import SimOptions, parse_press, simulate
 
-    settings = _settings(args)
+    # --url is this run's realtime.url: checked like one (the default is a local server).
+    settings = _settings(args, {"realtime": {"url": args.url}} if args.url else None)
     opts = SimOptions(mic=Path(args.mic), url=args.url, speaker_out=_path(args.speaker_out),
                       timeline=_path(args.timeline), plot=_path(args.plot), mic_out=_path(args.mic_out),
                       echo_gain=args.echo_gain,
@@ -68,7 +70,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     out = Path(args.out)
     print(f"voxbox demo: a spoken scenario played into the full agent (local parrot server, no hardware)\n"
-          f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/mic.wav (as heard, echo included), {out}/timeline.png\n", flush=True)
+          f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/mic.wav (as heard, echo included), "
+          f"{out}/timeline.png\n", flush=True)
     records = demo(settings, out, speed=args.speed,
                    echo=lambda rec: rec["event"] != "led" and print(format_record(rec), flush=True))
     from device.audio import wavio
@@ -119,21 +122,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from device.listen.commands import detect_files
 
-    settings = _settings(args)
+    wake: dict[str, Any] = {}
     if args.wake_word or args.model:
-        settings.wake.words = list(args.wake_word)
-        settings.wake.models = list(args.model)
+        wake.update(words=list(args.wake_word), models=list(args.model))
     if args.threshold is not None:
-        settings.wake.threshold = args.threshold
+        wake["threshold"] = args.threshold
+    settings = _settings(args, {"wake": wake})
     return _print_jsonl(detect_files(args.files, settings))
 
 
 def cmd_vad(args: argparse.Namespace) -> int:
     from device.listen.commands import vad_files
 
-    settings = _settings(args)
-    if args.engine:
-        settings.vad.engine = args.engine
+    settings = _settings(args, {"vad": {"engine": args.engine}} if args.engine else None)
     return _print_jsonl(vad_files(args.files, settings))
 
 
@@ -175,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, config: bool = True) -> argparse.ArgumentParser:
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str,
+            config: bool = True) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         if config:
             sp.add_argument("--config", help="TOML config file (default /etc/voxbox/voxbox.toml if present)")

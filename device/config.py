@@ -1,9 +1,12 @@
-"""Typed settings from a TOML file plus environment overrides.
+"""Typed settings from a TOML file plus environment and command-line overrides.
 
 Every setting has a default, so an empty file (or none) is a valid config.
 A wrong key or value raises ConfigError naming the key and what is wrong.
 Environment: VOXBOX_<SECTION>_<KEY>=value overrides the file (e.g.
-VOXBOX_REALTIME_URL). The API key comes only from OPENAI_API_KEY or from the
+VOXBOX_REALTIME_URL); a command line's options override both and go through the
+same checks (`load(..., overrides=...)`). Settings are frozen once loaded:
+a changed setting is a new Settings (`dataclasses.replace`, `apply_values`).
+The API key comes only from OPENAI_API_KEY or from the
 file named by realtime.api_key_file, never from the TOML itself.
 """
 
@@ -15,7 +18,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,8 +29,18 @@ from device.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/voxbox/voxbox.toml")
 
+# The choices of the settings below: a value outside them is a ConfigError (validate() reads the
+# allowed values from these types, so they are written down once).
+WakeEngine = Literal["openwakeword", "microwakeword"]
+VadEngine = Literal["silero", "micro"]
+BargeInMode = Literal["local", "server", "both", "off"]
+TurnDetection = Literal["server_vad", "semantic_vad", "none"]
+Eagerness = Literal["low", "medium", "high", "auto"]
+LedDriver = Literal["none", "leds", "rgb", "apa102"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
-@dataclass
+
+@dataclass(frozen=True)
 class AudioSettings:
     input_device: str = ""  # substring of the device name, or an index; "" = system default
     output_device: str = ""
@@ -41,19 +54,19 @@ class AudioSettings:
     output_buffer_ms: int = 20
 
 
-@dataclass
+@dataclass(frozen=True)
 class WakeSettings:
     words: list[str] = field(default_factory=lambda: ["hey_jarvis"])
     models: list[str] = field(default_factory=list)  # custom .tflite or manifest .json paths
-    engine: str = "openwakeword"  # openwakeword | microwakeword
+    engine: WakeEngine = "openwakeword"
     threshold: float = 0.0  # 0 = each model's own (its manifest); else overrides all models
     trigger_level: int = 0  # consecutive frames above threshold; 0 = each model's own
     refractory_s: float = 2.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class VadSettings:
-    engine: str = "silero"  # silero | micro
+    engine: VadEngine = "silero"
     threshold: float = 0.5
     min_speech_ms: int = 90
     min_silence_ms: int = 500
@@ -76,7 +89,7 @@ class VadSettings:
     dtd_frames: int = 3
 
 
-@dataclass
+@dataclass(frozen=True)
 class AecSettings:
     enabled: bool = True
     noise_suppression: bool = False
@@ -88,30 +101,31 @@ class AecSettings:
     echo_gate: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConversationSettings:
     follow_up_s: float = 6.0  # listening window after a reply before going idle
     first_turn_s: float = 8.0  # after the wake word: time allowed to start speaking
-    barge_in: str = "local"  # local | server | both | off
+    barge_in: BargeInMode = "local"
     preroll_ms: int = 300  # audio kept before a barge-in and sent with it
     # Two-stage barge-in: a suspicion (vad.suspect_threshold) pauses the reply at once; local VAD
     # speech within confirm_ms makes it a barge-in, else the reply resumes. 0 = no pause stage.
     confirm_ms: int = 300
-    max_turn_s: float = 30.0
+    max_turn_s: float = 30.0  # a user turn talked without a pause this long is closed (committed)
+    thinking_timeout_s: float = 20.0  # no answer this long after the turn closed: listen again
 
 
-@dataclass
+@dataclass(frozen=True)
 class RealtimeSettings:
     url: str = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
     api_key_file: str = ""
     instructions: str = "You are a helpful voice assistant on a smart speaker. Answer briefly."
     voice: str = "marin"
-    turn_detection: str = "server_vad"  # server_vad | semantic_vad | none
+    turn_detection: TurnDetection = "server_vad"
     vad_threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     idle_timeout_ms: int = 0  # 0 = not sent
-    eagerness: str = "auto"
+    eagerness: Eagerness = "auto"
     ca_file: str = ""
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
@@ -120,10 +134,10 @@ class RealtimeSettings:
     offline_buffer_s: float = 2.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class GpioSettings:
     enabled: bool = True
-    led_driver: str = "none"  # none | leds | rgb | apa102
+    led_driver: LedDriver = "none"
     led_pins: list[int] = field(default_factory=list)
     apa102_count: int = 0
     brightness: float = 0.3
@@ -132,7 +146,7 @@ class GpioSettings:
     state_dir: str = "/var/lib/voxbox"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     wake: WakeSettings = field(default_factory=WakeSettings)
@@ -142,20 +156,9 @@ class Settings:
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
     profile: str = ""  # hardware profile name or path (hw/*.toml)
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     timeline: str = ""  # `voxbox run`: also write the timeline (JSON Lines) here
     source: str = "defaults"  # where these settings came from, for messages
-
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "wake.engine": ("openwakeword", "microwakeword"),
-    "vad.engine": ("silero", "micro"),
-    "conversation.barge_in": ("local", "server", "both", "off"),
-    "realtime.turn_detection": ("server_vad", "semantic_vad", "none"),
-    "realtime.eagerness": ("low", "medium", "high", "auto"),
-    "gpio.led_driver": ("none", "leds", "rgb", "apa102"),
-    "log_level": ("debug", "info", "warning", "error"),
-}
 
 
 def _coerce(key: str, value: Any, typ: Any) -> Any:
@@ -192,6 +195,8 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config {key}: expected a number, got {value!r}")
         return float(value)
+    if origin is Literal:  # a choice: checked by validate(), once every source is applied
+        return _coerce(key, value, str)
     if typ is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
@@ -201,10 +206,29 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     raise AssertionError(f"unhandled type {typ} for {key}")
 
 
-def apply_values(obj: Any, prefix: str, values: dict[str, Any]) -> None:
-    """Set TOML-shaped `values` ({section: {key: value}} or top-level keys) on a settings object."""
+def _check_choice(key: str, value: Any, typ: Any) -> None:
+    choices = typing.get_args(typ)
+    if value not in choices:
+        raise ConfigError(f"config {key}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _choice_fields(obj: Any, prefix: str = "") -> typing.Iterator[tuple[str, Any, Any]]:
+    """(key, value, Literal type) of every setting whose type is a Literal, sections included."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        typ, value = hints[f.name], getattr(obj, f.name)
+        if dataclasses.is_dataclass(typ):
+            yield from _choice_fields(value, f"{prefix}{f.name}.")
+        elif typing.get_origin(typ) is Literal:
+            yield f"{prefix}{f.name}", value, typ
+
+
+def apply_values(obj: Any, prefix: str, values: typing.Mapping[str, Any]) -> Any:
+    """A copy of the settings object `obj` with TOML-shaped `values` ({section: {key: value}} or
+    top-level keys) set on it. ConfigError on an unknown key or a value of the wrong type."""
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
     for k, v in values.items():
         key = f"{prefix}{k}"
         if k not in names or k == "source":
@@ -213,9 +237,10 @@ def apply_values(obj: Any, prefix: str, values: dict[str, Any]) -> None:
         if dataclasses.is_dataclass(typ):
             if not isinstance(v, dict):
                 raise ConfigError(f"config {key}: expected a [{key}] table")
-            apply_values(getattr(obj, k), f"{key}.", v)
+            changes[k] = apply_values(changes.get(k, getattr(obj, k)), f"{key}.", v)
         else:
-            setattr(obj, k, _coerce(key, v, typ))
+            changes[k] = _coerce(key, v, typ)
+    return dataclasses.replace(obj, **changes) if changes else obj
 
 
 def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
@@ -239,22 +264,19 @@ def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
 
 def validate(s: Settings) -> None:
     """ConfigError naming the first setting out of range."""
-    for key, choices in _CHOICES.items():
-        obj: Any = s
-        parts = key.split(".")
-        for p in parts[:-1]:
-            obj = getattr(obj, p)
-        value = getattr(obj, parts[-1])
-        if value not in choices:
-            raise ConfigError(f"config {key}: {value!r} is not one of {', '.join(choices)}")
+    for key, value, typ in _choice_fields(s):
+        _check_choice(key, value, typ)
     checks = [
         ("wake.threshold", 0 <= s.wake.threshold < 1, "must be between 0 and 1 (0 = each model's own)"),
         ("vad.threshold", 0 < s.vad.threshold < 1, "must be between 0 and 1"),
         ("vad.speaking_threshold", 0 < s.vad.speaking_threshold < 1, "must be between 0 and 1"),
         ("wake.trigger_level", s.wake.trigger_level >= 0, "must not be negative (0 = each model's own)"),
         ("audio.output_rate", 8000 <= s.audio.output_rate <= 192000, "must be a sample rate in Hz"),
-        ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000, "must be 0 or a rate in Hz"),
+        ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000,
+         "must be 0 or a rate in Hz"),
         ("conversation.follow_up_s", s.conversation.follow_up_s > 0, "must be positive"),
+        ("conversation.max_turn_s", s.conversation.max_turn_s > 0, "must be positive"),
+        ("conversation.thinking_timeout_s", s.conversation.thinking_timeout_s > 0, "must be positive"),
         ("realtime.offline_buffer_s", s.realtime.offline_buffer_s >= 0, "must not be negative"),
         ("realtime.url", s.realtime.url.startswith(("ws://", "wss://")), "must start with ws:// or wss://"),
         ("gpio.brightness", 0 <= s.gpio.brightness <= 1, "must be between 0 and 1"),
@@ -267,8 +289,9 @@ def validate(s: Settings) -> None:
 
 
 def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = None,
-         base: Settings | None = None) -> Settings:
-    """Load settings: `base` (defaults, or defaults with a hardware profile) ← TOML file ← environment.
+         base: Settings | None = None, overrides: typing.Mapping[str, Any] | None = None) -> Settings:
+    """Load settings: `base` (defaults, or defaults with a hardware profile) ← TOML file ← environment
+    ← `overrides` (the command line's options, TOML-shaped: {"wake": {"threshold": 0.7}}).
     Raises ConfigError."""
     env = os.environ if env is None else env
     settings = base if base is not None else Settings()
@@ -287,10 +310,11 @@ def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p}: invalid TOML ({exc})") from None
         if "api_key" in data.get("realtime", {}):
-            raise ConfigError("config realtime.api_key: do not put the key in the config; use OPENAI_API_KEY or realtime.api_key_file")
-        apply_values(settings, "", data)
-        settings.source = str(p)
-    apply_values(settings, "", _env_overrides(env))
+            raise ConfigError("config realtime.api_key: do not put the key in the config; "
+                              "use OPENAI_API_KEY or realtime.api_key_file")
+        settings = dataclasses.replace(apply_values(settings, "", data), source=str(p))
+    settings = apply_values(settings, "", _env_overrides(env))
+    settings = apply_values(settings, "", overrides or {})
     validate(settings)
     return settings
 

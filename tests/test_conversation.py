@@ -220,3 +220,27 @@ def test_talking_on_after_the_turn_closed_drops_the_half_answer() -> None:
         out = m.handle(cv.SpeechStart(2.8, "local_vad" if local else "server_vad"))
         assert "SendCancel" in kinds(out) and shown(out) == ["listening"]
         assert m.handle(cv.AudioDelta(2.9, "item_1", "resp_1", b"\1\0")) == []  # its audio is not played
+
+
+def test_a_turn_talked_without_a_pause_is_closed_after_max_turn_s() -> None:
+    m = machine(max_turn_s=10.0)
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.SpeechStart(2.0, "local_vad"))
+    assert m.handle(cv.Tick(11.9)) == [] and m.phase == "listening"  # still within the limit
+    out = m.handle(cv.Tick(12.0))
+    assert kinds(out)[:2] == ["SendCommit", "SendResponseCreate"] and shown(out) == ["thinking"]
+    # A pause starts the count again: 9 s, a pause, 9 s more is two normal stretches of one turn.
+    m = machine(max_turn_s=10.0)
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.SpeechStart(2.0, "server_vad"))
+    m.handle(cv.SpeechEnd(11.0, "server_vad"))
+    m.handle(cv.SpeechStart(11.5, "server_vad"))
+    assert m.handle(cv.Tick(20.0)) == [] and m.phase == "listening"
+
+
+def test_the_thinking_timeout_is_a_setting() -> None:
+    m = machine(thinking_timeout_s=5.0)
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.Committed(3.0))
+    assert m.handle(cv.Tick(7.9)) == [] and m.phase == "thinking"
+    assert shown(m.handle(cv.Tick(8.0))) == ["listening"]

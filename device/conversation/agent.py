@@ -14,10 +14,11 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from device.audio.counters import CounterWatch
 from device.audio.echogate import EchoGate
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
@@ -29,13 +30,23 @@ from device.link.base import Link, LinkFactory
 from device.link.protocol import ProtocolError, ServerEvent
 from device.listen.bargein import Convergence, EchoDoubleTalk, SuspectGate
 from device.listen.vad import VadSegmenter
-from device.listen.wakeword import WakeWordDetector
+from device.listen.wakeword import WakeDetector
 from device.timeline import Timeline
 
 log = logging.getLogger("voxbox.agent")
 
 
+class Indicator(Protocol):
+    """Where the agent shows its state: device.gpio's indicators (LEDs), or NullIndicator."""
+
+    def show(self, pattern: str) -> None:
+        """Switch to the named pattern (a cv.Shown state); must not block the audio loop."""
+        ...
+
+
 class NullIndicator:
+    """No LEDs: shows nothing (simulate, benches, tests)."""
+
     def show(self, pattern: str) -> None:
         pass
 
@@ -50,11 +61,11 @@ class ScheduledPress:
 
 class Agent:
     def __init__(self, settings: Settings, audio: AudioPort, timeline: Timeline, *,
-                 wake: WakeWordDetector, vad: VadSegmenter, link: LinkFactory,
-                 aec: EchoCanceller | None = None, indicator: Any = None,
+                 wake: WakeDetector, vad: VadSegmenter, link: LinkFactory,
+                 aec: EchoCanceller | None = None, indicator: Indicator | None = None,
                  presses: list[ScheduledPress] | None = None,
-                 on_mute_changed: Callable[[bool], None] | None = None,
-                 muted: bool = False, on_block: Callable[[], None] | None = None) -> None:
+                 on_mute_changed: Callable[[bool], object] | None = None,
+                 muted: bool = False, on_block: Callable[[], object] | None = None) -> None:
         self.settings = settings
         self.audio = audio
         self.player = audio.player
@@ -63,7 +74,7 @@ class Agent:
         self.vad = vad
         self.suspect = SuspectGate(vad, settings.vad.suspect_threshold)
         self.dtd = EchoDoubleTalk(settings.vad.dtd_ratio_db, settings.vad.dtd_level_db, settings.vad.dtd_frames)
-        self.indicator = indicator or NullIndicator()
+        self.indicator: Indicator = indicator or NullIndicator()
         gate = EchoGate() if aec is not None and settings.aec.echo_gate else None
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
                                  echo_gate=gate)
@@ -82,17 +93,21 @@ class Agent:
         self.on_block = on_block  # called after every mic block (the systemd watchdog)
         self.samples = 0  # mic samples processed: the clock of the timeline
         self.errors = 0
+        self.underruns = 0  # the reply ran dry while more of it was due
+        self.counter_watch = CounterWatch()  # audio trouble -> a journal line, at most once a minute
+        self._counters_checked = 0  # mic sample of the last check (once a second)
         self._stopping = False
         self._playing: str | None = None  # item whose audio is coming out of the speaker
-        self._button_events: list[tuple[float, str]] = []
+        self._button_events: list[tuple[float, cv.ButtonAction]] = []
         for p in presses or []:
             self._button_events.append((p.t, "press"))
             if p.hold_s >= settings.gpio.hold_s:
                 self._button_events.append((p.t + settings.gpio.hold_s, "hold"))
             self._button_events.append((p.t + p.hold_s, "release"))
         self._button_events.sort()
-        self._live_buttons: deque[tuple[str]] = deque(maxlen=32)
+        self._live_buttons: deque[tuple[cv.ButtonAction]] = deque(maxlen=32)
         self._started = False
+        self._in_conversation = False  # a conversation was open at the last _apply (see there)
         # The link gets this agent's public callbacks (LinkListener); which protocol it speaks is
         # the factory's business, not the agent's.
         self.link: Link = link(self)
@@ -171,13 +186,13 @@ class Agent:
         """After the mic ends: keep the clock running while a reply is due or playing."""
         return self.player.busy or self.machine.phase in ("thinking", "speaking")
 
-    def press(self, action: str) -> None:
+    def press(self, action: cv.ButtonAction) -> None:
         """A live button event (gpiozero thread → queued, handled on the next block)."""
         self._live_buttons.append((action,))
 
     def process_block(self, block: np.ndarray) -> None:
         self.frontend.speaker(self.audio.speaker_played())
-        frames = self.frontend.mic(block)
+        mic = self.frontend.process(block)
         self.samples += len(block)
         self._player_notes()
         while self._button_events and self._button_events[0][0] <= self.now:
@@ -185,11 +200,22 @@ class Agent:
             self._button(action)
         while self._live_buttons:
             self._button(self._live_buttons.popleft()[0])
-        if len(frames):
-            self._frames(frames)
+        if len(mic.frames):
+            self._frames(mic.frames, mic.levels)
         self._apply(self.machine.handle(cv.Tick(self.now)))
+        if self.samples - self._counters_checked >= self.audio.in_rate:
+            self._counters_checked = self.samples
+            line = self.counter_watch.check(self.audio_counters())
+            if line is not None:
+                log.warning("audio trouble: %s", line)
 
-    def _frames(self, frames: np.ndarray) -> None:
+    def audio_counters(self) -> dict[str, int]:
+        """The sound card's and the player's trouble counts so far (summary record, journal)."""
+        st = self.audio.stats
+        return {"xruns": st.xruns, "overflows": st.overflows, "underruns": self.underruns,
+                "callback_errors": st.callback_errors}
+
+    def _frames(self, frames: np.ndarray, levels: np.ndarray | None) -> None:
         m = self.machine
         if m.muted:
             return  # privacy: muted audio reaches neither the detectors nor the uplink
@@ -204,7 +230,6 @@ class Agent:
             # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
             # the double-talk test at the echo canceller's levels of the same frame. Each needs the
             # echo gate open: the raw mic held more than the reply's predicted echo lately.
-            levels = self._aec_levels(len(frames))
             self.dtd.arm(self.now)
             near = self.frontend.near
             gate = self.frontend.echo_gate
@@ -217,7 +242,8 @@ class Agent:
                 else:
                     self._near_run = 0
                 if levels is not None and gate is not None and gate.active:
-                    self.convergence.update(*levels[i], echo=not (i < len(near) and near[i]))
+                    self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
+                                            echo=not (i < len(near) and near[i]))
                 events = self.vad.process(f)
                 if m.phase == "speaking" and not self._gate_open() and any(e.kind == "start" for e in events):
                     # The VAD heard the reply's own voice leaking through the canceller: forget that
@@ -275,15 +301,6 @@ class Agent:
         self._uplink_gain = target
         return np.rint(frames.reshape(-1) * ramp).astype(np.int16).reshape(frames.shape)
 
-    def _aec_levels(self, n: int) -> list[tuple[float, float]] | None:
-        """The canceller's (mic dB, cleaned dB) for the last n frames, if it measured all of them."""
-        levels = getattr(self.frontend.aec, "levels", None)
-        if levels is None:
-            return None
-        got = list(levels)
-        levels.clear()
-        return got[-n:] if len(got) >= n else None
-
     def _vad_events(self, events: list[Any]) -> None:
         for ev in events:
             kind = "speech_start" if ev.kind == "start" else "speech_end"
@@ -311,6 +328,7 @@ class Agent:
                 if self.machine.response_id is not None:
                     # The reply arrives slower than it plays: a gap, not the end.
                     self.log("playback_underrun", item_id=note.item_id)
+                    self.underruns += 1
                     continue
                 self._playback_done()
 
@@ -322,7 +340,7 @@ class Agent:
             self._playing = None
         self._apply(self.machine.handle(cv.PlaybackIdle(self.now)))
 
-    def _button(self, action: str) -> None:
+    def _button(self, action: cv.ButtonAction) -> None:
         self.log("button", action=action)
         self._apply(self.machine.handle(cv.Button(self.now, action)))
 
@@ -430,6 +448,11 @@ class Agent:
                 self.log("mute", muted=a.muted)
                 if self.on_mute_changed is not None:
                     self.on_mute_changed(a.muted)
+        in_conversation = self.machine.phase != "idle"
+        if self._in_conversation and not in_conversation:
+            # The conversation is over and its truncates are sent (above): forget its items.
+            self.player.forget_played()
+        self._in_conversation = in_conversation
 
     def _open_uplink(self, preroll: bool) -> None:
         if self.machine.muted:
@@ -455,4 +478,4 @@ class Agent:
     def _finish(self) -> None:
         s = self.link.stats
         self.log("summary", uplink_audio_ms=int(s.uplink_audio_ms), uplink_bytes=int(s.uplink_bytes),
-                 reconnects=int(s.reconnects), errors=int(s.errors + self.errors))
+                 reconnects=int(s.reconnects), errors=int(s.errors + self.errors), **self.audio_counters())

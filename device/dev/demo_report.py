@@ -20,7 +20,7 @@ def sounding_runs(x: np.ndarray, rate: int, gap_ms: int = 20) -> list[tuple[floa
     breaks = np.flatnonzero(np.diff(nz) > rate * gap_ms // 1000)
     starts = np.concatenate(([nz[0]], nz[breaks + 1]))
     ends = np.concatenate((nz[breaks], [nz[-1]]))
-    return [(s / rate, (e + 1) / rate) for s, e in zip(starts, ends)]
+    return [(s / rate, (e + 1) / rate) for s, e in zip(starts, ends, strict=True)]
 
 
 def played_samples(x: np.ndarray, start: int, end: int, rate: int) -> int:
@@ -82,7 +82,8 @@ def summary_lines(records: list[dict[str, Any]], speaker: np.ndarray, rate: int,
             pause = next((r for r in records if r["event"] == "playback_pause"
                           and (onset or 0) - 0.05 <= r["t"] <= facts["decision_t"]), None)
             how = (f"reply paused at {pause['t']:.2f} s, barge-in confirmed ({facts['source']}) at "
-                   f"{facts['decision_t']:.2f} s" if pause else f"{facts['source']} decides at {facts['decision_t']:.2f} s")
+                   f"{facts['decision_t']:.2f} s" if pause
+                   else f"{facts['source']} decides at {facts['decision_t']:.2f} s")
             lines.append(f"barge-in       user starts at {facts['onset_t']:.2f} s, {how}, speaker silent at "
                          f"{facts['silent_t']:.2f} s: {facts['latency_ms']} ms onset → silence")
         if "played_ms" in facts:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Optional
 
 from gpiozero import Button
 
 log = logging.getLogger("voxbox.gpio")
 
-Callback = Optional[Callable[[], None]]
+Callback = Callable[[], None] | None
 
 
 class Buttons:

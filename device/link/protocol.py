@@ -189,8 +189,8 @@ class ServerEvent:
 def _check_type(ev_type: str, key: str, value: Any, types: tuple[type, ...]) -> None:
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if not ok:
-        want = "/".join("null" if t is type(None) else {str: "string", int: "integer", dict: "object"}.get(t, t.__name__)
-                        for t in types)
+        names = {str: "string", int: "integer", dict: "object"}
+        want = "/".join("null" if t is type(None) else names.get(t, t.__name__) for t in types)
         raise ProtocolError(f"{ev_type}: field {key!r} must be {want}, got {type(value).__name__}")
 
 
