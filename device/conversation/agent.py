@@ -228,9 +228,8 @@ class Agent:
                     break
         elif m.phase == "speaking":
             # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
-            # the double-talk test at the echo canceller's levels of the same frame. Both need the
-            # echo gate open: the canceller converged, or the raw mic held more than the reply's
-            # predicted echo lately.
+            # the double-talk test at the echo canceller's levels of the same frame. Each needs the
+            # echo gate open: the raw mic held more than the reply's predicted echo lately.
             self.dtd.arm(self.now)
             near = self.frontend.near
             gate = self.frontend.echo_gate
@@ -245,9 +244,13 @@ class Agent:
                 if levels is not None and gate is not None and gate.active:
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
                                             echo=not (i < len(near) and near[i]))
-                # The strict VAD (0.8 over 64 ms) confirms on its own: gating it too cost more users
-                # under a loud reply (-12 dB at echo gain 1.0) than it saved false barge-ins.
-                self._vad_events(self.vad.process(f))
+                events = self.vad.process(f)
+                if m.phase == "speaking" and not self._gate_open() and any(e.kind == "start" for e in events):
+                    # The VAD heard the reply's own voice leaking through the canceller: forget that
+                    # segment, so the user, if it was them, starts a new one once the gate opens.
+                    self.vad.reset()
+                    events = [e for e in events if e.kind != "start"]
+                self._vad_events(events)
                 if m.phase == "speaking" and self.suspect.check() and self._gate_open():
                     self._apply(m.handle(cv.SuspectSpeech(self.now)))
                 # The double-talk test sees a leak of the canceller as well as the user: it needs the
