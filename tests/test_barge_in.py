@@ -55,9 +55,13 @@ def test_an_interruption_over_the_echo_stops_the_reply(result: dict) -> None:
     r = talk["talk_003_g0.5_d60"]
     assert r["detected"] and r["false_barge_ins"] == 0
     assert 0 < r["latency_ms"] <= 300, r
-    # gain 1.0 with the user 12 dB below the reply: measured 300 ms.
+    # gain 1.0 with the user 12 dB below the reply: caught in 240-300 ms before the echo gate;
+    # with it, missed (the gate's echo bound is above a -12 dB voice there and the canceller's
+    # ERLE drops while the user talks; the full bench: espeak 93.1 -> 88.9 % detected, false
+    # barge-ins on human-voice replies 26 -> 8). What must hold: it does not fire early.
     r = talk["talk_005_g1.0_d30"]
-    assert r["detected"] and r["latency_ms"] <= 500, r
+    assert r["false_barge_ins"] == 0, r
+    assert not r["detected"] or r["latency_ms"] <= 500, r
     assert result["summary"]["families"]["espeak"]["cold"]["false_barge_ins"] == 0
 
 
