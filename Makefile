@@ -13,7 +13,7 @@ DEPS_STAMP := $(VENV)/.stamp-deps
 # System packages: PortAudio headers (PyAudio), PulseAudio + ALSA plugins (the audio test rig),
 # espeak-ng + sox (speech fixtures), systemd (systemd-analyze for the unit's tests),
 # and what a bare Debian lacks to build a venv with native wheels.
-APT_PACKAGES := portaudio19-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all systemd \
+APT_PACKAGES := portaudio19-dev libasound2-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all systemd \
                 python3 python3-venv python3-dev gcc libc6-dev
 
 .PHONY: demo test test-tflite-runtime setup clean
