@@ -12,8 +12,9 @@ import pytest
 
 pytest.importorskip("pyaudio")
 
-from device.dev.server import free_loopback_port  # noqa: E402
 from pulse_rig import pulse_rig_or_skip  # noqa: E402
+
+from device.dev.server import free_loopback_port  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from device.conversation import machine as cv
 from device.config import ConversationSettings
+from device.conversation import machine as cv
 
 
 def machine(**kw: object) -> cv.Conversation:

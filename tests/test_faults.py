@@ -19,15 +19,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-
-from device.config import RealtimeSettings
-from device.link import protocol
-from device.link.protocol import ProtocolError
-from device.dev.server import free_loopback_port
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from test_faults_support import FaultProxy, appended_audio, marker_audio, marker_frames
 from test_link_client import Recorder, feed, validate_all
 from test_link_support import TracedServer, wait_for
+
+from device.config import RealtimeSettings
+from device.dev.server import free_loopback_port
+from device.link import protocol
+from device.link.protocol import ProtocolError
 
 MANUAL = dict(turn_detection="none")
 
@@ -388,11 +390,12 @@ def test_fuzz_client_handles_any_server_message(events: list[dict[str, Any]]) ->
 
 
 def _fuzz_agent() -> Any:
-    from device import config as cfg
     from test_faults_support import make_agent
 
+    from device import config as cfg
+
     run = make_agent(np.zeros((24000, 1), np.int16), 24000, "ws://127.0.0.1:9", settings=cfg.Settings())
-    run.agent._apply(run.agent.machine.start())
+    run.agent.start()
     return run
 
 
@@ -417,14 +420,15 @@ def test_fuzz_agent_handles_any_server_event(steps: list[tuple[str, dict[str, An
                 parsed = protocol.parse_server_event(json.dumps(ev))
             except ProtocolError:
                 continue
-            agent._on_server_event(parsed)
+            agent.on_server_event(parsed)
         elif kind == "block":
             agent.process_block(block.reshape(-1, 1))
         elif kind == "connect":
-            agent._on_connect()
+            agent.on_connect()
         elif kind == "disconnect":
-            agent._on_disconnect("fuzz")
+            agent.on_disconnect("fuzz")
         else:
-            agent._button("press")
-            agent._button("release")
+            agent.press("press")
+            agent.press("release")
+            agent.process_block(block.reshape(-1, 1))
         assert agent.machine.shown in cv.STATES

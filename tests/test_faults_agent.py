@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from device.conversation.agent import ScheduledPress
-from device.audio import wavio
 from test_faults_support import AgentRun, appended_audio, make_agent
 from test_link_support import TracedServer
+
+from device.audio import wavio
+from device.conversation.agent import ScheduledPress
 
 
 def after(run: AgentRun, t: float, name: str, **match: object) -> list[dict]:
@@ -78,7 +78,7 @@ def test_agent_shows_offline_and_resumes_across_server_restarts(fixtures_dir: Pa
     offline_s = [next(c for c in conn if c["t"] >= d["t"])["t"] - d["t"] for d in disc]
     over_ms = sum(max(0.0, s - 2.0) for s in offline_s) * 1000
     # (+100 ms: audio still queued for the socket when it dropped joins the offline buffer)
-    assert run.agent.client.stats.dropped_audio_ms <= over_ms + 100, (offline_s, run.agent.client.stats)
+    assert run.agent.link.stats.dropped_audio_ms <= over_ms + 100, (offline_s, run.agent.link.stats)
 
 
 @pytest.mark.parametrize("case", ["idle", "muted"])

@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from device import config as cfg
-from device.conversation.agent import Agent, ScheduledPress
 from device.audio import wavio
 from device.audio.player import Player
 from device.audio.sim import SimAudio
+from device.conversation.agent import Agent, ScheduledPress
+from device.link.client import realtime_link
 from device.timeline import Timeline
 
 FRAME = 240  # 10 ms at 24 kHz
@@ -121,7 +122,7 @@ def make_agent(mic: np.ndarray, rate: int, url: str, *, settings: cfg.Settings |
     sim = SimAudio(mic if mic.ndim == 2 else mic.reshape(-1, 1), rate, player, speed=speed)
     timeline = Timeline(timeline_path)
     agent = Agent(settings, sim, timeline, wake=build_wake_detector(settings.wake), vad=build_vad(settings.vad),
-                  url=url, api_key=None, presses=presses)
+                  link=realtime_link(settings, url, None), presses=presses)
     sim.keep_going = agent.keep_going
     return AgentRun(agent, sim, timeline)
 

@@ -10,9 +10,18 @@ from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
 from device.config import GpioSettings
 from device.errors import ConfigError, VoxboxError
-from device.gpio import (APA102, Apa102Indicator, Buttons, Indicator, LedIndicator, MuteStore, PATTERN_NAMES,
-                         RgbIndicator, build_gpio)
-from device.gpio import patterns
+from device.gpio import (
+    APA102,
+    PATTERN_NAMES,
+    Apa102Indicator,
+    Buttons,
+    Indicator,
+    LedIndicator,
+    MuteStore,
+    RgbIndicator,
+    build_gpio,
+    patterns,
+)
 from device.gpio.apa102 import decode, encode
 
 STATES = ("idle", "listening", "thinking", "speaking", "muted", "offline", "error")

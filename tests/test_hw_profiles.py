@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from device.service import hw
 from device.config import Settings
 from device.errors import ConfigError
 from device.gpio import build_gpio
+from device.service import hw
 
 HW_DIR = Path(__file__).resolve().parent.parent / "hw"
 PROFILES = sorted(p.stem for p in HW_DIR.glob("*.toml"))

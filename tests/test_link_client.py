@@ -15,14 +15,14 @@ from typing import Any, AsyncIterator
 
 import numpy as np
 import pytest
+from test_link_support import TracedServer, check_client_event, check_server_event, turn, wait_for
 from websockets.asyncio.server import ServerConnection, serve
 
 from device.config import RealtimeSettings
+from device.dev.server import free_loopback_port
 from device.link import protocol
 from device.link.client import RealtimeClient
 from device.link.protocol import ServerEvent
-from test_link_support import TracedServer, check_client_event, check_server_event, turn, wait_for
-from device.dev.server import free_loopback_port
 
 
 class Recorder:
@@ -389,8 +389,8 @@ def test_tls_verifies_certificates(tmp_path: Path) -> None:
 
 
 def test_refused_key_is_reported_once_and_retried() -> None:
-    from websockets.http11 import Response
     from websockets.datastructures import Headers
+    from websockets.http11 import Response
 
     def refuse(conn: ServerConnection, request: Any) -> Response:
         return Response(401, "Unauthorized", Headers(), b"bad key")

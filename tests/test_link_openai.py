@@ -6,9 +6,9 @@ import asyncio
 import base64
 
 import pytest
+from test_link_support import turn
 
 from device.dev.server import RealtimeServer
-from test_link_support import turn
 
 openai = pytest.importorskip("openai")
 

@@ -8,11 +8,11 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_link_support import check_client_event, check_server_event
 
 from device.config import RealtimeSettings
 from device.link import protocol
 from device.link.protocol import ProtocolError, audio_delta, parse_server_event
-from test_link_support import check_client_event, check_server_event
 
 
 @pytest.mark.parametrize("mode", ["server_vad", "semantic_vad", "none"])

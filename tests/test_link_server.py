@@ -12,11 +12,11 @@ import json
 from typing import Any
 
 import numpy as np
+from test_link_support import TracedServer, check_client_event, check_server_event, turn
 from websockets.asyncio.client import ClientConnection, connect
 
 from device.config import RealtimeSettings
 from device.link import protocol
-from test_link_support import TracedServer, check_client_event, check_server_event, turn
 
 AUDIO_TYPES = {"response.output_audio.delta"}
 

@@ -16,12 +16,13 @@ import pytest
 
 pytest.importorskip("pyaudio")
 
+from pulse_rig import PulseRig, pulse_rig_or_skip  # noqa: E402
+
 from device.audio import pyaudio_port  # noqa: E402
 from device.audio.player import Player  # noqa: E402
 from device.audio.pyaudio_port import AudioDeviceLost, PyAudioPort, list_devices  # noqa: E402
 from device.config import AudioSettings  # noqa: E402
 from device.errors import ConfigError  # noqa: E402
-from pulse_rig import PulseRig, pulse_rig_or_skip  # noqa: E402
 
 SPK = 24000
 

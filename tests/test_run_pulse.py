@@ -22,9 +22,10 @@ import pytest
 
 pytest.importorskip("pyaudio")
 
+from pulse_rig import pulse_rig_or_skip  # noqa: E402
+
 from device.audio import wavio  # noqa: E402
 from device.dev.server import free_loopback_port  # noqa: E402
-from pulse_rig import pulse_rig_or_skip  # noqa: E402
 
 
 def wait_for(pred, timeout: float, every: float = 0.05) -> bool:  # type: ignore[no-untyped-def]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.dev import timeline_view as tv
 from device.audio import wavio
+from device.dev import timeline_view as tv
 from device.errors import VoxboxError
 
 REPO = Path(__file__).resolve().parents[1]

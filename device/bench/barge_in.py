@@ -94,30 +94,6 @@ class _NoWake:
         pass
 
 
-class _RecordingLink:
-    """Stands in for RealtimeClient: records what the agent sends, reports it as sent."""
-
-    def __init__(self) -> None:
-        from device.link.client import LinkStats
-
-        self.stats = LinkStats()
-        self.connected = True
-        self.sent: list[dict] = []
-        self.audio_bytes = 0
-        self.on_sent: Any = None
-
-    def send(self, event: dict) -> None:
-        self.sent.append(event)
-        if self.on_sent is not None:
-            self.on_sent(event)
-
-    def send_audio(self, pcm16_24k: bytes) -> None:
-        self.audio_bytes += len(pcm16_24k)
-
-    async def close(self) -> None:
-        pass
-
-
 class MeteredAec:
     """The echo canceller, with its input/output and CPU time recorded (ERLE, cost)."""
 
@@ -181,7 +157,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     from device.audio.sim import SimAudio, room_response
     from device.conversation import machine as cv
     from device.conversation.agent import Agent
-    from device.link.protocol import ServerEvent
+    from device.link.twin import RecordingLink
     from device.listen.vad import build_vad
     from device.timeline import Timeline
 
@@ -205,31 +181,27 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     inner = build_aec(settings.aec)
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
     timeline = Timeline(None)
-    agent = Agent(settings, sim, timeline, wake=_NoWake(), vad=build_vad(settings.vad),  # type: ignore[arg-type]
-                  url="ws://127.0.0.1:9/", api_key=None, aec=aec)
-    link = _RecordingLink()
-    link.on_sent = agent._on_sent
-    agent.client = link  # type: ignore[assignment]
+    link = RecordingLink()
+    agent = Agent(settings, sim, timeline, wake=_NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
     sim.keep_going = agent.keep_going
 
     delta = settings.audio.output_rate * DELTA_MS // 1000
     plan = [(int(round(t * 100)), [x[i : i + delta] for i in range(0, len(x), delta)], rid, item)
             for t, x, rid, item in replies]
 
-    def server(ev_type: str, audio: bytes | None = None, **data: Any) -> None:
-        agent._on_server_event(ServerEvent(ev_type, {"type": ev_type, **data}, audio=audio))
+    server = link.deliver
 
     async def go() -> None:
-        agent._apply(agent.machine.start())
-        agent._on_connect()
-        agent._apply(agent.machine.handle(cv.Wake(0.0, "bench", 1.0)))
+        agent.start()
+        link.connect()
+        agent.handle(cv.Wake(0.0, "bench", 1.0))
         blocks = 0
         sent = [0] * len(plan)
         while (block := await sim.read()) is not None:
             for k, (start_block, chunks, rid, item) in enumerate(plan):
                 if blocks == start_block:
                     # The user's turn ended: the reply begins (Committed → thinking → audio → speaking).
-                    agent._apply(agent.machine.handle(cv.Committed(agent.now)))
+                    agent.handle(cv.Committed(agent.now))
                     server("response.created", response={"id": rid})
                 if blocks >= start_block and sent[k] < len(chunks) and agent.machine.response_id == rid:
                     due = int((blocks - start_block + 1) * 10 * STREAM_SPEED // DELTA_MS) + 1

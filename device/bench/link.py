@@ -136,6 +136,7 @@ async def _wire_bytes_agent(mic: np.ndarray, rate: int, presses: list[Any], spee
     from device.audio.sim import SimAudio
     from device.config import Settings
     from device.conversation.agent import Agent
+    from device.link.client import realtime_link
     from device.listen.vad import build_vad
     from device.listen.wakeword import build_wake_detector
     from device.timeline import Timeline
@@ -157,7 +158,7 @@ async def _wire_bytes_agent(mic: np.ndarray, rate: int, presses: list[Any], spee
     sim = SimAudio(mic.reshape(len(mic), -1), rate, player, speed=speed)
     timeline = Timeline(None)
     agent = Agent(settings, sim, timeline, wake=build_wake_detector(settings.wake), vad=build_vad(settings.vad),
-                  url=f"ws://127.0.0.1:{port}/v1/realtime", api_key=None, presses=presses)
+                  link=realtime_link(settings, f"ws://127.0.0.1:{port}/v1/realtime", None), presses=presses)
     sim.keep_going = agent.keep_going
     try:
         await agent.run(wait_connected_s=10)
@@ -166,7 +167,7 @@ async def _wire_bytes_agent(mic: np.ndarray, rate: int, presses: list[Any], spee
     evs = [r["event"] for r in timeline.records]
     states = [r["state"] for r in timeline.records if r["event"] == "state"]
     return {**got, "audio_s": len(mic) / rate, "connected": "connect" in evs, "wake": evs.count("wake"),
-            "muted": "muted" in states, "client_uplink_bytes": agent.client.stats.uplink_bytes}
+            "muted": "muted" in states, "client_uplink_bytes": agent.link.stats.uplink_bytes}
 
 
 async def _idle_and_muted(quick: bool) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from device.config import Settings
 from device.conversation import machine as cv
 from device.errors import VoxboxError
 from device.link import protocol
-from device.link.client import RealtimeClient
+from device.link.base import Link, LinkFactory
 from device.link.protocol import ProtocolError, ServerEvent
 from device.listen.bargein import EchoDoubleTalk, SuspectGate
 from device.listen.vad import VadSegmenter
@@ -49,7 +49,7 @@ class ScheduledPress:
 
 class Agent:
     def __init__(self, settings: Settings, audio: AudioPort, timeline: Timeline, *,
-                 wake: WakeWordDetector, vad: VadSegmenter, url: str, api_key: str | None,
+                 wake: WakeWordDetector, vad: VadSegmenter, link: LinkFactory,
                  aec: EchoCanceller | None = None, indicator: Any = None,
                  presses: list[ScheduledPress] | None = None,
                  on_mute_changed: Callable[[bool], None] | None = None,
@@ -84,11 +84,10 @@ class Agent:
             self._button_events.append((p.t + p.hold_s, "release"))
         self._button_events.sort()
         self._live_buttons: deque[tuple[str]] = deque(maxlen=32)
-        self.client = RealtimeClient(
-            url, protocol.session_update(settings.realtime, barge_in=settings.conversation.barge_in),
-            api_key=api_key, on_event=self._on_server_event, on_connect=self._on_connect,
-            on_disconnect=self._on_disconnect, on_sent=self._on_sent, on_error=self._on_link_error,
-            settings=settings.realtime)
+        self._started = False
+        # The link gets this agent's public callbacks (LinkListener); which protocol it speaks is
+        # the factory's business, not the agent's.
+        self.link: Link = link(self)
 
     # ------------------------------------------------------------------ clock
     @property
@@ -100,11 +99,11 @@ class Agent:
 
     # ------------------------------------------------------------------ main loop
     async def run(self, wait_connected_s: float = 0.0) -> None:
-        link_task = asyncio.create_task(self.client.run(), name="realtime-link")
+        link_task = asyncio.create_task(self.link.run(), name="realtime-link")
         try:
-            self._apply(self.machine.start())
+            self.start()
             if wait_connected_s > 0:
-                await self.client.wait_connected(wait_connected_s)
+                await self.link.wait_connected(wait_connected_s)
             while True:
                 try:
                     block = await self.audio.read()
@@ -119,7 +118,7 @@ class Agent:
                     self.on_block()
         finally:
             self._stopping = True
-            await self.client.close()
+            await self.link.close()
             link_task.cancel()
             try:
                 await link_task
@@ -145,6 +144,19 @@ class Agent:
         self.log("audio_reopened")
         self._apply(self.machine.handle(cv.FaultCleared(self.now)))
         return True
+
+    def start(self) -> None:
+        """Show the first state (idempotent; `run()` calls it)."""
+        if not self._started:
+            self._started = True
+            self._apply(self.machine.start())
+
+    def handle(self, event: cv.Event) -> None:
+        """Feed one event to the conversation machine and carry out its actions.
+
+        For events the agent does not observe itself: a bench's scripted turn end, a test's wake.
+        """
+        self._apply(self.machine.handle(event))
 
     def keep_going(self) -> bool:
         """After the mic ends: keep the clock running while a reply is due or playing."""
@@ -219,7 +231,7 @@ class Agent:
 
     def _send_audio(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
-            self.client.send_audio(chunk)
+            self.link.send_audio(chunk)
 
     def _player_notes(self) -> None:
         notes = self.player.notes
@@ -251,16 +263,16 @@ class Agent:
         self._apply(self.machine.handle(cv.Button(self.now, action)))
 
     # ------------------------------------------------------------------ link callbacks
-    def _on_connect(self) -> None:
+    def on_connect(self) -> None:
         self.log("connect")
         self._apply(self.machine.handle(cv.Connected(self.now)))
 
-    def _on_disconnect(self, reason: str) -> None:
+    def on_disconnect(self, reason: str) -> None:
         self.log("disconnect", reason=reason)
         if not self._stopping:  # our own close at the end of a run is not "offline"
             self._apply(self.machine.handle(cv.Disconnected(self.now, reason)))
 
-    def _on_sent(self, event: dict[str, Any]) -> None:
+    def on_sent(self, event: dict[str, Any]) -> None:
         etype = event.get("type", "?")
         if etype == "input_audio_buffer.append":
             return
@@ -269,12 +281,12 @@ class Agent:
         else:
             self.log("send", type=etype)
 
-    def _on_link_error(self, message: str) -> None:
+    def on_link_error(self, message: str) -> None:
         # Counted by the client's stats already (the summary adds those).
         log.warning("realtime link: %s", message)
         self.log("error", source="link", message=message)
 
-    def _on_server_event(self, ev: ServerEvent) -> None:
+    def on_server_event(self, ev: ServerEvent) -> None:
         m = self.machine
         t = self.now
         d = ev.data
@@ -283,7 +295,7 @@ class Agent:
                 item_id, pcm = protocol.audio_delta(ev)
             except ProtocolError as exc:  # not seen by the client's parser: ours to count
                 self.errors += 1
-                self._on_link_error(str(exc))
+                self.on_link_error(str(exc))
                 return
             self._apply(m.handle(cv.AudioDelta(t, item_id, str(d.get("response_id", "")), pcm)))
             return
@@ -337,15 +349,15 @@ class Agent:
             elif isinstance(a, cv.BargeIn):
                 self.log("barge_in", source=a.source)
             elif isinstance(a, cv.SendCancel):
-                self.client.send(protocol.response_cancel())
+                self.link.send(protocol.response_cancel())
             elif isinstance(a, cv.SendTruncate):
-                self.client.send(protocol.item_truncate(a.item_id, self.player.played_ms(a.item_id)))
+                self.link.send(protocol.item_truncate(a.item_id, self.player.played_ms(a.item_id)))
             elif isinstance(a, cv.SendCommit):
-                self.client.send(protocol.input_audio_commit())
+                self.link.send(protocol.input_audio_commit())
             elif isinstance(a, cv.SendResponseCreate):
-                self.client.send(protocol.response_create())
+                self.link.send(protocol.response_create())
             elif isinstance(a, cv.SendClear):
-                self.client.send(protocol.input_audio_clear())
+                self.link.send(protocol.input_audio_clear())
             elif isinstance(a, cv.StrictVad):
                 self.vad.set_strict(a.strict)
             elif isinstance(a, cv.ResetWake):
@@ -377,6 +389,6 @@ class Agent:
         self.player.notes.clear()
 
     def _finish(self) -> None:
-        s = self.client.stats
+        s = self.link.stats
         self.log("summary", uplink_audio_ms=int(s.uplink_audio_ms), uplink_bytes=int(s.uplink_bytes),
                  reconnects=int(s.reconnects), errors=int(s.errors + self.errors))

@@ -21,6 +21,7 @@ from device.audio.player import Player
 from device.audio.sim import SimAudio, room_response
 from device.conversation.agent import Agent, ScheduledPress
 from device.errors import ConfigError, VoxboxError
+from device.link.client import realtime_link
 from device.timeline import Timeline
 
 log = logging.getLogger("voxbox.simulate")
@@ -85,11 +86,11 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
         url = f"ws://127.0.0.1:{port}/v1/realtime?model=parrot"
     else:
         api_key = cfg.api_key(settings)
-    agent = Agent(settings, sim, timeline, wake=wake, vad=vad, url=url, api_key=api_key,
+    agent = Agent(settings, sim, timeline, wake=wake, vad=vad, link=realtime_link(settings, url, api_key),
                   aec=build_aec(settings.aec), presses=opts.presses)
     sim.keep_going = agent.keep_going
     try:
-        connect = asyncio.create_task(agent.client.wait_connected(opts.connect_timeout_s))
+        connect = asyncio.create_task(agent.link.wait_connected(opts.connect_timeout_s))
         run = asyncio.create_task(agent.run())
         if not await connect:
             run.cancel()
@@ -97,7 +98,7 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
                 await run
             except (asyncio.CancelledError, Exception):
                 pass
-            why = agent.client.last_error
+            why = agent.link.last_error
             raise VoxboxError(f"cannot connect to the realtime server at {_redact(url)}" + (f": {why}" if why else ""))
         await run
     finally:

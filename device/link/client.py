@@ -23,14 +23,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-from device.config import RealtimeSettings
+from device.config import RealtimeSettings, Settings
 from device.link import protocol
+from device.link.base import LinkFactory, LinkListener, LinkStats
 from device.link.protocol import ProtocolError, ServerEvent
 
 log = logging.getLogger(__name__)
@@ -43,25 +43,6 @@ HEALTHY_S = 0.5  # a connection the server answered on and that lived this long 
 # (a server that accepts and drops at once is retried with a growing delay, not hammered)
 QUIET_S = 2.0  # renewal waits for this long without uplink audio or response
 MAX_PENDING_EVENTS = 1000
-
-
-@dataclass
-class LinkStats:
-    uplink_bytes: int = 0  # wire bytes of input_audio_buffer.append messages
-    uplink_audio_ms: float = 0.0
-    reconnects: int = 0  # successful connections after the first (renewals included)
-    errors: int = 0  # malformed server events + server `error` events
-    dropped_audio_ms: float = 0.0
-    unknown_events: int = 0
-    renewals: int = 0
-    connect_failures: int = 0
-    dropped_events: int = 0  # non-audio events given while offline
-    downlink_bytes: int = 0
-    downlink_audio_ms: float = 0.0
-    last_connect_s: float = 0.0  # how long the last successful connect took (TCP+TLS+upgrade)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _noop(*_: Any) -> None:
@@ -480,3 +461,19 @@ def _close_reason(exc: ConnectionClosed | None, ws: ClientConnection | None = No
 def _closed_by_server(code: int, reason: str | None) -> str:
     detail = f"{code} {reason or ''}".strip()
     return f"server closed ({detail})"
+
+
+def realtime_link(settings: Settings, url: str, api_key: str | None) -> LinkFactory:
+    """The OpenAI Realtime link for an agent: a factory the agent calls with its callbacks.
+
+    `url`: ws:// or wss:// of the realtime endpoint; `api_key`: sent as a Bearer token (never logged).
+    """
+    update = protocol.session_update(settings.realtime, barge_in=settings.conversation.barge_in)
+
+    def make(listener: LinkListener) -> RealtimeClient:
+        return RealtimeClient(url, update, api_key=api_key, on_event=listener.on_server_event,
+                              on_connect=listener.on_connect, on_disconnect=listener.on_disconnect,
+                              on_sent=listener.on_sent, on_error=listener.on_link_error,
+                              settings=settings.realtime)
+
+    return make

@@ -1,7 +1,8 @@
 """`voxbox detect` and `voxbox vad` on WAV files (cli.py prints the dicts as JSON lines).
 
-Files of any rate and channel count are mixed to mono and resampled to 16 kHz
-as the daemon does (wavio.read_mono). A file that cannot be read gives
+Files of any rate and channel count are mapped to mono exactly as the daemon maps
+its microphone (`audio.channels`: pick one channel or average the listed ones, all
+when empty) and resampled to 16 kHz (wavio.read_mono). A file that cannot be read gives
 {"file", "error"} and the next file is still done; the models are loaded once,
 before the first file is read.
 """
@@ -20,19 +21,24 @@ from device.listen.vad import VadEvent, build_vad
 from device.listen.wakeword import SAMPLE_RATE, build_wake_detector
 
 
-def _read_all(paths: Iterable[str | Path]) -> Iterator[tuple[str | Path, np.ndarray | None, dict]]:
-    """(path, 16 kHz mono audio, {}) per file, or (path, None, {"file", "error"}) if unreadable."""
+def _read_all(paths: Iterable[str | Path], channels: list[int]) -> Iterator[tuple[str | Path, np.ndarray | None, dict]]:
+    """(path, 16 kHz mono audio, {}) per file, or (path, None, {"file", "error"}) if unreadable.
+
+    `channels`: the config's audio.channels (a channel the file lacks is that file's error).
+    """
     for path in paths:
         try:
-            yield path, wavio.read_mono(path, SAMPLE_RATE), {}
+            yield path, wavio.read_mono(path, SAMPLE_RATE, channels or None), {}
         except AudioFileError as exc:
             yield path, None, {"file": str(path), "error": str(exc)}
+        except ValueError as exc:  # dsp.select_channels: the file has fewer channels than configured
+            yield path, None, {"file": str(path), "error": f"{path}: config audio.channels: {exc}"}
 
 
 def detect_files(paths: Iterable[str | Path], settings: Settings) -> Iterator[dict]:
     """{"file", "detections": [{"wake_word", "t", "score"}]} per file."""
     detector = build_wake_detector(settings.wake)
-    for path, audio, error in _read_all(paths):
+    for path, audio, error in _read_all(paths, settings.audio.channels):
         if audio is None:
             yield error
             continue
@@ -60,7 +66,7 @@ def segments(events: Iterable[VadEvent]) -> list[list[float]]:
 def vad_files(paths: Iterable[str | Path], settings: Settings) -> Iterator[dict]:
     """{"file", "speech": [[start_s, end_s], ...]} per file."""
     vad = build_vad(settings.vad)
-    for path, audio, error in _read_all(paths):
+    for path, audio, error in _read_all(paths, settings.audio.channels):
         if audio is None:
             yield error
             continue

@@ -18,6 +18,7 @@ from device import config as cfg
 from device.audio.player import Player
 from device.conversation.agent import Agent
 from device.errors import ConfigError, VoxboxError
+from device.link.client import realtime_link
 from device.service import systemd as service
 from device.timeline import Timeline
 
@@ -77,8 +78,8 @@ async def _run(settings: cfg.Settings) -> int:
     timeline = Timeline(Path(settings.timeline) if settings.timeline else None)
     heartbeat = service.Heartbeat(max_age=5.0)
     watchdog = service.Watchdog(healthy=heartbeat)
-    agent = Agent(settings, port, timeline, wake=wake, vad=vad, url=settings.realtime.url, api_key=key,
-                  aec=aec, indicator=indicator, muted=mute.muted, on_mute_changed=mute.set,
+    agent = Agent(settings, port, timeline, wake=wake, vad=vad,
+                  link=realtime_link(settings, settings.realtime.url, key), aec=aec, indicator=indicator, muted=mute.muted, on_mute_changed=mute.set,
                   on_block=watchdog.frame)
     if buttons is not None:
         buttons.on_press = lambda: agent.press("press")
@@ -90,8 +91,8 @@ async def _run(settings: cfg.Settings) -> int:
             run = asyncio.create_task(agent.run())
             # READY once the audio is open and the first connection attempt is over, either way:
             # an unreachable server must not hold up the boot (the daemon works offline too).
-            await agent.client.wait_attempted(5.0)
-            connected = await agent.client.wait_connected(0.5)
+            await agent.link.wait_attempted(5.0)
+            connected = await agent.link.wait_connected(0.5)
             service.ready("listening" if connected else "offline, reconnecting")
             log.info("voxbox running: mic %s @ %d Hz x%d, speaker %s", port.input_name, port.in_rate,
                      port.in_channels, port.output_name)
