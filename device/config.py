@@ -165,7 +165,9 @@ class SoundsSettings:
 
 @dataclass
 class VolumeSettings:
-    level: int = 70  # 0-100 at first start; afterwards the stored level (state_dir) wins
+    # 0-100 at first start; afterwards the stored level (state_dir) wins. 100 = the software gain
+    # is unity: the reply plays as the model sent it (and the echo canceller's tuning holds).
+    level: int = 100
     step: int = 10  # one press of volume up/down, and "louder"/"quieter" without a number
     mixer: str = ""  # ALSA mixer control (e.g. "Speaker", "PCM"); "" = software gain only
     mixer_card: int = 0  # ALSA card index of that control

