@@ -109,3 +109,20 @@ def test_function_call_output_is_a_client_event():
     ev = protocol.function_call_output("call_1", '{"ok":true}')
     check_client_event(ev)
     assert ev["item"] == {"type": "function_call_output", "call_id": "call_1", "output": '{"ok":true}'}
+
+
+def test_check_names_a_missing_mcp_token_and_a_missing_mixer(monkeypatch):
+    from device.errors import VoxboxError
+    from device.service.check import check_appliance
+
+    s = cfg.Settings()
+    assert "set_timer" in check_appliance(s) and "timer" in check_appliance(s)
+    s.tools.mcp = [cfg.McpServerSettings(label="home", server_url="https://x/mcp", authorization_env="HA_TOKEN_X")]
+    monkeypatch.delenv("HA_TOKEN_X", raising=False)
+    with pytest.raises(VoxboxError, match="HA_TOKEN_X is not set"):
+        check_appliance(s)
+    monkeypatch.setenv("HA_TOKEN_X", "s3cret")
+    assert "MCP: home" in check_appliance(s) and "s3cret" not in check_appliance(s)
+    s.volume.mixer = "NoSuchControl"
+    with pytest.raises(VoxboxError, match="volume.mixer 'NoSuchControl'"):
+        check_appliance(s)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from device.errors import VoxboxError
+
 log = logging.getLogger("voxbox.volume")
 
 RANGE_DB = 40.0  # level 1 is -39.6 dB; 0 is silence
@@ -53,8 +55,8 @@ class AlsaMixer:
         self._mixer.setvolume(int(level))
 
 
-class VolumeError(Exception):
-    pass
+class VolumeError(VoxboxError):
+    """The mixer control cannot be used (one line)."""
 
 
 def gain_of(level: int) -> float:
