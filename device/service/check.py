@@ -65,8 +65,8 @@ def check_gpio(settings: cfg.Settings) -> str:
         close()
     if buttons is not None and hasattr(buttons, "close"):
         buttons.close()
-    return f"LEDs: {settings.gpio.led_driver}; button: GPIO{settings.gpio.button_pin}" if settings.gpio.button_pin >= 0 \
-        else f"LEDs: {settings.gpio.led_driver}; no button"
+    button = f"button: GPIO{settings.gpio.button_pin}" if settings.gpio.button_pin >= 0 else "no button"
+    return f"LEDs: {settings.gpio.led_driver}; {button}"
 
 
 def check_appliance(settings: cfg.Settings) -> str:
@@ -109,7 +109,8 @@ async def _handshake(settings: cfg.Settings, timeout: float) -> str:
             async with connect(url, additional_headers=headers, ssl=ssl, max_size=16 * 2**20) as ws:
                 first = json.loads(await ws.recv())
     except (OSError, TimeoutError) as exc:
-        raise VoxboxError(f"cannot reach {url.split('?')[0]}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__}") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise VoxboxError(f"cannot reach {url.split('?')[0]}: {why}") from None
     except websockets.exceptions.InvalidStatus as exc:
         raise VoxboxError(f"{url.split('?')[0]} refused the connection: HTTP {exc.response.status_code}") from None
     except (websockets.exceptions.WebSocketException, ValueError) as exc:
