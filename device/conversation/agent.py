@@ -514,6 +514,8 @@ class Agent:
 
     def _state_earcon(self, was: str, now: str) -> None:
         """wake: a conversation opened; done: the turn went to the model; error: offline or a fault."""
+        if now == "idle":
+            self.appliance.duck(False)  # no one is talking to the device any more
         if was == "idle" and now == "listening":
             self.earcon("wake")
         elif was == "listening" and now == "thinking":
