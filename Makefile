@@ -10,13 +10,15 @@ PYTHON ?= python3
 VENV := .venv
 APT_STAMP := $(VENV)/.stamp-apt
 DEPS_STAMP := $(VENV)/.stamp-deps
-# System packages: PortAudio headers (PyAudio), PulseAudio + ALSA plugins (the audio test rig),
-# espeak-ng + sox (speech fixtures), systemd (systemd-analyze for the unit's tests),
-# and what a bare Debian lacks to build a venv with native wheels.
-APT_PACKAGES := portaudio19-dev libasound2-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all systemd \
-                python3 python3-venv python3-dev gcc libc6-dev
+# System packages: PulseAudio + ALSA plugins (the audio test rig), espeak-ng + sox + bc (speech
+# fixtures: scripts/make_fixtures.sh does its sums with bc), systemd (systemd-analyze) and shellcheck
+# (the unit's and install script's tests), and what pip needs where a package has no wheel and
+# compiles (always PyAudio; on ARM also spidev and friends): gcc, the Python headers, PortAudio's
+# (PyAudio) and ALSA's (pyalsaaudio).
+APT_PACKAGES := portaudio19-dev libasound2-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all \
+                bc systemd shellcheck python3 python3-venv python3-dev gcc libc6-dev
 
-.PHONY: demo test test-tflite-runtime setup clean
+.PHONY: demo test test-tflite-runtime setup clean check-system
 
 demo: $(DEPS_STAMP)
 	$(VENV)/bin/voxbox demo
@@ -40,7 +42,18 @@ test-tflite-runtime: $(APT_STAMP)
 
 setup: $(DEPS_STAMP)
 
-$(APT_STAMP):
+# 64-bit only, said at once: on a 32-bit userland (armhf/armel: 32-bit Raspberry Pi OS, even on a
+# 64-bit Pi) numpy, soxr, livekit, LiteRT and pyopen-wakeword have no wheels, and pip would spend
+# an hour compiling before failing on LiteRT and livekit, which cannot be built there at all.
+check-system:
+	@arch=$$(dpkg --print-architecture 2>/dev/null || uname -m); \
+	case "$$arch:$$(uname -m)" in \
+	  armhf:*|armel:*|i386:*|*:armv6l|*:armv7l|*:armv8l|*:i686) \
+	    echo "make: voxbox needs a 64-bit system (64-bit Raspberry Pi OS: arm64); this one is 32-bit ($$arch, $$(uname -m)) and numpy, soxr, livekit, LiteRT and pyopen-wakeword publish no 32-bit wheels" >&2; \
+	    exit 1 ;; \
+	esac
+
+$(APT_STAMP): | check-system
 	@mkdir -p $(VENV)
 	@missing=""; \
 	for p in $(APT_PACKAGES); do \

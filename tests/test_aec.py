@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import shutil
 import subprocess
 import sys
 import time
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,7 +167,7 @@ def test_cpu_per_audio_second(reply: np.ndarray) -> None:
     far = far[: frames * 160].reshape(frames, 160)
     mic = (far.astype(np.int32) // 2).astype(np.int16)
     t0 = time.process_time()
-    for f, m in zip(far, mic):
+    for f, m in zip(far, mic, strict=True):
         aec.reference(f)
         aec.process(m)
     cpu = (time.process_time() - t0) / (frames / 100)
@@ -176,8 +178,37 @@ def test_cpu_per_audio_second(reply: np.ndarray) -> None:
 def test_disabled_is_none_and_missing_livekit_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     assert build_aec(AecSettings(enabled=False)) is None
     monkeypatch.setitem(sys.modules, "livekit", None)
-    with pytest.raises(ConfigError, match=r"livekit is not installed \(pip install 'voxbox\[hw\]'\)"):
+    # livekit is a base requirement now (AEC is on by default): the hint names it, not the [hw] extra.
+    with pytest.raises(ConfigError, match=r"livekit is not installed \(pip install livekit, or set aec.enabled"):
         build_aec(AecSettings())
+
+
+def test_livekit_without_its_native_library_is_one_config_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A livekit built from source imports fine, then its first AudioProcessingModule raises ImportError."""
+    from livekit import rtc
+
+    def no_lib(*args: object, **kwargs: object) -> None:
+        raise ImportError("failed to load liblivekit_ffi.so: liblivekit_ffi.so: cannot open shared object file\n"
+                          "Install the livekit package with: pip install livekit\n"
+                          "Or set LIVEKIT_LIB_PATH to the path of the native library.")
+
+    monkeypatch.setattr(rtc, "AudioProcessingModule", no_lib)
+    with pytest.raises(ConfigError) as err:
+        build_aec(AecSettings())
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("aec.enabled: livekit cannot load its native library")
+    assert "failed to load liblivekit_ffi.so" in msg and "aec.enabled = false" in msg
+
+
+def test_cli_exits_2_with_one_line_when_livekit_has_no_native_library(tmp_path: Path, fixtures_dir: Path) -> None:
+    """The real failure, end to end: livekit's loader pointed at a library that is not there."""
+    env = {**os.environ, "LIVEKIT_LIB_PATH": str(tmp_path / "liblivekit_ffi.so")}
+    r = subprocess.run([sys.executable, "-m", "device", "simulate", "--mic", str(fixtures_dir / "silence.wav"),
+                        "--speaker-out", str(tmp_path / "out.wav")], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "livekit cannot load its native library" in lines[0], r.stderr
 
 
 def test_canceller_rests_while_the_speaker_is_idle_and_comes_back_for_the_next_reply(reply: np.ndarray) -> None:

@@ -59,11 +59,21 @@ def test_check_passes_with_a_server_and_names_what_is_wrong_without(rig_env: dic
         server.terminate()
         server.wait(timeout=10)
     bad = tmp_path / "bad.toml"
-    bad.write_text(f'[realtime]\nurl = "ws://127.0.0.1:{free_loopback_port()}/v1/realtime"\n[audio]\ninput_device = "no-such-card"\n'
-                   '[gpio]\nenabled = false\n')
+    bad.write_text(f'[realtime]\nurl = "ws://127.0.0.1:{free_loopback_port()}/v1/realtime"\n'
+                   '[audio]\ninput_device = "no-such-card"\n[gpio]\nenabled = false\n')
     r = voxbox(rig_env, "check", "--config", str(bad))
     assert r.returncode == 1
     fails = [line for line in r.stdout.splitlines() if line.startswith("FAIL")]
     assert any("audio" in f and "no-such-card" in f for f in fails), r.stdout
     assert any("server" in f and "cannot reach" in f for f in fails), r.stdout
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_check_says_the_sound_server_and_what_a_system_service_needs(rig_env: dict[str, str], tmp_path: Path) -> None:
+    cfg = tmp_path / "v.toml"
+    cfg.write_text(f'[realtime]\nurl = "ws://127.0.0.1:{free_loopback_port()}/v1/realtime"\n[gpio]\nenabled = false\n')
+    r = voxbox(rig_env, "check", "--config", str(cfg))
+    sound = [line for line in r.stdout.splitlines() if line.split()[1:2] == ["sound"]]
+    assert len(sound) == 1 and sound[0].startswith("ok"), r.stdout
+    # The rig is a PulseAudio session: the line says so and that the service goes through ALSA instead.
+    assert "PulseAudio in this user's session" in sound[0] and "system service has no session" in sound[0]

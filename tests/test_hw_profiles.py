@@ -16,8 +16,10 @@ HW_DIR = Path(__file__).resolve().parent.parent / "hw"
 PROFILES = sorted(p.stem for p in HW_DIR.glob("*.toml"))
 
 
-def test_the_four_profiles_are_there():
-    assert PROFILES == ["generic-usb", "respeaker-2mic-hat", "respeaker-4mic-hat", "respeaker-usb-4mic"]
+def test_the_profiles_are_there():
+    # The 2-mic HAT has two revisions with different codecs, overlays and card names: one profile each.
+    assert PROFILES == ["generic-usb", "respeaker-2mic-hat", "respeaker-2mic-hat-v2", "respeaker-4mic-hat",
+                        "respeaker-usb-4mic"]
     assert hw.list_profiles(env={}) == PROFILES
 
 
@@ -81,6 +83,8 @@ wiring = "w"
     (GOOD_META + "[gpio]\nbutton_pin = 'seventeen'\n", "gpio.button_pin: expected an integer"),
     (GOOD_META + "[gpio]\nled_driver = 'neopixel'\n", "gpio.led_driver: 'neopixel' is not one of"),
     (GOOD_META + "[audio\n", "invalid TOML"),
+    (GOOD_META + 'overlays = "dtoverlay=x"\n', "profile.overlays must be a list of strings"),
+    (GOOD_META + 'mixer = ["Capture"]\n', "profile.mixer entry 'Capture': expected 'CONTROL=VALUE'"),
 ])
 def test_bad_profiles_are_one_clear_error(tmp_path, text, match):
     f = tmp_path / "t.toml"
@@ -115,3 +119,44 @@ def test_hw_dir_from_environment(tmp_path):
     env = {"VOXBOX_HW_DIR": str(tmp_path)}
     assert hw.list_profiles(env)[0] == "mine"
     assert hw.load_profile("mine", env).apply(Settings()).gpio.button_pin == 4
+
+
+def test_2mic_hat_v1_is_the_kernel_wm8960_overlay_with_its_mixer_switched_on():
+    p = hw.load_profile("respeaker-2mic-hat", env={})
+    assert (p.alsa_capture, p.alsa_playback) == ("wm8960soundcard", "wm8960soundcard")
+    assert "dtoverlay=wm8960-soundcard" in p.overlays
+    mixer = dict(p.mixer)
+    # The mics reach the ADC only through the boost mixers, and the PGA must capture.
+    for control in ("Left Boost Mixer LINPUT1", "Right Boost Mixer RINPUT1", "Left Input Mixer Boost",
+                    "Right Input Mixer Boost"):
+        assert mixer[control] == "on", control
+    assert ("Capture", "cap") in p.mixer
+    assert "amixer -c wm8960soundcard sset 'Left Input Mixer Boost' on" in p.amixer_commands()
+
+
+def test_2mic_hat_v2_is_the_tlv320aic3104_on_seeeds_overlay():
+    p = hw.load_profile("respeaker-2mic-hat-v2", env={})
+    assert (p.alsa_capture, p.alsa_playback) == ("seeed2micvoicec", "seeed2micvoicec")
+    assert "dtoverlay=respeaker-2mic-v2_0" in p.overlays and "TLV320AIC3104" in p.description
+    s = p.apply(Settings())
+    assert s.audio.input_device == s.audio.output_device == "seeed2micvoicec"
+    assert s.audio.input_rate == s.audio.output_rate and s.audio.input_channels == 2
+    assert "wm8960" not in (s.audio.input_device + s.audio.output_device)
+
+
+def test_apa102_boards_turn_spi_on():
+    for name in PROFILES:
+        p = hw.load_profile(name, env={})
+        wants_spi = p.apply(Settings()).gpio.led_driver == "apa102"
+        assert ("dtparam=spi=on" in p.overlays) == wants_spi, name
+
+
+def test_playback_goes_to_a_card_every_pi_has_and_never_to_default():
+    """A Pi 5 has no "Headphones" card; "default" under a system service is HDMI (Lite) or PipeWire (desktop)."""
+    for name in PROFILES:
+        s = hw.load_profile(name, env={}).apply(Settings())
+        assert s.audio.output_device not in ("", "default", "Headphones"), name
+    gen = hw.load_profile("generic-usb", env={})
+    assert gen.alsa_playback != "default" and "plughw" in (gen.path.read_text())
+    unit = (HW_DIR.parent / "systemd" / "voxbox.service").read_text()
+    assert "Environment=PA_ALSA_PLUGHW=1" in unit.splitlines()  # PortAudio opens the named card as plughw:

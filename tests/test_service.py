@@ -178,3 +178,34 @@ def test_request_without_signal():
             sigs.remove()
 
     assert asyncio.run(main()) == signal.SIGTERM
+
+
+def test_extend_timeout_message(notify_socket):
+    assert service.extend_timeout(30, "waiting for audio: no input\ndevice 'X'")
+    assert notify_socket.recv(4096) == b"EXTEND_TIMEOUT_USEC=30000000\nSTATUS=waiting for audio: no input device 'X'"
+
+
+def test_waiting_for_a_missing_card_keeps_extending_the_start_timeout(notify_socket, monkeypatch, caplog):
+    """Until the card shows up, every retry asks systemd for EXTEND_WAIT_S more and says why; no READY yet."""
+    from device.audio import pyaudio_port
+    from device.config import Settings
+    from device.errors import VoxboxError
+    from device.service import run
+
+    attempts = []
+
+    class LateCard:
+        def __init__(self, audio, player):
+            attempts.append(1)
+            if len(attempts) < 4:
+                raise VoxboxError("no input device matching 'seeed2micvoicec'")
+
+    monkeypatch.setattr(pyaudio_port, "PyAudioPort", LateCard)
+    port = asyncio.run(run._open_audio(Settings(), player=None, indicator=None, delay=0.001))
+    assert isinstance(port, LateCard) and len(attempts) == 4
+    got = messages(notify_socket)
+    usec = int(run.EXTEND_WAIT_S * 1_000_000)
+    why = "no input device matching 'seeed2micvoicec'"
+    assert got == [f"EXTEND_TIMEOUT_USEC={usec}\nSTATUS=waiting for audio: {why}"] * 3
+    assert run.EXTEND_WAIT_S > run.MAX_RETRY_S  # each extension outlasts the longest sleep before the next
+    assert caplog.text.count("seeed2micvoicec") == 1  # one log line per distinct problem

@@ -70,6 +70,14 @@ def test_service_contract():
     assert "@system-service" in d["SystemCallFilter"]
 
 
+def test_config_error_does_not_restart_loop():
+    """Exit 2 (bad config, one line) is final; anything else restarts (the watchdog, a crash)."""
+    one = {k: v[-1] for k, v in directives().items()}
+    assert one["RestartPreventExitStatus"].split() == ["2"] and one["Restart"] == "always"
+    # No start timeout of its own: the daemon extends the default while it waits for its sound card.
+    assert "TimeoutStartSec" not in one and "TimeoutSec" not in one
+
+
 def test_sandbox_keeps_audio_gpio_and_spi_working():
     d = directives()
     one = {k: v[-1] for k, v in d.items()}
@@ -118,3 +126,64 @@ def test_install_script_syntax_and_refusals():
         assert "unknown profile 'no-such-board'" in unknown.stderr and "respeaker-2mic-hat" in unknown.stderr
     else:
         assert "run as root" in unknown.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_install_script_passes_shellcheck():
+    proc = subprocess.run(["shellcheck", "-S", "warning", str(ROOT / "systemd" / "install.sh")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
+
+
+def _dry_install(fake_root: Path, *args: str) -> str:
+    """install.sh with ROOT= a fake root: files land there, machine-changing commands are printed."""
+    proc = subprocess.run(["bash", str(ROOT / "systemd" / "install.sh"), *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "ROOT": str(fake_root)})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _pi_root(tmp_path: Path, boot: str = "boot/firmware") -> Path:
+    (tmp_path / boot / "overlays").mkdir(parents=True)
+    (tmp_path / boot / "config.txt").write_text("# Raspberry Pi OS\ndtparam=audio=on\n\n[cm4]\notg_mode=1\n")
+    return tmp_path / boot / "config.txt"
+
+
+def test_install_dry_run_writes_the_overlay_spi_and_unit_once(tmp_path):
+    config_txt = _pi_root(tmp_path)
+    (config_txt.parent / "overlays" / "wm8960-soundcard.dtbo").write_bytes(b"")  # the kernel ships it
+    out = _dry_install(tmp_path, "--profile", "respeaker-2mic-hat", "--no-start")
+    again = _dry_install(tmp_path, "--profile", "respeaker-2mic-hat", "--no-start")
+    lines = config_txt.read_text().splitlines()
+    assert lines.count("dtoverlay=wm8960-soundcard") == 1 and lines.count("dtparam=spi=on") == 1  # idempotent
+    # After the [cm4] section, the new lines must apply to every Pi: under [all].
+    assert lines.index("[cm4]") < lines.index("[all]") < lines.index("dtoverlay=wm8960-soundcard")
+    assert "kept dtoverlay=wm8960-soundcard" in again and "reboot" in out
+    unit = tmp_path / "etc/systemd/system/voxbox.service"
+    assert unit.read_text() == UNIT.read_text()
+    assert 'profile = "respeaker-2mic-hat"' in (tmp_path / "etc/voxbox/voxbox.toml").read_text()
+    assert oct((tmp_path / "etc/voxbox/voxbox.env").stat().st_mode & 0o777) == "0o600"
+    assert (tmp_path / "opt/voxbox/device/cli.py").is_file()
+    # What it would do to the machine: compiler and headers, the four groups, the WM8960 mixer, the service.
+    apt = next(line for line in out.splitlines() if line.startswith("would run: apt-get install"))
+    assert {"gcc", "python3-dev", "portaudio19-dev", "libasound2-dev"} <= set(apt.split())
+    assert re.search(r"would run: (useradd|usermod) .*--?[Gg]\w* gpio\\?,spi\\?,i2c\\?,audio", out), out
+    assert "would run: amixer -q -c wm8960soundcard sset Left\\ Input\\ Mixer\\ Boost on" in out
+    assert "would run: alsactl store wm8960soundcard" in out
+    assert "would run: systemctl enable voxbox.service" in out
+    assert "lgpio" in out  # python3-lgpio from apt on Pi OS, else lgpio from PyPI
+
+
+def test_install_dry_run_on_an_older_boot_layout_and_an_overlay_not_in_the_kernel(tmp_path):
+    config_txt = _pi_root(tmp_path, "boot")  # before Bookworm: /boot/config.txt
+    out = _dry_install(tmp_path, "--profile", "respeaker-2mic-hat-v2", "--no-start")
+    lines = config_txt.read_text().splitlines()
+    assert "dtoverlay=respeaker-2mic-v2_0" in lines and "dtparam=spi=on" in lines
+    assert "respeaker-2mic-v2_0.dtbo is not installed" in out and "seeed-linux-dtoverlays" in out
+
+
+def test_install_dry_run_without_apa102_leaves_spi_alone_and_starts_without_blocking(tmp_path):
+    config_txt = _pi_root(tmp_path)
+    out = _dry_install(tmp_path, "--profile", "generic-usb")
+    assert "dtparam=spi=on" not in config_txt.read_text()
+    assert "would run: systemctl restart --no-block voxbox.service" in out  # the daemon may wait for its card

@@ -34,7 +34,11 @@ FRAME = RATE // 100  # 10 ms
 ENV_DECIM = 16  # envelope: one value per 1 ms
 ENV_PER_FRAME = FRAME // ENV_DECIM
 
-NOT_INSTALLED = "aec.enabled: livekit is not installed (pip install 'voxbox[hw]')"
+NOT_INSTALLED = "aec.enabled: livekit is not installed (pip install livekit, or set aec.enabled = false)"
+# A livekit built from its source archive (what pip does where no wheel exists) lacks liblivekit_ffi:
+# it imports, then the first AudioProcessingModule raises ImportError (livekit/rtc/_ffi_client.py).
+NO_NATIVE_LIB = ("aec.enabled: livekit cannot load its native library ({why}); install livekit from a "
+                 "wheel (Linux x86-64/aarch64, 64-bit only) or set aec.enabled = false")
 
 
 def _rtc() -> Any:
@@ -152,9 +156,13 @@ class WebRtcAec:
         s = settings or AecSettings()
         rtc = _rtc()
         self.settings = s
-        self._apm = rtc.AudioProcessingModule(
-            echo_cancellation=True, noise_suppression=s.noise_suppression,
-            high_pass_filter=s.high_pass, auto_gain_control=s.auto_gain)
+        try:
+            self._apm = rtc.AudioProcessingModule(
+                echo_cancellation=True, noise_suppression=s.noise_suppression,
+                high_pass_filter=s.high_pass, auto_gain_control=s.auto_gain)
+        except (ImportError, OSError) as exc:
+            why = (str(exc).splitlines() or [type(exc).__name__])[0]  # livekit's message has 3 lines
+            raise ConfigError(NO_NATIVE_LIB.format(why=why)) from None
         # One buffer per direction, wrapped once by an AudioFrame and viewed by numpy.
         self._near_buf = bytearray(FRAME * 2)
         self._far_buf = bytearray(FRAME * 2)
@@ -256,7 +264,10 @@ _SILENT = np.zeros(0, dtype=np.int16)
 
 
 def build_aec(settings: AecSettings) -> WebRtcAec | None:
-    """The echo canceller the settings ask for; None when disabled. ConfigError when livekit is missing."""
+    """The echo canceller the settings ask for; None when disabled.
+
+    ConfigError (one line) when livekit is missing or cannot load its native library.
+    """
     if not settings.enabled:
         return None
     if settings.stream_delay_ms < -1:

@@ -67,9 +67,11 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
     if settings.audio.channels:
         bad = [c for c in settings.audio.channels if c >= mic.shape[1]]
         if bad:
-            raise ConfigError(f"config audio.channels: channel {bad[0]} does not exist in {opts.mic} ({mic.shape[1]} ch)")
+            raise ConfigError(f"config audio.channels: channel {bad[0]} does not exist in {opts.mic} "
+                              f"({mic.shape[1]} ch)")
     wake = build_wake_detector(settings.wake)
     vad = build_vad(settings.vad)
+    aec = build_aec(settings.aec)  # before the server starts: a config error stops here, in one line
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic, rate, player, speed=opts.speed, echo_gain=opts.echo_gain,
                    echo_delay_ms=opts.echo_delay_ms, room_ir=room_response(rate) if opts.room else None)
@@ -87,7 +89,7 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
     else:
         api_key = cfg.api_key(settings)
     agent = Agent(settings, sim, timeline, wake=wake, vad=vad, link=realtime_link(settings, url, api_key),
-                  aec=build_aec(settings.aec), presses=opts.presses)
+                  aec=aec, presses=opts.presses)
     sim.keep_going = agent.keep_going
     try:
         connect = asyncio.create_task(agent.link.wait_connected(opts.connect_timeout_s))

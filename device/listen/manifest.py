@@ -16,9 +16,10 @@ of its input and output tensors. Fields:
   sliding_window  probabilities averaged before thresholding (microWakeWord; default 1)
   source, license, commercial_use   provenance; models/README.md summarises the builtins
 
-Builtin manifests live in the repo's models/ (or $VOXBOX_MODELS_DIR); a user drops
-my_word.tflite + my_word.json there and names "my_word" in wake.words, or lists
-the .json (or a .tflite with a .json beside it) in wake.models.
+Builtin manifests are package data (device/resources.py: the repo's models/, copied
+into the wheel), so an installed voxbox finds them from any working directory;
+$VOXBOX_MODELS_DIR replaces them. A user drops my_word.tflite + my_word.json there
+and names "my_word" in wake.words, or lists the .json (or a .tflite with a .json beside it) in wake.models.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from device.errors import ModelError
+from device.resources import package_data
 
 ENGINES = ("openwakeword", "microwakeword")
 ENV_MODELS_DIR = "VOXBOX_MODELS_DIR"
-_REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
@@ -63,9 +64,9 @@ class ModelManifest:
 
 
 def models_dir() -> Path:
-    """$VOXBOX_MODELS_DIR, else the repo's models/ directory."""
+    """$VOXBOX_MODELS_DIR, else the manifests shipped with the package (the repo's models/)."""
     env = os.environ.get(ENV_MODELS_DIR, "").strip()
-    return Path(env).expanduser() if env else _REPO_MODELS
+    return Path(env).expanduser() if env else package_data("models")
 
 
 def package_dir(package: str) -> Path:

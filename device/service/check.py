@@ -1,6 +1,8 @@
 """`voxbox check`: is this machine ready to run the daemon? Says what is wrong, one line each.
 
 Checks: config (already loaded by then), wake-word and VAD models, audio devices,
+the sound stack (ALSA direct or a sound server, and the profile's card: soundstack.py),
+the card's mixer controls against the profile's (mixer.py),
 GPIO, the API key, and the realtime server (a real WebSocket handshake up to
 `session.created`). Exit 0 when everything needed passes, 1 otherwise.
 """
@@ -54,6 +56,29 @@ def check_audio(settings: cfg.Settings) -> str:
             f"speaker: {out.name!r}")
 
 
+def check_sound(settings: cfg.Settings) -> str:
+    from device.service import hw, soundstack
+
+    cards: list[str] = []
+    overlays: tuple[str, ...] = ()
+    if settings.profile:
+        prof = hw.load_profile(settings.profile)
+        cards, overlays = [prof.alsa_capture, prof.alsa_playback], prof.overlays
+    return soundstack.advice(soundstack.probe(), settings.audio.input_device, settings.audio.output_device,
+                             cards, overlays)
+
+
+def check_mixer(settings: cfg.Settings) -> str:
+    if not settings.profile:
+        return "no hardware profile: nothing to compare"
+    from device.service import hw, mixer
+
+    prof = hw.load_profile(settings.profile)
+    if not prof.mixer:
+        return "the profile sets no mixer controls"
+    return mixer.describe(prof.alsa_capture, prof.mixer, mixer.alsa_reader(prof.alsa_capture))
+
+
 def check_gpio(settings: cfg.Settings) -> str:
     if not settings.gpio.enabled or (settings.gpio.led_driver == "none" and settings.gpio.button_pin < 0):
         return "no GPIO configured"
@@ -65,8 +90,9 @@ def check_gpio(settings: cfg.Settings) -> str:
         close()
     if buttons is not None and hasattr(buttons, "close"):
         buttons.close()
-    button = f"button: GPIO{settings.gpio.button_pin}" if settings.gpio.button_pin >= 0 else "no button"
-    return f"LEDs: {settings.gpio.led_driver}; {button}"
+    if settings.gpio.button_pin < 0:
+        return f"LEDs: {settings.gpio.led_driver}; no button"
+    return f"LEDs: {settings.gpio.led_driver}; button: GPIO{settings.gpio.button_pin}"
 
 
 def check_appliance(settings: cfg.Settings) -> str:
@@ -129,6 +155,8 @@ def run_checks(settings: cfg.Settings, print_fn: Callable[[str], None] = print) 
         Result("config", True, settings.source),
         _try("models", lambda: check_models(settings)),
         _try("audio", lambda: check_audio(settings)),
+        _try("sound", lambda: check_sound(settings), required=False),
+        _try("mixer", lambda: check_mixer(settings), required=False),
         _try("gpio", lambda: check_gpio(settings), required=False),
         _try("appliance", lambda: check_appliance(settings), required=False),
         _try("api key", lambda: check_key(settings)),

@@ -1,6 +1,9 @@
 """Hardware profiles: hw/*.toml, each a partial voxbox config plus a [profile] table.
 
-    [profile]   name, description, alsa_capture, alsa_playback, wiring   (all strings)
+    [profile]   name, description, alsa_capture, alsa_playback, wiring   (all strings;
+                alsa_* are ALSA card ids as in /proc/asound/cards, e.g. "wm8960soundcard")
+                overlays   config.txt lines the board needs (dtoverlay=...; optional list)
+                mixer      "CONTROL=VALUE" amixer settings the card needs (optional list)
     [audio] [aec] [gpio] ...   the same sections and keys as device/config.py
 
 A profile is named by its file stem (`respeaker-2mic-hat`) or given as a path.
@@ -25,8 +28,10 @@ else:  # pragma: no cover
 from device import config
 from device.config import Settings
 from device.errors import ConfigError
+from device.resources import package_data
 
 PROFILE_KEYS = ("name", "description", "alsa_capture", "alsa_playback", "wiring")
+LIST_KEYS = ("overlays", "mixer")  # optional lists of strings
 # Sections a profile may set: hardware only (no realtime URL or keys in a profile).
 SECTIONS = ("audio", "aec", "gpio", "vad", "wake")
 
@@ -40,6 +45,12 @@ class HwProfile:
     wiring: str
     path: Path
     settings: dict[str, dict[str, Any]]  # section -> {key: value}, as in the TOML
+    overlays: tuple[str, ...] = ()  # config.txt lines: "dtoverlay=wm8960-soundcard"
+    mixer: tuple[tuple[str, str], ...] = ()  # (control, value): amixer -c CARD sset CONTROL VALUE
+
+    def amixer_commands(self) -> list[str]:
+        """The shell commands that set this profile's mixer controls on its capture card."""
+        return [f"amixer -c {self.alsa_capture} sset '{c}' {v}" for c, v in self.mixer]
 
     def apply(self, settings: Settings) -> Settings:
         """Set this profile's values on `settings` (in place) and return it."""
@@ -48,17 +59,21 @@ class HwProfile:
 
 
 def profile_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
-    """Where profiles are looked for: $VOXBOX_HW_DIR, /etc/voxbox/hw, then the hw/ of this source tree."""
+    """Where profiles are looked for: $VOXBOX_HW_DIR, /etc/voxbox/hw, then the ones shipped with the package.
+
+    The shipped ones are package data (device/resources.py: the repo's top-level hw/, copied
+    into the wheel), so an installed wheel has them too.
+    """
     env = os.environ if env is None else env
     dirs = [Path(env["VOXBOX_HW_DIR"])] if env.get("VOXBOX_HW_DIR") else []
-    return dirs + [Path("/etc/voxbox/hw"), Path(__file__).resolve().parents[2] / "hw"]
+    return dirs + [Path("/etc/voxbox/hw"), package_data("hw")]
 
 
 def list_profiles(env: Mapping[str, str] | None = None) -> list[str]:
     """Names of the profiles found, first directory winning."""
     names: dict[str, None] = {}
     for d in profile_dirs(env):
-        for p in sorted(d.glob("*.toml")) if d.is_dir() else []:
+        for p in sorted(d.glob("*.toml"), key=lambda f: f.stem) if d.is_dir() else []:  # by name, not file name
             names.setdefault(p.stem, None)
     return list(names)
 
@@ -94,9 +109,20 @@ def load_profile(name_or_path: str | Path, env: Mapping[str, str] | None = None)
     for key in PROFILE_KEYS:
         if not isinstance(meta.get(key), str):
             raise ConfigError(f"hardware profile {path}: profile.{key} must be a string")
-    extra = sorted(set(meta) - set(PROFILE_KEYS))
+    extra = sorted(set(meta) - set(PROFILE_KEYS) - set(LIST_KEYS))
     if extra:
-        raise ConfigError(f"hardware profile {path}: profile.{extra[0]}: unknown key (known: {', '.join(PROFILE_KEYS)})")
+        raise ConfigError(f"hardware profile {path}: profile.{extra[0]}: unknown key "
+                          f"(known: {', '.join(PROFILE_KEYS + LIST_KEYS)})")
+    for key in LIST_KEYS:
+        value = meta.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ConfigError(f"hardware profile {path}: profile.{key} must be a list of strings")
+    mixer = []
+    for entry in meta.get("mixer", []):
+        control, eq, value = entry.partition("=")
+        if not eq or not control.strip() or not value.strip():
+            raise ConfigError(f"hardware profile {path}: profile.mixer entry {entry!r}: expected 'CONTROL=VALUE'")
+        mixer.append((control.strip(), value.strip()))
     for section, values in data.items():
         if section not in SECTIONS or not isinstance(values, dict):
             raise ConfigError(f"hardware profile {path}: [{section}] is not a hardware section "
@@ -107,7 +133,7 @@ def load_profile(name_or_path: str | Path, env: Mapping[str, str] | None = None)
         raise ConfigError(f"hardware profile {path}: {exc}") from None
     return HwProfile(name=meta["name"], description=meta["description"], alsa_capture=meta["alsa_capture"],
                      alsa_playback=meta["alsa_playback"], wiring=meta["wiring"].strip(), path=path,
-                     settings=data)
+                     settings=data, overlays=tuple(meta.get("overlays", [])), mixer=tuple(mixer))
 
 
 def _applied(data: dict[str, Any]) -> Settings:
@@ -130,5 +156,7 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 
 def describe(p: HwProfile) -> str:
     """A few lines for `voxbox check` and the README."""
-    head = [f"{p.name}: {p.description}", f"  capture {p.alsa_capture!r}, playback {p.alsa_playback!r}"]
+    head = [f"{p.name}: {p.description}", f"  ALSA card: capture {p.alsa_capture!r}, playback {p.alsa_playback!r}"]
+    if p.overlays:
+        head.append(f"  config.txt: {'; '.join(p.overlays)}")
     return "\n".join(head + [f"  {line}" for line in p.wiring.splitlines()])

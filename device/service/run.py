@@ -1,10 +1,12 @@
 """`voxbox run`: the daemon on real hardware (PyAudio, gpiozero) under systemd.
 
-Start-up order: models (fail fast on a bad config), GPIO (optional: a machine
-without it still talks), the sound card (retried with backoff while missing),
-then the agent. READY=1 goes to systemd once the audio is open and the first
-connection attempt has been made; the watchdog is fed from the audio loop, so a
-stuck audio path gets the service restarted.
+Start-up order: models (fail fast on a bad config: exit 2, which the unit's
+RestartPreventExitStatus=2 does not restart), GPIO (optional: a machine without
+it still talks), the sound card (retried with backoff while missing, the start
+timeout extended with EXTEND_TIMEOUT_USEC meanwhile), then the agent. READY=1
+goes to systemd once the audio is open and the first connection attempt has
+been made; the watchdog is fed from the audio loop, so a stuck audio path gets
+the service restarted.
 """
 
 from __future__ import annotations
@@ -40,10 +42,18 @@ def _gpio(settings: cfg.Settings) -> tuple[Any, Any]:
         return None, None
 
 
-async def _open_audio(settings: cfg.Settings, player: Player, indicator: Any) -> Any:
+# While the sound card is missing (a USB card not enumerated yet, a HAT whose overlay is not loaded,
+# a device name that matches nothing), the start is stretched by this much on every retry: systemd
+# shows "activating" with the reason in STATUS= instead of killing the daemon at TimeoutStartSec=
+# and restarting it every ~90 s. More than the longest retry sleep, so it never runs out between two.
+EXTEND_WAIT_S = 30.0
+MAX_RETRY_S = 10.0
+
+
+async def _open_audio(settings: cfg.Settings, player: Player, indicator: Any, delay: float = 0.5) -> Any:
+    """The PyAudio port, retried with backoff (delay doubling up to MAX_RETRY_S) while the card is missing."""
     from device.audio.pyaudio_port import PyAudioPort
 
-    delay = 0.5
     warned = ""
     while True:
         try:
@@ -52,11 +62,11 @@ async def _open_audio(settings: cfg.Settings, player: Player, indicator: Any) ->
             if str(exc) != warned:  # one line per distinct problem, not one per retry
                 log.error("%s (retrying)", exc)
                 warned = str(exc)
-            service.status(f"waiting for audio: {exc}")
+            service.extend_timeout(EXTEND_WAIT_S, f"waiting for audio: {exc}")
             if indicator is not None:
                 indicator.show("error")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, MAX_RETRY_S)
 
 
 def _volume_buttons(settings: cfg.Settings, agent: Agent, loop: asyncio.AbstractEventLoop) -> VolumeButtons | None:
@@ -91,9 +101,16 @@ async def _run(settings: cfg.Settings) -> int:
     timeline = Timeline(Path(settings.timeline) if settings.timeline else None)
     heartbeat = service.Heartbeat(max_age=5.0)
     watchdog = service.Watchdog(healthy=heartbeat)
-    agent = Agent(settings, port, timeline, wake=wake, vad=vad,
-                  link=realtime_link(settings, settings.realtime.url, key), aec=aec, indicator=indicator,
-                  muted=mute.muted, on_mute_changed=mute.set, on_block=watchdog.frame,
+
+    def mute_changed(muted: bool) -> None:  # the agent's callbacks return nothing; these report whether they acted
+        mute.set(muted)
+
+    def block_done() -> None:
+        watchdog.frame()
+
+    link = realtime_link(settings, settings.realtime.url, key)
+    agent = Agent(settings, port, timeline, wake=wake, vad=vad, link=link, aec=aec, indicator=indicator,
+                  muted=mute.muted, on_mute_changed=mute_changed, on_block=block_done,
                   state_dir=Path(settings.gpio.state_dir))
     if buttons is not None:
         buttons.on_press = lambda: agent.press("press")

@@ -2,6 +2,7 @@
 
     service.ready()                 # READY=1 once audio runs and the link is up (Type=notify)
     service.status("listening")     # STATUS=... shown by `systemctl status`
+    service.extend_timeout(30, "waiting for audio")   # EXTEND_TIMEOUT_USEC: not yet ready, still alive
     wd = service.Watchdog()         # WATCHDOG_USEC/WATCHDOG_PID from systemd (WatchdogSec=)
     wd.frame()                      # the audio loop, each frame: pings at most every interval/2
     service.stopping()              # STOPPING=1
@@ -65,6 +66,16 @@ def ready(status: str | None = None, *, env: Mapping[str, str] | None = None) ->
 
 def status(text: str, *, env: Mapping[str, str] | None = None) -> bool:
     return notify(f"STATUS={_one_line(text)}", env=env)
+
+
+def extend_timeout(seconds: float, status: str | None = None, *, env: Mapping[str, str] | None = None) -> bool:
+    """EXTEND_TIMEOUT_USEC: "give me `seconds` more from now" before READY=1 (sd_notify(3), systemd 236+).
+
+    Sent again before it runs out, it keeps a start that waits for something (a sound card) from
+    hitting TimeoutStartSec= and being killed and restarted in a loop.
+    """
+    fields = [f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}"] + ([f"STATUS={_one_line(status)}"] if status else [])
+    return notify(*fields, env=env)
 
 
 def watchdog_ping(*, env: Mapping[str, str] | None = None) -> bool:
