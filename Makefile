@@ -12,11 +12,12 @@ APT_STAMP := $(VENV)/.stamp-apt
 DEPS_STAMP := $(VENV)/.stamp-deps
 # System packages: PulseAudio + ALSA plugins (the audio test rig), espeak-ng + sox + bc (speech
 # fixtures: scripts/make_fixtures.sh does its sums with bc), systemd (systemd-analyze) and shellcheck
-# (the unit's and install script's tests), and what pip needs where a package has no wheel and
+# (the unit's and install script's tests), nodejs + npm (the npm openai client against `voxbox serve`),
+# openssl (test certificates for wss:), and what pip needs where a package has no wheel and
 # compiles (always PyAudio; on ARM also spidev and friends): gcc, the Python headers, PortAudio's
 # (PyAudio) and ALSA's (pyalsaaudio).
 APT_PACKAGES := portaudio19-dev libasound2-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all \
-                bc systemd shellcheck python3 python3-venv python3-dev gcc libc6-dev
+                bc systemd shellcheck nodejs npm openssl python3 python3-venv python3-dev gcc libc6-dev
 
 .PHONY: demo test test-tflite-runtime setup clean check-system
 
@@ -56,8 +57,11 @@ check-system:
 $(APT_STAMP): | check-system
 	@mkdir -p $(VENV)
 	@missing=""; \
+	provided=$$(dpkg-query -W -f='$${db:Status-Abbrev}$${Provides}\n' 2>/dev/null | sed -n 's/^ii *//p' | tr ',' '\n'); \
 	for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" && continue; \
+	  printf '%s\n' "$$provided" | sed 's/ *(.*//; s/^ *//' | grep -qx "$$p" && continue; \
+	  missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null; then echo "make: missing system packages:$$missing (no apt-get here)" >&2; exit 1; fi; \

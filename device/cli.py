@@ -89,11 +89,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
+    import ssl
 
-    from device.dev.server import serve
+    from device.dev.server import serve, tls_context
+    from device.dev.server_model import load_script
 
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("serve: --tls-cert and --tls-key go together")
+    if args.max_session_s <= 0:
+        raise ConfigError("serve: --max-session-s must be > 0")
+    ctx = None
+    if args.tls_cert:
+        try:
+            ctx = tls_context(args.tls_cert, args.tls_key)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"serve: cannot use {args.tls_cert} / {args.tls_key}: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"serve: cannot read {args.tls_cert} / {args.tls_key}: {exc.strerror or exc}") from None
+    script = load_script(args.script) if args.script else None
     try:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, max_session_s=args.max_session_s, ssl=ctx, script=script))
     except OSError as exc:
         raise VoxboxError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
@@ -190,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("serve", cmd_serve, "the local realtime server (OpenAI Realtime protocol, parrot model)", config=False)
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument("--max-session-s", type=float, default=3600.0, metavar="S",
+                    help="each session's maximum length: then error session_expired and close 1001 (default 3600)")
+    sp.add_argument("--tls-cert", metavar="F", help="PEM certificate: serve wss: (with --tls-key)")
+    sp.add_argument("--tls-key", metavar="F", help="PEM private key of --tls-cert")
+    sp.add_argument("--script", metavar="FILE", help="scripted model (JSON or TOML): per user turn, a tool call "
+                    "and/or what to say; later turns are the parrot's")
 
     sp = add("detect", cmd_detect, "wake-word detection on WAV files (one JSON line per file)")
     sp.add_argument("--wake-word", action="append", default=[], help="builtin wake word (repeatable)")

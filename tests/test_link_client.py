@@ -7,15 +7,15 @@ import contextlib
 import json
 import logging
 import ssl
-import subprocess
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 import pytest
-from test_link_support import TracedServer, check_client_event, check_server_event, turn, wait_for
+from test_link_support import TracedServer, check_client_event, check_server_event, self_signed_cert, turn, wait_for
 from websockets.asyncio.server import ServerConnection, serve
 
 from device.config import RealtimeSettings
@@ -354,18 +354,8 @@ def test_send_never_blocks() -> None:
     asyncio.run(main())
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    key, cert = tmp / "key.pem", tmp / "cert.pem"
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                        "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                       capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("openssl cannot make a test certificate")
-    return key, cert
-
-
 def test_tls_verifies_certificates(tmp_path: Path) -> None:
-    key, cert = _self_signed(tmp_path)
+    key, cert = self_signed_cert(tmp_path)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
 

@@ -12,70 +12,15 @@ import json
 from typing import Any
 
 import numpy as np
-from test_link_support import TracedServer, check_client_event, check_server_event, turn
-from websockets.asyncio.client import ClientConnection, connect
+from test_link_support import AUDIO_TYPES, Peer, run, turn
 
 from device.config import RealtimeSettings
 from device.link import protocol
-
-AUDIO_TYPES = {"response.output_audio.delta"}
-
-
-class Peer:
-    """A raw client: sends validated client events, collects server events."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.events: list[dict[str, Any]] = []
-
-    async def send(self, ev: dict[str, Any], validate: bool = True) -> None:
-        if validate:
-            check_client_event(ev)
-        await self.ws.send(json.dumps(ev))
-
-    async def send_audio(self, pcm: np.ndarray, frame: int = 2400) -> None:
-        for i in range(0, len(pcm), frame):
-            await self.send(protocol.input_audio_append(pcm[i:i + frame].tobytes()))
-
-    async def recv_until(self, type_: str, timeout: float = 15.0) -> dict[str, Any]:
-        async def go() -> dict[str, Any]:
-            while True:
-                ev = json.loads(await self.ws.recv())
-                self.events.append(ev)
-                if ev["type"] == type_:
-                    return ev
-        return await asyncio.wait_for(go(), timeout)
-
-    def types(self, skip_audio: bool = True) -> list[str]:
-        return [e["type"] for e in self.events if not (skip_audio and e["type"] in AUDIO_TYPES)]
-
-    def reply_audio(self) -> bytes:
-        return b"".join(base64.b64decode(e["delta"]) for e in self.events if e["type"] in AUDIO_TYPES)
 
 
 def _is_subsequence(needles: list[str], hay: list[str]) -> bool:
     it = iter(hay)
     return all(n in it for n in needles)
-
-
-async def _session(body, **server_kw: Any) -> TracedServer:
-    server = TracedServer(**server_kw)
-    port = await server.start()
-    try:
-        async with connect(f"ws://127.0.0.1:{port}/v1/realtime?model=parrot") as ws:
-            peer = Peer(ws)
-            first = await peer.recv_until("session.created")
-            assert peer.events == [first]
-            await body(peer)
-    finally:
-        await server.stop()
-    for ev in server.outbound:
-        check_server_event(ev)
-    return server
-
-
-def run(body, **kw: Any) -> TracedServer:
-    return asyncio.run(_session(body, **kw))
 
 
 def test_session_update_is_stored_and_echoed() -> None:

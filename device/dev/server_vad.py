@@ -43,7 +43,8 @@ class ServerVad:
         self._last_speech_end_ms = 0
 
     def configure(self, threshold: float, prefix_padding_ms: int, silence_duration_ms: int) -> None:
-        self.threshold, self.prefix_padding_ms, self.silence_duration_ms = threshold, prefix_padding_ms, silence_duration_ms
+        self.threshold, self.prefix_padding_ms = threshold, prefix_padding_ms
+        self.silence_duration_ms = silence_duration_ms
 
     def reset_turn(self) -> None:
         """Forget the turn in progress (buffer cleared or committed by hand); the model state stays."""
