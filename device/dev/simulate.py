@@ -41,6 +41,7 @@ class SimOptions:
     presses: list[ScheduledPress] = field(default_factory=list)
     speed: float = 1.0
     connect_timeout_s: float = 10.0
+    script: Path | None = None  # the local server's scripted model (voxbox serve --script)
 
 
 def parse_press(text: str) -> ScheduledPress:
@@ -83,7 +84,7 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
         from device.dev.server import RealtimeServer
 
         # Like the real service, replies stream faster than they play, on the simulated clock too.
-        server = RealtimeServer(speed=max(4.0, 4.0 * opts.speed))
+        server = RealtimeServer(speed=max(4.0, 4.0 * opts.speed), script=opts.script)
         port = await server.start("127.0.0.1", 0)
         url = f"ws://127.0.0.1:{port}/v1/realtime?model=parrot"
     else:
@@ -153,20 +154,32 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
 
 DEMO_WAV = Path(__file__).parent / "data" / "demo_scenario.wav"
 DEMO_INFO = Path(__file__).parent / "data" / "demo_scenario.json"
+TIMER_WAV = Path(__file__).parent / "data" / "timer_scenario.wav"
+TIMER_SCRIPT = Path(__file__).parent / "data" / "timer_scenario.toml"
+TIMER_PRESS_S = 11.0  # the user presses the button 3 s into the ring (the timer is due at ~8 s)
+SCENARIOS = ("conversation", "timer")
 
 
 def demo(settings: cfg.Settings, out_dir: Path, speed: float = 1.0,
-         echo: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    if not DEMO_WAV.is_file():
-        raise VoxboxError(f"the demo scenario is missing ({DEMO_WAV}); run scripts/make_demo_scenario.sh")
+         echo: Callable[[dict[str, Any]], None] | None = None, scenario: str = "conversation") -> list[dict[str, Any]]:
+    """A bundled scenario through `simulate`: `conversation` (wake, question, answer, barge-in) or
+    `timer` ("set a timer for three seconds": the scripted model calls set_timer, it rings, a press stops it)."""
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"--scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
+    wav, script, presses = DEMO_WAV, None, []
+    if scenario == "timer":
+        wav, script, presses = TIMER_WAV, TIMER_SCRIPT, [ScheduledPress(TIMER_PRESS_S)]
+    if not wav.is_file() or (script is not None and not script.is_file()):
+        maker = "make_timer_scenario.sh" if scenario == "timer" else "make_demo_scenario.sh"
+        raise VoxboxError(f"the demo scenario is missing ({wav}); run scripts/{maker}")
     out_dir.mkdir(parents=True, exist_ok=True)
     # A speaker beside the mic array: the reply leaks back (30 ms, half level, a small room),
     # so the demo shows barge-in through the echo canceller, not in an anechoic dream.
-    opts = SimOptions(mic=DEMO_WAV, speaker_out=out_dir / "speaker.wav", timeline=out_dir / "timeline.jsonl",
+    opts = SimOptions(mic=wav, speaker_out=out_dir / "speaker.wav", timeline=out_dir / "timeline.jsonl",
                       plot=out_dir / "timeline.png", mic_out=out_dir / "mic.wav", speed=speed,
-                      echo_gain=0.5, echo_delay_ms=30.0, room=True)
+                      echo_gain=0.5, echo_delay_ms=30.0, room=True, script=script, presses=presses)
     records = simulate(settings, opts, echo=echo)
-    if DEMO_INFO.is_file():
+    if scenario == "conversation" and DEMO_INFO.is_file():
         info = json.loads(DEMO_INFO.read_text())
         (out_dir / "scenario.json").write_text(json.dumps(info, indent=2))
     return records
