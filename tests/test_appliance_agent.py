@@ -258,3 +258,24 @@ def test_earcons_and_the_ring_under_echo_neither_barge_in_nor_stop_themselves(fi
     assert {e["name"] for e in rig.events("earcon")} >= {"wake", "done", "timer"}
     assert rig.events("barge_in") == [] and rig.events("wake") == []
     assert [x["action"] for x in rig.events("timer")] == ["set", "ring"]  # still ringing at the end
+
+
+def test_speech_over_a_ring_during_a_reply_stops_the_ring_not_the_reply(fixtures_dir: Path):
+    speech, _ = wavio.read_wav(fixtures_dir / "negative_0.wav")  # speech 1.00-2.52 s in the file
+    mic = np.concatenate([quiet(1.0), speech[:, 0], quiet(2.0)])  # the user talks from 2.0 s
+    rig = Rig(mic, no_sounds_but_the_timer())
+    t = np.arange(int(5.0 * SPK)) / SPK
+    reply = (np.sin(2 * np.pi * 330 * t) * 6000).astype("<i2").tobytes()
+
+    def turn() -> None:
+        rig.ask("c1", "set_timer", {"duration_s": 1.0})  # rings at 1.1 s, over the reply
+        rig.link.deliver("response.created", response={"id": "r2"})
+        for i in range(0, len(reply), 4800):
+            rig.link.deliver("response.output_audio.delta", audio=reply[i:i + 4800], response_id="r2", item_id="i2")
+
+    rig.run({10: turn})
+    stops = [x for x in rig.events("timer") if x["action"] == "stop"]
+    assert [x["reason"] for x in stops] == ["speech"] and 2.0 <= stops[0]["t"] <= 2.6
+    assert rig.events("barge_in") == []
+    assert not [r for r in rig.events("playback_stop") if r["reason"] != "done"]
+    assert rig.player.played_ms("i2") >= 3000  # the reply went on past the user's "stop"

@@ -264,10 +264,11 @@ class Agent:
             self.log(kind, source="local_vad", onset=round(onset, 3))
             start = ev.kind == "start"
             self.appliance.duck(start)
+            masked = self._masked()  # before the ring stops: speech over a ring stops the ring, nothing more
             if start and self.appliance.ringing:
                 self.appliance.stop_ring(self.now, "speech")
-            if start and self.machine.phase == "speaking" and self._masked():
-                continue  # an earcon of ours in the mic: no barge-in
+            if start and self.machine.phase == "speaking" and masked:
+                continue  # our own sound in the mic, or the "stop" for a ring: no barge-in
             cls = cv.SpeechStart if start else cv.SpeechEnd
             self._apply(self.machine.handle(cls(self.now, "local_vad")))
 
