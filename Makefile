@@ -1,6 +1,7 @@
 # voxbox — `make demo` and `make test` set everything up on a fresh Debian (as root) and run.
 #   make demo     apt packages, .venv, pip install -e '.[hw,plot,test]', then `voxbox demo`
-#   make test     the same set-up, then `pytest -q`
+#   make test     the same set-up, then the lint and type gate (make lint), then `pytest -q`
+#   make lint     ruff check device tests, and mypy (both configured in pyproject.toml)
 #   make setup    only the set-up;   make clean   remove .venv and generated files
 # Set-up runs once: stamp files in .venv/ make later runs skip it (edit pyproject.toml to redo pip).
 
@@ -19,13 +20,18 @@ DEPS_STAMP := $(VENV)/.stamp-deps
 APT_PACKAGES := portaudio19-dev libasound2-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all \
                 bc systemd shellcheck nodejs npm openssl python3 python3-venv python3-dev gcc libc6-dev
 
-.PHONY: demo test test-tflite-runtime setup clean check-system
+.PHONY: demo test lint test-tflite-runtime setup clean check-system
 
 demo: $(DEPS_STAMP)
 	$(VENV)/bin/voxbox demo
 
+# The gate first: zero ruff findings and zero mypy errors, or no tests are run.
+lint: $(DEPS_STAMP)
+	$(VENV)/bin/ruff check device tests
+	$(VENV)/bin/mypy
+
 # pytest's exit 5 (no test collected) is a failure, said in words.
-test: $(DEPS_STAMP)
+test: $(DEPS_STAMP) lint
 	@$(VENV)/bin/python -m pytest -q || { rc=$$?; [ $$rc -ne 5 ] || echo "make: pytest collected no test" >&2; exit $$rc; }
 
 # The listening tests again on tflite-runtime (what Raspberry Pi OS Bookworm's Python 3.11 gets):

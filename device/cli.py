@@ -1,4 +1,4 @@
-"""The command line (contract in DESIGN.md): `voxbox` == `python -m device`.
+"""The command line (a contract checked from outside the repo): `voxbox` == `python -m device`.
 
 Exit codes: 0 success, 2 bad usage or config (one line on stderr), 1 runtime failure.
 Heavy imports happen inside each command so `voxbox --help` stays instant.
@@ -26,10 +26,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Any:
+    """The settings (file, environment, then the command line's `overrides`), validated as one."""
     from device.service.hw import load_settings
 
-    return load_settings(getattr(args, "config", None))
+    return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
 def _print_jsonl(objs: Any) -> int:
@@ -46,7 +47,8 @@ def _print_jsonl(objs: Any) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from device.dev.simulate import SimOptions, parse_press, simulate
 
-    settings = _settings(args)
+    # --url is this run's realtime.url: checked like one (the default is a local server).
+    settings = _settings(args, {"realtime": {"url": args.url}} if args.url else None)
     opts = SimOptions(mic=Path(args.mic), url=args.url, speaker_out=_path(args.speaker_out),
                       timeline=_path(args.timeline), plot=_path(args.plot), mic_out=_path(args.mic_out),
                       echo_gain=args.echo_gain,
@@ -125,21 +127,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from device.listen.commands import detect_files
 
-    settings = _settings(args)
+    wake: dict[str, Any] = {}
     if args.wake_word or args.model:
-        settings.wake.words = list(args.wake_word)
-        settings.wake.models = list(args.model)
+        wake.update(words=list(args.wake_word), models=list(args.model))
     if args.threshold is not None:
-        settings.wake.threshold = args.threshold
+        wake["threshold"] = args.threshold
+    settings = _settings(args, {"wake": wake})
     return _print_jsonl(detect_files(args.files, settings))
 
 
 def cmd_vad(args: argparse.Namespace) -> int:
     from device.listen.commands import vad_files
 
-    settings = _settings(args)
-    if args.engine:
-        settings.vad.engine = args.engine
+    settings = _settings(args, {"vad": {"engine": args.engine}} if args.engine else None)
     return _print_jsonl(vad_files(args.files, settings))
 
 

@@ -1,9 +1,12 @@
-"""Typed settings from a TOML file plus environment overrides.
+"""Typed settings from a TOML file plus environment and command-line overrides.
 
 Every setting has a default, so an empty file (or none) is a valid config.
 A wrong key or value raises ConfigError naming the key and what is wrong.
 Environment: VOXBOX_<SECTION>_<KEY>=value overrides the file (e.g.
-VOXBOX_REALTIME_URL). The API key comes only from OPENAI_API_KEY or from the
+VOXBOX_REALTIME_URL); a command line's options override both and go through the
+same checks (`load(..., overrides=...)`). Settings are frozen once loaded:
+a changed setting is a new Settings (`dataclasses.replace`, `apply_values`).
+The API key comes only from OPENAI_API_KEY or from the
 file named by realtime.api_key_file, never from the TOML itself.
 """
 
@@ -15,7 +18,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,8 +29,20 @@ from device.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/voxbox/voxbox.toml")
 
+# The choices of the settings below: a value outside them is a ConfigError (validate() reads the
+# allowed values from these types, so they are written down once).
+WakeEngine = Literal["openwakeword", "microwakeword"]
+VadEngine = Literal["silero", "micro"]
+BargeInMode = Literal["local", "server", "both", "off"]
+TurnDetection = Literal["server_vad", "semantic_vad", "none"]
+Eagerness = Literal["low", "medium", "high", "auto"]
+LedDriver = Literal["none", "leds", "rgb", "apa102"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+NoiseReduction = Literal["far_field", "near_field", "off"]
+ToolChoice = Literal["auto", "none", "required"]
 
-@dataclass
+
+@dataclass(frozen=True)
 class AudioSettings:
     input_device: str = ""  # substring of the device name, or an index; "" = system default
     output_device: str = ""
@@ -41,19 +56,19 @@ class AudioSettings:
     output_buffer_ms: int = 20
 
 
-@dataclass
+@dataclass(frozen=True)
 class WakeSettings:
     words: list[str] = field(default_factory=lambda: ["hey_jarvis"])
     models: list[str] = field(default_factory=list)  # custom .tflite or manifest .json paths
-    engine: str = "openwakeword"  # openwakeword | microwakeword
+    engine: WakeEngine = "openwakeword"
     threshold: float = 0.0  # 0 = each model's own (its manifest); else overrides all models
     trigger_level: int = 0  # consecutive frames above threshold; 0 = each model's own
     refractory_s: float = 2.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class VadSettings:
-    engine: str = "silero"  # silero | micro
+    engine: VadEngine = "silero"
     threshold: float = 0.5
     min_speech_ms: int = 90
     min_silence_ms: int = 500
@@ -76,7 +91,7 @@ class VadSettings:
     dtd_frames: int = 3
 
 
-@dataclass
+@dataclass(frozen=True)
 class AecSettings:
     enabled: bool = True
     noise_suppression: bool = False
@@ -85,30 +100,31 @@ class AecSettings:
     stream_delay_ms: int = -1  # -1 = estimate
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConversationSettings:
     follow_up_s: float = 6.0  # listening window after a reply before going idle
     first_turn_s: float = 8.0  # after the wake word: time allowed to start speaking
-    barge_in: str = "local"  # local | server | both | off
+    barge_in: BargeInMode = "local"
     preroll_ms: int = 300  # audio kept before a barge-in and sent with it
     # Two-stage barge-in: a suspicion (vad.suspect_threshold) pauses the reply at once; local VAD
     # speech within confirm_ms makes it a barge-in, else the reply resumes. 0 = no pause stage.
     confirm_ms: int = 300
-    max_turn_s: float = 30.0
+    max_turn_s: float = 30.0  # a user turn talked without a pause this long is closed (committed)
+    thinking_timeout_s: float = 20.0  # no answer this long after the turn closed: listen again
 
 
-@dataclass
+@dataclass(frozen=True)
 class RealtimeSettings:
     url: str = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
     api_key_file: str = ""
     instructions: str = "You are a helpful voice assistant on a smart speaker. Answer briefly."
     voice: str = "marin"
-    turn_detection: str = "server_vad"  # server_vad | semantic_vad | none
+    turn_detection: TurnDetection = "server_vad"
     vad_threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     idle_timeout_ms: int = 0  # 0 = not sent
-    eagerness: str = "auto"
+    eagerness: Eagerness = "auto"
     ca_file: str = ""
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
@@ -120,13 +136,13 @@ class RealtimeSettings:
     transcription_model: str = "gpt-4o-mini-transcribe"
     transcription_language: str = ""
     # audio.input.noise_reduction: a speaker on a shelf hears the room, so far_field.
-    noise_reduction: str = "far_field"  # far_field | near_field | off
+    noise_reduction: NoiseReduction = "far_field"
 
 
 TOOL_NAMES = ("set_timer", "cancel_timer", "list_timers", "set_alarm", "set_volume", "stop", "get_time")
 
 
-@dataclass
+@dataclass(frozen=True)
 class McpServerSettings:
     """One `[[tools.mcp]]` entry: a remote MCP server the model may call (session.tools type "mcp")."""
 
@@ -134,23 +150,23 @@ class McpServerSettings:
     server_url: str = ""
     allowed_tools: list[str] = field(default_factory=list)  # [] = all the server offers
     require_approval: str = "never"  # never | always (the device cannot ask the user to approve)
-    # Name of the environment variable (e.g. from /etc/voxbox/environment) holding the token:
+    # Name of the environment variable (e.g. from /etc/voxbox/voxbox.env) holding the token:
     # the token itself never appears in the config or the log.
     authorization_env: str = ""
     description: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ToolsSettings:
     enabled: list[str] = field(default_factory=lambda: list(TOOL_NAMES))  # the device's function tools
-    tool_choice: str = "auto"  # auto | none | required
+    tool_choice: ToolChoice = "auto"
     timer_max_s: float = 86400.0  # longer timers are refused (the model says why)
     ring_max_s: float = 900.0  # a ringing timer stops by itself after this long
     max_timers: int = 20
     mcp: list[McpServerSettings] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SoundsSettings:
     """Earcons, each on or off; `level` is their loudness (0-1 of full scale, before the volume)."""
 
@@ -163,7 +179,7 @@ class SoundsSettings:
     level: float = 0.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class VolumeSettings:
     # 0-100 at first start; afterwards the stored level (state_dir) wins. 100 = the software gain
     # is unity: the reply plays as the model sent it (and the echo canceller's tuning holds).
@@ -176,17 +192,17 @@ class VolumeSettings:
     duck_db: float = -15.0  # the reply and the ring play this much quieter while the user talks
 
 
-@dataclass
+@dataclass(frozen=True)
 class PrivacySettings:
     # The user's and the assistant's words in the journal (log lines) and as `text` of timeline
     # `transcript` events. Off: the events keep role and length, never the words.
     transcripts_in_journal: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class GpioSettings:
     enabled: bool = True
-    led_driver: str = "none"  # none | leds | rgb | apa102
+    led_driver: LedDriver = "none"
     led_pins: list[int] = field(default_factory=list)
     apa102_count: int = 0
     brightness: float = 0.3
@@ -195,7 +211,7 @@ class GpioSettings:
     state_dir: str = "/var/lib/voxbox"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     wake: WakeSettings = field(default_factory=WakeSettings)
@@ -209,22 +225,9 @@ class Settings:
     volume: VolumeSettings = field(default_factory=VolumeSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     profile: str = ""  # hardware profile name or path (hw/*.toml)
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     timeline: str = ""  # `voxbox run`: also write the timeline (JSON Lines) here
     source: str = "defaults"  # where these settings came from, for messages
-
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "wake.engine": ("openwakeword", "microwakeword"),
-    "vad.engine": ("silero", "micro"),
-    "conversation.barge_in": ("local", "server", "both", "off"),
-    "realtime.turn_detection": ("server_vad", "semantic_vad", "none"),
-    "realtime.eagerness": ("low", "medium", "high", "auto"),
-    "gpio.led_driver": ("none", "leds", "rgb", "apa102"),
-    "realtime.noise_reduction": ("far_field", "near_field", "off"),
-    "tools.tool_choice": ("auto", "none", "required"),
-    "log_level": ("debug", "info", "warning", "error"),
-}
 
 
 def _coerce(key: str, value: Any, typ: Any) -> Any:
@@ -235,12 +238,7 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if dataclasses.is_dataclass(inner):  # an array of tables, e.g. [[tools.mcp]]
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise ConfigError(f"config {key}: expected [[{key}]] tables")
-            items = []
-            for i, v in enumerate(value):
-                item = typing.cast(Any, inner)()
-                apply_values(item, f"{key}[{i}].", v)
-                items.append(item)
-            return items
+            return [apply_values(typing.cast(Any, inner)(), f"{key}[{i}].", v) for i, v in enumerate(value)]
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
@@ -270,6 +268,8 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config {key}: expected a number, got {value!r}")
         return float(value)
+    if origin is Literal:  # a choice: checked by validate(), once every source is applied
+        return _coerce(key, value, str)
     if typ is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
@@ -279,10 +279,29 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     raise AssertionError(f"unhandled type {typ} for {key}")
 
 
-def apply_values(obj: Any, prefix: str, values: dict[str, Any]) -> None:
-    """Set TOML-shaped `values` ({section: {key: value}} or top-level keys) on a settings object."""
+def _check_choice(key: str, value: Any, typ: Any) -> None:
+    choices = typing.get_args(typ)
+    if value not in choices:
+        raise ConfigError(f"config {key}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _choice_fields(obj: Any, prefix: str = "") -> typing.Iterator[tuple[str, Any, Any]]:
+    """(key, value, Literal type) of every setting whose type is a Literal, sections included."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        typ, value = hints[f.name], getattr(obj, f.name)
+        if dataclasses.is_dataclass(typ):
+            yield from _choice_fields(value, f"{prefix}{f.name}.")
+        elif typing.get_origin(typ) is Literal:
+            yield f"{prefix}{f.name}", value, typ
+
+
+def apply_values(obj: Any, prefix: str, values: typing.Mapping[str, Any]) -> Any:
+    """A copy of the settings object `obj` with TOML-shaped `values` ({section: {key: value}} or
+    top-level keys) set on it. ConfigError on an unknown key or a value of the wrong type."""
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
     for k, v in values.items():
         key = f"{prefix}{k}"
         if k not in names or k == "source":
@@ -291,9 +310,10 @@ def apply_values(obj: Any, prefix: str, values: dict[str, Any]) -> None:
         if dataclasses.is_dataclass(typ):
             if not isinstance(v, dict):
                 raise ConfigError(f"config {key}: expected a [{key}] table")
-            apply_values(getattr(obj, k), f"{key}.", v)
+            changes[k] = apply_values(changes.get(k, getattr(obj, k)), f"{key}.", v)
         else:
-            setattr(obj, k, _coerce(key, v, typ))
+            changes[k] = _coerce(key, v, typ)
+    return dataclasses.replace(obj, **changes) if changes else obj
 
 
 def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
@@ -317,14 +337,8 @@ def _env_overrides(env: typing.Mapping[str, str]) -> dict[str, Any]:
 
 def validate(s: Settings) -> None:
     """ConfigError naming the first setting out of range."""
-    for key, choices in _CHOICES.items():
-        obj: Any = s
-        parts = key.split(".")
-        for p in parts[:-1]:
-            obj = getattr(obj, p)
-        value = getattr(obj, parts[-1])
-        if value not in choices:
-            raise ConfigError(f"config {key}: {value!r} is not one of {', '.join(choices)}")
+    for key, value, typ in _choice_fields(s):
+        _check_choice(key, value, typ)
     checks = [
         ("wake.threshold", 0 <= s.wake.threshold < 1, "must be between 0 and 1 (0 = each model's own)"),
         ("vad.threshold", 0 < s.vad.threshold < 1, "must be between 0 and 1"),
@@ -334,6 +348,8 @@ def validate(s: Settings) -> None:
         ("audio.input_rate", s.audio.input_rate == 0 or 8000 <= s.audio.input_rate <= 192000,
          "must be 0 or a rate in Hz"),
         ("conversation.follow_up_s", s.conversation.follow_up_s > 0, "must be positive"),
+        ("conversation.max_turn_s", s.conversation.max_turn_s > 0, "must be positive"),
+        ("conversation.thinking_timeout_s", s.conversation.thinking_timeout_s > 0, "must be positive"),
         ("realtime.offline_buffer_s", s.realtime.offline_buffer_s >= 0, "must not be negative"),
         ("realtime.url", s.realtime.url.startswith(("ws://", "wss://")), "must start with ws:// or wss://"),
         ("gpio.brightness", 0 <= s.gpio.brightness <= 1, "must be between 0 and 1"),
@@ -362,8 +378,9 @@ def validate(s: Settings) -> None:
 
 
 def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = None,
-         base: Settings | None = None) -> Settings:
-    """Load settings: `base` (defaults, or defaults with a hardware profile) ← TOML file ← environment.
+         base: Settings | None = None, overrides: typing.Mapping[str, Any] | None = None) -> Settings:
+    """Load settings: `base` (defaults, or defaults with a hardware profile) ← TOML file ← environment
+    ← `overrides` (the command line's options, TOML-shaped: {"wake": {"threshold": 0.7}}).
     Raises ConfigError."""
     env = os.environ if env is None else env
     settings = base if base is not None else Settings()
@@ -384,9 +401,9 @@ def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = 
         if "api_key" in data.get("realtime", {}):
             raise ConfigError("config realtime.api_key: do not put the key in the config; "
                               "use OPENAI_API_KEY or realtime.api_key_file")
-        apply_values(settings, "", data)
-        settings.source = str(p)
-    apply_values(settings, "", _env_overrides(env))
+        settings = dataclasses.replace(apply_values(settings, "", data), source=str(p))
+    settings = apply_values(settings, "", _env_overrides(env))
+    settings = apply_values(settings, "", overrides or {})
     validate(settings)
     return settings
 

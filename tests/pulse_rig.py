@@ -48,8 +48,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -156,7 +156,7 @@ class PulseRig:
                     os.environ[k] = v
 
     # ---------------------------------------------------------- server
-    def start(self) -> "PulseRig":
+    def start(self) -> PulseRig:
         binary = pulseaudio_binary()
         if binary is None:
             raise PulseRigError("pulseaudio is not installed")
@@ -230,7 +230,7 @@ class PulseRig:
         self.stop_server()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "PulseRig":
+    def __enter__(self) -> PulseRig:
         try:
             return self.start()
         except BaseException:

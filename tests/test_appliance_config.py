@@ -3,6 +3,8 @@ reduction) and what they put into session.update (validated against the openai t
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from test_link_support import check_client_event
 
@@ -117,12 +119,13 @@ def test_check_names_a_missing_mcp_token_and_a_missing_mixer(monkeypatch):
 
     s = cfg.Settings()
     assert "set_timer" in check_appliance(s) and "timer" in check_appliance(s)
-    s.tools.mcp = [cfg.McpServerSettings(label="home", server_url="https://x/mcp", authorization_env="HA_TOKEN_X")]
+    mcp = [cfg.McpServerSettings(label="home", server_url="https://x/mcp", authorization_env="HA_TOKEN_X")]
+    s = dataclasses.replace(s, tools=cfg.ToolsSettings(mcp=mcp))
     monkeypatch.delenv("HA_TOKEN_X", raising=False)
     with pytest.raises(VoxboxError, match="HA_TOKEN_X is not set"):
         check_appliance(s)
     monkeypatch.setenv("HA_TOKEN_X", "s3cret")
     assert "MCP: home" in check_appliance(s) and "s3cret" not in check_appliance(s)
-    s.volume.mixer = "NoSuchControl"
+    s = dataclasses.replace(s, volume=cfg.VolumeSettings(mixer="NoSuchControl"))
     with pytest.raises(VoxboxError, match="volume.mixer 'NoSuchControl'"):
         check_appliance(s)

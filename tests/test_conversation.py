@@ -255,3 +255,27 @@ def test_the_stop_tool_stops_the_reply_and_ends_the_conversation() -> None:
     assert cv.StopPlayback("barge_in") in out and cv.SendTruncate("item_1") in out
     assert cv.SendCancel() in out and m.phase == "idle"
     assert not any(isinstance(a, cv.SendResponseCreate) for a in out)
+
+
+def test_a_turn_talked_without_a_pause_is_closed_after_max_turn_s() -> None:
+    m = machine(max_turn_s=10.0)
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.SpeechStart(2.0, "local_vad"))
+    assert m.handle(cv.Tick(11.9)) == [] and m.phase == "listening"  # still within the limit
+    out = m.handle(cv.Tick(12.0))
+    assert kinds(out)[:2] == ["SendCommit", "SendResponseCreate"] and shown(out) == ["thinking"]
+    # A pause starts the count again: 9 s, a pause, 9 s more is two normal stretches of one turn.
+    m = machine(max_turn_s=10.0)
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.SpeechStart(2.0, "server_vad"))
+    m.handle(cv.SpeechEnd(11.0, "server_vad"))
+    m.handle(cv.SpeechStart(11.5, "server_vad"))
+    assert m.handle(cv.Tick(20.0)) == [] and m.phase == "listening"
+
+
+def test_the_thinking_timeout_is_a_setting() -> None:
+    m = machine(thinking_timeout_s=5.0)
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.Committed(3.0))
+    assert m.handle(cv.Tick(7.9)) == [] and m.phase == "thinking"
+    assert shown(m.handle(cv.Tick(8.0))) == ["listening"]

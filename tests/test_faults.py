@@ -178,7 +178,8 @@ def test_twenty_restarts_during_conversations() -> None:
         assert missing == lost_in_flight, "only audio already on the wire when a server died may be lost"
         med = statistics.median(reconnect_s)
         print(f"20 restarts: reconnect median {med * 1000:.0f} ms, max {max(reconnect_s) * 1000:.0f} ms; "
-              f"{len(missing)} frames lost in flight of {seq - 1}; {[round(r, 3) for r in reconnect_s]} failures {st.connect_failures}")
+              f"{len(missing)} frames lost in flight of {seq - 1}; {[round(r, 3) for r in reconnect_s]} "
+              f"failures {st.connect_failures}")
         assert med <= 1.0, reconnect_s
         for srv in servers:
             validate_all(srv, rec)
@@ -268,7 +269,8 @@ def test_garbage_from_the_server_is_counted_and_the_link_kept() -> None:
         assert rec.log == ["connect"] and rec.client.connected
         assert st.unknown_events == 1
         bad = len(rec.errors)
-        assert bad == len(GARBAGE) - 3 + 1, rec.errors  # all but 3 (unknown type, error event, odd response.done) + big_bad
+        # all but 3 (unknown type, error event, odd response.done) + big_bad
+        assert bad == len(GARBAGE) - 3 + 1, rec.errors
         assert st.errors == bad + 1  # + the server's `error` event
         assert all("\n" not in e and len(e) < 300 for e in rec.errors)
         # the link still works: another turn

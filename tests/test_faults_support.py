@@ -120,7 +120,7 @@ def make_agent(mic: np.ndarray, rate: int, url: str, *, settings: cfg.Settings |
     settings = settings or cfg.Settings()
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic if mic.ndim == 2 else mic.reshape(-1, 1), rate, player, speed=speed)
-    timeline = Timeline(timeline_path)
+    timeline = Timeline(timeline_path, keep=True)
     agent = Agent(settings, sim, timeline, wake=build_wake_detector(settings.wake), vad=build_vad(settings.vad),
                   link=realtime_link(settings, url, None), presses=presses)
     sim.keep_going = agent.keep_going

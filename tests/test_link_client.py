@@ -239,7 +239,8 @@ async def _hand_made_server(handler) -> tuple[Any, int]:
 
 
 def test_malformed_server_events_are_counted_and_the_connection_kept(caplog) -> None:
-    garbage = ["{oops", "[1]", '{"no_type": 1}', '{"type": "response.output_audio.delta", "item_id": "i", "delta": "!!"}',
+    garbage = ["{oops", "[1]", '{"no_type": 1}',
+               '{"type": "response.output_audio.delta", "item_id": "i", "delta": "!!"}',
                '{"type": "input_audio_buffer.speech_started", "item_id": "i", "audio_start_ms": "x"}',
                '{"type": "something.new"}',
                '{"type": "error", "error": {"type": "server_error", "message": "bad day"}}']

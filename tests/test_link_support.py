@@ -26,20 +26,6 @@ from websockets.typing import Subprotocol
 
 from device.dev.server import RealtimeServer
 from device.link import protocol
-from device.listen.wakeword import WakeDetection
-
-
-class NoWake:
-    """A wake detector that never fires: the test opens the conversation itself (cv.Wake)."""
-
-    names: list[str] = []
-
-    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
-        return []
-
-    def reset(self) -> None:
-        pass
-
 
 CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)

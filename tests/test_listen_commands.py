@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from device.config import Settings
+from device.config import Settings, VadSettings
 from device.listen.commands import detect_files, vad_files
 
 
@@ -29,13 +29,12 @@ def test_detect_files_same_result_at_48k_stereo_as_16k_mono(fixtures_dir):
 def test_vad_files(fixtures_dir):
     names = ["two_utterances.wav", "silence.wav", "hey_jarvis_48k_stereo.wav"]
     want = json.loads((fixtures_dir / "fixtures.json").read_text())
-    settings = Settings()
-    settings.vad.padding_ms = 0
+    settings = Settings(vad=VadSettings(padding_ms=0))
     out = list(vad_files([fixtures_dir / n for n in names], settings))
-    for name, o in zip(names, out):
+    for name, o in zip(names, out, strict=True):
         assert o["file"] == str(fixtures_dir / name)
         assert len(o["speech"]) == len(want[name]["speech"])
-        for (s, e), (ws, we) in zip(o["speech"], want[name]["speech"]):
+        for (s, e), (ws, we) in zip(o["speech"], want[name]["speech"], strict=True):
             assert abs(s - ws) < 0.15 and abs(e - we) < 0.15
     json.dumps(out)
 
@@ -57,8 +56,8 @@ def test_cli_exits_2_after_doing_the_readable_files(tmp_path, fixtures_dir):
 
     junk = tmp_path / "junk.wav"
     junk.write_text("not audio")
-    r = subprocess.run([sys.executable, "-m", "device", "detect", str(junk), str(fixtures_dir / "hey_jarvis_en-us.wav")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "device", "detect", str(junk),
+                        str(fixtures_dir / "hey_jarvis_en-us.wav")], capture_output=True, text=True, timeout=120)
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert r.returncode == 2 and len(lines) == 2 and lines[1]["detections"][0]["wake_word"] == "hey_jarvis"
     assert r.stderr.strip().splitlines() == [f"voxbox: {lines[0]['error']}"]

@@ -43,7 +43,7 @@ def test_segments_match_where_sox_put_the_speech(fixtures_dir, speech, engine, n
     got = segments(_run(vad, read_mono(fixtures_dir / name, 16000)))
     want = speech[name]["speech"]
     assert len(got) == len(want), (got, want)
-    for (s, e), (ws, we) in zip(got, want):
+    for (s, e), (ws, we) in zip(got, want, strict=True):
         assert abs(s - ws) <= ONSET_TOL[engine], (engine, got, want)
         assert abs(e - we) <= OFFSET_TOL[engine], (engine, got, want)
 
@@ -53,7 +53,7 @@ def test_padding_widens_segments(fixtures_dir, engine):
     audio = read_mono(fixtures_dir / "two_utterances.wav", 16000)
     bare = segments(_run(build_vad(VadSettings(engine=engine, padding_ms=0)), audio))
     padded = segments(_run(build_vad(VadSettings(engine=engine, padding_ms=200)), audio))
-    for (s0, e0), (s1, e1) in zip(bare, padded):
+    for (s0, e0), (s1, e1) in zip(bare, padded, strict=False):
         assert s1 == pytest.approx(s0 - 0.2, abs=1e-3) and e1 == pytest.approx(e0 + 0.2, abs=1e-3)
 
 

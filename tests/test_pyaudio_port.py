@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -189,7 +189,8 @@ def test_flush_silences_within_30ms(rig: PulseRig, port: PyAudioPort) -> None:
     assert not (rig.speaker_audio()[-SPK // 10:] > 4000).any()  # silent now
 
 
-def test_output_resamples_when_the_device_refuses_the_player_rate(rig: PulseRig, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_output_resamples_when_the_device_refuses_the_player_rate(rig: PulseRig,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     real = pyaudio_port._supported
 
     def no_24k(pa, pyaudio, rate, dev, channels, kind):  # type: ignore[no-untyped-def]

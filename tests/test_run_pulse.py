@@ -88,7 +88,7 @@ def notifications(sock: socket.socket, until: str, timeout: float) -> list[str]:
     while time.monotonic() < end:
         try:
             got.append(sock.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             continue
         if any(until in g for g in got):
             break

@@ -67,14 +67,14 @@ CONTRACT_RECORDS = [
 
 def test_format_record_covers_every_contract_event() -> None:
     lines = [tv.format_record(r) for r in CONTRACT_RECORDS]
-    for rec, line in zip(CONTRACT_RECORDS, lines):
+    for rec, line in zip(CONTRACT_RECORDS, lines, strict=True):
         assert "\n" not in line
         assert f"{rec['t']:.3f}s" in line
         assert rec["event"] in line
     # The event column starts at the same place on every line, and so does the detail.
-    starts = {line.index(rec["event"]) for rec, line in zip(CONTRACT_RECORDS, lines)}
+    starts = {line.index(rec["event"]) for rec, line in zip(CONTRACT_RECORDS, lines, strict=True)}
     assert len(starts) == 1
-    by_event = dict(zip((r["event"] for r in CONTRACT_RECORDS), lines))
+    by_event = dict(zip((r["event"] for r in CONTRACT_RECORDS), lines, strict=True))
     assert re.search(r"wake\s+hey_jarvis \(0\.93\)$", by_event["wake"])
     assert by_event["summary"].endswith("uplink_audio_ms=1700 uplink_bytes=81600 reconnects=1 errors=1")
     truncate = tv.format_record(CONTRACT_RECORDS[20])
@@ -90,7 +90,8 @@ def test_format_record_covers_every_contract_event() -> None:
 @pytest.mark.parametrize(
     "rec",
     [{}, {"t": "soon"}, {"event": 5}, {"t": None, "event": "wake"}, {"t": 1, "event": "wake", "score": "high"},
-     {"t": float("nan"), "event": "send", "type": "conversation.item.truncate"}, None, "text", {"t": 1, "event": "x", "v": object()}],
+     {"t": float("nan"), "event": "send", "type": "conversation.item.truncate"}, None, "text",
+     {"t": 1, "event": "x", "v": object()}],
 )
 def test_format_record_never_raises(rec) -> None:
     assert isinstance(tv.format_record(rec), str)
@@ -139,7 +140,8 @@ def test_plot_renders_png_with_state_spans(tmp_path: Path, wavs: tuple[Path, Pat
     assert tv.state_spans(CONTRACT_RECORDS, 3.2)[-1] == (2.7, 3.2, "error")
     # markers are labelled in the event lane
     labels = " ".join(t.get_text() for t in fig.axes[0].texts)
-    for word in ("wake hey_jarvis 0.93", "barge-in", "truncate 480 ms", "uplink▶", "uplink■", "play▶", "play■", "speech▶"):
+    for word in ("wake hey_jarvis 0.93", "barge-in", "truncate 480 ms", "uplink▶", "uplink■", "play▶", "play■",
+                 "speech▶"):
         assert word in labels
     # shared time axis in seconds covering both files
     assert fig.axes[2].get_xlim() == pytest.approx((0, 3.2), abs=0.01)
@@ -224,7 +226,8 @@ def test_demo_scenario_onsets_match_the_energy_envelope() -> None:
     # not digital silence, but a very low noise floor
     assert np.all(db > -100)
     assert np.median(db[-1000:]) < -60
-    segments = {"wake": (sc["wake"], sc["wake_end"]), "question": tuple(sc["question"]), "interrupt": tuple(sc["interrupt"])}
+    segments = {"wake": (sc["wake"], sc["wake_end"]), "question": tuple(sc["question"]),
+                "interrupt": tuple(sc["interrupt"])}
     for name, (a, b) in segments.items():
         ka, kb = round(a * 100), round(b * 100)
         assert not speech[max(0, ka - 30) : ka - 2].any(), f"{name}: energy before its onset {a}"

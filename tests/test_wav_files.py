@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from device.audio import wavio
-from device.config import Settings
+from device.config import AudioSettings, Settings
 from device.listen.commands import detect_files, vad_files
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="sox makes the header variants")
@@ -55,20 +55,17 @@ def _speech_and_noise(fixtures_dir: Path, tmp_path: Path) -> Path:
 
 def test_detect_and_vad_map_channels_as_the_daemon_does(tmp_path: Path, fixtures_dir: Path) -> None:
     path = _speech_and_noise(fixtures_dir, tmp_path)
-    left = Settings()
-    left.audio.channels = [0]
+    left = Settings(audio=AudioSettings(channels=[0]))  # settings are frozen: built, not changed
     (hit,) = detect_files([path], left)
     (mono,) = detect_files([fixtures_dir / "hey_jarvis_en-us.wav"], Settings())
     assert [d["wake_word"] for d in hit["detections"]] == ["hey_jarvis"]
     assert hit["detections"][0]["t"] == pytest.approx(mono["detections"][0]["t"], abs=0.01)
-    right = Settings()
-    right.audio.channels = [1]
+    right = Settings(audio=AudioSettings(channels=[1]))
     (noise_only,) = detect_files([path], right)
     assert noise_only["detections"] == []
     (speech,) = vad_files([path], left)
     assert len(speech["speech"]) == 1 and 0.8 < speech["speech"][0][0] < 1.3
-    wrong = Settings()
-    wrong.audio.channels = [2]
+    wrong = Settings(audio=AudioSettings(channels=[2]))
     (err,) = detect_files([path], wrong)
     assert "channel 2" in err["error"]
 

@@ -21,7 +21,6 @@ estimate says the reference is late, `WebRtcAec` holds the mic back (see there).
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -187,9 +186,9 @@ class WebRtcAec:
         # AEC3 its biggest idle cost; the hold-back ring still runs, so the mic timing does not
         # jump when the canceller comes back.
         self.idle = False
-        # (mic dB, cleaned dB) per processed frame, in order, for the barge-in double-talk test;
-        # the agent drains it after each block (bounded: nobody draining must not grow it).
-        self.levels: deque[tuple[float, float]] = deque(maxlen=64)
+        # (mic dB, cleaned dB) of the last frame `process` returned, for the barge-in double-talk
+        # test (the frontend collects them per block); None when that frame was bypassed (idle).
+        self.last_levels: tuple[float, float] | None = None
         self.bypassed = 0  # mic frames passed through while idle
 
     def reference(self, frame: np.ndarray) -> None:
@@ -229,10 +228,11 @@ class WebRtcAec:
             self._near[:] = frame
         if self.idle:
             self.bypassed += 1
+            self.last_levels = None
             return self._near.copy()
         mic_db = _level_db(self._near)  # the (held-back) mic frame the APM is about to clean
         self._apm.process_stream(self._near_frame)
-        self.levels.append((mic_db, _level_db(self._near)))
+        self.last_levels = (mic_db, _level_db(self._near))
         self.frames += 1
         return self._near.copy()
 

@@ -48,7 +48,8 @@ class StreamResampler:
     def __init__(self, src_rate: int, dst_rate: int, quality: str = "HQ") -> None:
         self.src_rate, self.dst_rate = src_rate, dst_rate
         self._passthrough = src_rate == dst_rate
-        self._stream = None if self._passthrough else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16", quality=quality)
+        self._stream = None if self._passthrough else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16",
+                                                                          quality=quality)
 
     def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         if self._passthrough:

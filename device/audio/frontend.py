@@ -9,7 +9,7 @@ turns processed 16 kHz frames into 24 kHz PCM16 for the Realtime API.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -21,11 +21,32 @@ UPLINK_RATE = 24000
 
 
 class EchoCanceller(Protocol):
-    """10 ms frames at 16 kHz. `reference` gets what the speaker played, `process` cleans the mic."""
+    """10 ms frames at 16 kHz. `reference` gets what the speaker played, `process` cleans the mic.
+
+    `idle` is set by the frontend once the speaker has been digitally silent for IDLE_AFTER_S:
+    the canceller may then pass the mic through untouched (and skip its cost).
+    `last_levels` is the (mic dB, cleaned dB) of the frame `process` returned last, in dB re
+    1 LSB RMS (the double-talk test's input), or None when that frame was not cleaned (idle).
+    Implemented by `device.audio.aec.WebRtcAec`; `device.bench.barge_in.MeteredAec` wraps one.
+    """
+
+    idle: bool
 
     def reference(self, frame: np.ndarray) -> None: ...
 
     def process(self, frame: np.ndarray) -> np.ndarray: ...
+
+    @property
+    def last_levels(self) -> tuple[float, float] | None: ...
+
+
+class MicFrames(NamedTuple):
+    """One mic block after the frontend: `frames` [k, 160] int16 at 16 kHz, and per frame the
+    canceller's (mic dB, cleaned dB) as `levels` [k, 2] float, or None when there is no canceller
+    or it did not clean every frame of the block (idle)."""
+
+    frames: np.ndarray
+    levels: np.ndarray | None
 
 
 class Framer:
@@ -67,12 +88,11 @@ class Frontend:
         if self.aec is None:
             return
         self._spk_silent = 0 if played.any() else self._spk_silent + len(played)
-        if hasattr(self.aec, "idle"):
-            idle = self._spk_silent >= self._idle_samples
-            if idle and self.aec.idle:
-                return  # resting: no reference to resample or frame
-            if not (idle and self._ref_backlog):  # let the canceller finish queued frames first
-                self.aec.idle = idle
+        idle = self._spk_silent >= self._idle_samples
+        if idle and self.aec.idle:
+            return  # resting: no reference to resample or frame
+        if not (idle and self._ref_backlog):  # let the canceller finish queued frames first
+            self.aec.idle = idle
         frames = self._ref_framer.push(self._ref_rs(played))
         self._ref_backlog.extend(frames)
         # Bounded: a stalled mic must not grow this forever (1 s).
@@ -81,24 +101,34 @@ class Frontend:
 
     def mic(self, block: np.ndarray) -> np.ndarray:
         """Mic block [n, ch] or [n] int16 at in_rate → processed [k, 160] int16 frames at 16 kHz."""
+        return self.process(block).frames
+
+    def process(self, block: np.ndarray) -> MicFrames:
+        """Like `mic`, with the echo canceller's per-frame levels (see MicFrames)."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         if self.aec is None or len(frames) == 0:
-            return frames
+            return MicFrames(frames, None)
         out = np.empty_like(frames)
+        levels: np.ndarray | None = np.empty((len(frames), 2))
         for i, frame in enumerate(frames):  # per 10 ms frame: the APM works on exactly 10 ms
             if self._ref_backlog:
                 self.aec.reference(self._ref_backlog.pop(0))
             out[i] = self.aec.process(frame)
-        return out
+            lv = self.aec.last_levels
+            if lv is None:
+                levels = None
+            elif levels is not None:
+                levels[i] = lv
+        return MicFrames(out, levels)
 
 
 class Uplink:
     """Processed 16 kHz frames → 24 kHz PCM16 bytes in chunks of `chunk_ms` (one append each)."""
 
     def __init__(self, chunk_ms: int = 40) -> None:
-        self._rs = dsp.StreamResampler(DETECT_RATE, UPLINK_RATE)
-        self._framer = Framer(UPLINK_RATE * chunk_ms // 1000)
+        self._chunk = UPLINK_RATE * chunk_ms // 1000
+        self.reset()
 
     def push(self, frames16k: np.ndarray) -> list[bytes]:
         if frames16k.size == 0:
@@ -107,4 +137,6 @@ class Uplink:
         return [c.astype("<i2").tobytes() for c in chunks]
 
     def reset(self) -> None:
-        self.__init__(chunk_ms=self._framer.size * 1000 // UPLINK_RATE)  # type: ignore[misc]
+        """A fresh stream: no resampler history, no partial chunk (a new turn's audio)."""
+        self._rs = dsp.StreamResampler(DETECT_RATE, UPLINK_RATE)
+        self._framer = Framer(self._chunk)

@@ -203,6 +203,21 @@ class Player:
             samples = max(0, self._played.get(item_id, 0) - self.latency_samples)
         return int(samples * 1000 // self.rate)
 
+    def forget_played(self) -> None:
+        """Drop the played counts of items neither queued nor playing: the agent calls it when a
+        conversation ends (no truncate can follow), so per-item state stays bounded in a long run."""
+        with self._lock:
+            live = {item for item, _ in self._queue}
+            if self._current is not None:
+                live.add(self._current)
+            self._played = {k: v for k, v in self._played.items() if k in live}
+
+    @property
+    def items_counted(self) -> int:
+        """How many items' played counts are held (bounded by forget_played)."""
+        with self._lock:
+            return len(self._played)
+
     def queued_ms(self) -> int:
         with self._lock:
             return int(self._queued * 1000 // self.rate)

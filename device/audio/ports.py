@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -9,10 +10,22 @@ import numpy as np
 from device.audio.player import Player
 
 
+@dataclass
+class PortStats:
+    """A sound card's trouble counters (counted on PortAudio's thread, read by the agent)."""
+
+    xruns: int = 0  # callback status flags: input overflow/underflow, output underflow/overflow
+    overflows: int = 0  # mic blocks dropped because nobody read them in time
+    played_dropped: int = 0  # speaker reference blocks dropped because nobody drained them
+    callback_errors: int = 0  # exceptions caught inside a callback (then silence)
+    reopens: int = 0
+
+
 class AudioPort(Protocol):
     in_rate: int
     in_channels: int
     player: Player  # the speaker pulls reply audio from here
+    stats: PortStats  # the summary record and the journal report these
 
     async def read(self) -> np.ndarray | None:
         """Next mic block [n, channels] int16 at in_rate; None when the source has ended."""

@@ -44,6 +44,7 @@ import numpy as np
 
 from device.audio import dsp
 from device.audio.player import Player
+from device.audio.ports import PortStats
 from device.config import AudioSettings
 from device.errors import ConfigError, VoxboxError
 from device.quiet import quiet_stderr
@@ -69,15 +70,6 @@ class DeviceInfo:
     default_rate: int
     is_default_input: bool = False
     is_default_output: bool = False
-
-
-@dataclass
-class PortStats:
-    xruns: int = 0  # callback status flags: input overflow/underflow, output underflow/overflow
-    overflows: int = 0  # mic blocks dropped because nobody read them in time
-    played_dropped: int = 0  # speaker reference blocks dropped because nobody drained them
-    callback_errors: int = 0  # exceptions caught inside a callback (then silence)
-    reopens: int = 0
 
 
 def _pyaudio_module() -> Any:

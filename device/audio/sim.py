@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
 from device.audio import dsp
 from device.audio.player import Player
+from device.audio.ports import PortStats
 
 
 def room_response(rate: int, rt60_ms: float = 250.0, seed: int = 7) -> np.ndarray:
@@ -33,7 +34,8 @@ def room_response(rate: int, rt60_ms: float = 250.0, seed: int = 7) -> np.ndarra
 class SimAudio:
     def __init__(self, mic: np.ndarray, in_rate: int, player: Player, *, speed: float = 1.0,
                  echo_gain: float = 0.0, echo_delay_ms: float = 0.0, room_ir: np.ndarray | None = None,
-                 block_ms: int = 10, tail_max_s: float = 60.0) -> None:
+                 block_ms: int = 10, tail_max_s: float = 60.0, keep_audio: bool = True) -> None:
+        """keep_audio=False: keep neither OUT.wav nor the mic as heard (long runs: memory tests)."""
         self.mic = mic if mic.ndim == 2 else mic.reshape(-1, 1)
         self.in_rate = in_rate
         self.in_channels = self.mic.shape[1]
@@ -42,6 +44,8 @@ class SimAudio:
         self.speed = speed
         self.block = max(1, in_rate * block_ms // 1000)
         self.tail_max = int(tail_max_s * in_rate)
+        self.keep_audio = keep_audio
+        self.stats = PortStats()  # a simulated card has no xruns
         self.pos = 0  # mic samples read: the mic clock
         self._pulled = 0  # speaker samples pulled
         self._out: list[np.ndarray] = []
@@ -55,6 +59,8 @@ class SimAudio:
         self._t0: float | None = None
         # The agent says whether the run may end once IN.wav is used up (reply still playing?).
         self.keep_going: Callable[[], bool] = lambda: player.busy
+        # Awaited with the mic time (s) before each block: simulate's lockstep with its server.
+        self.before_block: Callable[[float], Awaitable[None]] | None = None
 
     @property
     def seconds(self) -> float:
@@ -77,6 +83,8 @@ class SimAudio:
         """The next mic block [n, channels] int16, paced; None when the run is over."""
         if self._t0 is None:
             self._t0 = time.monotonic()
+        if self.before_block is not None:
+            await self.before_block(self.pos / self.in_rate)
         total = len(self.mic)
         if self.pos >= total and (not self.keep_going() or self.pos >= total + self.tail_max):
             return None
@@ -88,12 +96,14 @@ class SimAudio:
         target = (self.pos + n) * self.out_rate // self.in_rate
         spk = self.player.pull(target - self._pulled)
         self._pulled = target
-        self._out.append(spk)
+        if self.keep_audio:
+            self._out.append(spk)
         self.last_speaker = spk
         if self._echo_rs is not None:
             mixed = block.astype(np.float32) + self._echo(spk, n)[:, None]
             block = np.clip(np.rint(mixed), -32768, 32767).astype(np.int16)
-        self._heard.append(block[:, 0].copy())
+        if self.keep_audio:
+            self._heard.append(block[:, 0].copy())
         self.pos += n
         due = self._t0 + self.pos / self.in_rate / self.speed
         await asyncio.sleep(max(0.0, due - time.monotonic()))

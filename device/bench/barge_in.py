@@ -46,6 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from device.audio.frontend import EchoCanceller
+from device.listen.wakeword import NoWake
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "make_barge_in_set.py"
 MIC_RATE = 16000
@@ -82,22 +85,10 @@ def load_scenarios(d: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- the harness
 
-class _NoWake:
-    """The conversation is opened by the script, not by a wake word."""
-
-    names: list[str] = []
-
-    def process(self, pcm16: np.ndarray) -> list:
-        return []
-
-    def reset(self) -> None:
-        pass
-
-
 class MeteredAec:
     """The echo canceller, with its input/output and CPU time recorded (ERLE, cost)."""
 
-    def __init__(self, inner: Any, keep: bool) -> None:
+    def __init__(self, inner: EchoCanceller, keep: bool) -> None:
         self.inner = inner
         self.keep = keep
         self.mic: list[np.ndarray] = []
@@ -122,15 +113,15 @@ class MeteredAec:
 
     @property
     def idle(self) -> bool:  # the frontend's idle bypass must reach the real canceller
-        return bool(getattr(self.inner, "idle", False))
+        return self.inner.idle
 
     @idle.setter
     def idle(self, value: bool) -> None:
-        if hasattr(self.inner, "idle"):
-            self.inner.idle = value
+        self.inner.idle = value
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    @property
+    def last_levels(self) -> tuple[float, float] | None:
+        return self.inner.last_levels
 
 
 def _read16(path: Path) -> np.ndarray:
@@ -180,9 +171,9 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
                    echo_delay_ms=sc["echo_delay_ms"], room_ir=room_response(MIC_RATE) if sc["room"] else None)
     inner = build_aec(settings.aec)
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
-    timeline = Timeline(None)
+    timeline = Timeline(None, keep=True)
     link = RecordingLink()
-    agent = Agent(settings, sim, timeline, wake=_NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
+    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
     sim.keep_going = agent.keep_going
 
     delta = settings.audio.output_rate * DELTA_MS // 1000
@@ -485,7 +476,8 @@ def format_table(result: dict) -> str:
     if s["missed"]:
         lines.append("  missed: " + ", ".join(s["missed"][:8]) + (" ..." if len(s["missed"]) > 8 else ""))
     if s["false_in"]:
-        lines.append("  false barge-ins in: " + ", ".join(s["false_in"][:8]) + (" ..." if len(s["false_in"]) > 8 else ""))
+        more = " ..." if len(s["false_in"]) > 8 else ""
+        lines.append("  false barge-ins in: " + ", ".join(s["false_in"][:8]) + more)
     return "\n".join(lines)
 
 

@@ -63,7 +63,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cfg = tmp / "voxbox.toml"
         cfg.write_text(f'[realtime]\nurl = "ws://127.0.0.1:{port}/v1/realtime"\n'
-                       f'[gpio]\nenabled = false\nstate_dir = "{tmp}"\n[audio]\ninput_rate = 16000\ninput_channels = 1\n')
+                       f'[gpio]\nenabled = false\nstate_dir = "{tmp}"\n'
+                       '[audio]\ninput_rate = 16000\ninput_channels = 1\n')
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(tmp / "notify"))
         sock.settimeout(0.1)
@@ -110,7 +111,8 @@ def format_table(result: dict[str, Any]) -> str:
     if "skipped" in result or "error" in result:
         return f"daemon: {result.get('skipped') or result.get('error')}"
     g = result["goals"]
-    rows = [("start to READY=1", f"{result['ready_s']:.2f} s", f"≤ {g['ready_s']} s", result["ready_s"] <= g["ready_s"]),
+    rows = [("start to READY=1", f"{result['ready_s']:.2f} s", f"≤ {g['ready_s']} s",
+             result["ready_s"] <= g["ready_s"]),
             ("idle CPU (one core)", f"{result['idle_cpu_pct']:.2f} %", f"≤ {g['idle_cpu_pct']} %",
              result["idle_cpu_pct"] <= g["idle_cpu_pct"]),
             ("RSS idle", f"{result['rss_mb']:.1f} MB", f"≤ {g['rss_mb']} MB", result["rss_mb"] <= g["rss_mb"]),

@@ -77,12 +77,17 @@ class _Probe:
 # ------------------------------------------------------------------ uplink rate and CPU
 
 
-async def _uplink_and_cpu(audio_s: float) -> dict[str, Any]:
-    port = free_loopback_port()
+def _start_server(port: int) -> subprocess.Popen[str]:
+    """The local server in a process of its own (its CPU is not ours); it says on stderr when it listens."""
     code = ("import asyncio; from device.dev.server import serve; "
             f"asyncio.run(serve('127.0.0.1', {port}, speed=200.0))")
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
                             cwd=str(Path(__file__).resolve().parents[2]))
+
+
+async def _uplink_and_cpu(audio_s: float) -> dict[str, Any]:
+    port = free_loopback_port()
+    proc = _start_server(port)
     try:
         assert proc.stderr is not None
         line = await asyncio.to_thread(proc.stderr.readline)  # "voxbox: realtime server ... on ws://..."
@@ -91,7 +96,8 @@ async def _uplink_and_cpu(audio_s: float) -> dict[str, Any]:
         rt = RealtimeSettings(turn_detection="none")
         probe = _Probe(f"ws://127.0.0.1:{port}/v1/realtime", rt)
         probe.start()
-        if not await probe.client.wait_connected(10) or not await probe.until(lambda: "session.updated" in probe.events):
+        if (not await probe.client.wait_connected(10)
+                or not await probe.until(lambda: "session.updated" in probe.events)):
             raise RuntimeError("no session with the local server")
         x = _voice_like(audio_s).tobytes()
         step = FRAME * 2
@@ -156,7 +162,7 @@ async def _wire_bytes_agent(mic: np.ndarray, rate: int, presses: list[Any], spee
     settings = Settings()
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic.reshape(len(mic), -1), rate, player, speed=speed)
-    timeline = Timeline(None)
+    timeline = Timeline(None, keep=True)
     agent = Agent(settings, sim, timeline, wake=build_wake_detector(settings.wake), vad=build_vad(settings.vad),
                   link=realtime_link(settings, f"ws://127.0.0.1:{port}/v1/realtime", None), presses=presses)
     sim.keep_going = agent.keep_going
@@ -203,7 +209,7 @@ async def _reconnects(n: int, down_s: float = 0.2, healthy_s: float = 0.6) -> di
         if not await probe.client.wait_connected(10):
             raise RuntimeError("no first connection")
         for i in range(n):
-            await probe.until(lambda: probe.events.count("session.updated") >= i + 1, 10)
+            await probe.until(lambda i=i: probe.events.count("session.updated") >= i + 1, 10)
             await asyncio.sleep(healthy_s)  # a conversation's worth of healthy connection
             await (server.kill() if i % 2 == 0 else server.stop())
             await probe.until(lambda: not probe.client.connected, 5)
@@ -211,7 +217,7 @@ async def _reconnects(n: int, down_s: float = 0.2, healthy_s: float = 0.6) -> di
             server = RealtimeServer()
             await server.start(port=port)
             back = time.monotonic()
-            if await probe.until(lambda: probe.events.count("session.updated") >= i + 2, 15):
+            if await probe.until(lambda i=i: probe.events.count("session.updated") >= i + 2, 15):
                 times.append(time.monotonic() - back)
                 survived += 1
     finally:

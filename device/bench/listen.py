@@ -34,9 +34,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+
+from device.config import VadEngine, WakeEngine
 
 SAMPLE_RATE = 16000
 CHUNK = 160  # 10 ms
@@ -85,14 +87,14 @@ def _audio(d: Path, name: str) -> np.ndarray:
 # ---------------------------------------------------------------- wake-word runners
 # Each runner: (reset(), feed(chunk int16) -> [(model, t, score)]), t = seconds fed at the chunk's end.
 
-def _manifests(engine: str) -> list:
+def _manifests(engine: WakeEngine) -> list:
     from device.config import WakeSettings
     from device.listen.wakeword import resolve_models
 
     return resolve_models(WakeSettings(engine=engine, words=PHRASES))
 
 
-def _ours_wake(engine: str):
+def _ours_wake(engine: WakeEngine):
     from device.config import WakeSettings
     from device.listen.wakeword import build_wake_detector
 
@@ -104,7 +106,7 @@ def _ours_wake(engine: str):
     return det.reset, feed
 
 
-def _ref_wake(engine: str):
+def _ref_wake(engine: WakeEngine):
     from device.listen.wakeword import Triggers
 
     specs = _manifests(engine)
@@ -163,7 +165,7 @@ def _ref_wake(engine: str):
     return mreset, mfeed
 
 
-def _run_wake(side: str, engine: str, d: str) -> dict:
+def _run_wake(side: str, engine: WakeEngine, d: str) -> dict:
     directory = Path(d)
     files = _labels(directory)["files"]
     reset, feed = (_ours_wake if side == "ours" else _ref_wake)(engine)
@@ -186,7 +188,7 @@ def _run_wake(side: str, engine: str, d: str) -> dict:
 # ---------------------------------------------------------------- VAD runners
 # Each: (chunk_samples, reset(), probability(chunk) -> float); ours also give a segmenter.
 
-def _vad_engine(side: str, name: str):
+def _vad_engine(side: str, name: VadEngine):
     if side == "ours":
         from device.config import VadSettings
         from device.listen.vad import ENGINES, VadSegmenter
@@ -223,7 +225,7 @@ def _prf(tp: int, fp: int, fn: int) -> dict:
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0.0, 4)}
 
 
-def _run_vad(side: str, name: str, d: str) -> dict:
+def _run_vad(side: str, name: VadEngine, d: str) -> dict:
     from device.listen.commands import segments as to_segments
 
     directory = Path(d)
@@ -281,7 +283,7 @@ def _run_frontend(engine: str, d: str) -> dict:
     directory = Path(d)
     files = [n for n, m in _labels(directory)["files"].items() if m["kind"] == "negative"][:FRONTEND_FILES]
     vad = build_vad(VadSettings())
-    wake = build_wake_detector(WakeSettings(engine=engine, words=["hey_jarvis"]))
+    wake = build_wake_detector(WakeSettings(engine=cast(WakeEngine, engine), words=["hey_jarvis"]))
     block = 48000 * AudioSettings().frames_per_buffer_ms // 1000
     cpu = audio_s = 0.0
     for name in files:
@@ -314,11 +316,11 @@ def _wake_metrics(det: dict, files: dict, snrs: list[str], specs: list) -> dict:
     out = {}
     for spec in specs:
         w = spec.name
-        rate: dict[str, dict[str, float]] = {}
+        rate: dict[str, float | None] = {}
         for snr in snrs:
             pos = [n for n, m in files.items() if m["kind"] == "positive" and m["phrase"] == w and m["snr"] == snr]
             hit = sum(any(x[0] == w for x in det[n]) for n in pos)
-            rate[snr] = round(hit / len(pos), 4) if pos else None  # type: ignore[assignment]
+            rate[snr] = round(hit / len(pos), 4) if pos else None
         fa = sum(1 for n, m in files.items() if m["kind"] == "negative" for x in det[n] if x[0] == w)
         cross = sum(1 for n, m in files.items() if m["kind"] == "positive" and m["phrase"] != w
                     for x in det[n] if x[0] == w)
@@ -335,7 +337,7 @@ def _agreement(a: dict, b: dict) -> float:
             ta = [x[1] for x in a[name] if x[0] == w]
             tb = [x[1] for x in b[name] if x[0] == w]
             total += 1
-            same += len(ta) == len(tb) and all(abs(p - q) <= 0.1 for p, q in zip(ta, tb))
+            same += len(ta) == len(tb) and all(abs(p - q) <= 0.1 for p, q in zip(ta, tb, strict=True))
     return round(same / total, 4) if total else 1.0
 
 
@@ -352,7 +354,7 @@ def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = 
         # spawn, not fork: a forked child inherits ggml/LiteRT/livekit threads mid-state and can
         # crash (seen: the reference Silero segfaulting inside a forked pytest worker).
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = list(pool.map(_job, *zip(*[(k, s, e, str(d)) for k, s, e in tasks])))
+            done = list(pool.map(_job, *zip(*[(k, s, e, str(d)) for k, s, e in tasks], strict=True)))
     else:
         done = [_job(k, s, e, str(d)) for k, s, e in tasks]
     raw = {(k, s, e): r for k, s, e, r in done}
@@ -367,8 +369,9 @@ def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = 
     for engine in ("openwakeword", "microwakeword"):
         specs = _manifests(engine)
         ours, ref = raw[("wake", "ours", engine)], raw[("wake", "ref", engine)]
-        entry = {side: {"cpu_per_audio_s": cpu(r), "models": _wake_metrics(r["detections"], files, snrs, specs)}
-                 for side, r in (("ours", ours), ("ref", ref))}
+        entry: dict[str, Any] = {
+            side: {"cpu_per_audio_s": cpu(r), "models": _wake_metrics(r["detections"], files, snrs, specs)}
+            for side, r in (("ours", ours), ("ref", ref))}
         entry["agreement"] = _agreement(ours["detections"], ref["detections"])
         c_ours, c_ref = entry["ours"]["cpu_per_audio_s"], entry["ref"]["cpu_per_audio_s"]
         entry["cpu_ratio"] = round(c_ours / c_ref, 3) if c_ours and c_ref else None
@@ -424,7 +427,7 @@ def format_table(result: dict) -> str:
             lines.append(f"{key:<19}{kind:<11}{a['precision']:>6.3f}{a['recall']:>6.3f}{a['f1']:>6.3f}  {per}  "
                          f"{v['cpu_per_audio_s']:>8.4f} {'' if ratio is None else f'{ratio:.2f}':>6}")
     lines.append("")
-    for e, f in result["frontend"].items():
+    for f in result["frontend"].values():
         lines.append(f"frontend (48 kHz → soxr → VAD {f['vad']} → {f['wake']}): "
                      f"{f['cpu_per_audio_s']:.4f} CPU s per audio s")
     return "\n".join(lines)

@@ -22,12 +22,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from device.appliance import events as appliance_events
 from device.appliance.runtime import Appliance
+from device.audio.counters import CounterWatch
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.config import Settings
@@ -38,13 +39,23 @@ from device.link.base import Link, LinkFactory
 from device.link.protocol import ProtocolError, ServerEvent
 from device.listen.bargein import EchoDoubleTalk, SuspectGate
 from device.listen.vad import VadSegmenter
-from device.listen.wakeword import WakeWordDetector
+from device.listen.wakeword import WakeDetector
 from device.timeline import Timeline
 
 log = logging.getLogger("voxbox.agent")
 
 
+class Indicator(Protocol):
+    """Where the agent shows its state: device.gpio's indicators (LEDs), or NullIndicator."""
+
+    def show(self, pattern: str) -> None:
+        """Switch to the named pattern (a cv.Shown state); must not block the audio loop."""
+        ...
+
+
 class NullIndicator:
+    """No LEDs: shows nothing (simulate, benches, tests)."""
+
     def show(self, pattern: str) -> None:
         pass
 
@@ -59,8 +70,8 @@ class ScheduledPress:
 
 class Agent:
     def __init__(self, settings: Settings, audio: AudioPort, timeline: Timeline, *,
-                 wake: WakeWordDetector, vad: VadSegmenter, link: LinkFactory,
-                 aec: EchoCanceller | None = None, indicator: Any = None,
+                 wake: WakeDetector, vad: VadSegmenter, link: LinkFactory,
+                 aec: EchoCanceller | None = None, indicator: Indicator | None = None,
                  presses: list[ScheduledPress] | None = None,
                  on_mute_changed: Callable[[bool], object] | None = None,
                  muted: bool = False, on_block: Callable[[], object] | None = None,
@@ -73,7 +84,7 @@ class Agent:
         self.vad = vad
         self.suspect = SuspectGate(vad, settings.vad.suspect_threshold)
         self.dtd = EchoDoubleTalk(settings.vad.dtd_ratio_db, settings.vad.dtd_level_db, settings.vad.dtd_frames)
-        self.indicator = indicator or NullIndicator()
+        self.indicator: Indicator = indicator or NullIndicator()
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate)
         self.uplink = Uplink()
         self.uplink_open = False
@@ -85,16 +96,19 @@ class Agent:
         self.on_block = on_block  # called after every mic block (the systemd watchdog)
         self.samples = 0  # mic samples processed: the clock of the timeline
         self.errors = 0
+        self.underruns = 0  # the reply ran dry while more of it was due
+        self.counter_watch = CounterWatch()  # audio trouble -> a journal line, at most once a minute
+        self._counters_checked = 0  # mic sample of the last check (once a second)
         self._stopping = False
         self._playing: str | None = None  # item whose audio is coming out of the speaker
-        self._button_events: list[tuple[float, str]] = []
+        self._button_events: list[tuple[float, cv.ButtonAction]] = []
         for p in presses or []:
             self._button_events.append((p.t, "press"))
             if p.hold_s >= settings.gpio.hold_s:
                 self._button_events.append((p.t + settings.gpio.hold_s, "hold"))
             self._button_events.append((p.t + p.hold_s, "release"))
         self._button_events.sort()
-        self._live_buttons: deque[tuple[str]] = deque(maxlen=32)
+        self._live_buttons: deque[tuple[cv.ButtonAction]] = deque(maxlen=32)
         self._started = False
         # Timers, volume and tool state persist in state_dir (None: in memory only, as in simulate).
         self.appliance = Appliance(settings, self.player, self.timeline.log, state_dir=state_dir)
@@ -109,6 +123,7 @@ class Agent:
         self._ring_shown = False
         self._shown = ""  # the state last shown (earcons follow its changes)
         self._private = not settings.privacy.transcripts_in_journal
+        self._in_conversation = False  # a conversation was open at the last _apply (see there)
         # The link gets this agent's public callbacks (LinkListener); which protocol it speaks is
         # the factory's business, not the agent's.
         self.link: Link = link(self)
@@ -186,7 +201,7 @@ class Agent:
         """After the mic ends: keep the clock running while a reply is due or playing."""
         return self.player.busy or self.machine.phase in ("thinking", "speaking")
 
-    def press(self, action: str) -> None:
+    def press(self, action: cv.ButtonAction) -> None:
         """A live button event (gpiozero thread → queued, handled on the next block)."""
         self._live_buttons.append((action,))
 
@@ -195,7 +210,7 @@ class Agent:
         if self._unaligned_earcon():
             played = np.zeros_like(played)
         self.frontend.speaker(played)
-        frames = self.frontend.mic(block)
+        mic = self.frontend.process(block)
         self.samples += len(block)
         self._player_notes()
         self.appliance.tick(self.now)
@@ -205,11 +220,22 @@ class Agent:
             self._button(action)
         while self._live_buttons:
             self._button(self._live_buttons.popleft()[0])
-        if len(frames):
-            self._frames(frames)
+        if len(mic.frames):
+            self._frames(mic.frames, mic.levels)
         self._apply(self.machine.handle(cv.Tick(self.now)))
+        if self.samples - self._counters_checked >= self.audio.in_rate:
+            self._counters_checked = self.samples
+            line = self.counter_watch.check(self.audio_counters())
+            if line is not None:
+                log.warning("audio trouble: %s", line)
 
-    def _frames(self, frames: np.ndarray) -> None:
+    def audio_counters(self) -> dict[str, int]:
+        """The sound card's and the player's trouble counts so far (summary record, journal)."""
+        st = self.audio.stats
+        return {"xruns": st.xruns, "overflows": st.overflows, "underruns": self.underruns,
+                "callback_errors": st.callback_errors}
+
+    def _frames(self, frames: np.ndarray, levels: np.ndarray | None) -> None:
         m = self.machine
         if m.muted:
             return  # privacy: muted audio reaches neither the detectors nor the uplink
@@ -227,7 +253,6 @@ class Agent:
         elif m.phase == "speaking":
             # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
             # the double-talk test at the echo canceller's levels of the same frame.
-            levels = self._aec_levels(len(frames))
             self.dtd.arm(self.now)
             masked = self._masked()
             for i, f in enumerate(frames):
@@ -246,15 +271,6 @@ class Agent:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
             self._send_audio(self.uplink.push(frames))
-
-    def _aec_levels(self, n: int) -> list[tuple[float, float]] | None:
-        """The canceller's (mic dB, cleaned dB) for the last n frames, if it measured all of them."""
-        levels = getattr(self.frontend.aec, "levels", None)
-        if levels is None:
-            return None
-        got = list(levels)
-        levels.clear()
-        return got[-n:] if len(got) >= n else None
 
     def _vad_events(self, events: list[Any]) -> None:
         for ev in events:
@@ -290,6 +306,7 @@ class Agent:
                 if self.machine.response_id is not None:
                     # The reply arrives slower than it plays: a gap, not the end.
                     self.log("playback_underrun", item_id=note.item_id)
+                    self.underruns += 1
                     continue
                 self._playback_done()
 
@@ -301,7 +318,7 @@ class Agent:
             self._playing = None
         self._apply(self.machine.handle(cv.PlaybackIdle(self.now)))
 
-    def _button(self, action: str) -> None:
+    def _button(self, action: cv.ButtonAction) -> None:
         self.log("button", action=action)
         if action == "press" and self.appliance.ringing:
             # A press silences the ring and does nothing else (no conversation, no barge-in).
@@ -512,6 +529,11 @@ class Agent:
                 self.earcon("mute" if a.muted else "unmute")
                 if self.on_mute_changed is not None:
                     self.on_mute_changed(a.muted)
+        in_conversation = self.machine.phase != "idle"
+        if self._in_conversation and not in_conversation:
+            # The conversation is over and its truncates are sent (above): forget its items.
+            self.player.forget_played()
+        self._in_conversation = in_conversation
 
     def _state_earcon(self, was: str, now: str) -> None:
         """wake: a conversation opened; done: the turn went to the model; error: offline or a fault."""
@@ -549,4 +571,4 @@ class Agent:
         self.appliance.close()
         s = self.link.stats
         self.log("summary", uplink_audio_ms=int(s.uplink_audio_ms), uplink_bytes=int(s.uplink_bytes),
-                 reconnects=int(s.reconnects), errors=int(s.errors + self.errors))
+                 reconnects=int(s.reconnects), errors=int(s.errors + self.errors), **self.audio_counters())

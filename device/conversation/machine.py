@@ -12,11 +12,21 @@ conversation itself may go on offline, its audio buffered by the link.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
 from device.config import ConversationSettings
 
-STATES = ("idle", "listening", "thinking", "speaking", "muted", "offline", "error")
+# The names the machine speaks in (timeline values, LED pattern names): plain strings, checked by mypy.
+Phase = Literal["idle", "listening", "thinking", "speaking"]
+Shown = Literal[Phase, "muted", "offline", "error"]  # what the user sees (timeline `state`, LEDs)
+SpeechSource = Literal["local_vad", "server_vad"]
+BargeInSource = Literal[SpeechSource, "button"]
+StopReason = Literal["barge_in", "button", "error"]
+ButtonAction = Literal["press", "release", "hold"]
+
+STATES: tuple[Shown, ...] = typing.get_args(Shown)
 
 
 # ---------------------------------------------------------------- events in
@@ -30,13 +40,13 @@ class Wake:
 @dataclass(frozen=True)
 class Button:
     t: float
-    action: str  # "press" | "release" | "hold"
+    action: ButtonAction
 
 
 @dataclass(frozen=True)
 class SpeechStart:
     t: float
-    source: str  # "local_vad" | "server_vad"
+    source: SpeechSource
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ class SuspectSpeech:
 @dataclass(frozen=True)
 class SpeechEnd:
     t: float
-    source: str
+    source: SpeechSource
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,7 @@ Event = (Wake | Button | SpeechStart | SuspectSpeech | SpeechEnd | Committed | R
 class Show:
     """The displayed state changed (timeline `state`, LEDs)."""
 
-    state: str
+    state: Shown
 
 
 @dataclass(frozen=True)
@@ -160,7 +170,7 @@ class Play:
 
 @dataclass(frozen=True)
 class StopPlayback:
-    reason: str  # "barge_in" | "button" | "error"
+    reason: StopReason
 
 
 @dataclass(frozen=True)
@@ -206,7 +216,7 @@ class SendTruncate:
 
 @dataclass(frozen=True)
 class BargeIn:
-    source: str  # "local_vad" | "server_vad" | "button"
+    source: BargeInSource
 
 
 @dataclass(frozen=True)
@@ -235,21 +245,25 @@ class Conversation:
     muted: bool = False
     connected: bool = False
     fault: bool = False
-    phase: str = "idle"  # idle | listening | thinking | speaking
-    shown: str = ""
+    phase: Phase = "idle"
+    shown: Shown | Literal[""] = ""  # "" until start()
     deadline: float | None = None
     user_speaking: bool = False
     heard_speech: bool = False
     response_id: str | None = None  # response in progress (created, not yet done)
     playing_item: str | None = None
     dropped_responses: set[str] = field(default_factory=set)
-    thinking_timeout_s: float = 20.0
+    turn_started: float | None = None  # when the user began talking in this listening turn (max_turn_s)
     held: bool = False  # the button is down past the hold time: its release is not a short press
     paused_until: float | None = None  # playback paused on a suspicion; resumed at this t unless confirmed
     tool_followup: set[str] = field(default_factory=set)  # responses whose function calls await response.create
 
+    @property
+    def thinking_timeout_s(self) -> float:
+        return self.settings.thinking_timeout_s
+
     # ------------------------------------------------------------ helpers
-    def _display(self) -> str:
+    def _display(self) -> Shown:
         if self.muted:
             return "muted"
         if self.fault:
@@ -272,11 +286,12 @@ class Conversation:
         self._show(out)
         return out
 
-    def _go(self, phase: str, out: list[Action]) -> None:
+    def _go(self, phase: Phase, out: list[Action]) -> None:
         if phase == self.phase:
             return
         was = self.phase
         self.phase = phase
+        self.turn_started = None
         if was == "speaking":
             self.paused_until = None  # leaving speaking flushes or ends the reply: no resume due
             out.append(StrictVad(False))
@@ -294,9 +309,10 @@ class Conversation:
         self._go("listening", out)
         self.deadline = t + window
         self.user_speaking = False
+        self.turn_started = None
         out.append(OpenUplink(preroll=preroll))
 
-    def _barge_in(self, t: float, source: str, out: list[Action]) -> None:
+    def _barge_in(self, t: float, source: BargeInSource, out: list[Action]) -> None:
         self.paused_until = None
         out.append(BargeIn(source))
         out.append(StopPlayback("button" if source == "button" else "barge_in"))
@@ -317,7 +333,7 @@ class Conversation:
         out.append(SendClear())
         self._go("idle", out)
 
-    def _barge_in_allowed(self, source: str) -> bool:
+    def _barge_in_allowed(self, source: BargeInSource) -> bool:
         mode = self.settings.barge_in
         if mode == "off":
             return False
@@ -358,6 +374,7 @@ class Conversation:
         elif isinstance(ev, SpeechEnd):
             if self.phase == "listening":
                 self.user_speaking = False
+                self.turn_started = None
                 self.deadline = ev.t + self.settings.follow_up_s
                 if self.local_turns and ev.source == "local_vad" and self.heard_speech:
                     out += [SendCommit(), SendResponseCreate()]
@@ -467,6 +484,7 @@ class Conversation:
                 self._go("listening", out)
                 self.user_speaking = True
                 self.heard_speech = True
+                self.turn_started = ev.t
                 self.deadline = None
                 out.append(OpenUplink(preroll=ev.source == "local_vad"))
             return
@@ -481,6 +499,8 @@ class Conversation:
             if self.phase == "thinking" and ev.source == owner:
                 self._drop_response(out)
                 self._go("listening", out)
+            if self.turn_started is None:
+                self.turn_started = ev.t
 
     def _audio(self, ev: AudioDelta, out: list[Action]) -> None:
         if ev.response_id in self.dropped_responses or self.phase == "idle":
@@ -499,6 +519,13 @@ class Conversation:
         if self.paused_until is not None and ev.t >= self.paused_until:
             self.paused_until = None
             out.append(ResumePlayback("not_confirmed"))
+        if (self.phase == "listening" and self.user_speaking and self.turn_started is not None
+                and ev.t - self.turn_started >= self.settings.max_turn_s):
+            # The user has talked max_turn_s without a pause: close the turn and ask for the answer.
+            out += [SendCommit(), SendResponseCreate()]
+            self._go("thinking", out)
+            self.deadline = ev.t + self.thinking_timeout_s
+            return
         if self.deadline is None or ev.t < self.deadline:
             return
         if self.phase == "listening" and not self.user_speaking:

@@ -118,9 +118,9 @@ def summary_lines(records: list[dict[str, Any]], speaker: np.ndarray, rate: int,
         if "latency_ms" in facts:
             pause = next((r for r in records if r["event"] == "playback_pause"
                           and (onset or 0) - 0.05 <= r["t"] <= facts["decision_t"]), None)
-            decides = f"{facts['source']} decides at {facts['decision_t']:.2f} s"
             how = (f"reply paused at {pause['t']:.2f} s, barge-in confirmed ({facts['source']}) at "
-                   f"{facts['decision_t']:.2f} s" if pause else decides)
+                   f"{facts['decision_t']:.2f} s" if pause
+                   else f"{facts['source']} decides at {facts['decision_t']:.2f} s")
             lines.append(f"barge-in       user starts at {facts['onset_t']:.2f} s, {how}, speaker silent at "
                          f"{facts['silent_t']:.2f} s: {facts['latency_ms']} ms onset → silence")
         if "played_ms" in facts:

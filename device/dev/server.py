@@ -35,8 +35,9 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from device.dev.lockstep import WallClock
 from device.dev.server_config import MODEL
-from device.dev.server_connection import Session, Trace
+from device.dev.server_connection import MessageCounts, Session, Trace
 from device.dev.server_model import ScriptedModel, ScriptTurn, load_script
 from device.link.client import redacting_logger
 
@@ -88,11 +89,13 @@ class RealtimeServer:
     stays open answering every event with session_expired, a fault clients have met).
     `script`: the scripted model's turns (a list from `server_model.load_script`, or a file
     name), shared by all connections in order. Fault hooks: `kill`, `freeze`, `broadcast`.
+    `clock`: what reply pacing sleeps on (wall seconds; simulate gives its mic clock).
     """
 
     def __init__(self, speed: float = 4.0, trace: Trace | None = None, ssl: Any = None,
                  max_session_s: float = DEFAULT_MAX_SESSION_S,
-                 script: list[ScriptTurn] | str | Path | None = None, close_on_expiry: bool = True) -> None:
+                 script: list[ScriptTurn] | str | Path | None = None, close_on_expiry: bool = True,
+                 clock: WallClock | None = None) -> None:
         if max_session_s <= 0:
             raise ValueError("max_session_s must be > 0")
         self.speed = speed
@@ -100,6 +103,8 @@ class RealtimeServer:
         self.ssl = ssl
         self.max_session_s = max_session_s
         self.close_on_expiry = close_on_expiry
+        self.clock = clock or WallClock()  # reply pacing; simulate passes its mic clock (lockstep)
+        self.counts = MessageCounts()  # over all connections: simulate's lockstep compares them with the client's
         turns = load_script(script) if isinstance(script, (str, Path)) else script
         self.model = ScriptedModel(turns)
         self._server: Server | None = None
@@ -179,7 +184,7 @@ class RealtimeServer:
 
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
-        sess = Session(ws, self.speed, self.trace, self.max_session_s, self.model)
+        sess = Session(ws, self.speed, self.trace, self.max_session_s, self.model, self.clock, self.counts)
         self._live[ws] = sess
         expiry = asyncio.create_task(self._expire_after(sess))
         try:
@@ -188,6 +193,7 @@ class RealtimeServer:
                 if self.trace is not None:
                     self.trace("in", message)
                 await sess.handle(message)
+                self.counts.handled += 1
         except ConnectionClosed:
             pass
         finally:

@@ -17,12 +17,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from device.dev.lockstep import WallClock
 from device.dev.server_config import (
     SEMANTIC_SILENCE_MS,
     ClientError,
@@ -61,6 +63,14 @@ def expired_message(max_session_s: float) -> str:
     return f"Your session hit the maximum duration of {max_session_s:g} seconds."
 
 
+@dataclass
+class MessageCounts:
+    """Messages of all a server's connections: `sent` written, `handled` read and answered."""
+
+    sent: int = 0
+    handled: int = 0
+
+
 class Response:
     def __init__(self, metadata: dict[str, str] | None) -> None:
         self.id = new_id("resp")
@@ -74,9 +84,12 @@ class Session:
     """One client connection: the conversation, the input buffer, turn detection, responses."""
 
     def __init__(self, ws: ServerConnection, speed: float, trace: Trace | None = None,
-                 max_session_s: float = 3600.0, model: ScriptedModel | None = None) -> None:
+                 max_session_s: float = 3600.0, model: ScriptedModel | None = None,
+                 clock: WallClock | None = None, counts: MessageCounts | None = None) -> None:
         self.ws = ws
         self.speed = speed
+        self.clock = clock or WallClock()  # what reply pacing sleeps on (simulate: the mic clock)
+        self.counts = counts or MessageCounts()
         self.trace = trace
         self.max_session_s = max_session_s
         self.session = default_session(time.time(), max_session_s)
@@ -102,6 +115,7 @@ class Session:
         if self.trace is not None:
             self.trace("out", text)
         await self.ws.send(text)
+        self.counts.sent += 1
 
     async def error(self, message: str, code: str | None = None, param: str | None = None,
                     event_id: str | None = None) -> None:
@@ -286,6 +300,7 @@ class Session:
         resp = Response(metadata)
         self.conv.begin_response(resp.id)  # conversation_already_has_active_response
         self.response = resp
+        self.clock.hold()  # released when _respond ends; parked while it sleeps on the clock
         resp.task = asyncio.create_task(self._respond(resp, self.model.next(self.conv)))
 
     def _response_obj(self, resp: Response, status: str, output: list[Item],
@@ -319,6 +334,7 @@ class Session:
         except ConnectionClosed:
             pass
         finally:
+            self.clock.release()
             self.conv.end_response(resp.id)
             if self.response is resp:
                 self.response = None
@@ -364,10 +380,7 @@ class Session:
             chunk = plan.audio[pos: pos + step]
             await self.emit("response.output_audio.delta", **ids, delta=base64.b64encode(chunk).decode("ascii"))
             item.audio += chunk
-            try:
-                await asyncio.wait_for(resp.cancel.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+            await self.clock.sleep(interval, resp.cancel)
         cancelled = resp.cancel.is_set() and len(item.audio) < len(plan.audio)
         await self.emit("response.output_audio.done", **ids)
         await self.emit("response.output_audio_transcript.done", **ids, transcript=plan.transcript)

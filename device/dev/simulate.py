@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device import config as cfg
 from device.audio import wavio
@@ -20,9 +20,14 @@ from device.audio.aec import build_aec
 from device.audio.player import Player
 from device.audio.sim import SimAudio, room_response
 from device.conversation.agent import Agent, ScheduledPress
+from device.dev.lockstep import Lockstep, SimClock
 from device.errors import ConfigError, VoxboxError
-from device.link.client import realtime_link
+from device.link.base import LinkListener
+from device.link.client import RealtimeClient, realtime_link
 from device.timeline import Timeline
+
+if TYPE_CHECKING:
+    from device.dev.server import RealtimeServer
 
 log = logging.getLogger("voxbox.simulate")
 
@@ -80,21 +85,33 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
     server = None
     url = opts.url
     api_key = None
+    clients: list[RealtimeClient] = []
     if url is None:
         from device.dev.server import RealtimeServer
 
-        # Like the real service, replies stream faster than they play, on the simulated clock too.
-        server = RealtimeServer(speed=max(4.0, 4.0 * opts.speed), script=opts.script)
+        # Like the real service, replies stream faster than they play (4x), on the mic clock:
+        # the server and the agent run in lockstep, so the run is a function of its inputs.
+        clock = SimClock()
+        server = RealtimeServer(speed=4.0, clock=clock, script=opts.script)
         port = await server.start("127.0.0.1", 0)
         url = f"ws://127.0.0.1:{port}/v1/realtime?model=parrot"
+        sim.before_block = _lockstep(clock, server, clients).settle
     else:
         api_key = cfg.api_key(settings)
-    agent = Agent(settings, sim, timeline, wake=wake, vad=vad, link=realtime_link(settings, url, api_key),
-                  aec=aec, presses=opts.presses)
+    link = realtime_link(settings, url, api_key)
+
+    def make_link(listener: LinkListener) -> RealtimeClient:
+        client = link(listener)
+        clients.append(client)
+        return client
+
+    agent = Agent(settings, sim, timeline, wake=wake, vad=vad, link=make_link, aec=aec, presses=opts.presses)
     sim.keep_going = agent.keep_going
     try:
         connect = asyncio.create_task(agent.link.wait_connected(opts.connect_timeout_s))
-        run = asyncio.create_task(agent.run())
+        # In lockstep the mic clock starts once connected: where the session begins in IN.wav
+        # must not depend on how long the connection took.
+        run = asyncio.create_task(agent.run(wait_connected_s=opts.connect_timeout_s if server else 0.0))
         if not await connect:
             run.cancel()
             try:
@@ -108,6 +125,20 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
         if server is not None:
             await server.stop()
     return agent, sim
+
+
+def _lockstep(clock: SimClock, server: RealtimeServer, clients: list[RealtimeClient]) -> Lockstep:
+    """The agent's link and the local server are quiet: nothing written is unread or unanswered."""
+
+    def quiet() -> bool:
+        client = clients[-1]
+        if not client.connected:
+            return True  # nothing to wait for (the agent shows offline; reconnecting is its business)
+        return (client.flushed and clock.busy == 0
+                and client.stats.messages_sent == server.counts.handled
+                and server.counts.sent == client.stats.messages_received)
+
+    return Lockstep(clock, quiet)
 
 
 def _redact(url: str) -> str:
@@ -124,7 +155,7 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # The timeline records link trouble; a refused URL ends in one clear line, not a retry log.
         logging.getLogger("device.link.client").setLevel(logging.ERROR)
-    timeline = Timeline(opts.timeline, echo=echo)
+    timeline = Timeline(opts.timeline, echo=echo, keep=True)
     try:
         agent, sim = asyncio.run(_simulate(settings, opts, timeline))
     finally:

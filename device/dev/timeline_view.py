@@ -63,7 +63,7 @@ def _value(v: Any) -> str:
 
 
 def _time(rec: Mapping[str, Any]) -> str:
-    t = rec.get("t")
+    t: Any = rec.get("t")
     try:
         return f"{float(t):8.3f}s"
     except (TypeError, ValueError):
@@ -205,7 +205,8 @@ def _marker(rec: Mapping[str, Any]) -> tuple[float, str, str, str] | None:
     color, style, label = _MARKERS[event]
     if event == "wake":
         try:
-            label = f"wake {rec.get('wake_word', '')} {float(rec.get('score')):.2f}"
+            score: Any = rec.get('score')
+            label = f"wake {rec.get('wake_word', '')} {float(score):.2f}"
         except (TypeError, ValueError):
             label = f"wake {rec.get('wake_word', '')}"
     elif event in ("speech_start", "speech_end", "barge_in"):

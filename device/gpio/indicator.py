@@ -146,7 +146,7 @@ class LedIndicator(AnimatedIndicator):
         return tuple(1.0 if v >= 0.5 else 0.0 for v in lv)
 
     def _write(self, frame: tuple) -> None:
-        for led, v in zip(self.leds, frame):
+        for led, v in zip(self.leds, frame, strict=False):
             led.value = v
 
     def _close_devices(self) -> None:

@@ -31,6 +31,8 @@ class LinkStats:
     downlink_bytes: int = 0
     downlink_audio_ms: float = 0.0
     last_connect_s: float = 0.0  # how long the last successful connect took (TCP+TLS+upgrade)
+    messages_sent: int = 0  # WebSocket messages written (audio appends included)
+    messages_received: int = 0  # WebSocket messages read and handed on
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 from device.appliance.tools import missing_tokens, session_tools
 from device.config import RealtimeSettings, Settings
 from device.link import protocol
-from device.link.base import LinkFactory, LinkListener, LinkStats
+from device.link.base import LinkListener, LinkStats
 from device.link.protocol import ProtocolError, ServerEvent
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class RealtimeClient:
         self._last_audio = 0.0
         self._renewing = False
         self._answered = False  # the server sent something on this connection
+        self._sending = False  # a message is being written (popped from the queue, not yet sent)
 
     # ------------------------------------------------------------------ public, never blocking
 
@@ -152,6 +153,11 @@ class RealtimeClient:
         ws = self._ws
         if ws is not None:
             await ws.close()
+
+    @property
+    def flushed(self) -> bool:
+        """Nothing waits to be sent and nothing is being written (simulate's lockstep asks)."""
+        return not self._queue and not self._sending
 
     @property
     def pending_audio_ms(self) -> float:
@@ -221,8 +227,8 @@ class RealtimeClient:
             kind, item = self._queue.popleft()
             if kind == "audio":
                 parts, size = [item], len(item)
-                limit = 200 * protocol.BYTES_PER_MS
-                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= limit:
+                cap = 200 * protocol.BYTES_PER_MS
+                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= cap:
                     nxt = self._queue.popleft()[1]
                     parts.append(nxt)
                     size += len(nxt)
@@ -306,6 +312,7 @@ class RealtimeClient:
         self._responses.clear()
         try:
             await ws.send(protocol.encode(self.session_update))
+            self.stats.messages_sent += 1
         except ConnectionClosed as exc:
             # Lost before it was ever reported as connected: nothing to report as a disconnect.
             reason = _close_reason(exc)
@@ -346,6 +353,7 @@ class RealtimeClient:
 
     def _handle_message(self, message: str | bytes) -> None:
         self._answered = True
+        self.stats.messages_received += 1
         self.stats.downlink_bytes += len(message)
         try:
             ev = protocol.parse_server_event(message)
@@ -378,6 +386,7 @@ class RealtimeClient:
             kind, item = batch
             event = protocol.input_audio_append(item) if kind == "audio" else item
             text = protocol.encode(event)
+            self._sending = True
             try:
                 await ws.send(text)
             except ConnectionClosed:
@@ -386,6 +395,9 @@ class RealtimeClient:
                 else:
                     self.stats.dropped_events += 1
                 return
+            finally:
+                self._sending = False
+            self.stats.messages_sent += 1
             if kind == "audio":
                 self.stats.uplink_bytes += len(text)
                 self.stats.uplink_audio_ms += len(item) / protocol.BYTES_PER_MS
@@ -465,7 +477,7 @@ def _closed_by_server(code: int, reason: str | None) -> str:
     return f"server closed ({detail})"
 
 
-def realtime_link(settings: Settings, url: str, api_key: str | None) -> LinkFactory:
+def realtime_link(settings: Settings, url: str, api_key: str | None) -> Callable[[LinkListener], RealtimeClient]:
     """The OpenAI Realtime link for an agent: a factory the agent calls with its callbacks.
 
     `url`: ws:// or wss:// of the realtime endpoint; `api_key`: sent as a Bearer token (never logged).

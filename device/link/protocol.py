@@ -215,8 +215,7 @@ def _check_type(ev_type: str, key: str, value: Any, types: tuple[type, ...]) -> 
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if not ok:
         names = {str: "string", int: "integer", dict: "object"}
-        want = "/".join("null" if t is type(None) else names.get(t, t.__name__)
-                        for t in types)
+        want = "/".join("null" if t is type(None) else names.get(t, t.__name__) for t in types)
         raise ProtocolError(f"{ev_type}: field {key!r} must be {want}, got {type(value).__name__}")
 
 

