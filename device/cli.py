@@ -20,6 +20,10 @@ from device.errors import ConfigError, VoxboxError
 log = logging.getLogger("voxbox")
 
 
+API_CHOICES = ("realtime", "live")
+API_HELP = "which OpenAI voice API the agent speaks (default: realtime.api, itself realtime unless configured)"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one clear line, exit 2
         sys.stderr.write(f"voxbox: {message}\n")
@@ -47,13 +51,16 @@ def _print_jsonl(objs: Any) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from device.dev.simulate import SimOptions, parse_press, simulate
 
-    # --url is this run's realtime.url: checked like one (the default is a local server).
-    settings = _settings(args, {"realtime": {"url": args.url}} if args.url else None)
+    # --url and --api are this run's realtime.url and realtime.api: checked like them (the default
+    # URL is a local server); a combination of the two APIs' settings is one line, exit 2.
+    realtime = {k: v for k, v in (("url", args.url), ("api", args.api)) if v}
+    settings = _settings(args, {"realtime": realtime} if realtime else None)
     opts = SimOptions(mic=Path(args.mic), url=args.url, speaker_out=_path(args.speaker_out),
                       timeline=_path(args.timeline), plot=_path(args.plot), mic_out=_path(args.mic_out),
                       echo_gain=args.echo_gain,
                       echo_delay_ms=args.echo_delay_ms, room=args.room,
-                      presses=[parse_press(p) for p in args.press], speed=args.speed, script=_path(args.script))
+                      presses=[parse_press(p) for p in args.press], speed=args.speed, script=_path(args.script),
+                      api=args.api)
     if opts.script is not None and opts.url is not None:
         raise ConfigError("--script is for the local server: not with --url")
     echo = None
@@ -69,12 +76,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from device.dev.simulate import demo
     from device.dev.timeline_view import format_record
 
-    settings = _settings(args)
+    settings = _settings(args, {"realtime": {"api": args.api}} if args.api else None)
     out = Path(args.out)
     print(f"voxbox demo ({args.scenario}): a spoken scenario played into the full agent (local server, no hardware)\n"
           f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/mic.wav (as heard, echo included), "
           f"{out}/timeline.png\n", flush=True)
-    records = demo(settings, out, speed=args.speed, scenario=args.scenario,
+    records = demo(settings, out, speed=args.speed, api=args.api, scenario=args.scenario,
                    echo=lambda rec: rec["event"] != "led" and print(format_record(rec), flush=True))
     from device.audio import wavio
     from device.dev.demo_report import summary_lines
@@ -116,7 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"serve: cannot read {args.tls_cert} / {args.tls_key}: {exc.strerror or exc}") from None
     script = load_script(args.script) if args.script else None
     try:
-        asyncio.run(serve(args.host, args.port, max_session_s=args.max_session_s, ssl=ctx, script=script))
+        asyncio.run(serve(args.host, args.port, max_session_s=args.max_session_s, ssl=ctx, script=script,
+                          api=args.api))
     except OSError as exc:
         raise VoxboxError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
@@ -196,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="conversation: wake, question, answer, barge-in (default); timer: 'set a timer for three "
                          "seconds', the scripted model calls set_timer, it rings, a button press stops it")
     sp.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
+    sp.add_argument("--api", choices=API_CHOICES, help=API_HELP)
 
     sp = add("simulate", cmd_simulate, "the whole agent with file audio")
     sp.add_argument("--mic", required=True, help="IN.wav: the microphone (any rate, any channels)")
@@ -212,16 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
     sp.add_argument("--script", metavar="FILE", help="the local server's scripted model (as voxbox serve --script)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the timeline as it happens")
+    sp.add_argument("--api", choices=API_CHOICES, help=API_HELP)
 
     sp = add("serve", cmd_serve, "the local realtime server (OpenAI Realtime protocol, parrot model)", config=False)
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8765)
     sp.add_argument("--max-session-s", type=float, default=3600.0, metavar="S",
-                    help="each session's maximum length: then error session_expired and close 1001 (default 3600)")
+                    help="each session's maximum length: then error session_expired and close 1001; GPT-Live: "
+                    "session.closed expired after this many seconds of input (default 3600)")
     sp.add_argument("--tls-cert", metavar="F", help="PEM certificate: serve wss: (with --tls-key)")
     sp.add_argument("--tls-key", metavar="F", help="PEM private key of --tls-cert")
     sp.add_argument("--script", metavar="FILE", help="scripted model (JSON or TOML): per user turn, a tool call "
                     "and/or what to say; later turns are the parrot's")
+    sp.add_argument("--api", choices=API_CHOICES, help="serve only this API (default: both, "
+                    "Realtime on /v1/realtime and GPT-Live on /v1/live/sessions)")
 
     sp = add("detect", cmd_detect, "wake-word detection on WAV files (one JSON line per file)")
     sp.add_argument("--wake-word", action="append", default=[], help="builtin wake word (repeatable)")
@@ -238,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("bench", cmd_bench, "benchmarks")
     sp.add_argument("--json", help="also write the report as JSON")
     sp.add_argument("--section", action="append", default=[],
-                    help="only these sections (repeatable): listen, barge_in, link, daemon")
+                    help="only these sections (repeatable): listen, barge_in, link, daemon, live")
     sp.add_argument("--quick", action="store_true", help="small data sets (seconds, not minutes)")
     return p
 

@@ -40,6 +40,7 @@ LedDriver = Literal["none", "leds", "rgb", "apa102"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 NoiseReduction = Literal["far_field", "near_field", "off"]
 ToolChoice = Literal["auto", "none", "required"]
+Api = Literal["realtime", "live"]
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,25 @@ class ConversationSettings:
     confirm_ms: int = 300
     max_turn_s: float = 30.0  # a user turn talked without a pause this long is closed (committed)
     thinking_timeout_s: float = 20.0  # no answer this long after the turn closed: listen again
+    mute_close_s: float = 5.0  # GPT-Live: a mute this long mid-conversation closes the session
+    # GPT-Live (full duplex): at most this much reply waits in the player, so the speaker stops
+    # within this (plus the device's output latency) of the model stopping; older audio is skipped.
+    # The model streams about in real time; this only bounds a burst (a link that stalled, then caught up).
+    live_buffer_ms: int = 2000
+
+
+REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+LIVE_URL = "wss://api.openai.com/v1/live/sessions"
+LIVE_MODEL = "gpt-live-1"
 
 
 @dataclass(frozen=True)
 class RealtimeSettings:
-    url: str = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    # Which OpenAI voice protocol: "realtime" (one persistent session; the model is in the URL)
+    # or "live" (GPT-Live: a session per conversation, full duplex; the model is `model`).
+    api: Api = "realtime"
+    url: str = REALTIME_URL  # with api = "live", this default means LIVE_URL
+    model: str = ""  # GPT-Live model ("" = gpt-live-1); the Realtime model is in the URL
     api_key_file: str = ""
     instructions: str = "You are a helpful voice assistant on a smart speaker. Answer briefly."
     voice: str = "marin"
@@ -375,6 +390,35 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"config {key}.require_approval: {m.require_approval!r} is not one of never, always")
     if not s.wake.words and not s.wake.models:
         raise ConfigError("config wake.words: at least one wake word or wake.models entry is needed")
+    _check_api(s.realtime)
+
+
+def _check_api(rt: RealtimeSettings) -> None:
+    """The settings that only make sense with one of the two APIs (ConfigError, one line)."""
+    path = rt.url.split("?", 1)[0].rstrip("/")
+    if rt.api == "live":
+        if rt.url != REALTIME_URL and path.endswith("/realtime"):
+            raise ConfigError(f"config realtime.url: {path} is a Realtime endpoint but realtime.api is live "
+                              "(GPT-Live is on /v1/live/sessions)")
+        if rt.url != REALTIME_URL and "?" in rt.url:
+            raise ConfigError("config realtime.url: GPT-Live takes no query string (set realtime.model instead)")
+        if rt.turn_detection == "none":
+            raise ConfigError("config realtime.turn_detection: none (turns committed by the device) is "
+                              "Realtime only; GPT-Live decides turns itself")
+    else:
+        if path.endswith("/live/sessions"):
+            raise ConfigError(f"config realtime.url: {path} is a GPT-Live endpoint but realtime.api is realtime "
+                              "(set realtime.api = \"live\")")
+        if rt.model:
+            raise ConfigError("config realtime.model: only for realtime.api = live; the Realtime model is "
+                              "in realtime.url (?model=...)")
+
+
+def endpoint(rt: RealtimeSettings) -> tuple[str, str]:
+    """(URL, model) for the configured API; model is "" for Realtime (it is in the URL)."""
+    if rt.api == "live":
+        return (LIVE_URL if rt.url == REALTIME_URL else rt.url), (rt.model or LIVE_MODEL)
+    return rt.url, ""
 
 
 def load(path: str | Path | None = None, env: typing.Mapping[str, str] | None = None,

@@ -85,6 +85,7 @@ class Timeline:
         while True:
             line = lines.get()
             if line is None:
+                lines.task_done()
                 break
             try:
                 fh.write(line)
@@ -92,10 +93,17 @@ class Timeline:
                     fh.flush()
             except (OSError, ValueError):
                 self.write_errors += 1
+            finally:
+                lines.task_done()
         try:
             fh.flush()
         except (OSError, ValueError):
             self.write_errors += 1
+
+    def wait_written(self) -> None:
+        """Block until every line logged so far is written (tests; never on the audio path)."""
+        if self._writer is not None:
+            self._lines.join()
 
     def close(self) -> None:
         """Write every queued line, stop the writer and close a file this timeline opened."""

@@ -58,6 +58,7 @@ def test_two_hundred_conversations_leave_memory_flat(tmp_path: Path) -> None:
             assert agent.machine.phase == "idle", f"cycle {cycle} did not end"
             link.sent.clear()  # the twin's own record of what was sent, not the agent's memory
             if cycle in (FIRST, LAST):
+                timeline.wait_written()  # a starved writer's backlog is the disk's lag, not growth
                 gc.collect()
                 used[cycle] = tracemalloc.get_traced_memory()[0]
 

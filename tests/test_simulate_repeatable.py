@@ -31,6 +31,7 @@ def _outcome(tmp: Path, speed: str) -> dict:
                         "--speed", speed, "--echo-gain", "0.5", "--echo-delay-ms", "30"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert "lockstep off" not in r.stderr
     recs = [json.loads(line) for line in tl.read_text().splitlines()]
     return {
         "states": [(x["t"], x["state"]) for x in recs if x["event"] == "state"],

@@ -87,6 +87,25 @@ class Player:
             self._current = None
             self._paused = False
 
+    def trim(self, max_ms: int) -> int:
+        """Keep at most `max_ms` queued: drop the oldest audio beyond it (a bounded lag behind a live
+        stream). Returns the samples dropped (also counted in `dropped_samples`)."""
+        keep = max(0, max_ms) * self.rate // 1000
+        dropped = 0
+        with self._lock:
+            while self._queued > keep and self._queue:
+                item_id, chunk = self._queue[0]
+                left = len(chunk) - self._head_pos
+                cut = min(left, self._queued - keep)
+                self._head_pos += cut
+                self._queued -= cut
+                dropped += cut
+                if self._head_pos >= len(chunk):
+                    self._queue.popleft()
+                    self._head_pos = 0
+            self.dropped_samples += dropped
+        return dropped
+
     def pause(self) -> None:
         """Silence at once but keep the queue: the next pulls return zeros and count nothing played."""
         with self._lock:

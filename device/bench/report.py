@@ -23,6 +23,7 @@ SECTIONS = {
     "barge_in": "device.bench.barge_in",
     "link": "device.bench.link",
     "daemon": "device.bench.daemon",
+    "live": "device.bench.live",
 }
 
 

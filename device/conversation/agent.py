@@ -36,6 +36,8 @@ from device.conversation import machine as cv
 from device.errors import VoxboxError
 from device.link import protocol
 from device.link.base import Link, LinkFactory
+from device.link.dialect import Dialect
+from device.link.dialect import for_settings as dialect_for
 from device.link.protocol import ProtocolError, ServerEvent
 from device.listen.bargein import EchoDoubleTalk, SuspectGate
 from device.listen.vad import VadSegmenter
@@ -89,9 +91,13 @@ class Agent:
         self.uplink = Uplink()
         self.uplink_open = False
         self.preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.conversation.preroll_ms // 10))
+        # What the machine's actions and the server's events mean on the configured API.
+        self.dialect: Dialect = dialect_for(settings)
+        sessions = self.dialect.api == "live"  # a session per conversation, full duplex
         self.machine = cv.Conversation(settings.conversation,
-                                       local_turns=settings.realtime.turn_detection == "none",
-                                       muted=muted)
+                                       local_turns=settings.realtime.turn_detection == "none" and not sessions,
+                                       muted=muted, sessions=sessions,
+                                       mute_close_s=settings.conversation.mute_close_s)
         self.on_mute_changed = on_mute_changed
         self.on_block = on_block  # called after every mic block (the systemd watchdog)
         self.samples = 0  # mic samples processed: the clock of the timeline
@@ -101,6 +107,7 @@ class Agent:
         self._counters_checked = 0  # mic sample of the last check (once a second)
         self._stopping = False
         self._playing: str | None = None  # item whose audio is coming out of the speaker
+        self._dry = False  # the player ran dry while more of the reply was due (an underrun)
         self._button_events: list[tuple[float, cv.ButtonAction]] = []
         for p in presses or []:
             self._button_events.append((p.t, "press"))
@@ -199,7 +206,9 @@ class Agent:
 
     def keep_going(self) -> bool:
         """After the mic ends: keep the clock running while a reply is due or playing."""
-        return self.player.busy or self.machine.phase in ("thinking", "speaking")
+        m = self.machine
+        # A session per conversation runs on input: it goes on until the conversation closes it.
+        return self.player.busy or m.phase in ("thinking", "speaking") or (m.session_open and m.phase != "idle")
 
     def press(self, action: cv.ButtonAction) -> None:
         """A live button event (gpiozero thread → queued, handled on the next block)."""
@@ -303,15 +312,21 @@ class Agent:
                     self.log("playback_start", item_id=note.item_id,
                              speaker_s=round(note.sample / self.player.rate, 4))
             elif note.kind == "idle":
-                if self.machine.response_id is not None:
+                if self.machine.reply_pending(self.now):
                     # The reply arrives slower than it plays: a gap, not the end.
                     self.log("playback_underrun", item_id=note.item_id)
+                    self._dry = True
                     self.underruns += 1
                     continue
+                self._playback_done()
+        if self._dry and (self.player.busy or not self.machine.reply_pending(self.now)):
+            self._dry = False
+            if not self.player.busy:  # no more came (a GPT-Live reply has no done event): it ended
                 self._playback_done()
 
     def _playback_done(self) -> None:
         """The reply is complete and fully played."""
+        self._dry = False
         if self._playing is not None:
             self.log("playback_stop", reason="done", item_id=self._playing,
                      played_ms=self.player.played_ms(self._playing))
@@ -379,7 +394,7 @@ class Agent:
 
     def on_sent(self, event: dict[str, Any]) -> None:
         etype = event.get("type", "?")
-        if etype == "input_audio_buffer.append":
+        if etype == self.dialect.audio_event:
             return
         item = event.get("item")
         if (etype == "conversation.item.create" and isinstance(item, dict)
@@ -403,37 +418,35 @@ class Agent:
 
     def on_server_event(self, ev: ServerEvent) -> None:
         m = self.machine
-        t = self.now
-        d = ev.data
-        if ev.type == "response.output_audio.delta":
-            try:
-                item_id, pcm = protocol.audio_delta(ev)
-            except ProtocolError as exc:  # not seen by the client's parser: ours to count
-                self.errors += 1
-                self.on_link_error(str(exc))
-                return
-            self._apply(m.handle(cv.AudioDelta(t, item_id, str(d.get("response_id", "")), pcm)))
+        try:
+            events = self.dialect.machine_events(ev, self.now)
+        except ProtocolError as exc:  # not seen by the client's parser: ours to count
+            self.errors += 1
+            self.on_link_error(str(exc))
             return
-        self.log("recv", type=ev.type)
-        self._appliance_event(ev)
-        if ev.type == "input_audio_buffer.speech_started":
-            self.log("speech_start", source="server_vad")
-            self._apply(m.handle(cv.SpeechStart(t, "server_vad")))
-        elif ev.type == "input_audio_buffer.speech_stopped":
-            self.log("speech_end", source="server_vad")
-            self._apply(m.handle(cv.SpeechEnd(t, "server_vad")))
-        elif ev.type == "input_audio_buffer.committed":
-            self._apply(m.handle(cv.Committed(t)))
-        elif ev.type == "response.created":
-            self._apply(m.handle(cv.ResponseCreated(t, str(d.get("response", {}).get("id", "")))))
-        elif ev.type == "response.done":
-            resp = d.get("response", {}) if isinstance(d.get("response"), dict) else {}
-            self._apply(m.handle(cv.ResponseDone(t, str(resp.get("id", "")), str(resp.get("status", "")))))
-            if m.phase == "speaking" and m.response_id is None and not self.player.busy:
+        if ev.audio is None:  # audio deltas are not logged (contract)
+            self.log("recv", type=ev.type)
+        said = self.dialect.transcript(ev) or appliance_events.transcript(ev.type, ev.data)
+        if said is not None:
+            self._transcript(*said)
+        self._appliance_event(ev)  # function calls first: a response.done's ToolDone precedes its ResponseDone
+        for e in events:
+            if isinstance(e, (cv.SpeechStart, cv.SpeechEnd)):
+                self.log("speech_start" if isinstance(e, cv.SpeechStart) else "speech_end", source=e.source)
+            elif isinstance(e, cv.SessionStarted):
+                self.log("session", action="started", api=self.dialect.api)
+            elif isinstance(e, cv.SessionEnded):
+                self.log("session", action="expired" if e.reason == "expired" else "closed", api=self.dialect.api,
+                         reason=e.reason)
+            self._apply(m.handle(e))
+            if isinstance(e, cv.ResponseDone) and m.phase == "speaking" and m.response_id is None \
+                    and not self.player.busy:
                 self._playback_done()  # everything already played before the response closed
-        elif ev.type == "error":  # counted in the client's stats
-            err = d.get("error", {}) if isinstance(d.get("error"), dict) else {}
-            log.warning("server error: %s", err.get("message", d))
+        if ev.type == "error":  # counted in the client's stats
+            err = ev.data.get("error", {}) if isinstance(ev.data.get("error"), dict) else {}
+            log.warning("server error: %s", err.get("message", ev.data))
+        elif ev.type == "response.output_audio_transcript.done":
+            log.debug("assistant said: %s", ev.data.get("transcript", ""))
 
     # ------------------------------------------------------------------ tools, transcripts, MCP
     def _appliance_event(self, ev: ServerEvent) -> None:
@@ -441,15 +454,6 @@ class Agent:
         calls = appliance_events.function_calls(ev.type, d)
         if calls:
             self._run_calls(calls)
-            return
-        said = appliance_events.transcript(ev.type, d)
-        if said is not None:
-            role, text = said
-            if self._private:
-                self.log("transcript", role=role, chars=len(text))
-            else:
-                self.log("transcript", role=role, text=text)
-                log.info("%s said: %s", role, text)
             return
         appliance_events.learn_labels(ev.type, d, self._mcp_labels)
         note = appliance_events.mcp_note(ev.type, d, self._mcp_labels)
@@ -459,6 +463,14 @@ class Agent:
             if problem:
                 log.warning("%s", problem)
                 self.log("error", source="mcp", message=problem)
+
+    def _transcript(self, role: str, text: str) -> None:
+        """A transcript event; the words only when [privacy] transcripts_in_journal allows (else their length)."""
+        if self._private:
+            self.log("transcript", role=role, chars=len(text))
+        else:
+            self.log("transcript", role=role, text=text)
+            log.info("%s said: %s", role, text)
 
     def _run_calls(self, calls: list[appliance_events.FunctionCall]) -> None:
         """Run the model's function calls, send their outputs, then let the model answer."""
@@ -498,6 +510,10 @@ class Agent:
                     self.log("uplink_stop")
             elif isinstance(a, cv.Play):
                 self.player.enqueue(a.item_id, a.pcm)
+                if self.machine.sessions:  # full duplex: the speaker keeps close behind the model
+                    skipped = self.player.trim(self.settings.conversation.live_buffer_ms)
+                    if skipped:
+                        self.log("playback_skip", item_id=a.item_id, ms=skipped * 1000 // self.player.rate)
             elif isinstance(a, cv.StopPlayback):
                 self._stop_playback(a.reason)
             elif isinstance(a, cv.PausePlayback):
@@ -510,16 +526,10 @@ class Agent:
                          played_ms=self.player.played_ms(self._playing) if self._playing else 0)
             elif isinstance(a, cv.BargeIn):
                 self.log("barge_in", source=a.source)
-            elif isinstance(a, cv.SendCancel):
-                self.link.send(protocol.response_cancel())
-            elif isinstance(a, cv.SendTruncate):
-                self.link.send(protocol.item_truncate(a.item_id, self.player.played_ms(a.item_id)))
-            elif isinstance(a, cv.SendCommit):
-                self.link.send(protocol.input_audio_commit())
-            elif isinstance(a, cv.SendResponseCreate):
-                self.link.send(protocol.response_create())
-            elif isinstance(a, cv.SendClear):
-                self.link.send(protocol.input_audio_clear())
+            elif isinstance(a, cv.OpenSession):
+                self.log("session", action="renew" if a.renew else "start", api=self.dialect.api)
+            elif isinstance(a, cv.CloseSession):
+                self.log("session", action="close", api=self.dialect.api)
             elif isinstance(a, cv.StrictVad):
                 self.vad.set_strict(a.strict)
             elif isinstance(a, cv.ResetWake):
@@ -529,6 +539,9 @@ class Agent:
                 self.earcon("mute" if a.muted else "unmute")
                 if self.on_mute_changed is not None:
                     self.on_mute_changed(a.muted)
+            # The wire events of this action on the configured API (cancel, truncate, session.start...).
+            for event in self.dialect.wire(a, self.player.played_ms):
+                self.link.send(event)
         in_conversation = self.machine.phase != "idle"
         if self._in_conversation and not in_conversation:
             # The conversation is over and its truncates are sent (above): forget its items.

@@ -128,6 +128,24 @@ class Disconnected:
 
 
 @dataclass(frozen=True)
+class SessionStarted:
+    """Session per conversation (GPT-Live): the session asked for by OpenSession is ready."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    """Session per conversation: the session ended without our asking or because we asked.
+
+    reason: a `session.closed` reason (close_requested, expired, content, remote_hangup,
+    connection_lost)."""
+
+    t: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Fault:
     """A hardware or runtime fault (e.g. audio device lost); cleared by FaultCleared."""
 
@@ -141,7 +159,8 @@ class FaultCleared:
 
 
 Event = (Wake | Button | SpeechStart | SuspectSpeech | SpeechEnd | Committed | ResponseCreated | AudioDelta
-         | ResponseDone | PlaybackIdle | ToolDone | Tick | Connected | Disconnected | Fault | FaultCleared)
+         | ResponseDone | PlaybackIdle | ToolDone | Tick | Connected | Disconnected | Fault | FaultCleared
+         | SessionStarted | SessionEnded)
 
 
 # ---------------------------------------------------------------- actions out
@@ -234,8 +253,26 @@ class MuteChanged:
     muted: bool
 
 
+@dataclass(frozen=True)
+class OpenSession:
+    """Session per conversation: open a model session (GPT-Live: connect + session.start).
+
+    renew: it replaces one that ended mid-conversation (seed it with the conversation so far)."""
+
+    renew: bool = False
+
+
+@dataclass(frozen=True)
+class CloseSession:
+    """Session per conversation: close the session (GPT-Live: session.close)."""
+
+
 Action = (Show | OpenUplink | CloseUplink | Play | StopPlayback | PausePlayback | ResumePlayback | SendCommit
-          | SendResponseCreate | SendCancel | SendClear | SendTruncate | BargeIn | StrictVad | ResetWake | MuteChanged)
+          | SendResponseCreate | SendCancel | SendClear | SendTruncate | BargeIn | StrictVad | ResetWake | MuteChanged
+          | OpenSession | CloseSession)
+
+RENEW_REASONS = ("expired", "connection_lost")  # a session lost this way mid-conversation is replaced
+MODEL_GAP_S = 0.3  # session mode: model audio after this much quiet is a new utterance
 
 
 @dataclass
@@ -257,6 +294,16 @@ class Conversation:
     held: bool = False  # the button is down past the hold time: its release is not a short press
     paused_until: float | None = None  # playback paused on a suspicion; resumed at this t unless confirmed
     tool_followup: set[str] = field(default_factory=set)  # responses whose function calls await response.create
+    # Session per conversation (GPT-Live): a model session only while a conversation is open, a
+    # full-duplex uplink (it stays open while the model speaks), no responses to cancel: after a
+    # local barge-in the model's audio is dropped until it pauses (it stops by itself on hearing
+    # the user). False: one persistent Realtime session (none of this applies).
+    sessions: bool = False
+    session_open: bool = False  # asked for (OpenSession) and not closed or lost since
+    mute_close_s: float = 5.0  # session mode: a mute this long closes the session
+    mute_deadline: float | None = None
+    drop_model_audio: bool = False
+    last_model_audio_t: float = -1.0
 
     @property
     def thinking_timeout_s(self) -> float:
@@ -304,8 +351,15 @@ class Conversation:
             self.playing_item = None
             out.append(CloseUplink())
             out.append(ResetWake())
+            if self.session_open:
+                self.session_open = False
+                self.mute_deadline = None
+                out.append(CloseSession())
 
     def _listen(self, t: float, window: float, out: list[Action], preroll: bool = False) -> None:
+        if self.sessions and not self.session_open:
+            self.session_open = True
+            out.append(OpenSession())
         self._go("listening", out)
         self.deadline = t + window
         self.user_speaking = False
@@ -316,6 +370,9 @@ class Conversation:
         self.paused_until = None
         out.append(BargeIn(source))
         out.append(StopPlayback("button" if source == "button" else "barge_in"))
+        if self.sessions:  # the model goes on until it hears the user: not played
+            self.drop_model_audio = True
+            self.last_model_audio_t = max(self.last_model_audio_t, t)
         self._drop_response(out)
         if self.playing_item is not None:
             out.append(SendTruncate(self.playing_item))
@@ -341,6 +398,11 @@ class Conversation:
             return mode in ("local", "both")
         return mode in ("server", "both")
 
+    def reply_pending(self, t: float) -> bool:
+        """More of the reply is due: a response in progress, or (session mode, where no event says a
+        reply is over) model audio less than MODEL_GAP_S ago."""
+        return self.response_id is not None or (self.sessions and t - self.last_model_audio_t < MODEL_GAP_S)
+
     # ------------------------------------------------------------ the machine
     def handle(self, ev: Event) -> list[Action]:
         out: list[Action] = []
@@ -352,6 +414,16 @@ class Conversation:
             self.response_id = None
             if self.phase == "thinking":
                 self._listen(ev.t, self.settings.follow_up_s, out)
+            if self.sessions and self.session_open:
+                self._session_ended(SessionEnded(ev.t, "connection_lost"), out)
+        elif isinstance(ev, SessionStarted):
+            pass  # the link sends the audio kept since the wake word; nothing changes here
+        elif isinstance(ev, SessionEnded):
+            self._session_ended(ev, out)
+        elif isinstance(ev, Tick) and self.muted:
+            if self.mute_deadline is not None and ev.t >= self.mute_deadline:
+                self.mute_deadline = None
+                self._end_conversation(out)
         elif isinstance(ev, Fault):
             self.fault = True
         elif isinstance(ev, FaultCleared):
@@ -439,7 +511,20 @@ class Conversation:
             self._go("thinking", out)
             self.deadline = t + self.thinking_timeout_s
 
+    def _session_ended(self, ev: SessionEnded, out: list[Action]) -> None:
+        if not self.session_open:
+            return  # ours (close_requested after CloseSession), or already handled
+        if self.phase != "idle" and ev.reason in RENEW_REASONS:
+            out.append(OpenSession(renew=True))  # the conversation goes on in a new session
+            return
+        self.session_open = False
+        if self.phase != "idle":
+            self._end_conversation(out)
+
     def _button(self, ev: Button, out: list[Action]) -> None:
+        if ev.action == "hold" and self.sessions and self.phase != "idle":
+            self._live_mute(ev, out)
+            return
         if ev.action == "hold":
             self.muted = not self.muted
             if self.muted:
@@ -477,6 +562,25 @@ class Conversation:
             else:
                 self._end_conversation(out)
 
+    def _live_mute(self, ev: Button, out: list[Action]) -> None:
+        """Session mode, mid-conversation: mute keeps the session for mute_close_s (the model is told
+        and nothing leaves the device); unmuting in time goes on listening, else the session closes."""
+        self.held = True
+        self.muted = not self.muted
+        if self.muted:
+            if self.phase == "speaking":
+                self._barge_in(ev.t, "button", out)
+            self._go("listening", out)
+            self.deadline = None
+            self.user_speaking = False
+            out.append(CloseUplink())
+            self.mute_deadline = ev.t + self.mute_close_s
+            out.append(MuteChanged(True))
+            return
+        self.mute_deadline = None
+        out.append(MuteChanged(False))
+        self._listen(ev.t, self.settings.follow_up_s, out)
+
     def _speech_start(self, ev: SpeechStart, out: list[Action]) -> None:
         if self.phase == "speaking":
             if self._barge_in_allowed(ev.source):
@@ -505,8 +609,14 @@ class Conversation:
     def _audio(self, ev: AudioDelta, out: list[Action]) -> None:
         if ev.response_id in self.dropped_responses or self.phase == "idle":
             return  # late audio of a cancelled response, or after the conversation ended
+        if self.sessions:
+            gap = ev.t - self.last_model_audio_t
+            self.last_model_audio_t = ev.t
+            if self.drop_model_audio and gap < MODEL_GAP_S:
+                return  # the rest of an utterance the user interrupted
+            self.drop_model_audio = False
         if self.phase in ("listening", "thinking"):
-            if self.settings.barge_in in ("local", "off"):
+            if self.settings.barge_in in ("local", "off") and not self.sessions:
                 # Local barge-in: the device's own reply must not feed the server's VAD.
                 out.append(CloseUplink())
             self._go("speaking", out)

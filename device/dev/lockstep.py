@@ -23,7 +23,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 QUIET_ROUNDS = 8
-SETTLE_LIMIT_S = 5.0  # wall seconds one settle may take before the run goes on regardless
+STUCK_S = 20.0  # wall seconds without any progress in one settle before the run goes on regardless
 
 
 class WallClock:
@@ -91,13 +91,16 @@ class Lockstep:
     """Holds the mic clock until the agent's link and the local server are quiet.
 
     `quiet()` says whether both sides have nothing in flight (built by simulate, which knows
-    the concrete client and server); `settle(now)` advances the clock to `now` seconds and
-    waits for quiet (at most SETTLE_LIMIT_S of wall time, then goes on and counts it).
+    the concrete client and server); `progress()` is any value that changes while messages
+    move. `settle(now)` advances the clock to `now` seconds and waits for quiet; only when
+    nothing has moved for STUCK_S of wall time (a message lost with a dropped connection) does
+    it go on, count it and leave lockstep for the rest of the run. A busy machine only waits longer.
     """
 
-    def __init__(self, clock: SimClock, quiet: Callable[[], bool]) -> None:
+    def __init__(self, clock: SimClock, quiet: Callable[[], bool], progress: Callable[[], object]) -> None:
         self.clock = clock
         self.quiet = quiet
+        self.progress = progress
         self.timeouts = 0
 
     async def settle(self, now: float) -> None:
@@ -106,14 +109,21 @@ class Lockstep:
             for _ in range(4):  # from then on, give the loop a few turns and go on
                 await asyncio.sleep(0)
             return
-        end = time.monotonic() + SETTLE_LIMIT_S
+        end = time.monotonic() + STUCK_S
+        seen = self.progress()
         quiet_rounds = 0
         # Several quiet loop turns in a row: a message or a wake-up can take a few callback hops
         # (read, hand over, resume) before it shows in a counter; each hop is one turn.
         while quiet_rounds < QUIET_ROUNDS:
             await asyncio.sleep(0)
             quiet_rounds = quiet_rounds + 1 if self.quiet() else 0
-            if quiet_rounds == 0 and time.monotonic() > end:
+            if quiet_rounds:
+                continue
+            now_seen = self.progress()
+            if now_seen != seen:
+                seen, end = now_seen, time.monotonic() + STUCK_S
+            elif time.monotonic() > end:
                 self.timeouts += 1
-                log.warning("simulate: the link did not settle within %.0f s at t=%.2f s", SETTLE_LIMIT_S, now)
+                log.warning("simulate: the link made no progress for %.0f s at t=%.2f s: lockstep off, "
+                            "the rest of this run is paced by the wall clock", STUCK_S, now)
                 return

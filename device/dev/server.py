@@ -9,9 +9,9 @@ default) like the real service; a script can make it call function tools first
 (`server_conversation`): invalid client events get the service's `error` event and the
 connection stays open; at the maximum session length it sends `session_expired` and
 closes with 1001. Any path is accepted (ws://host:port/v1/realtime?model=... as the
-openai package builds it); browser-style clients that offer the subprotocols
-`realtime` + `openai-insecure-api-key.<key>` get `realtime`; with an SSL context it
-serves wss:.
+openai package builds it), except `/v1/live/sessions`: GPT-Live, served by
+`live_server`; browser-style clients that offer the subprotocols `realtime` +
+`openai-insecure-api-key.<key>` get `realtime`; with an SSL context it serves wss:.
 
 Modules: `server_config` (session shape, client-event checks), `server_conversation`
 (items, responses, errors; pure), `server_model` (parrot and script; pure),
@@ -35,6 +35,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from device.dev.live_server import LiveServer
 from device.dev.lockstep import WallClock
 from device.dev.server_config import MODEL
 from device.dev.server_connection import MessageCounts, Session, Trace
@@ -112,10 +113,18 @@ class RealtimeServer:
         self.port = 0
         self.connections = 0  # accepted since start (for tests and `check`)
         self._live: dict[ServerConnection, Session] = {}
+        # GPT-Live on /v1/live/sessions of the same port (its sessions expire on input time).
+        self.live_api = LiveServer(max_session_s=max_session_s, trace=trace)
+        self._live_api_ws: set[ServerConnection] = set()
+        self.only: str | None = None  # "realtime" | "live": refuse the other API's path (serve --api)
 
     @property
     def url(self) -> str:
         return f"{'wss' if self.ssl else 'ws'}://{self.host}:{self.port}/v1/realtime?model={MODEL}"
+
+    @property
+    def live_url(self) -> str:
+        return f"{'wss' if self.ssl else 'ws'}://{self.host}:{self.port}/v1/live/sessions"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self._server = await ws_serve(self._handler, host, port, max_size=MAX_MESSAGE_BYTES, compression=None,
@@ -145,7 +154,7 @@ class RealtimeServer:
         if self._server is None:
             return
         self._server.close(close_connections=False)
-        for ws in list(self._live):
+        for ws in [*self._live, *self._live_api_ws]:
             ws.transport.abort()
         await self._server.wait_closed()
         self._server = None
@@ -184,6 +193,17 @@ class RealtimeServer:
 
     async def _handler(self, ws: ServerConnection) -> None:
         self.connections += 1
+        live = ws.request is not None and ws.request.path.split("?", 1)[0].rstrip("/").endswith("/live/sessions")
+        if self.only is not None and self.only != ("live" if live else "realtime"):
+            await ws.close(1008, f"this server speaks only the {self.only} API")
+            return
+        if live:
+            self._live_api_ws.add(ws)
+            try:
+                await self.live_api.handle(ws)
+            finally:
+                self._live_api_ws.discard(ws)
+            return
         sess = Session(ws, self.speed, self.trace, self.max_session_s, self.model, self.clock, self.counts)
         self._live[ws] = sess
         expiry = asyncio.create_task(self._expire_after(sess))
@@ -204,12 +224,16 @@ class RealtimeServer:
 
 async def serve(host: str = "127.0.0.1", port: int = 8765, speed: float = 4.0,
                 max_session_s: float = DEFAULT_MAX_SESSION_S, ssl: ssl_lib.SSLContext | None = None,
-                script: list[ScriptTurn] | str | None = None) -> None:
-    """Run the local server until cancelled (`voxbox serve`); wss: with an SSL context (`tls_context`)."""
+                script: list[ScriptTurn] | str | None = None, api: str | None = None) -> None:
+    """Run the local server until cancelled (`voxbox serve`); wss: with an SSL context (`tls_context`).
+    Both APIs (Realtime on /v1/realtime, GPT-Live on /v1/live/sessions), or only `api`."""
     server = RealtimeServer(speed=speed, ssl=ssl, max_session_s=max_session_s, script=script)
+    server.only = api
     await server.start(host, port)
-    print(f"voxbox: realtime server (model {MODEL}{', scripted' if script else ''}) on {server.url.split('?')[0]}",
-          file=sys.stderr, flush=True)
+    where = {"realtime": f"realtime server (model {MODEL}{', scripted' if script else ''}) on "
+                         f"{server.url.split('?')[0]}",
+             "live": f"GPT-Live (parrot) on {server.live_url}"}
+    print("voxbox: " + ", ".join(v for k, v in where.items() if api in (None, k)), file=sys.stderr, flush=True)
     try:
         await asyncio.Future()
     finally:

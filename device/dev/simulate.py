@@ -7,6 +7,7 @@ Without a URL the local realtime server is started on a free loopback port.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -22,8 +23,9 @@ from device.audio.sim import SimAudio, room_response
 from device.conversation.agent import Agent, ScheduledPress
 from device.dev.lockstep import Lockstep, SimClock
 from device.errors import ConfigError, VoxboxError
-from device.link.base import LinkListener
-from device.link.client import RealtimeClient, realtime_link
+from device.link.base import Link, LinkListener
+from device.link.client import RealtimeClient
+from device.link.factory import link_for
 from device.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ class SimOptions:
     speed: float = 1.0
     connect_timeout_s: float = 10.0
     script: Path | None = None  # the local server's scripted model (voxbox serve --script)
+    api: cfg.Api | None = None  # --api: "realtime" | "live" (None: realtime.api of the settings)
 
 
 def parse_press(text: str) -> ScheduledPress:
@@ -93,16 +96,20 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
         # the server and the agent run in lockstep, so the run is a function of its inputs.
         clock = SimClock()
         server = RealtimeServer(speed=4.0, clock=clock, script=opts.script)
-        port = await server.start("127.0.0.1", 0)
-        url = f"ws://127.0.0.1:{port}/v1/realtime?model=parrot"
-        sim.before_block = _lockstep(clock, server, clients).settle
+        await server.start("127.0.0.1", 0)
+        if settings.realtime.api == "live":
+            url = server.live_url  # the GPT-Live parrot is clocked by its input (no lockstep yet)
+        else:
+            url = server.url
+            sim.before_block = _lockstep(clock, server, clients).settle
     else:
         api_key = cfg.api_key(settings)
-    link = realtime_link(settings, url, api_key)
+    link = link_for(settings, url, api_key)
 
-    def make_link(listener: LinkListener) -> RealtimeClient:
+    def make_link(listener: LinkListener) -> Link:
         client = link(listener)
-        clients.append(client)
+        if isinstance(client, RealtimeClient):
+            clients.append(client)
         return client
 
     agent = Agent(settings, sim, timeline, wake=wake, vad=vad, link=make_link, aec=aec, presses=opts.presses)
@@ -138,7 +145,11 @@ def _lockstep(clock: SimClock, server: RealtimeServer, clients: list[RealtimeCli
                 and client.stats.messages_sent == server.counts.handled
                 and server.counts.sent == client.stats.messages_received)
 
-    return Lockstep(clock, quiet)
+    def progress() -> object:
+        s = clients[-1].stats
+        return s.messages_sent, s.messages_received, server.counts.handled, server.counts.sent, clock.busy
+
+    return Lockstep(clock, quiet, progress)
 
 
 def _redact(url: str) -> str:
@@ -152,6 +163,9 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
         raise ConfigError("--speed must be positive")
     if opts.echo_gain < 0 or opts.echo_delay_ms < 0:
         raise ConfigError("--echo-gain and --echo-delay-ms must not be negative")
+    if opts.api is not None and opts.api != settings.realtime.api:
+        settings = dataclasses.replace(settings, realtime=dataclasses.replace(settings.realtime, api=opts.api))
+        cfg.validate(settings)  # a URL or turn mode of the other API: one clear line
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # The timeline records link trouble; a refused URL ends in one clear line, not a retry log.
         logging.getLogger("device.link.client").setLevel(logging.ERROR)
@@ -192,7 +206,8 @@ SCENARIOS = ("conversation", "timer")
 
 
 def demo(settings: cfg.Settings, out_dir: Path, speed: float = 1.0,
-         echo: Callable[[dict[str, Any]], None] | None = None, scenario: str = "conversation") -> list[dict[str, Any]]:
+         echo: Callable[[dict[str, Any]], None] | None = None, scenario: str = "conversation",
+         api: cfg.Api | None = None) -> list[dict[str, Any]]:
     """A bundled scenario through `simulate`: `conversation` (wake, question, answer, barge-in) or
     `timer` ("set a timer for three seconds": the scripted model calls set_timer, it rings, a press stops it)."""
     if scenario not in SCENARIOS:
@@ -208,7 +223,7 @@ def demo(settings: cfg.Settings, out_dir: Path, speed: float = 1.0,
     # so the demo shows barge-in through the echo canceller, not in an anechoic dream.
     opts = SimOptions(mic=wav, speaker_out=out_dir / "speaker.wav", timeline=out_dir / "timeline.jsonl",
                       plot=out_dir / "timeline.png", mic_out=out_dir / "mic.wav", speed=speed,
-                      echo_gain=0.5, echo_delay_ms=30.0, room=True, script=script, presses=presses)
+                      echo_gain=0.5, echo_delay_ms=30.0, room=True, script=script, presses=presses, api=api)
     records = simulate(settings, opts, echo=echo)
     if scenario == "conversation" and DEMO_INFO.is_file():
         info = json.loads(DEMO_INFO.read_text())

@@ -201,16 +201,7 @@ class RealtimeClient:
         self._trim_audio_locked()
 
     def _kick(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None:
-            return
-        if threading.get_ident() == self._loop_thread:
-            wake.set()
-        else:
-            try:
-                loop.call_soon_threadsafe(wake.set)
-            except RuntimeError:  # loop closed
-                pass
+        wake_sender(self._loop, self._loop_thread, self._wake)
 
     def _ensure_loop_objects(self) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
         if self._wake is None or self._connected_ev is None or self._stop is None:
@@ -226,14 +217,8 @@ class RealtimeClient:
                 return None
             kind, item = self._queue.popleft()
             if kind == "audio":
-                parts, size = [item], len(item)
-                cap = 200 * protocol.BYTES_PER_MS
-                while self._queue and self._queue[0][0] == "audio" and size + len(self._queue[0][1]) <= cap:
-                    nxt = self._queue.popleft()[1]
-                    parts.append(nxt)
-                    size += len(nxt)
-                self._pending_audio -= size
-                item = b"".join(parts)
+                item = merge_audio(self._queue, item)
+                self._pending_audio -= len(item)
             return kind, item
 
     def _requeue_audio(self, pcm: bytes) -> None:
@@ -250,14 +235,7 @@ class RealtimeClient:
         while not self._closing:
             t0 = time.monotonic()
             try:
-                ws = await connect(
-                    self.url, additional_headers=self._headers, ssl=ssl_context(self.url, self.settings.ca_file),
-                    ping_interval=self.settings.ping_interval_s or None,
-                    ping_timeout=self.settings.ping_timeout_s or None,
-                    max_size=MAX_MESSAGE_BYTES, max_queue=64, compression=None,
-                    open_timeout=OPEN_TIMEOUT_S, close_timeout=2.0, user_agent_header="voxbox",
-                    logger=redacting_logger("device.link.websockets"),
-                )
+                ws = await open_socket(self.url, self._headers, self.settings)
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncio.TimeoutError, WebSocketException, ssl.SSLError, ValueError) as exc:
@@ -431,6 +409,43 @@ class RealtimeClient:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+async def open_socket(url: str, headers: dict[str, str], rt: RealtimeSettings) -> ClientConnection:
+    """One WebSocket to the model: TLS verified for wss://, keepalive pings, bounded messages, no
+    compression, a handshake timeout, and a logger that never shows the Authorization header."""
+    return await connect(
+        url, additional_headers=headers, ssl=ssl_context(url, rt.ca_file),
+        ping_interval=rt.ping_interval_s or None, ping_timeout=rt.ping_timeout_s or None,
+        max_size=MAX_MESSAGE_BYTES, max_queue=64, compression=None,
+        open_timeout=OPEN_TIMEOUT_S, close_timeout=2.0, user_agent_header="voxbox",
+        logger=redacting_logger("device.link.websockets"),
+    )
+
+
+def wake_sender(loop: asyncio.AbstractEventLoop | None, loop_thread: int, wake: asyncio.Event | None) -> None:
+    """Set a sender's wake-up event from any thread (nothing if the loop is not there or closed)."""
+    if loop is None or wake is None:
+        return
+    if threading.get_ident() == loop_thread:
+        wake.set()
+    else:
+        try:
+            loop.call_soon_threadsafe(wake.set)
+        except RuntimeError:  # loop closed
+            pass
+
+
+def merge_audio(queue: deque[tuple[str, Any]], first: bytes, limit_ms: int = 200) -> bytes:
+    """`first` plus the audio chunks right behind it in `queue` (popped), up to `limit_ms` in all:
+    fewer, larger append messages (PCM16 at 24 kHz)."""
+    parts, size = [first], len(first)
+    limit = limit_ms * protocol.BYTES_PER_MS
+    while queue and queue[0][0] == "audio" and size + len(queue[0][1]) <= limit:
+        nxt = queue.popleft()[1]
+        parts.append(nxt)
+        size += len(nxt)
+    return b"".join(parts)
 
 
 def _backoff(attempt: int, cap: float) -> float:

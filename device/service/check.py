@@ -115,7 +115,7 @@ def check_appliance(settings: cfg.Settings) -> str:
 
 def check_key(settings: cfg.Settings) -> str:
     key = cfg.api_key(settings)
-    if settings.realtime.url.startswith("wss://") and not key:
+    if cfg.endpoint(settings.realtime)[0].startswith("wss://") and not key:
         raise VoxboxError("no API key: set OPENAI_API_KEY or realtime.api_key_file")
     return "present" if key else "none (not needed for a ws:// server)"
 
@@ -124,16 +124,23 @@ async def _handshake(settings: cfg.Settings, timeout: float) -> str:
     import websockets
     from websockets.asyncio.client import connect
 
+    from device.link import live_protocol
     from device.link.client import ssl_context
 
     key = cfg.api_key(settings)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    url = settings.realtime.url
+    url, model = cfg.endpoint(settings.realtime)
+    live = settings.realtime.api == "live"
+    expected = "session.started" if live else "session.created"
     ssl = ssl_context(url, settings.realtime.ca_file)
     try:
         async with asyncio.timeout(timeout):
             async with connect(url, additional_headers=headers, ssl=ssl, max_size=16 * 2**20) as ws:
+                if live:  # GPT-Live speaks only after session.start; the session is closed at once
+                    await ws.send(json.dumps(live_protocol.session_start(model)))
                 first = json.loads(await ws.recv())
+                if live and first.get("type") == expected:
+                    await ws.send(json.dumps(live_protocol.session_close()))
     except (OSError, TimeoutError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise VoxboxError(f"cannot reach {url.split('?')[0]}: {why}") from None
@@ -141,9 +148,9 @@ async def _handshake(settings: cfg.Settings, timeout: float) -> str:
         raise VoxboxError(f"{url.split('?')[0]} refused the connection: HTTP {exc.response.status_code}") from None
     except (websockets.exceptions.WebSocketException, ValueError) as exc:
         raise VoxboxError(f"{url.split('?')[0]}: {exc}") from None
-    if first.get("type") != "session.created":
-        raise VoxboxError(f"server answered {first.get('type')!r} instead of session.created")
-    return f"{url.split('?')[0]} answered session.created"
+    if first.get("type") != expected:
+        raise VoxboxError(f"server answered {first.get('type')!r} instead of {expected}")
+    return f"{url.split('?')[0]} answered {expected}"
 
 
 def check_server(settings: cfg.Settings, timeout: float = 10.0) -> str:

@@ -21,7 +21,7 @@ from device.audio.player import Player
 from device.conversation.agent import Agent
 from device.errors import ConfigError, VoxboxError
 from device.gpio.buttons import VolumeButtons
-from device.link.client import realtime_link
+from device.link.factory import link_for
 from device.service import systemd as service
 from device.timeline import Timeline
 
@@ -87,7 +87,7 @@ async def _run(settings: cfg.Settings) -> int:
     from device.listen.wakeword import build_wake_detector
 
     key = cfg.api_key(settings)
-    if settings.realtime.url.startswith("wss://") and not key:
+    if cfg.endpoint(settings.realtime)[0].startswith("wss://") and not key:
         raise ConfigError("no API key: set OPENAI_API_KEY or realtime.api_key_file")
     wake = build_wake_detector(settings.wake)
     vad = build_vad(settings.vad)
@@ -108,7 +108,7 @@ async def _run(settings: cfg.Settings) -> int:
     def block_done() -> None:
         watchdog.frame()
 
-    link = realtime_link(settings, settings.realtime.url, key)
+    link = link_for(settings, api_key=key)
     agent = Agent(settings, port, timeline, wake=wake, vad=vad, link=link, aec=aec, indicator=indicator,
                   muted=mute.muted, on_mute_changed=mute_changed, on_block=block_done,
                   state_dir=Path(settings.gpio.state_dir))
