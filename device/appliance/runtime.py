@@ -156,7 +156,13 @@ class Appliance:
         pcm = self.earcons.get(name)
         if pcm is None:
             return False
-        self.player.overlay(f"earcon:{name}", pcm)
+        # At the speaker sample of mic time t, not "whenever the next pull is": a state change that
+        # arrives from the link between two pulls would otherwise start it a block early or late,
+        # and `simulate` would not be a function of its inputs. Never more than 50 ms ahead (in
+        # `run` the speaker's clock is its own); overlay() clamps a moment already past to now.
+        clock = self.player.clock
+        at = min(round(t * self.player.rate), clock + self.player.rate // 20)
+        self.player.overlay(f"earcon:{name}", pcm, at=at)
         self._log(t, "earcon", name=name)
         return True
 
