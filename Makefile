@@ -12,13 +12,16 @@ VENV := .venv
 APT_STAMP := $(VENV)/.stamp-apt
 DEPS_STAMP := $(VENV)/.stamp-deps
 # System packages: PulseAudio + ALSA plugins (the audio test rig), espeak-ng + sox + bc (speech
-# fixtures: scripts/make_fixtures.sh does its sums with bc), systemd (systemd-analyze) and shellcheck
-# (the unit's and install script's tests), nodejs + npm (the npm openai client against `voxbox serve`),
-# openssl (test certificates for wss:), and what pip needs where a package has no wheel and
-# compiles (always PyAudio; on ARM also spidev and friends): gcc, the Python headers, PortAudio's
-# (PyAudio) and ALSA's (pyalsaaudio).
+# fixtures: scripts/make_fixtures.sh does its sums with bc), recorded human speech for the barge-in
+# bench (codec2-examples, asterisk-core-sounds-*-g722, ktuberling-data: scripts/human_voices.py),
+# systemd (systemd-analyze) and shellcheck (the unit's and install script's tests), nodejs + npm
+# (the npm openai client against `voxbox serve`), openssl (test certificates for wss:), and what pip
+# needs where a package has no wheel and compiles (always PyAudio; on ARM also spidev and friends):
+# gcc, the Python headers, PortAudio's (PyAudio) and ALSA's (pyalsaaudio).
 APT_PACKAGES := portaudio19-dev libasound2-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all \
-                bc systemd shellcheck nodejs npm openssl python3 python3-venv python3-dev gcc libc6-dev
+                bc systemd shellcheck nodejs npm openssl python3 python3-venv python3-dev gcc libc6-dev \
+                codec2-examples asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 \
+                asterisk-core-sounds-it-g722 ktuberling-data
 
 .PHONY: demo test lint test-tflite-runtime setup clean check-system
 

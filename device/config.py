@@ -99,6 +99,9 @@ class AecSettings:
     high_pass: bool = True
     auto_gain: bool = False
     stream_delay_ms: int = -1  # -1 = estimate
+    # While the device speaks, barge-in decisions and the uplink need the raw mic to hold more
+    # than the predicted echo of the reference (device/audio/echogate.py); false = off.
+    echo_gate: bool = True
 
 
 @dataclass(frozen=True)

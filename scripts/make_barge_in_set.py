@@ -7,20 +7,29 @@ Writes into OUT_DIR:
   replies/reply_K.wav   the device's reply (espeak-ng, several voices), 24 kHz mono PCM16,
                         silence trimmed, peak -3 dBFS, -78 dBFS noise floor (never a run
                         of digital zeros): what the scripted server sends
+  replies/human_NAME.wav  the same from recorded human speech (scripts/human_voices.py:
+                        Debian packages, licenses listed there): female and male speakers
   users/user_K.wav      an interruption (other espeak-ng voices), 16 kHz, peak -3 dBFS
+  users/human_NAME.wav  an interruption by a real person: single short words and a phrase
   in/NAME.wav           IN.wav of each scenario: 16 kHz mono, -60 dBFS noise floor, plus
                         (family "talk") the user's interruption at a known instant and level
   scenarios.json        one object per scenario (below); written last, so its presence
                         means the set is complete
 
-A scenario: {"name", "family": "silent" | "talk", "reply", "mic", "reply_start_s",
-"echo_gain", "echo_delay_ms", "room", "onset_s" (talk: first sample of the user's
-speech in IN.wav, else null), "user", "user_level_db", "offset_s" (onset - reply start)}.
+A scenario: {"name", "family": "silent" | "talk", "voices": "espeak" | "human", "reply",
+"reply_sex": "f" | "m", "mic", "reply_start_s", "echo_gain", "echo_delay_ms", "room",
+"onset_s" (talk: first sample of the user's speech in IN.wav, else null), "user",
+"user_kind": "word" | "phrase", "user_level_db", "offset_s" (onset - reply start)}.
+Two voice families, each with its own grid: "espeak" (the original set, names unchanged)
+and "human" (names start with "human_"): the same echo conditions, with replies in real
+voices and interruptions that are often one short word at -6 or -12 dB, early in the
+reply (0.4-0.6 s) or later.
 The echo itself is not in IN.wav: the simulated sound card adds it (gain, delay, room)
 from what the speaker really plays, so a barge-in that stops the reply stops its echo.
 
 Deterministic: the same espeak-ng gives the same files (numpy's seeded generator
-for the noise and the scenario grid). Needs espeak-ng, numpy and soxr.
+for the noise and the scenario grid). Needs espeak-ng, sox, numpy and soxr, and for the
+human family the Debian packages and the G722 decoder named in scripts/human_voices.py.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import sys
 import wave
 from pathlib import Path
 
+import human_voices
 import numpy as np
 import soxr
 
@@ -67,6 +77,18 @@ GAINS = [0.3, 0.5, 0.7, 1.0]
 DELAYS = [10, 30, 60]
 OFFSETS = [0.4, 0.7, 1.0, 1.5, 2.5, 4.0]  # user onset after the reply starts (s)
 LEVELS = [0.0, -6.0, -12.0]  # user level vs the reply's (both peak -3 dBFS before this)
+HUMAN_REPLIES = list(human_voices.REPLIES)
+HUMAN_USERS = list(human_voices.USERS)
+EARLY = (0.4, 0.6)  # human family: every other interruption starts this early in the reply (s)
+LATE = [1.0, 1.5, 2.5, 4.0]
+
+
+REPLY_SEX = ["m", "f", "m", "m"]  # of REPLIES (espeak's en+f3 is its female voice)
+
+
+def peak(x: np.ndarray, db: float = -3.0) -> np.ndarray:
+    """Scaled to a peak of `db` dBFS (float64, int16 scale)."""
+    return x * (32767 * 10 ** (db / 20)) / np.max(np.abs(x))
 
 
 def speak(text: str, voice: str, wpm: int, rate: int) -> np.ndarray:
@@ -97,7 +119,39 @@ def noise(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def grid(quick: bool, rng: np.random.Generator) -> list[dict]:
-    """The scenario grid (echo gain × delay × room for each family)."""
+    """The scenario grid (echo gain × delay × room for each family), espeak voices then human."""
+    out = [dict(p, voices="espeak") for p in _espeak_grid(quick, rng)]
+    # its own generator: the espeak family's files stay what they were before the human one existed
+    return out + [dict(p, voices="human") for p in _human_grid(quick, np.random.default_rng(2026))]
+
+
+def _human_grid(quick: bool, rng: np.random.Generator) -> list[dict]:
+    """Replies and interruptions in recorded voices; the user is never the reply's speaker."""
+    out: list[dict] = []
+    if quick:
+        out.append(dict(family="silent", reply="allison", gain=1.0, delay=30, room=True))
+        out.append(dict(family="talk", reply="allison", gain=1.0, delay=30, room=False, offset=1.5,
+                        user="kt_en_m_shoe", level=-6.0))
+        return out
+    combos = [(g, d, room) for g in GAINS for d in DELAYS for room in (False, True)]
+    for k, (g, d, room) in enumerate(combos):
+        for r in (k % len(HUMAN_REPLIES), (k + 2) % len(HUMAN_REPLIES)):
+            out.append(dict(family="silent", reply=HUMAN_REPLIES[r], gain=g, delay=d, room=room))
+    for k, (g, d, room) in enumerate(combos):
+        for j in range(3):
+            reply = HUMAN_REPLIES[int(rng.integers(len(HUMAN_REPLIES)))]
+            users = [u for u in HUMAN_USERS if not u.startswith(reply)]
+            u = users[int(rng.integers(len(users)))]
+            word = human_voices.USERS[u][3] == "word"
+            early = (k * 3 + j) % 2 == 0
+            off = rng.uniform(*EARLY) if early else LATE[(k * 3 + j) // 2 % len(LATE)] + rng.uniform(0, 0.2)
+            level = [-6.0, -12.0][(k + j) % 2] if word else [0.0, -6.0][(k + j) % 2]
+            out.append(dict(family="talk", reply=reply, gain=g, delay=d, room=room, offset=float(off), user=u,
+                            level=level))
+    return out
+
+
+def _espeak_grid(quick: bool, rng: np.random.Generator) -> list[dict]:
     out: list[dict] = []
     if quick:
         out.append(dict(family="silent", reply=0, gain=1.0, delay=30, room=True))
@@ -129,40 +183,58 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(2024)
     plan = grid(args.quick, rng)
 
-    replies: dict[int, np.ndarray] = {}
-    users: dict[int, np.ndarray] = {}
+    replies: dict[str, np.ndarray] = {}
+    users: dict[str, np.ndarray] = {}
     for p in plan:
-        if p["reply"] not in replies:
-            voice, wpm, text = REPLIES[p["reply"]]
-            x = speak(text, voice, wpm, REPLY_RATE).astype(np.float64)
+        human = p["voices"] == "human"
+        p["reply_file"] = f"replies/human_{p['reply']}.wav" if human else f"replies/reply_{p['reply']}.wav"
+        p["sex"] = human_voices.REPLIES[p["reply"]][0] if human else REPLY_SEX[p["reply"]]
+        if p["reply_file"] not in replies:
+            if human:
+                x = peak(human_voices.reply(p["reply"], REPLY_RATE))
+            else:
+                voice, wpm, text = REPLIES[p["reply"]]
+                x = speak(text, voice, wpm, REPLY_RATE).astype(np.float64)
             # A -78 dBFS floor, as real TTS: no run of digital zeros inside the reply, so
             # "OUT.wav stays zero from here" marks where the speaker was silenced.
             x = np.clip(np.rint(x + rng.standard_normal(len(x)) * 4), -32768, 32767).astype(np.int16)
-            replies[p["reply"]] = x
-            write_wav(out / "replies" / f"reply_{p['reply']}.wav", x, REPLY_RATE)
-        if p["family"] == "talk" and p["user"] not in users:
-            voice, wpm, text = USERS[p["user"]]
-            users[p["user"]] = x = speak(text, voice, wpm, MIC_RATE)
-            write_wav(out / "users" / f"user_{p['user']}.wav", x, MIC_RATE)
+            replies[p["reply_file"]] = x
+            write_wav(out / p["reply_file"], x, REPLY_RATE)
+        if p["family"] == "talk":
+            p["user_file"] = f"users/human_{p['user']}.wav" if human else f"users/user_{p['user']}.wav"
+            p["user_kind"] = human_voices.USERS[p["user"]][3] if human else "phrase"
+            if p["user_file"] not in users:
+                if human:
+                    x = np.rint(peak(human_voices.user(p["user"], MIC_RATE))).astype(np.int16)
+                else:
+                    voice, wpm, text = USERS[p["user"]]
+                    x = speak(text, voice, wpm, MIC_RATE)
+                users[p["user_file"]] = x
+                write_wav(out / p["user_file"], x, MIC_RATE)
 
     scenarios = []
-    for i, p in enumerate(plan):
-        reply_s = len(replies[p["reply"]]) / REPLY_RATE
-        name = f"{p['family']}_{i:03d}_g{p['gain']:.1f}_d{p['delay']}{'_room' if p['room'] else ''}"
-        sc = {"name": name, "family": p["family"], "reply": f"replies/reply_{p['reply']}.wav",
-              "mic": f"in/{name}.wav", "reply_start_s": REPLY_START_S, "echo_gain": p["gain"],
-              "echo_delay_ms": p["delay"], "room": p["room"], "onset_s": None, "user": None,
-              "user_level_db": None, "offset_s": None}
+    counts = {"espeak": 0, "human": 0}
+    for p in plan:
+        i = counts[p["voices"]]
+        counts[p["voices"]] += 1
+        reply_s = len(replies[p["reply_file"]]) / REPLY_RATE
+        name = (f"{'human_' if p['voices'] == 'human' else ''}{p['family']}_{i:03d}"
+                f"{'_' + p['reply'] if p['voices'] == 'human' else ''}"
+                f"_g{p['gain']:.1f}_d{p['delay']}{'_room' if p['room'] else ''}")
+        sc = {"name": name, "family": p["family"], "voices": p["voices"], "reply": p["reply_file"],
+              "reply_sex": p["sex"], "mic": f"in/{name}.wav", "reply_start_s": REPLY_START_S,
+              "echo_gain": p["gain"], "echo_delay_ms": p["delay"], "room": p["room"], "onset_s": None,
+              "user": None, "user_kind": None, "user_level_db": None, "offset_s": None}
         if p["family"] == "silent":
             n = int((REPLY_START_S + reply_s + 0.5) * MIC_RATE)
             mic = noise(n, rng)
         else:
-            user = users[p["user"]].astype(np.float64) * 10 ** (p["level"] / 20)
+            user = users[p["user_file"]].astype(np.float64) * 10 ** (p["level"] / 20)
             at = int(round((REPLY_START_S + p["offset"]) * MIC_RATE))
             n = at + len(user) + int(1.0 * MIC_RATE)
             mic = noise(n, rng)
             mic[at : at + len(user)] += user
-            sc.update(onset_s=round(at / MIC_RATE, 4), user=f"users/user_{p['user']}.wav",
+            sc.update(onset_s=round(at / MIC_RATE, 4), user=p["user_file"], user_kind=p["user_kind"],
                       user_level_db=p["level"], offset_s=round(p["offset"], 3))
         write_wav(out / sc["mic"], np.clip(np.rint(mic), -32768, 32767).astype(np.int16), MIC_RATE)
         scenarios.append(sc)

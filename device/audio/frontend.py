@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from device.audio import dsp
+from device.audio.echogate import EchoGate
 
 DETECT_RATE = 16000
 FRAME = DETECT_RATE // 100  # 10 ms at 16 kHz
@@ -66,10 +67,13 @@ class Framer:
 
 class Frontend:
     def __init__(self, in_rate: int, channels: list[int] | None = None, aec: EchoCanceller | None = None,
-                 out_rate: int = UPLINK_RATE) -> None:
+                 out_rate: int = UPLINK_RATE, echo_gate: EchoGate | None = None) -> None:
         self.in_rate = in_rate
         self.channels = channels or None
         self.aec = aec
+        # Per frame: does the raw mic hold more than the reference's echo? (barge-in, uplink)
+        self.echo_gate = echo_gate
+        self.near = np.zeros(0, dtype=bool)  # echo_gate's verdict for each frame of the last mic()
         self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
         self._mic_framer = Framer(FRAME)
         # QQ: no burst buffering, so the reference reaches the canceller before its echo does.
@@ -104,16 +108,23 @@ class Frontend:
         return self.process(block).frames
 
     def process(self, block: np.ndarray) -> MicFrames:
-        """Like `mic`, with the echo canceller's per-frame levels (see MicFrames)."""
+        """Like `mic`, with the echo canceller's per-frame levels (see MicFrames); `near` is then
+        bool[k], the echo gate's verdict per frame (all False without one)."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
+        self.near = np.zeros(len(frames), dtype=bool)
         if self.aec is None or len(frames) == 0:
             return MicFrames(frames, None)
         out = np.empty_like(frames)
         levels: np.ndarray | None = np.empty((len(frames), 2))
+        gate = self.echo_gate
         for i, frame in enumerate(frames):  # per 10 ms frame: the APM works on exactly 10 ms
-            if self._ref_backlog:
-                self.aec.reference(self._ref_backlog.pop(0))
+            ref = self._ref_backlog.pop(0) if self._ref_backlog else None
+            if ref is not None:
+                self.aec.reference(ref)
+            if gate is not None and (ref is not None or gate.active):
+                delay = getattr(self.aec, "estimated_delay_ms", None)
+                self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels
             if lv is None:

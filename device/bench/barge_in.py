@@ -34,6 +34,7 @@ Scenarios run in parallel worker processes (process_time is per process).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -47,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from device.audio.frontend import EchoCanceller
+from device.link.twin import RecordingLink
 from device.listen.wakeword import NoWake
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,7 +135,7 @@ def _read16(path: Path) -> np.ndarray:
 
 
 def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False,
-                 echo: bool = True, warm: bool = False) -> dict:
+                 echo: bool = True, warm: bool = False, server_mode: bool = False) -> dict:
     """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O).
 
     echo=False: the same run with no echo in the mic (the canceller still gets the reference),
@@ -141,6 +143,8 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     warm=True: the device first plays another reply of the set (the user silent), then waits
     WARM_GAP_S, as in a conversation's second turn: the canceller has met this echo path before.
     Measured is the scenario's own reply only (times and OUT.wav from its start on).
+    server_mode=True: conversation.barge_in = "server", so the uplink stays open while the device
+    speaks; measured is what it carries (uplink_echo(): the residual echo, the server VAD on it).
     """
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
@@ -148,17 +152,20 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     from device.audio.sim import SimAudio, room_response
     from device.conversation import machine as cv
     from device.conversation.agent import Agent
-    from device.link.twin import RecordingLink
     from device.listen.vad import build_vad
     from device.timeline import Timeline
 
     settings = settings or cfg.Settings()
+    if server_mode:
+        settings = dataclasses.replace(settings, conversation=dataclasses.replace(settings.conversation,
+                                                                                  barge_in="server"))
     mic = _read16(set_dir / sc["mic"])
     reply = _read16(set_dir / sc["reply"])
     replies = [(sc["reply_start_s"], reply, "resp_bench", "item_bench")]
     pre_s = 0.0
     if warm:
-        others = sorted((set_dir / "replies").glob("reply_*.wav"))
+        # another reply of the same voice family ("reply_K" espeak, "human_NAME" recorded)
+        others = sorted((set_dir / "replies").glob(Path(sc["reply"]).name.split("_")[0] + "_*.wav"))
         names = [str(p.relative_to(set_dir)) for p in others]
         first = _read16(others[(names.index(sc["reply"]) + 1) % len(others)])
         pre_s = round(WARM_START_S + len(first) / 24000 + WARM_GAP_S, 2)
@@ -172,7 +179,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     inner = build_aec(settings.aec)
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
     timeline = Timeline(None, keep=True)
-    link = RecordingLink()
+    link = _UplinkRecorder()
     agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
     sim.keep_going = agent.keep_going
 
@@ -233,6 +240,8 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
                 res["erle_db"] = round(erle_db(m[:n], o[h * 160 : h * 160 + n], converge_s=1.0), 1)
             except ValueError:
                 pass
+    if server_mode:
+        res["uplink"] = uplink_echo(sc, timeline.records, sim.mic_audio(), link.pcm(), pre_s)
     if keep_audio:
         res["out"] = out
         if aec is not None:
@@ -240,6 +249,53 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
             res["aec_out"] = np.concatenate(aec.out) if aec.out else np.zeros(0, np.int16)
             res["hold_frames"] = getattr(inner, "hold_frames", 0)
         res["records"] = recs
+    return res
+
+
+class _UplinkRecorder(RecordingLink):
+    """The link twin, keeping the uplink audio itself (24 kHz PCM16), in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[bytes] = []
+
+    def send_audio(self, pcm16: bytes) -> None:
+        super().send_audio(pcm16)
+        self.chunks.append(pcm16)
+
+    def pcm(self) -> np.ndarray:
+        return np.frombuffer(b"".join(self.chunks), dtype="<i2")
+
+
+def uplink_echo(sc: dict, recs: list[dict], mic16: np.ndarray, up24: np.ndarray, pre_s: float = 0.0) -> dict:
+    """What the server hears while the device speaks (server barge-in mode).
+
+    mic16: the microphone (IN.wav + echo, 16 kHz); up24: the uplink (24 kHz), open from t = 0
+    (the bench's wake), so uplink sample i is mic time i / 24000 s. Returns
+    residual_db: uplink power / mic power while the scenario's reply plays and the user is
+    silent (dB; the goal is <= -30), and the local server's VAD (device/dev/server_vad.py, its
+    defaults as the session sets them) over the uplink: vad_on_echo (speech starts before the
+    user's onset or, echo-only, at all) and vad_on_user (a start within DETECT_WINDOW_S of it).
+    """
+    from device.dev.server_vad import ServerVad
+
+    starts = [r["t"] for r in recs if r["event"] == "playback_start" and r["t"] >= pre_s - 1e-9]
+    stops = [r["t"] for r in recs if r["event"] == "playback_stop" and r["t"] >= pre_s - 1e-9]
+    onset = sc.get("onset_s")
+    onset = None if onset is None else onset + pre_s
+    t0 = starts[0] if starts else pre_s + sc["reply_start_s"]
+    t1 = min([stops[0] if stops else len(mic16) / MIC_RATE] + ([onset] if onset is not None else []))
+    a, b = int(t0 * MIC_RATE), int(t1 * MIC_RATE)
+    m = mic16[a:b].astype(np.float64)
+    u = up24[int(t0 * 24000) : int(t1 * 24000)].astype(np.float64)
+    res: dict[str, Any] = {}
+    if len(m) > MIC_RATE // 10 and len(u) > 2400:
+        res["residual_db"] = round(float(10 * np.log10((np.mean(u * u) + 1.0) / (np.mean(m * m) + 1.0))), 1)
+    vad = ServerVad()
+    begins = [e.onset_ms / 1000 for e in vad.process(up24) if e.kind == "start"]
+    res["vad_on_echo"] = sum(1 for t in begins if t0 - 0.1 <= t and (onset is None or t < onset))
+    if onset is not None:
+        res["vad_on_user"] = any(onset - 0.1 <= t <= onset + DETECT_WINDOW_S for t in begins)
     return res
 
 
@@ -254,7 +310,10 @@ def measure(sc: dict, recs: list[dict], out: np.ndarray, out_rate: int) -> dict:
     silent_from = int(nz[-1]) + 1 if len(nz) else 0  # first sample after which OUT stays zero
     # Pauses leave runs of exact zeros inside the reply (its -78 dBFS floor never has 2 ms of them).
     played_ms = played_samples(out, first, silent_from, out_rate) * 1000 / out_rate
-    res: dict[str, Any] = {"name": sc["name"], "family": sc["family"], "echo_gain": sc["echo_gain"],
+    res: dict[str, Any] = {"name": sc["name"], "family": sc["family"], "voices": sc.get("voices", "espeak"),
+                           "reply_sex": sc.get("reply_sex"), "user_kind": sc.get("user_kind"),
+                           "user_level_db": sc.get("user_level_db"), "offset_s": sc.get("offset_s"),
+                           "echo_gain": sc["echo_gain"],
                            "echo_delay_ms": sc["echo_delay_ms"], "room": sc["room"],
                            "reply_played_s": round(played_ms / 1000, 3), "barge_ins": barges,
                            "pauses": pauses}
@@ -307,13 +366,14 @@ def vad_floor_ms(sc: dict, set_dir: Path, settings: Any = None) -> float | None:
 
 # ---------------------------------------------------------------- the bench
 
-def _job(args: tuple[dict, str]) -> dict:
-    sc, d = args
+def _job(args: tuple[dict, str, bool]) -> dict:
+    sc, d, bounds = args
     row = run_scenario(sc, Path(d))
     w = run_scenario(sc, Path(d), warm=True)
     row["warm"] = {k: w[k] for k in ("warm_up_barge_ins", "false_barge_ins", "false_pauses", "reply_played_s",
                                      "reply_before_onset_s", "detected", "latency_ms", "truncate_err_ms") if k in w}
-    if sc["family"] == "talk":
+    row["server"] = run_scenario(sc, Path(d), server_mode=True)["uplink"]
+    if sc["family"] == "talk" and bounds:
         # Bounds: the VAD on the user alone, and the whole pipeline without the echo.
         row["vad_floor_ms"] = vad_floor_ms(sc, Path(d))
         quiet = run_scenario(sc, Path(d), echo=False)
@@ -374,6 +434,8 @@ def summarize(rows: list[dict]) -> dict:
         "decision_p50_ms": _pct(dec, 50),
         "bounds": _bounds(talk),
         "warm": _warm(rows),
+        "families": {v: _family([r for r in rows if r.get("voices", "espeak") == v])
+                     for v in sorted({r.get("voices", "espeak") for r in rows})},
         "erle": erle, "by_gain": by_gain,
         "aec_cpu_per_audio_s": round(cpu / audio, 4) if audio else None,
         "missed": [r["name"] for r in talk if not r.get("detected")],
@@ -391,6 +453,23 @@ def _warm(rows: list[dict]) -> dict | None:
             "first_reply_barge_ins": sum(x["warm_up_barge_ins"] for x in runs), **_outcome(measured)}
 
 
+def _family(rows: list[dict]) -> dict:
+    """One voice family: cold, warm (second turn) and the server mode's uplink."""
+    out: dict[str, Any] = {"cold": _outcome(rows), "warm": _warm(rows)}
+    up = [{"family": r["family"], **r["server"]} for r in rows if "server" in r]
+    if up:
+        res = [u["residual_db"] for u in up if "residual_db" in u]
+        heard = [u["vad_on_user"] for u in up if "vad_on_user" in u]
+        minutes = out["cold"]["reply_minutes"]
+        fires = sum(u["vad_on_echo"] for u in up)
+        out["server"] = {"runs": len(up), "residual_p50_db": _pct(res, 50),
+                         "residual_max_db": max(res) if res else None,
+                         "vad_on_echo": fires, "vad_on_echo_per_10min": round(fires / max(minutes / 10, 1e-9), 2),
+                         "runs_with_vad_on_echo": sum(1 for u in up if u["vad_on_echo"]),
+                         "vad_on_user": sum(heard), "talk": len(heard)}
+    return out
+
+
 def _bounds(talk: list[dict]) -> dict:
     """Latency floors (see vad_floor_ms and run_scenario(echo=False)); misses count as not done."""
     out: dict[str, dict] = {}
@@ -404,7 +483,9 @@ def _bounds(talk: list[dict]) -> dict:
 
 
 def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = None,
-        settings: Any = None) -> dict:
+        settings: Any = None, bounds: bool = True) -> dict:
+    """The section: every scenario cold, as a second turn and in server mode (full set; the quick
+    set runs cold only); bounds=False leaves out the two latency bounds (a third fewer runs)."""
     d = ensure_set(quick, set_dir)
     scenarios = load_scenarios(d)
     t0 = time.monotonic()
@@ -414,7 +495,7 @@ def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = 
         # spawn, not fork: forked children inherit native library threads mid-state and can crash.
         with ProcessPoolExecutor(max_workers=jobs or min(4, os.cpu_count() or 1),
                                  mp_context=multiprocessing.get_context("spawn")) as ex:
-            rows = list(ex.map(_job, [(sc, str(d)) for sc in scenarios], chunksize=2))
+            rows = list(ex.map(_job, [(sc, str(d), bounds) for sc in scenarios], chunksize=2))
     from device.config import Settings
 
     s = settings or Settings()
@@ -467,6 +548,25 @@ def format_table(result: dict) -> str:
         lines.append(row("  onset -> speaker silent p50/p95", f"{w['latency_p50_ms']}/{w['latency_p95_ms']} ms",
                          "p95 <= 100 ms"))
         lines.append(row("  |audio_end_ms - played| max", f"{w['truncate_err_max_ms']} ms", "<= 20 ms"))
+    fams = s.get("families") or {}
+    if fams:
+        lines.append("  per voice family        false b-i  false pauses/10min  detected        onset->silent p50/p95")
+        for v, f in fams.items():
+            for when in ("cold", "warm"):
+                o = f.get(when)
+                if not o:
+                    continue
+                extra = f" (+{o['first_reply_barge_ins']} in first replies)" if when == "warm" else ""
+                lines.append(f"    {v:<7} {when:<5} {o['false_barge_ins']:>12}{extra}"
+                             f" {o['false_pauses_per_10min']:>10}"
+                             f"          {o['detection_rate'] * 100:5.1f} % ({o['detected']}/{o['talk']})"
+                             f"  {o['latency_p50_ms']}/{o['latency_p95_ms']} ms")
+            sv = f.get("server")
+            if sv:
+                lines.append(f"    {v:<7} server: uplink echo vs mic p50 {sv['residual_p50_db']} dB, worst "
+                             f"{sv['residual_max_db']} dB (goal <= -30); server VAD on echo {sv['vad_on_echo']} "
+                             f"({sv['runs_with_vad_on_echo']} of {sv['runs']} runs; goal 0); on the user "
+                             f"{sv['vad_on_user']}/{sv['talk']}")
     for fam, e in s["erle"].items():
         lines.append(row(f"ERLE echo-only, {fam} (n={e['n']})", f"{e['median_db']} dB", f"min {e['min_db']} dB"))
     lines.append(row("AEC CPU per audio second", f"{s['aec_cpu_per_audio_s']} s", "<= 0.02 s"))

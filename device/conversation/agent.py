@@ -29,6 +29,7 @@ import numpy as np
 from device.appliance import events as appliance_events
 from device.appliance.runtime import Appliance
 from device.audio.counters import CounterWatch
+from device.audio.echogate import EchoGate
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.config import Settings
@@ -39,7 +40,7 @@ from device.link.base import Link, LinkFactory
 from device.link.dialect import Dialect
 from device.link.dialect import for_settings as dialect_for
 from device.link.protocol import ProtocolError, ServerEvent
-from device.listen.bargein import EchoDoubleTalk, SuspectGate
+from device.listen.bargein import Convergence, EchoDoubleTalk, SuspectGate
 from device.listen.vad import VadSegmenter
 from device.listen.wakeword import WakeDetector
 from device.timeline import Timeline
@@ -87,7 +88,14 @@ class Agent:
         self.suspect = SuspectGate(vad, settings.vad.suspect_threshold)
         self.dtd = EchoDoubleTalk(settings.vad.dtd_ratio_db, settings.vad.dtd_level_db, settings.vad.dtd_frames)
         self.indicator: Indicator = indicator or NullIndicator()
-        self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate)
+        gate = EchoGate() if aec is not None and settings.aec.echo_gate else None
+        self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
+                                 echo_gate=gate)
+        self.convergence = Convergence()
+        self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
+        self._near_run = 0  # consecutive frames the echo gate called near-end speech
+        self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed
+        self._uplink_gain = 1.0
         self.uplink = Uplink()
         self.uplink_open = False
         self.preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.conversation.preroll_ms // 10))
@@ -186,6 +194,7 @@ class Agent:
         except VoxboxError:
             return False
         self.frontend = Frontend(self.audio.in_rate, self.settings.audio.channels, aec=self.frontend.aec,
+                                 echo_gate=self.frontend.echo_gate,
                                  out_rate=self.player.rate)
         self.log("audio_reopened")
         self._apply(self.machine.handle(cv.FaultCleared(self.now)))
@@ -261,16 +270,38 @@ class Agent:
                 self._vad_events(self.vad.process(pcm))  # "stop!" (any speech) ends the ring
         elif m.phase == "speaking":
             # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
-            # the double-talk test at the echo canceller's levels of the same frame.
+            # the double-talk test at the echo canceller's levels of the same frame. Each needs the
+            # echo gate open: the raw mic held more than the reply's predicted echo lately.
             self.dtd.arm(self.now)
-            masked = self._masked()
+            near = self.frontend.near
+            gate = self.frontend.echo_gate
+            masked = self._masked()  # our own earcon or ring in the mic: no barge-in from it
             for i, f in enumerate(frames):
-                self._vad_events(self.vad.process(f))
+                if i < len(near) and near[i]:
+                    self._near_until = self.now + self.NEAR_HOLD_S
+                    self._near_run += 1
+                    if self._near_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until:
+                        self._uplink_until = self.now + self.UPLINK_HOLD_S
+                else:
+                    self._near_run = 0
+                if levels is not None and gate is not None and gate.active:
+                    self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
+                                            echo=not (i < len(near) and near[i]))
+                events = self.vad.process(f)
+                if m.phase == "speaking" and not self._gate_open() and any(e.kind == "start" for e in events):
+                    # The VAD heard the reply's own voice leaking through the canceller: forget that
+                    # segment, so the user, if it was them, starts a new one once the gate opens.
+                    self.vad.reset()
+                    events = [e for e in events if e.kind != "start"]
+                self._vad_events(events)
                 if masked:
                     continue
-                if m.phase == "speaking" and self.suspect.check():
+                if m.phase == "speaking" and self.suspect.check() and self._gate_open():
                     self._apply(m.handle(cv.SuspectSpeech(self.now)))
-                if m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i]):
+                # The double-talk test sees a leak of the canceller as well as the user: it needs the
+                # gate's own verdict on this very frame.
+                if (m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i])
+                        and (gate is None or (i < len(near) and bool(near[i])))):
                     self.log("speech_start", source="local_vad", detector="echo_dtd")
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
@@ -279,7 +310,41 @@ class Agent:
         for f in frames:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
-            self._send_audio(self.uplink.push(frames))
+            self._send_audio(self.uplink.push(self._suppress(frames) if m.phase == "speaking" else frames))
+
+    # After a frame the echo gate found near-end speech in, barge-in decisions may go through this
+    # long: Silero's 32 ms chunks and the strict VAD's 64 ms come after the frames that made them.
+    NEAR_HOLD_S = 0.15
+    # The uplink while the device speaks and the gate is closed: the canceller's output this much
+    # quieter (residual echo suppression, so the server's VAD does not hear the device).
+    SUPPRESS_DB = -40.0
+    # ... and opens after this many near-end frames in a row (single frames come from the echo too).
+    UPLINK_NEAR_FRAMES = 3
+    UPLINK_HOLD_S = 0.5  # then it stays open this long after each near-end frame: the rest of a word
+
+    def _gate_open(self) -> bool:
+        """Barge-in decisions may go through: no echo gate, no echo expected, the gate still
+        learning the echo path (the first ~0.3 s of reply after start, while AEC3 suppresses
+        everything anyway), the canceller converged (its output is the user's), or the gate
+        found near-end speech just now."""
+        gate = self.frontend.echo_gate
+        return (gate is None or not gate.active or not gate.ready or self.convergence.converged
+                or self.now <= self._near_until)
+
+    def _suppress(self, frames: np.ndarray) -> np.ndarray:
+        """Residual echo suppression on the uplink: a gain ramped per frame, 1 while the echo gate
+        hears near-end speech (or expects no echo), SUPPRESS_DB otherwise."""
+        gate = self.frontend.echo_gate
+        if gate is None:
+            return frames
+        # Only the gate's own verdict counts here: a converged canceller still leaves 25-45 dB of
+        # echo, and its leaks are what the server's VAD takes for the user.
+        passes = not gate.active or self.now <= self._uplink_until
+        target = 1.0 if passes else 10 ** (self.SUPPRESS_DB / 20)
+        n = frames.size
+        ramp = np.linspace(self._uplink_gain, target, n, dtype=np.float32)
+        self._uplink_gain = target
+        return np.rint(frames.reshape(-1) * ramp).astype(np.int16).reshape(frames.shape)
 
     def _vad_events(self, events: list[Any]) -> None:
         for ev in events:

@@ -63,3 +63,30 @@ class EchoDoubleTalk:
             self.disarm()
             return True
         return False
+
+
+class Convergence:
+    """How well the echo canceller is doing right now: ERLE (dB) over the last loud echo frames.
+
+    Fed per 10 ms frame with the canceller's (mic dB, cleaned dB) and whether the echo gate
+    explains the frame as echo. Only frames whose mic is at least `loud_db` (dB re 1 LSB RMS)
+    and that the gate calls echo count: an exponential average of mic - cleaned over them
+    (`alpha` per frame, ~50 ms). AEC3 can leak 8-10 dB of a reply for half a second 1-2 s
+    into it (its linear filter not converged yet), more on female and human voices; Silero
+    calls that leak speech. `converged` is False until the average reaches `erle_db`, and
+    falls back as soon as a leak pulls it below.
+    """
+
+    def __init__(self, erle_db: float = 25.0, loud_db: float = 60.0, alpha: float = 0.3) -> None:
+        self.erle_db, self.loud_db, self.alpha = erle_db, loud_db, alpha
+        self.erle: float | None = None
+
+    def update(self, mic_db: float, out_db: float, echo: bool) -> None:
+        if not echo or mic_db < self.loud_db:
+            return
+        att = mic_db - out_db
+        self.erle = att if self.erle is None else self.erle + self.alpha * (att - self.erle)
+
+    @property
+    def converged(self) -> bool:
+        return self.erle is not None and self.erle >= self.erle_db

@@ -1,0 +1,94 @@
+"""The echo gate (device/audio/echogate.py) and the canceller's measured convergence
+(device/listen/bargein.Convergence): pure cores, on synthetic signals.
+
+The reference is noise with a syllable-like envelope (4 Hz), the echo a delayed, attenuated
+copy of it; the "user" a 180 Hz pulse train (a voice's harmonics) added to the mic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from device.audio.echogate import FRAME, EchoGate
+from device.listen.bargein import Convergence
+
+RATE = 16000
+
+
+def _signals(seconds: float, delay_frames: int = 3, gain: float = 0.7,
+             stop_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    env = 0.2 + 0.8 * np.abs(np.sin(2 * np.pi * 4 * t))
+    ref = rng.standard_normal(n) * 6000 * env
+    if stop_s is not None:
+        ref[int(stop_s * RATE) :] = 0.0  # the speaker goes quiet
+    echo = np.concatenate((np.zeros(delay_frames * FRAME), ref[: n - delay_frames * FRAME])) * gain
+    mic = echo + rng.standard_normal(n) * 30  # the mic's own noise floor
+    return ref, mic
+
+
+def _voice(n: int, level: float) -> np.ndarray:
+    x = np.zeros(n)
+    x[:: RATE // 180] = 1.0
+    x = np.convolve(x, np.hanning(40), mode="same")
+    return x / np.sqrt(np.mean(x**2)) * level
+
+
+def _run(gate: EchoGate, ref: np.ndarray, mic: np.ndarray, lag: int | None = 3) -> np.ndarray:
+    frames = len(ref) // FRAME
+    out = np.zeros(frames, dtype=bool)
+    for k in range(frames):
+        sl = slice(k * FRAME, (k + 1) * FRAME)
+        out[k] = gate.push(np.rint(ref[sl]).astype(np.int16), np.rint(mic[sl]).astype(np.int16), lag)
+    return out
+
+
+def test_the_reply_s_own_echo_is_never_near_end_speech() -> None:
+    ref, mic = _signals(4.0)
+    gate = EchoGate()
+    near = _run(gate, ref, mic)
+    assert gate.ready
+    assert not near.any(), np.flatnonzero(near)[:10]
+
+
+def test_a_voice_6_db_below_the_echo_is_near_end_speech_while_the_reply_plays() -> None:
+    ref, mic = _signals(4.0)
+    echo_rms = float(np.sqrt(np.mean(mic[RATE:] ** 2)))
+    at = 2 * RATE
+    mic[at : at + RATE // 2] += _voice(RATE // 2, echo_rms * 10 ** (-6 / 20))
+    near = _run(EchoGate(), ref, mic)
+    k = at // FRAME
+    assert not near[:k].any()
+    hits = np.flatnonzero(near[k : k + 50])
+    assert len(hits) >= 5 and hits[0] <= 5, hits  # within 50 ms of its onset, and a run of it
+
+
+def test_the_gate_says_nothing_until_it_has_learnt_the_echo_path() -> None:
+    ref, mic = _signals(0.5)
+    mic += _voice(len(mic), 3000.0)  # the user talks from the first frame on
+    gate = EchoGate(learn_frames=30)
+    near = _run(gate, ref, mic)
+    assert not near[:30].any()
+
+
+def test_the_echo_tail_after_the_reply_stops_is_not_near_end_speech() -> None:
+    ref, mic = _signals(3.0, stop_s=2.0)  # the echo path still delivers 3 frames after that
+    near = _run(EchoGate(), ref, mic)
+    assert not near.any()
+
+
+def test_convergence_follows_the_canceller_s_attenuation_of_loud_echo() -> None:
+    c = Convergence(erle_db=25.0, loud_db=60.0)
+    assert not c.converged  # nothing measured yet
+    for _ in range(20):
+        c.update(80.0, 40.0, echo=True)  # 40 dB taken off
+    assert c.converged
+    for _ in range(5):
+        c.update(80.0, 72.0, echo=True)  # a leak: 8 dB taken off
+    assert not c.converged
+    before = c.erle
+    c.update(40.0, 39.0, echo=True)  # quiet frames (between words) do not count
+    c.update(80.0, 79.0, echo=False)  # nor frames the gate calls near-end speech
+    assert c.erle == before
