@@ -59,7 +59,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                       timeline=_path(args.timeline), plot=_path(args.plot), mic_out=_path(args.mic_out),
                       echo_gain=args.echo_gain,
                       echo_delay_ms=args.echo_delay_ms, room=args.room,
-                      presses=[parse_press(p) for p in args.press], speed=args.speed, api=args.api)
+                      presses=[parse_press(p) for p in args.press], speed=args.speed, script=_path(args.script),
+                      api=args.api)
+    if opts.script is not None and opts.url is not None:
+        raise ConfigError("--script is for the local server: not with --url")
     echo = None
     if args.verbose:
         from device.dev.timeline_view import format_record
@@ -75,22 +78,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings(args, {"realtime": {"api": args.api}} if args.api else None)
     out = Path(args.out)
-    print(f"voxbox demo: a spoken scenario played into the full agent (local parrot server, no hardware)\n"
+    print(f"voxbox demo ({args.scenario}): a spoken scenario played into the full agent (local server, no hardware)\n"
           f"  writing {out}/timeline.jsonl, {out}/speaker.wav, {out}/mic.wav (as heard, echo included), "
           f"{out}/timeline.png\n", flush=True)
-    records = demo(settings, out, speed=args.speed, api=args.api,
+    records = demo(settings, out, speed=args.speed, api=args.api, scenario=args.scenario,
                    echo=lambda rec: rec["event"] != "led" and print(format_record(rec), flush=True))
     from device.audio import wavio
     from device.dev.demo_report import summary_lines
     from device.dev.simulate import DEMO_INFO
 
     speaker, rate = wavio.read_wav(out / "speaker.wav")
-    info = json.loads(DEMO_INFO.read_text()) if DEMO_INFO.is_file() else None
+    info = json.loads(DEMO_INFO.read_text()) if DEMO_INFO.is_file() and args.scenario == "conversation" else None
     print("\nwhat happened (measured from the outputs):")
     for line in summary_lines(records, speaker[:, 0], rate, info):
         print("  " + line)
     print(f"\ndone: {out}/timeline.jsonl  {out}/speaker.wav  {out}/timeline.png")
-    missing = [e for e in ("wake", "playback_start", "barge_in") if not any(r["event"] == e for r in records)]
+    # What the scenario must show (the timer's events are those of DESIGN.md's timeline contract).
+    needed = ("wake", "tool_call", "timer", "earcon") if args.scenario == "timer" else ("wake", "playback_start",
+                                                                                      "barge_in")
+    missing = [e for e in needed if not any(r["event"] == e for r in records)]
     if missing:  # the scenario did not play out: that is a broken product, not a demo
         raise VoxboxError(f"demo: the scenario did not play out (no {', '.join(missing)} in the timeline)")
     return 0
@@ -194,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "the daemon on real hardware (PyAudio, gpiozero)")
     sp = add("demo", cmd_demo, "offline demo: a bundled scenario through the whole agent")
     sp.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    sp.add_argument("--scenario", default="conversation", choices=["conversation", "timer"],
+                    help="conversation: wake, question, answer, barge-in (default); timer: 'set a timer for three "
+                         "seconds', the scripted model calls set_timer, it rings, a button press stops it")
     sp.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
     sp.add_argument("--api", choices=API_CHOICES, help=API_HELP)
 
@@ -210,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--press", action="append", default=[], metavar="T[:HOLD_S]",
                     help="press the talk button at second T, held HOLD_S (default 0.1; >= 2 toggles mute)")
     sp.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
+    sp.add_argument("--script", metavar="FILE", help="the local server's scripted model (as voxbox serve --script)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the timeline as it happens")
     sp.add_argument("--api", choices=API_CHOICES, help=API_HELP)
 

@@ -38,6 +38,8 @@ TurnDetection = Literal["server_vad", "semantic_vad", "none"]
 Eagerness = Literal["low", "medium", "high", "auto"]
 LedDriver = Literal["none", "leds", "rgb", "apa102"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+NoiseReduction = Literal["far_field", "near_field", "off"]
+ToolChoice = Literal["auto", "none", "required"]
 Api = Literal["realtime", "live"]
 
 
@@ -149,9 +151,72 @@ class RealtimeSettings:
     reconnect_max_s: float = 30.0
     session_max_s: float = 3300.0  # renew before the server's limit (60 min at OpenAI)
     offline_buffer_s: float = 2.0
-    # Transcribe the user's turns (e.g. "gpt-4o-mini-transcribe"; "" = off): a renewed or
-    # reconnected session then gets the user's side of the recent turns too, not only the replies.
-    input_transcription: str = ""
+    # audio.input.transcription of the session: the user's words as text (timeline `transcript`).
+    # "" = off. Language: ISO-639-1 ("en"), "" = let the model guess.
+    transcription_model: str = "gpt-4o-mini-transcribe"
+    transcription_language: str = ""
+    # audio.input.noise_reduction: a speaker on a shelf hears the room, so far_field.
+    noise_reduction: NoiseReduction = "far_field"
+
+
+TOOL_NAMES = ("set_timer", "cancel_timer", "list_timers", "set_alarm", "set_volume", "stop", "get_time")
+
+
+@dataclass(frozen=True)
+class McpServerSettings:
+    """One `[[tools.mcp]]` entry: a remote MCP server the model may call (session.tools type "mcp")."""
+
+    label: str = ""  # server_label
+    server_url: str = ""
+    allowed_tools: list[str] = field(default_factory=list)  # [] = all the server offers
+    require_approval: str = "never"  # never | always (the device cannot ask the user to approve)
+    # Name of the environment variable (e.g. from /etc/voxbox/voxbox.env) holding the token:
+    # the token itself never appears in the config or the log.
+    authorization_env: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ToolsSettings:
+    enabled: list[str] = field(default_factory=lambda: list(TOOL_NAMES))  # the device's function tools
+    tool_choice: ToolChoice = "auto"
+    timer_max_s: float = 86400.0  # longer timers are refused (the model says why)
+    ring_max_s: float = 900.0  # a ringing timer stops by itself after this long
+    max_timers: int = 20
+    mcp: list[McpServerSettings] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SoundsSettings:
+    """Earcons, each on or off; `level` is their loudness (0-1 of full scale, before the volume)."""
+
+    wake: bool = True  # the wake word was heard: listening
+    done: bool = True  # end of listening (the turn went to the model)
+    error: bool = True  # offline or a fault
+    mute: bool = True
+    unmute: bool = True
+    timer: bool = True  # a timer or alarm rings
+    level: float = 0.5
+
+
+@dataclass(frozen=True)
+class VolumeSettings:
+    # 0-100 at first start; afterwards the stored level (state_dir) wins. 100 = the software gain
+    # is unity: the reply plays as the model sent it (and the echo canceller's tuning holds).
+    level: int = 100
+    step: int = 10  # one press of volume up/down, and "louder"/"quieter" without a number
+    mixer: str = ""  # ALSA mixer control (e.g. "Speaker", "PCM"); "" = software gain only
+    mixer_card: int = 0  # ALSA card index of that control
+    up_pin: int = -1  # volume buttons (GPIO), -1 = none
+    down_pin: int = -1
+    duck_db: float = -15.0  # the reply and the ring play this much quieter while the user talks
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    # The user's and the assistant's words in the journal (log lines) and as `text` of timeline
+    # `transcript` events. Off: the events keep role and length, never the words.
+    transcripts_in_journal: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +240,10 @@ class Settings:
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
+    tools: ToolsSettings = field(default_factory=ToolsSettings)
+    sounds: SoundsSettings = field(default_factory=SoundsSettings)
+    volume: VolumeSettings = field(default_factory=VolumeSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     profile: str = ""  # hardware profile name or path (hw/*.toml)
     log_level: LogLevel = "info"
     timeline: str = ""  # `voxbox run`: also write the timeline (JSON Lines) here
@@ -186,6 +255,10 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     origin = typing.get_origin(typ)
     if origin is list:
         (inner,) = typing.get_args(typ)
+        if dataclasses.is_dataclass(inner):  # an array of tables, e.g. [[tools.mcp]]
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ConfigError(f"config {key}: expected [[{key}]] tables")
+            return [apply_values(typing.cast(Any, inner)(), f"{key}[{i}].", v) for i, v in enumerate(value)]
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
@@ -300,10 +373,26 @@ def validate(s: Settings) -> None:
         ("realtime.offline_buffer_s", s.realtime.offline_buffer_s >= 0, "must not be negative"),
         ("realtime.url", s.realtime.url.startswith(("ws://", "wss://")), "must start with ws:// or wss://"),
         ("gpio.brightness", 0 <= s.gpio.brightness <= 1, "must be between 0 and 1"),
+        ("tools.timer_max_s", s.tools.timer_max_s > 0, "must be positive"),
+        ("tools.ring_max_s", s.tools.ring_max_s > 0, "must be positive"),
+        ("tools.max_timers", s.tools.max_timers > 0, "must be positive"),
+        ("sounds.level", 0 <= s.sounds.level <= 1, "must be between 0 and 1"),
+        ("volume.level", 0 <= s.volume.level <= 100, "must be between 0 and 100"),
+        ("volume.step", 1 <= s.volume.step <= 100, "must be between 1 and 100"),
+        ("volume.duck_db", s.volume.duck_db <= 0, "must not be positive (dB of attenuation)"),
     ]
     for key, ok, what in checks:
         if not ok:
             raise ConfigError(f"config {key}: {what}")
+    unknown = [n for n in s.tools.enabled if n not in TOOL_NAMES]
+    if unknown:
+        raise ConfigError(f"config tools.enabled: unknown tool {unknown[0]!r} (known: {', '.join(TOOL_NAMES)})")
+    for i, m in enumerate(s.tools.mcp):
+        key = f"tools.mcp[{i}]"
+        if not m.label or not m.server_url.startswith(("https://", "http://")):
+            raise ConfigError(f"config {key}: needs a label and a server_url starting with https://")
+        if m.require_approval not in ("never", "always"):
+            raise ConfigError(f"config {key}.require_approval: {m.require_approval!r} is not one of never, always")
     if not s.wake.words and not s.wake.models:
         raise ConfigError("config wake.words: at least one wake word or wake.models entry is needed")
     _check_api(s.realtime)

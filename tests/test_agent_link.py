@@ -7,6 +7,7 @@ still in progress and truncate the playing item at what was really played.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ def test_barge_in_through_a_recording_link(fixtures_dir: Path) -> None:
     mic = np.zeros((int(6.0 * RATE), 1), np.int16)
     start = int((TALK_AT_S - 1.0) * RATE)
     mic[start:start + len(speech)] = speech[:, :1]
-    settings = cfg.Settings()
+    # OUT.wav's sound is the reply's alone: no wake/done earcons.
+    settings = dataclasses.replace(cfg.Settings(), sounds=cfg.SoundsSettings(wake=False, done=False))
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic, RATE, player, speed=1e9)
     timeline = Timeline(None, keep=True)

@@ -223,6 +223,41 @@ def test_talking_on_after_the_turn_closed_drops_the_half_answer() -> None:
         assert m.handle(cv.AudioDelta(2.9, "item_1", "resp_1", b"\1\0")) == []  # its audio is not played
 
 
+def test_a_function_call_asks_the_model_again_when_its_response_is_done() -> None:
+    m = machine()
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.Committed(3.0))
+    m.handle(cv.ResponseCreated(3.1, "resp_1"))  # a response with only a function call in it
+    assert kinds(m.handle(cv.ToolDone(3.2, "resp_1"))) == []  # the response is still open
+    out = m.handle(cv.ResponseDone(3.3, "resp_1", "completed"))
+    assert kinds(out) == ["SendResponseCreate"] and m.phase == "thinking"  # not back to listening
+    m.handle(cv.ResponseCreated(3.4, "resp_2"))
+    assert shown(m.handle(cv.AudioDelta(3.5, "item_2", "resp_2", b"\1\0"))) == ["speaking"]
+
+
+def test_a_call_found_in_response_done_asks_again_at_once_and_never_after_the_conversation() -> None:
+    m = machine()
+    m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))
+    m.handle(cv.Committed(3.0))
+    m.handle(cv.ResponseCreated(3.1, "resp_1"))
+    m.handle(cv.ResponseDone(3.3, "resp_1", "completed"))
+    assert m.phase == "listening"
+    assert kinds(m.handle(cv.ToolDone(3.4, "resp_1"))) == ["SendResponseCreate", "Show"] and m.phase == "thinking"
+    m.handle(cv.Tick(100.0))
+    m.handle(cv.Tick(200.0))
+    assert m.phase == "idle"
+    assert kinds(m.handle(cv.ToolDone(201.0, "resp_9"))) == []
+
+
+def test_the_stop_tool_stops_the_reply_and_ends_the_conversation() -> None:
+    m = machine()
+    talk_until_speaking(m)
+    out = m.handle(cv.ToolDone(4.0, "resp_1", stop=True))
+    assert cv.StopPlayback("barge_in") in out and cv.SendTruncate("item_1") in out
+    assert cv.SendCancel("resp_1") in out and m.phase == "idle"
+    assert not any(isinstance(a, cv.SendResponseCreate) for a in out)
+
+
 def test_a_turn_talked_without_a_pause_is_closed_after_max_turn_s() -> None:
     m = machine(max_turn_s=10.0)
     m.handle(cv.Wake(1.0, "hey_jarvis", 0.9))

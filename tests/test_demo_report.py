@@ -40,3 +40,26 @@ def test_barge_in_facts_compare_the_truncate_with_what_played_less_the_pause() -
     assert facts is not None
     assert facts["silent_t"] == 1.4 and facts["latency_ms"] == 150
     assert facts["played_ms"] == 600 == facts["audio_end_ms"]
+
+
+def test_timer_facts_read_the_ring_off_speaker_wav() -> None:
+    from device.dev.demo_report import summary_lines, timer_facts
+
+    rate = 1000
+    speaker = np.zeros(10 * rate, np.int16)
+    speaker[1000:2000] = 500  # a reply, long before the ring
+    speaker[5012:8000] = 300  # the ring, 12 ms after it was due
+    recs = [
+        {"t": 2.0, "event": "tool_call", "name": "set_timer", "call_id": "c1", "arguments": {"duration_s": 3}},
+        {"t": 2.0, "event": "tool_result", "name": "set_timer", "call_id": "c1", "ok": True},
+        {"t": 2.0, "event": "timer", "action": "set", "id": "t1", "due_t": 5.0},
+        {"t": 5.01, "event": "timer", "action": "ring", "id": "t1"},
+        {"t": 7.95, "event": "timer", "action": "stop", "id": "t1", "reason": "button"},
+    ]
+    f = timer_facts(recs, speaker, rate)
+    assert f is not None
+    assert (f["onset_t"], f["onset_error_ms"], f["stop_reason"]) == (5.012, 12.0, "button")
+    assert f["silent_after_stop"] is True and f["tool"] == "set_timer" and f["tool_ok"] is True
+    line = next(x for x in summary_lines(recs, speaker, rate, None) if x.startswith("timer"))
+    assert "set_timer (ok)" in line and "+12.0 ms" in line and "stopped by button" in line
+    assert timer_facts(recs[:2], speaker, rate) is None

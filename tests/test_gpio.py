@@ -70,15 +70,15 @@ def wait_for(pred, timeout=2.0):
 # --- patterns (pure) ---------------------------------------------------------
 
 def test_every_state_has_a_pattern():
-    assert set(PATTERN_NAMES) == set(STATES)
+    assert set(PATTERN_NAMES) == set(STATES) | {"ringing"}  # ringing: a timer, shown over any state
     with pytest.raises(ValueError, match="unknown LED pattern 'party'.*listening"):
         patterns.get("party")
 
 
 def test_plain_led_animations_tell_the_states_apart():
     # (mode, period, duty) of the plain-LED animation: no two states alike
-    specs = {n: patterns.get(n).mono for n in STATES}
-    assert len(set(specs.values())) == len(STATES)
+    specs = {n: patterns.get(n).mono for n in (*STATES, "ringing")}
+    assert len(set(specs.values())) == len(specs)
 
 
 def test_levels_of_each_mode():

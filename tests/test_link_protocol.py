@@ -184,7 +184,8 @@ def test_null_in_an_optional_field_is_accepted(key: str) -> None:
 
 def test_input_transcription_only_when_configured() -> None:
     """The user's side of the conversation is carried into a new session only if transcribed."""
-    assert "transcription" not in protocol.session_update(RealtimeSettings())["session"]["audio"]["input"]
-    ev = protocol.session_update(RealtimeSettings(input_transcription="gpt-4o-mini-transcribe"))
+    off = protocol.session_update(RealtimeSettings(transcription_model=""))
+    assert "transcription" not in off["session"]["audio"]["input"]
+    ev = protocol.session_update(RealtimeSettings(transcription_model="gpt-4o-mini-transcribe"))
     check_client_event(ev)
     assert ev["session"]["audio"]["input"]["transcription"] == {"model": "gpt-4o-mini-transcribe"}

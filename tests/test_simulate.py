@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from device.appliance.earcons import Earcons
 from device.audio import wavio
+from device.config import SoundsSettings
 from device.dev.demo_report import barge_in_facts, sounding_runs
 from device.dev.simulate import DEMO_INFO, DEMO_WAV
 
@@ -43,11 +45,33 @@ def events(recs: list[dict], name: str, **match: object) -> list[dict]:
     return [r for r in recs if r["event"] == name and all(r.get(k) == v for k, v in match.items())]
 
 
+def earcon_spans(recs: list[dict], tail_s: float = 0.0) -> list[tuple[float, float]]:
+    """(start_s, end_s) of each earcon the timeline says was played (they start at their `t`)."""
+    sounds = Earcons(SoundsSettings(), 24000)
+    spans = []
+    for r in events(recs, "earcon"):
+        pcm = sounds.get(r["name"])
+        spans.append((r["t"], r["t"] + (0 if pcm is None else len(pcm)) / 24000 + 0.011 + tail_s))
+    return spans
+
+
+def without_earcons(recs: list[dict], x: np.ndarray, rate: int, tail_s: float = 0.0) -> np.ndarray:
+    """x with the earcons' spans (plus tail_s of echo) zeroed: what is left is the replies."""
+    x = x.copy()
+    for a, b in earcon_spans(recs, tail_s):
+        x[int(a * rate):int(b * rate)] = 0
+    return x
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], np.ndarray, Path]:
     tmp = tmp_path_factory.mktemp("demo")
+    # The wake chime plays (earcons under echo must not barge in); the `done` one is off because
+    # it starts 10 ms before the reply, and the alignment tests below measure the reply's onset.
+    conf = tmp / "voxbox.toml"
+    conf.write_text("[sounds]\ndone = false\n")
     recs, speaker = sim(tmp, DEMO_WAV, "--echo-gain", "0.5", "--echo-delay-ms", "30", "--room",
-                        "--mic-out", str(tmp / "heard.wav"))
+                        "--mic-out", str(tmp / "heard.wav"), "--config", str(conf))
     return recs, speaker, tmp
 
 
@@ -88,7 +112,7 @@ def test_out_wav_is_aligned_with_in_wav(demo_run: tuple[list[dict], np.ndarray, 
     assert len(speaker) >= len(mic) * 24000 // rate
     # The first reply sound is at the moment the timeline says playback started.
     first = events(recs, "playback_start")[0]
-    onset = sounding_runs(speaker, 24000)[0][0]
+    onset = sounding_runs(without_earcons(recs, speaker, 24000), 24000)[0][0]
     assert abs(onset - first["t"]) <= 0.011
     assert first["speaker_s"] <= onset < first["speaker_s"] + 0.2  # a reply may open with digital silence
 
@@ -116,7 +140,8 @@ def test_holding_the_button_mutes_and_nothing_is_sent(fixtures_dir: Path, tmp_pa
     assert events(recs, "button", action="hold")
     assert [r["state"] for r in events(recs, "state")][-1] == "muted"
     assert not events(recs, "wake")  # the wake phrase is spoken while muted
-    assert recs[-1]["uplink_bytes"] == 0 and not speaker.any()
+    assert [r["name"] for r in events(recs, "earcon")] == ["mute"]
+    assert recs[-1]["uplink_bytes"] == 0 and not without_earcons(recs, speaker, 24000).any()  # only the mute sound
 
 
 def test_multichannel_48k_input_works_like_the_daemon(fixtures_dir: Path, tmp_path: Path) -> None:
@@ -145,8 +170,11 @@ def test_the_mic_hears_the_speaker_echo_delayed(demo_run: tuple[list[dict], np.n
     mic, _ = wavio.read_wav(DEMO_WAV)
     echo = heard[: len(mic), 0].astype(np.int32) - mic[:, 0]
     start = events(recs, "playback_start")[0]["speaker_s"]
-    before = echo[: int(start * rate)]
-    assert np.abs(before).max() <= 2  # nothing played yet: IN.wav (soxr's dither aside)
-    loud = np.flatnonzero(np.abs(speaker.astype(np.int32)) > 1000)[0] / 24000  # first clear reply sound
+    # Before the reply only the earcons played (the room's tail after them is ~0.25 s).
+    before = without_earcons(recs, echo, rate, tail_s=0.3)[: int(start * rate)]
+    assert np.abs(before).max() <= 2  # nothing else played yet: IN.wav (soxr's dither aside)
+    echo = without_earcons(recs, echo, rate, tail_s=0.3)
+    replies = without_earcons(recs, speaker, 24000)
+    loud = np.flatnonzero(np.abs(replies.astype(np.int32)) > 1000)[0] / 24000  # first clear reply sound
     onset = np.flatnonzero(np.abs(echo) > 100)[0] / rate
     assert loud + 0.025 <= onset <= loud + 0.06  # it reaches the mic 30 ms later, through a room

@@ -9,6 +9,14 @@ what `conversation.item.truncate` needs as `audio_end_ms`.
 
 Notes (item started, queue drained) are kept in a small deque that the agent
 reads from its own thread; the speaker thread never calls into the agent.
+
+Overlays (`overlay()`: earcons, a ringing timer) are mixed on top of the reply in the same
+pull, so the echo canceller's reference (what the speaker played) has them too. They are not
+items: not counted in `played_ms`, not in the notes, not dropped by `flush()`/`pause()`
+(a barge-in silences the reply, not the timer); `stop_overlay()` ends them. An overlay may
+start at a given speaker sample (a timer rings at its due sample, not at the next block) and
+loop until a given sample. The whole block is then scaled by `gain` (software volume) times
+`duck` (quieter while the user talks), in numpy, once per pull.
 """
 
 from __future__ import annotations
@@ -18,6 +26,14 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass
+class _Overlay:
+    name: str
+    pcm: np.ndarray  # int16
+    start: int  # speaker clock sample of its first sample
+    end: int | None  # loop until this speaker sample; None = play once
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,9 @@ class Player:
         self.notes: deque[PlayerNote] = deque(maxlen=256)
         self.dropped_samples = 0
         self._paused = False  # pause(): the speaker plays silence, the queue and counts stay as they are
+        self._overlays: list[_Overlay] = []
+        self.gain = 1.0  # software volume (linear)
+        self.duck = 1.0  # extra gain while the user talks (1.0 = not ducked)
 
     # ---------------------------------------------------------- producer side
     def enqueue(self, item_id: str, pcm16: bytes | np.ndarray) -> None:
@@ -101,11 +120,58 @@ class Player:
     def paused(self) -> bool:
         return self._paused
 
+    def overlay(self, name: str, pcm: np.ndarray, *, at: int | None = None, loop_until: int | None = None) -> None:
+        """Mix `pcm` over the reply from speaker sample `at` (None or past: the next pull);
+        with `loop_until`, repeat it until that speaker sample (or stop_overlay)."""
+        if len(pcm) == 0:
+            return
+        with self._lock:
+            start = self._clock if at is None else max(int(at), self._clock)
+            self._overlays.append(_Overlay(name, pcm, start, loop_until))
+
+    def stop_overlay(self, name: str | None = None) -> bool:
+        """End the overlays called `name` (None: all); True if one was playing or due."""
+        with self._lock:
+            keep = [o for o in self._overlays if name is not None and o.name != name]
+            stopped = len(keep) != len(self._overlays)
+            self._overlays = keep
+        return stopped
+
+    def overlay_active(self, name: str) -> bool:
+        with self._lock:
+            return any(o.name == name for o in self._overlays)
+
+    def _mix_overlays(self, out: np.ndarray) -> np.ndarray:
+        """out + the overlays sounding in [clock, clock + len(out)), as int32 (lock held)."""
+        n = len(out)
+        mix = out.astype(np.int32)
+        keep = []
+        for o in self._overlays:
+            begin = max(0, o.start - self._clock)  # first sample of this block it covers
+            if begin >= n:
+                keep.append(o)
+                continue
+            pos = self._clock + begin - o.start  # position in the sound
+            stop = n if o.end is None else min(n, max(begin, o.end - self._clock))
+            if o.end is None:
+                take = min(stop - begin, len(o.pcm) - pos)
+                mix[begin : begin + take] += o.pcm[pos : pos + take]
+                if pos + take < len(o.pcm):
+                    keep.append(o)
+            else:
+                idx = (pos + np.arange(stop - begin)) % len(o.pcm)
+                mix[begin:stop] += o.pcm[idx]
+                if self._clock + n < o.end:
+                    keep.append(o)
+        self._overlays = keep
+        return mix
+
     # ---------------------------------------------------------- speaker side
     def pull(self, n: int) -> np.ndarray:
         out = np.zeros(n, dtype=np.int16)
         with self._lock:
             if self._paused:
+                out = self._finish_block(out)
                 self._clock += n
                 return out
             filled = 0
@@ -126,8 +192,19 @@ class Player:
             if filled < n and self._current is not None and not self._queue:
                 self.notes.append(PlayerNote("idle", self._current, self._clock + filled))
                 self._current = None
+            out = self._finish_block(out)
             self._clock += n
         return out
+
+    def _finish_block(self, out: np.ndarray) -> np.ndarray:
+        """Overlays mixed in, gain and ducking applied (lock held)."""
+        g = self.gain * self.duck
+        if not self._overlays and g == 1.0:
+            return out
+        mix = self._mix_overlays(out) if self._overlays else out.astype(np.int32)
+        if g != 1.0:
+            mix = np.rint(mix * g).astype(np.int32)
+        return np.clip(mix, -32768, 32767).astype(np.int16)
 
     # ---------------------------------------------------------- queries
     @property

@@ -5,19 +5,29 @@ wake-word and VAD detectors, the realtime link and the pure conversation
 machine. Everything runs in one asyncio loop: mic blocks and server events are
 turned into machine events, and the machine's actions are carried out here.
 Timestamps are the mic sample clock (seconds of audio captured).
+
+The appliance (device/appliance/: tools, timers, volume, earcons) rides along: the model's
+function calls are run here, in the loop, never in the sound card's callback (the audio path),
+and their state files are written by a background thread. Earcons and the ring are player
+overlays, so the echo canceller has them as reference; short earcons are also masked: while one
+sounds (and 0.2 s after), wake detections and the local barge-in detectors are ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from device.appliance import events as appliance_events
+from device.appliance.runtime import Appliance
 from device.audio.counters import CounterWatch
 from device.audio.echogate import EchoGate
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
@@ -25,6 +35,7 @@ from device.audio.ports import AudioPort
 from device.config import Settings
 from device.conversation import machine as cv
 from device.errors import VoxboxError
+from device.link import protocol
 from device.link.base import Link, LinkFactory
 from device.link.dialect import Dialect, json_object, json_text
 from device.link.dialect import for_settings as dialect_for
@@ -80,7 +91,8 @@ class Agent:
                  aec: EchoCanceller | None = None, indicator: Indicator | None = None,
                  presses: list[ScheduledPress] | None = None,
                  on_mute_changed: Callable[[bool], object] | None = None,
-                 muted: bool = False, on_block: Callable[[], object] | None = None) -> None:
+                 muted: bool = False, on_block: Callable[[], object] | None = None,
+                 state_dir: Path | None = None) -> None:
         self.settings = settings
         self.audio = audio
         self.player = audio.player
@@ -132,6 +144,19 @@ class Agent:
         self._button_events.sort()
         self._live_buttons: deque[tuple[cv.ButtonAction]] = deque(maxlen=32)
         self._started = False
+        # Timers, volume and tool state persist in state_dir (None: in memory only, as in simulate).
+        self.appliance = Appliance(settings, self.player, self.timeline.log, state_dir=state_dir)
+        for problem in self.appliance.problems:
+            self.log("error", source="state", message=problem)
+        self._calls_done: deque[str] = deque(maxlen=64)  # call_ids run (args.done and response.done both carry them)
+        self._call_started: dict[str, float] = {}  # call_id -> perf_counter at arguments done
+        self.tool_round_trips_ms: deque[float] = deque(maxlen=256)  # arguments done -> output sent (last 256)
+        self._mcp_labels: dict[str, str] = {}
+        self._quiet_until = 0.0  # a short earcon sounds until then (+ margin): not a wake, not a barge-in
+        self._swallow_release = False  # the press stopped a ring: its release opens no conversation
+        self._ring_shown = False
+        self._shown = ""  # the state last shown (earcons follow its changes)
+        self._private = not settings.privacy.transcripts_in_journal
         self._in_conversation = False  # a conversation was open at the last _apply (see there)
         # The link gets this agent's public callbacks (LinkListener); which protocol it speaks is
         # the factory's business, not the agent's.
@@ -218,10 +243,15 @@ class Agent:
         self._live_buttons.append((action,))
 
     def process_block(self, block: np.ndarray) -> None:
-        self.frontend.speaker(self.audio.speaker_played())
+        played = self.audio.speaker_played()
+        if self._unaligned_earcon():
+            played = np.zeros_like(played)
+        self.frontend.speaker(played)
         mic = self.frontend.process(block)
         self.samples += len(block)
         self._player_notes()
+        self.appliance.tick(self.now)
+        self._ring_led()
         while self._button_events and self._button_events[0][0] <= self.now:
             _, action = self._button_events.pop(0)
             self._button(action)
@@ -249,10 +279,14 @@ class Agent:
         pcm = frames.reshape(-1)
         if m.phase == "idle":
             for d in self.wake.process(pcm):
+                if self.now < self._quiet_until:
+                    continue  # an earcon of ours, not the user
                 self.log("wake", wake_word=d.wake_word, score=round(float(d.score), 3))
                 self._apply(m.handle(cv.Wake(self.now, d.wake_word, d.score)))
                 if m.phase != "idle":
                     break
+            if self.appliance.ringing and m.phase == "idle":
+                self._vad_events(self.vad.process(pcm))  # "stop!" (any speech) ends the ring
         elif m.phase == "speaking":
             # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
             # the double-talk test at the echo canceller's levels of the same frame. Each needs the
@@ -260,6 +294,7 @@ class Agent:
             self.dtd.arm(self.now)
             near = self.frontend.near
             gate = self.frontend.echo_gate
+            masked = self._masked()  # our own earcon or ring in the mic: no barge-in from it
             for i, f in enumerate(frames):
                 if i < len(near) and near[i]:
                     self._near_until = self.now + self.NEAR_HOLD_S
@@ -278,6 +313,8 @@ class Agent:
                     self.vad.reset()
                     events = [e for e in events if e.kind != "start"]
                 self._vad_events(events)
+                if masked:
+                    continue
                 if m.phase == "speaking" and self.suspect.check() and self._gate_open():
                     self._apply(m.handle(cv.SuspectSpeech(self.now)))
                 # The double-talk test sees a leak of the canceller as well as the user: it needs the
@@ -334,7 +371,14 @@ class Agent:
             # The VAD counts its own time (it is fed only in conversations): map to the mic clock.
             onset = self.now - (self.vad.fed_s - ev.t)
             self.log(kind, source="local_vad", onset=round(onset, 3))
-            cls = cv.SpeechStart if ev.kind == "start" else cv.SpeechEnd
+            start = ev.kind == "start"
+            self.appliance.duck(start)
+            masked = self._masked()  # before the ring stops: speech over a ring stops the ring, nothing more
+            if start and self.appliance.ringing:
+                self.appliance.stop_ring(self.now, "speech")
+            if start and self.machine.phase == "speaking" and masked:
+                continue  # our own sound in the mic, or the "stop" for a ring: no barge-in
+            cls = cv.SpeechStart if start else cv.SpeechEnd
             self._apply(self.machine.handle(cls(self.now, "local_vad")))
 
     def _send_audio(self, chunks: list[bytes]) -> None:
@@ -378,7 +422,52 @@ class Agent:
 
     def _button(self, action: cv.ButtonAction) -> None:
         self.log("button", action=action)
+        if action == "press" and self.appliance.ringing:
+            # A press silences the ring and does nothing else (no conversation, no barge-in).
+            self.appliance.stop_ring(self.now, "button")
+            self._swallow_release = True
+            return
+        if action in ("release", "hold") and self._swallow_release:
+            self._swallow_release = action != "release"
+            return
         self._apply(self.machine.handle(cv.Button(self.now, action)))
+
+    def volume_button(self, direction: int) -> None:
+        """A volume up (+1) / down (-1) button (gpiozero thread → call_soon_threadsafe)."""
+        self.appliance.volume_step(self.now, direction)
+
+    def _unaligned_earcon(self) -> bool:
+        """A short earcon plays alone before the canceller knows the echo's delay.
+
+        Measured on the demo (echo 0.5, 30 ms, room): with the wake chime as AEC3's first reference,
+        the canceller adapted on it at the initial guess of the delay, and the reply 3 s later
+        tripped a false barge-in 0.4 s in (with or without the idle bypass; a broadband chime too).
+        So until a reply has given the delay estimator its estimate, a lone earcon is kept out of
+        the reference: its echo is masked from the detectors instead (`_masked`). The ring is long
+        enough to be a reference of its own and always is one.
+        """
+        if self.now >= self._quiet_until or self.player.busy or self.appliance.ringing:
+            return False
+        return getattr(self.frontend.aec, "estimated_delay_ms", 0) is None
+
+    def _masked(self) -> bool:
+        """Our own sound is in the mic: a short earcon, or a ring over a reply (speech stops the ring only)."""
+        return self.now < self._quiet_until or self.appliance.ringing
+
+    def _ring_led(self) -> None:
+        ringing = self.appliance.ringing
+        if ringing != self._ring_shown:
+            self._ring_shown = ringing
+            pattern = "ringing" if ringing else self.machine.shown
+            if pattern:
+                self.log("led", pattern=pattern)
+                self.indicator.show(pattern)
+
+    def earcon(self, name: str) -> None:
+        """Play a short sound and mask it from the wake word and barge-in detectors while it sounds."""
+        pcm = self.appliance.earcons.get(name)
+        if pcm is not None and self.appliance.earcon(name, self.now):
+            self._quiet_until = max(self._quiet_until, self.now + len(pcm) / self.player.rate + 0.2)
 
     # ------------------------------------------------------------------ link callbacks
     def on_connect(self) -> None:
@@ -405,6 +494,16 @@ class Agent:
             self._sent_types[event["event_id"]] = str(etype)
             while len(self._sent_types) > ITEMS_KEPT:
                 self._sent_types.popitem(last=False)
+        item = event.get("item")
+        if (etype == "conversation.item.create" and isinstance(item, dict)
+                and item.get("type") == "function_call_output"):
+            started = self._call_started.pop(str(item.get("call_id")), None)
+            rt_ms = None if started is None else round((time.perf_counter() - started) * 1000, 3)
+            if rt_ms is not None:
+                self.tool_round_trips_ms.append(rt_ms)
+            self.log("send", type=etype, item_type="function_call_output", call_id=item.get("call_id"),
+                     round_trip_ms=rt_ms)
+            return
         if etype == "conversation.item.truncate":
             self.log("send", type=etype, item_id=event.get("item_id"), audio_end_ms=event.get("audio_end_ms"))
         else:
@@ -425,9 +524,10 @@ class Agent:
             return
         if ev.audio is None:  # audio deltas are not logged (contract)
             self.log("recv", type=ev.type)
-        said = self.dialect.transcript(ev)
+        said = self.dialect.transcript(ev) or appliance_events.transcript(ev.type, ev.data)
         if said is not None:
-            self.log("transcript", role=said[0], text=said[1])
+            self._transcript(*said)
+        self._appliance_event(ev)  # function calls first: a response.done's ToolDone precedes its ResponseDone
         for e in events:
             if isinstance(e, (cv.SpeechStart, cv.SpeechEnd)):
                 self.log("speech_start" if isinstance(e, cv.SpeechStart) else "speech_end", source=e.source)
@@ -495,13 +595,60 @@ class Agent:
         elif (not about and m.phase == "thinking" and m.response_id is None and code not in HARMLESS_ERRORS):
             self._apply(m.handle(cv.CreateFailed(self.now, code)))
 
+    # ------------------------------------------------------------------ tools, transcripts, MCP
+    def _appliance_event(self, ev: ServerEvent) -> None:
+        d = ev.data
+        calls = appliance_events.function_calls(ev.type, d)
+        if calls:
+            self._run_calls(calls)
+            return
+        appliance_events.learn_labels(ev.type, d, self._mcp_labels)
+        note = appliance_events.mcp_note(ev.type, d, self._mcp_labels)
+        if note is not None:
+            fields, problem = note
+            self.log("mcp", **fields)
+            if problem:
+                log.warning("%s", problem)
+                self.log("error", source="mcp", message=problem)
+
+    def _transcript(self, role: str, text: str) -> None:
+        """A transcript event; the words only when [privacy] transcripts_in_journal allows (else their length)."""
+        if self._private:
+            self.log("transcript", role=role, chars=len(text))
+        else:
+            self.log("transcript", role=role, text=text)
+            log.info("%s said: %s", role, text)
+
+    def _run_calls(self, calls: list[appliance_events.FunctionCall]) -> None:
+        """Run the model's function calls, send their outputs, then let the model answer."""
+        stop = False
+        response_id = ""
+        for c in calls:
+            if c.call_id in self._calls_done:
+                continue  # seen in response.function_call_arguments.done already
+            self._calls_done.append(c.call_id)
+            if c.response_id in self.machine.dropped_responses:
+                continue  # cancelled by a barge-in: the user moved on
+            self._call_started[c.call_id] = time.perf_counter()
+            result = self.appliance.call(self.now, c.name, c.call_id, c.arguments)
+            self.link.send(protocol.function_call_output(c.call_id, result.output))
+            stop = stop or result.stop
+            response_id = c.response_id
+            if not self.link.connected:
+                self._call_started.pop(c.call_id, None)  # not sent: no round trip to report
+        if response_id or stop:
+            self._apply(self.machine.handle(cv.ToolDone(self.now, response_id, stop=stop)))
+
     # ------------------------------------------------------------------ actions
     def _apply(self, actions: list[cv.Action]) -> None:
         for a in actions:
             if isinstance(a, cv.Show):
+                was, self._shown = self._shown, a.state
                 self.log("state", state=a.state)
-                self.log("led", pattern=a.state)
-                self.indicator.show(a.state)
+                if not self._ring_shown:  # a ringing timer keeps its pattern until it stops
+                    self.log("led", pattern=a.state)
+                    self.indicator.show(a.state)
+                self._state_earcon(was, a.state)
             elif isinstance(a, cv.OpenUplink):
                 self._open_uplink(a.preroll)
             elif isinstance(a, cv.CloseUplink):
@@ -536,6 +683,7 @@ class Agent:
                 self.wake.reset()
             elif isinstance(a, cv.MuteChanged):
                 self.log("mute", muted=a.muted)
+                self.earcon("mute" if a.muted else "unmute")
                 if self.on_mute_changed is not None:
                     self.on_mute_changed(a.muted)
             played_ms: Callable[[str], int] = self.player.played_ms
@@ -554,6 +702,17 @@ class Agent:
             # The conversation is over and its truncates are sent (above): forget its items.
             self.player.forget_played()
         self._in_conversation = in_conversation
+
+    def _state_earcon(self, was: str, now: str) -> None:
+        """wake: a conversation opened; done: the turn went to the model; error: offline or a fault."""
+        if now == "idle":
+            self.appliance.duck(False)  # no one is talking to the device any more
+        if was == "idle" and now == "listening":
+            self.earcon("wake")
+        elif was == "listening" and now == "thinking":
+            self.earcon("done")
+        elif now in ("offline", "error") and was not in ("", "offline", "error"):
+            self.earcon("error")  # not at start-up, before the first connection
 
     def _open_uplink(self, preroll: bool) -> None:
         if self.machine.muted:
@@ -592,6 +751,7 @@ class Agent:
         return item, min(played, received_ms)
 
     def _finish(self) -> None:
+        self.appliance.close()
         s = self.link.stats
         self.log("summary", uplink_audio_ms=int(s.uplink_audio_ms), uplink_bytes=int(s.uplink_bytes),
                  reconnects=int(s.reconnects), errors=int(s.errors + self.errors), **self.audio_counters())

@@ -109,6 +109,20 @@ class PlaybackIdle:
 
 
 @dataclass(frozen=True)
+class ToolDone:
+    """A function call of `response_id` ran and its output was sent (function_call_output).
+
+    The model answers once asked again: `response.create` goes out when that response is done
+    (at once if it already is). `stop`: the `stop` tool — the reply stops, nothing more is
+    asked of the model, the conversation ends.
+    """
+
+    t: float
+    response_id: str
+    stop: bool = False
+
+
+@dataclass(frozen=True)
 class Tick:
     t: float
 
@@ -156,7 +170,8 @@ class FaultCleared:
 
 
 Event = (Wake | Button | SpeechStart | SuspectSpeech | SpeechEnd | Committed | ResponseCreated | AudioDelta
-         | ResponseDone | CreateFailed | PlaybackIdle | Tick | Connected | Disconnected | Fault | FaultCleared
+         | ResponseDone | CreateFailed | PlaybackIdle | ToolDone | Tick | Connected | Disconnected | Fault
+         | FaultCleared
          | SessionStarted | SessionEnded)
 
 
@@ -306,6 +321,7 @@ class Conversation:
     turn_started: float | None = None  # when the user began talking in this listening turn (max_turn_s)
     held: bool = False  # the button is down past the hold time: its release is not a short press
     paused_until: float | None = None  # playback paused on a suspicion; resumed at this t unless confirmed
+    tool_followup: set[str] = field(default_factory=set)  # responses whose function calls await response.create
     # Session per conversation (GPT-Live): a model session only while a conversation is open, a
     # full-duplex uplink (it stays open while the model speaks), no responses to cancel: after a
     # local barge-in the model's audio is dropped until it pauses (it stops by itself on hearing
@@ -519,6 +535,8 @@ class Conversation:
                 self.deadline = ev.t + self.thinking_timeout_s
         elif isinstance(ev, AudioDelta):
             self._audio(ev, out)
+        elif isinstance(ev, ToolDone):
+            self._tool_done(ev, out)
         elif isinstance(ev, PlaybackIdle):
             if self.phase == "speaking" and self.response_id is None:
                 self.playing_item = None
@@ -527,6 +545,31 @@ class Conversation:
             self._tick(ev, out)
         self._show(out)
         return out
+
+    def _tool_done(self, ev: ToolDone, out: list[Action]) -> None:
+        if ev.stop:
+            self.tool_followup.discard(ev.response_id)
+            if self.phase == "speaking":
+                # The user said "stop" (the model's reading of it): like a barge-in, spoken.
+                out.append(StopPlayback("barge_in"))
+                if self.playing_item is not None:
+                    out.append(SendTruncate(self.playing_item))
+            if self.phase != "idle":
+                self._end_conversation(out)
+            return
+        if ev.response_id and ev.response_id == self.response_id:
+            self.tool_followup.add(ev.response_id)  # asked again at its response.done
+        else:
+            self._ask_again(ev.t, out)
+
+    def _ask_again(self, t: float, out: list[Action]) -> None:
+        """The model has its function outputs: let it answer."""
+        if self.phase == "idle":
+            return  # the conversation closed meanwhile: its answer would be cancelled on arrival
+        self._send_create(out)
+        if self.phase in ("listening", "thinking"):
+            self._go("thinking", out)
+            self.deadline = t + self.thinking_timeout_s
 
     def _session_ended(self, ev: SessionEnded, out: list[Action]) -> None:
         if not self.session_open:
@@ -653,6 +696,10 @@ class Conversation:
             self.error_until = ev.t + ERROR_SHOW_S  # the answer failed, or none came: say so, briefly
         if self.create_deferred and not self._server_busy():
             self._send_create(out)  # the server is free now: the whole turn gets its answer
+            return
+        if ev.response_id in self.tool_followup:  # the model's turn that called a tool is over
+            self.tool_followup.discard(ev.response_id)
+            self._ask_again(ev.t, out)
             return
         if self.phase == "thinking" and not dropped and (current or not self._server_busy()):
             # Finished without audio (cancelled, failed, text only): back to listening.

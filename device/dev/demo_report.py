@@ -39,7 +39,8 @@ def barge_in_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int
     """Latency (user onset → speaker silent) and truncate accuracy of the first barge-in; None if none.
 
     "Silent" is the instant after which speaker.wav stays exactly zero until the next reply
-    starts; "played" runs from the item's first speaker sample (playback_start's speaker_s).
+    starts (or the next earcon sounds: an earcon is not the reply); "played" runs from the
+    item's first speaker sample (playback_start's speaker_s).
     """
     barge = next((r for r in records if r["event"] == "barge_in"), None)
     if barge is None:
@@ -48,6 +49,9 @@ def barge_in_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int
                   and r["t"] >= barge["t"]), None)
     nxt = next((r for r in records if r["event"] == "playback_start" and r["t"] > barge["t"]), None)
     end = len(speaker) if nxt is None else int(nxt.get("speaker_s", nxt["t"]) * rate)
+    sound = next((r for r in records if r["event"] == "earcon" and r["t"] > barge["t"]), None)
+    if sound is not None:
+        end = min(end, int(sound["t"] * rate))
     nz = np.flatnonzero(speaker[:end] != 0)
     silent_at = (nz[-1] + 1) / rate if len(nz) else 0.0
     facts: dict[str, Any] = {"source": barge["source"], "decision_t": barge["t"], "silent_t": silent_at}
@@ -60,6 +64,39 @@ def barge_in_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int
         facts["audio_end_ms"] = trunc["audio_end_ms"]
         first = int(round(start.get("speaker_s", start["t"]) * rate))
         facts["played_ms"] = round(played_samples(speaker, first, int(round(silent_at * rate)), rate) * 1000 / rate)
+    return facts
+
+
+def timer_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int) -> dict[str, Any] | None:
+    """The first timer: when it was due, when its sound really started in speaker.wav, how it stopped.
+
+    The ring's onset is the first sample at or after 0.1 s before the due moment that rises out of
+    at least 20 ms of exact silence (None if something else was playing then). None without a timer.
+    """
+    set_ = next((r for r in records if r["event"] == "timer" and r.get("action") == "set"), None)
+    if set_ is None:
+        return None
+    tid, due = set_["id"], float(set_["due_t"])
+    facts: dict[str, Any] = {"id": tid, "set_t": set_["t"], "due_t": due}
+    call = next((r for r in records if r["event"] == "tool_result" and r["t"] <= set_["t"] + 1e-9), None)
+    if call is not None:
+        facts["tool"], facts["tool_ok"] = call["name"], call["ok"]
+    ring = next((r for r in records if r["event"] == "timer" and r.get("action") == "ring" and r["id"] == tid), None)
+    if ring is not None:
+        facts["ring_t"] = ring["t"]
+        lo, quiet = max(0, int((due - 0.1) * rate)), int(0.02 * rate)
+        loud = np.flatnonzero(speaker[lo:] != 0)
+        if len(loud):
+            i = lo + int(loud[0])
+            if i - quiet >= 0 and not speaker[i - quiet:i].any():
+                facts["onset_t"] = i / rate
+                facts["onset_error_ms"] = round((i / rate - due) * 1000, 1)
+    stop = next((r for r in records if r["event"] == "timer" and r.get("action") in ("stop", "cancel")
+                 and r["id"] == tid), None)
+    if stop is not None:
+        facts["stop_t"], facts["stop_reason"] = stop["t"], stop.get("reason", stop["action"])
+        after = speaker[int((stop["t"] + 0.05) * rate):]
+        facts["silent_after_stop"] = not after.any()
     return facts
 
 
@@ -89,6 +126,14 @@ def summary_lines(records: list[dict[str, Any]], speaker: np.ndarray, rate: int,
         if "played_ms" in facts:
             lines.append(f"truncate       audio_end_ms {facts['audio_end_ms']} vs {facts['played_ms']} ms really "
                          f"played (speaker.wav): off by {abs(facts['audio_end_ms'] - facts['played_ms'])} ms")
+    tf = timer_facts(records, speaker, rate)
+    if tf is not None:
+        tool = f"{tf.get('tool', '?')} ({'ok' if tf.get('tool_ok') else 'failed'}) at {tf['set_t']:.2f} s, " \
+            if "tool" in tf else ""
+        rang = (f"its sound starts at {tf['onset_t']:.3f} s in speaker.wav ({tf['onset_error_ms']:+.1f} ms)"
+                if "onset_t" in tf else "rang" if "ring_t" in tf else "did not ring")
+        stopped = f", stopped by {tf['stop_reason']} at {tf['stop_t']:.2f} s" if "stop_t" in tf else ""
+        lines.append(f"timer          {tool}due at {tf['due_t']:.3f} s: {rang}{stopped}")
     summ = records[-1] if records and records[-1]["event"] == "summary" else None
     if summ:
         lines.append(f"uplink         {summ['uplink_audio_ms'] / 1000:.1f} s of audio, {summ['uplink_bytes']} bytes; "

@@ -48,6 +48,7 @@ class SimOptions:
     presses: list[ScheduledPress] = field(default_factory=list)
     speed: float = 1.0
     connect_timeout_s: float = 10.0
+    script: Path | None = None  # the local server's scripted model (voxbox serve --script)
     api: cfg.Api | None = None  # --api: "realtime" | "live" (None: realtime.api of the settings)
 
 
@@ -94,7 +95,7 @@ async def _simulate(settings: cfg.Settings, opts: SimOptions, timeline: Timeline
         # Like the real service, replies stream faster than they play (4x), on the mic clock:
         # the server and the agent run in lockstep, so the run is a function of its inputs.
         clock = SimClock()
-        server = RealtimeServer(speed=4.0, clock=clock)
+        server = RealtimeServer(speed=4.0, clock=clock, script=opts.script)
         await server.start("127.0.0.1", 0)
         if settings.realtime.api == "live":
             url = server.live_url  # the GPT-Live parrot is clocked by its input (no lockstep yet)
@@ -198,21 +199,33 @@ def simulate(settings: cfg.Settings, opts: SimOptions,
 
 DEMO_WAV = Path(__file__).parent / "data" / "demo_scenario.wav"
 DEMO_INFO = Path(__file__).parent / "data" / "demo_scenario.json"
+TIMER_WAV = Path(__file__).parent / "data" / "timer_scenario.wav"
+TIMER_SCRIPT = Path(__file__).parent / "data" / "timer_scenario.toml"
+TIMER_PRESS_S = 11.0  # the user presses the button 3 s into the ring (the timer is due at ~8 s)
+SCENARIOS = ("conversation", "timer")
 
 
 def demo(settings: cfg.Settings, out_dir: Path, speed: float = 1.0,
-         echo: Callable[[dict[str, Any]], None] | None = None,
+         echo: Callable[[dict[str, Any]], None] | None = None, scenario: str = "conversation",
          api: cfg.Api | None = None) -> list[dict[str, Any]]:
-    if not DEMO_WAV.is_file():
-        raise VoxboxError(f"the demo scenario is missing ({DEMO_WAV}); run scripts/make_demo_scenario.sh")
+    """A bundled scenario through `simulate`: `conversation` (wake, question, answer, barge-in) or
+    `timer` ("set a timer for three seconds": the scripted model calls set_timer, it rings, a press stops it)."""
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"--scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
+    wav, script, presses = DEMO_WAV, None, []
+    if scenario == "timer":
+        wav, script, presses = TIMER_WAV, TIMER_SCRIPT, [ScheduledPress(TIMER_PRESS_S)]
+    if not wav.is_file() or (script is not None and not script.is_file()):
+        maker = "make_timer_scenario.sh" if scenario == "timer" else "make_demo_scenario.sh"
+        raise VoxboxError(f"the demo scenario is missing ({wav}); run scripts/{maker}")
     out_dir.mkdir(parents=True, exist_ok=True)
     # A speaker beside the mic array: the reply leaks back (30 ms, half level, a small room),
     # so the demo shows barge-in through the echo canceller, not in an anechoic dream.
-    opts = SimOptions(mic=DEMO_WAV, speaker_out=out_dir / "speaker.wav", timeline=out_dir / "timeline.jsonl",
+    opts = SimOptions(mic=wav, speaker_out=out_dir / "speaker.wav", timeline=out_dir / "timeline.jsonl",
                       plot=out_dir / "timeline.png", mic_out=out_dir / "mic.wav", speed=speed,
-                      echo_gain=0.5, echo_delay_ms=30.0, room=True, api=api)
+                      echo_gain=0.5, echo_delay_ms=30.0, room=True, script=script, presses=presses, api=api)
     records = simulate(settings, opts, echo=echo)
-    if DEMO_INFO.is_file():
+    if scenario == "conversation" and DEMO_INFO.is_file():
         info = json.loads(DEMO_INFO.read_text())
         (out_dir / "scenario.json").write_text(json.dumps(info, indent=2))
     return records

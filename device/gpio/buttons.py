@@ -61,3 +61,31 @@ class Buttons:
 
     def close(self) -> None:
         self.button.close()
+
+
+class VolumeButtons:
+    """Volume up/down buttons (gpiozero Buttons, active low): `on_step(+1)` / `on_step(-1)` per press.
+
+    `on_step` runs on gpiozero's thread: hand it to the event loop (`call_soon_threadsafe`).
+    """
+
+    def __init__(self, up_pin: int, down_pin: int, on_step: Callable[[int], object], *,
+                 bounce_s: float | None = 0.02, pin_factory=None) -> None:
+        self.on_step = on_step
+        self.buttons: list[Button] = []
+        for pin, step in ((up_pin, 1), (down_pin, -1)):
+            if pin < 0:
+                continue
+            b = Button(pin, pull_up=True, bounce_time=bounce_s, pin_factory=pin_factory)
+            b.when_pressed = lambda step=step: self._call(step)
+            self.buttons.append(b)
+
+    def _call(self, step: int) -> None:
+        try:
+            self.on_step(step)
+        except Exception:  # gpiozero's thread must survive a bad callback
+            log.exception("volume button callback failed")
+
+    def close(self) -> None:
+        for b in self.buttons:
+            b.close()

@@ -13,6 +13,7 @@ them by gpio.brightness and write them to pins.
     muted      red      solid                    short blip every 2 s
     offline    amber    blink 0.5 Hz             blink 0.5 Hz
     error      red      blink 2.5 Hz             blink 2.5 Hz
+    ringing    white    blink 2 Hz               blink 4 Hz    (a timer or alarm rings; not a state)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ CYAN: RGB = (0.0, 0.8, 0.8)
 GREEN: RGB = (0.0, 1.0, 0.25)
 RED: RGB = (1.0, 0.0, 0.0)
 AMBER: RGB = (1.0, 0.45, 0.0)
+WARM_WHITE: RGB = (1.0, 0.85, 0.6)
 BLACK: RGB = (0.0, 0.0, 0.0)
 
 PATTERNS: dict[str, Pattern] = {
@@ -62,6 +64,7 @@ PATTERNS: dict[str, Pattern] = {
         Pattern("muted", RED, Anim("solid"), Anim("blink", 2.0, 0.1)),
         Pattern("offline", AMBER, Anim("blink", 2.0), Anim("blink", 2.0)),
         Pattern("error", RED, Anim("blink", 0.4), Anim("blink", 0.4)),
+        Pattern("ringing", WARM_WHITE, Anim("blink", 0.5), Anim("blink", 0.25)),
     )
 }
 

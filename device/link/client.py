@@ -31,6 +31,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
+from device.appliance.tools import missing_tokens, session_tools
 from device.config import RealtimeSettings, Settings
 from device.link import protocol
 from device.link.base import LinkListener, LinkStats
@@ -611,7 +612,10 @@ def realtime_link(settings: Settings, url: str, api_key: str | None) -> Callable
 
     `url`: ws:// or wss:// of the realtime endpoint; `api_key`: sent as a Bearer token (never logged).
     """
-    update = protocol.session_update(settings.realtime, barge_in=settings.conversation.barge_in)
+    for problem in missing_tokens(settings.tools):
+        log.warning("%s; that server is offered without a token", problem)
+    update = protocol.session_update(settings.realtime, barge_in=settings.conversation.barge_in,
+                                     tools=session_tools(settings.tools), tool_choice=settings.tools.tool_choice)
 
     def make(listener: LinkListener) -> RealtimeClient:
         return RealtimeClient(url, update, api_key=api_key, on_event=listener.on_server_event,

@@ -64,19 +64,40 @@ def turn_detection(rt: RealtimeSettings, *, barge_in: str = "local") -> dict[str
     return td
 
 
-def session_update(rt: RealtimeSettings, *, barge_in: str = "local") -> dict[str, Any]:
-    audio_in: dict[str, Any] = {"format": dict(AUDIO_FORMAT), "turn_detection": turn_detection(rt, barge_in=barge_in)}
-    if rt.input_transcription:  # conversation.item.input_audio_transcription.completed events follow
-        audio_in["transcription"] = {"model": rt.input_transcription}
-    return _event("session.update", session={
+def audio_input(rt: RealtimeSettings, *, barge_in: str = "local") -> dict[str, Any]:
+    """`session.audio.input`: format, turn detection, transcription (off when no model), noise reduction."""
+    inp: dict[str, Any] = {"format": dict(AUDIO_FORMAT), "turn_detection": turn_detection(rt, barge_in=barge_in)}
+    if rt.transcription_model:
+        tr = {"model": rt.transcription_model}
+        if rt.transcription_language:
+            tr["language"] = rt.transcription_language
+        inp["transcription"] = tr
+    inp["noise_reduction"] = None if rt.noise_reduction == "off" else {"type": rt.noise_reduction}
+    return inp
+
+
+def session_update(rt: RealtimeSettings, *, barge_in: str = "local", tools: list[dict[str, Any]] | None = None,
+                   tool_choice: str = "auto") -> dict[str, Any]:
+    """`session.update` (GA): `tools` are session.tools entries (device/appliance/tools.py)."""
+    session: dict[str, Any] = {
         "type": "realtime",
         "output_modalities": ["audio"],
         "instructions": rt.instructions,
         "audio": {
-            "input": audio_in,
+            "input": audio_input(rt, barge_in=barge_in),
             "output": {"format": dict(AUDIO_FORMAT), "voice": rt.voice},
         },
-    })
+    }
+    if tools:
+        session["tools"] = tools
+        session["tool_choice"] = tool_choice
+    return _event("session.update", session=session)
+
+
+def function_call_output(call_id: str, output: str) -> dict[str, Any]:
+    """The result of a function call (`conversation.item.create`, item type `function_call_output`)."""
+    return _event("conversation.item.create", item={"type": "function_call_output", "call_id": call_id,
+                                                    "output": output})
 
 
 def input_audio_append(pcm16: bytes) -> dict[str, Any]:
@@ -167,6 +188,7 @@ REQUIRED_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "response.output_audio.done": {"item_id": _STR},
     "response.output_audio_transcript.delta": {"item_id": _STR, "delta": _STR},
     "response.output_text.delta": {"item_id": _STR, "delta": _STR},
+    "response.function_call_arguments.done": {"call_id": _STR, "name": _STR, "arguments": _STR},
     "error": {"error": _OBJ},
 }
 # Fields checked only when they carry a value: absent and null mean the same (some compatible

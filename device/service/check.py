@@ -95,6 +95,24 @@ def check_gpio(settings: cfg.Settings) -> str:
     return f"LEDs: {settings.gpio.led_driver}; button: GPIO{settings.gpio.button_pin}"
 
 
+def check_appliance(settings: cfg.Settings) -> str:
+    """Tools, sounds, volume mixer and MCP tokens (names only: a token is never shown)."""
+    from device.appliance.earcons import Earcons
+    from device.appliance.tools import missing_tokens
+    from device.appliance.volume import AlsaMixer
+
+    problems = missing_tokens(settings.tools)
+    sounds = Earcons(settings.sounds, settings.audio.output_rate)
+    wanted = [n for n in ("wake", "done", "error", "mute", "unmute", "timer") if getattr(settings.sounds, n)]
+    problems += [f"sound {n}: cannot be loaded" for n in wanted if sounds.get(n) is None]
+    if settings.volume.mixer:
+        AlsaMixer(settings.volume.mixer, settings.volume.mixer_card)  # VolumeError: one line
+    if problems:
+        raise VoxboxError("; ".join(problems))
+    mcp = f", MCP: {', '.join(m.label for m in settings.tools.mcp)}" if settings.tools.mcp else ""
+    return f"tools {', '.join(settings.tools.enabled) or 'none'}; sounds {', '.join(sounds.enabled) or 'none'}{mcp}"
+
+
 def check_key(settings: cfg.Settings) -> str:
     key = cfg.api_key(settings)
     if cfg.endpoint(settings.realtime)[0].startswith("wss://") and not key:
@@ -147,6 +165,7 @@ def run_checks(settings: cfg.Settings, print_fn: Callable[[str], None] = print) 
         _try("sound", lambda: check_sound(settings), required=False),
         _try("mixer", lambda: check_mixer(settings), required=False),
         _try("gpio", lambda: check_gpio(settings), required=False),
+        _try("appliance", lambda: check_appliance(settings), required=False),
         _try("api key", lambda: check_key(settings)),
         _try("server", lambda: check_server(settings)),
     ]

@@ -20,6 +20,7 @@ from device import config as cfg
 from device.audio.player import Player
 from device.conversation.agent import Agent
 from device.errors import ConfigError, VoxboxError
+from device.gpio.buttons import VolumeButtons
 from device.link.factory import link_for
 from device.service import systemd as service
 from device.timeline import Timeline
@@ -68,6 +69,18 @@ async def _open_audio(settings: cfg.Settings, player: Player, indicator: Any, de
             delay = min(delay * 2, MAX_RETRY_S)
 
 
+def _volume_buttons(settings: cfg.Settings, agent: Agent, loop: asyncio.AbstractEventLoop) -> VolumeButtons | None:
+    """Volume up/down buttons where the profile has them; None without (or when GPIO is unusable: logged)."""
+    v = settings.volume
+    if not settings.gpio.enabled or (v.up_pin < 0 and v.down_pin < 0):
+        return None
+    try:
+        return VolumeButtons(v.up_pin, v.down_pin, lambda step: loop.call_soon_threadsafe(agent.volume_button, step))
+    except Exception as exc:  # no GPIO here, pin busy: the daemon runs without them
+        log.warning("volume buttons: %s: %s", type(exc).__name__, exc)
+        return None
+
+
 async def _run(settings: cfg.Settings) -> int:
     from device.audio.aec import build_aec
     from device.listen.vad import build_vad
@@ -97,11 +110,13 @@ async def _run(settings: cfg.Settings) -> int:
 
     link = link_for(settings, api_key=key)
     agent = Agent(settings, port, timeline, wake=wake, vad=vad, link=link, aec=aec, indicator=indicator,
-                  muted=mute.muted, on_mute_changed=mute_changed, on_block=block_done)
+                  muted=mute.muted, on_mute_changed=mute_changed, on_block=block_done,
+                  state_dir=Path(settings.gpio.state_dir))
     if buttons is not None:
         buttons.on_press = lambda: agent.press("press")
         buttons.on_release = lambda: agent.press("release")
         buttons.on_hold = lambda: agent.press("hold")
+    volume_buttons = _volume_buttons(settings, agent, asyncio.get_running_loop())
     beat = asyncio.create_task(heartbeat.run(1.0))
     try:
         async with service.ShutdownSignals(on_stop=port.close) as stop:
@@ -123,6 +138,8 @@ async def _run(settings: cfg.Settings) -> int:
     finally:
         beat.cancel()
         timeline.close()
+        if volume_buttons is not None:
+            volume_buttons.close()
         if indicator is not None:
             indicator.close()
         if buttons is not None:
