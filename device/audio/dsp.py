@@ -42,12 +42,18 @@ def resample(x: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     return soxr.resample(np.ascontiguousarray(x, dtype=np.int16), src_rate, dst_rate, quality="HQ")
 
 
+DITHER_SEED = 0x766F78  # fixed: the same input, the same output
+
+
 class StreamResampler:
     """Streaming int16 resampler with state across blocks (soxr): int16 in, int16 out.
 
     soxr's own int16 stream output adds TPDF dither seeded per stream from the clock, so the same
     input gave ±2 LSB different audio on every run (and `simulate` was not a function of its
-    inputs). The stream runs in float32 and the result is rounded here instead: no dither.
+    inputs). The stream runs in float32 and the same kind of dither (TPDF, ±1 LSB) is added here
+    from a fixed seed: the signal keeps its noise floor (the echo canceller's reference is never
+    exact digital silence mid-reply; without it a recorded female reply interrupted itself), and
+    the same input gives the same samples on every run.
     """
 
     def __init__(self, src_rate: int, dst_rate: int, quality: str = "HQ") -> None:
@@ -55,13 +61,15 @@ class StreamResampler:
         self._passthrough = src_rate == dst_rate
         self._stream = None if self._passthrough else soxr.ResampleStream(src_rate, dst_rate, 1, dtype="float32",
                                                                           quality=quality)
+        self._rng = np.random.default_rng(DITHER_SEED)
 
     def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         if self._passthrough:
             return np.ascontiguousarray(x, dtype=np.int16)
         assert self._stream is not None
         y = self._stream.resample_chunk(np.asarray(x, dtype=np.float32), last=last)
-        return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+        dither = self._rng.random(len(y), dtype=np.float32) - self._rng.random(len(y), dtype=np.float32)
+        return np.clip(np.rint(y + dither), -32768, 32767).astype(np.int16)
 
 
 def rms_dbfs(x: np.ndarray) -> float:
