@@ -55,6 +55,9 @@ class AudioSettings:
     # a core on the PulseAudio rig) for at most 10 ms more barge-in decision latency.
     frames_per_buffer_ms: int = 20
     output_buffer_ms: int = 20
+    # Jitter buffer: a reply (and a reply that ran dry mid-way) starts playing once this much is
+    # queued, or its response is done. Deltas arriving unevenly then play without short gaps.
+    prebuffer_ms: int = 100
 
 
 @dataclass(frozen=True)

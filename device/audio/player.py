@@ -17,6 +17,11 @@ items: not counted in `played_ms`, not in the notes, not dropped by `flush()`/`p
 start at a given speaker sample (a timer rings at its due sample, not at the next block) and
 loop until a given sample. The whole block is then scaled by `gain` (software volume) times
 `duck` (quieter while the user talks), in numpy, once per pull.
+
+Jitter buffer: a reply starts, and after running dry goes on, only once `prebuffer_ms` of it is
+queued or the producer said it is complete (`mark_complete()`: the response is done); until then
+the speaker plays silence and nothing is counted. A reply streamed unevenly, or slower than real
+time, then plays in a few longer runs instead of many short gaps (`gaps` counts the dry spells).
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ class Player:
         self._overlays: list[_Overlay] = []
         self.gain = 1.0  # software volume (linear)
         self.duck = 1.0  # extra gain while the user talks (1.0 = not ducked)
+        self.prebuffer_ms = 0  # jitter buffer (the agent sets audio.prebuffer_ms)
+        self._buffering = True  # waiting for prebuffer_ms (or the end of the response) before playing
+        self._complete = False  # the producer has queued all it has (the response is done)
+        self.gaps = 0  # times the reply ran dry while more of it was due
 
     # ---------------------------------------------------------- producer side
     def enqueue(self, item_id: str, pcm16: bytes | np.ndarray) -> None:
@@ -86,6 +95,13 @@ class Player:
             self._head_pos = 0
             self._current = None
             self._paused = False
+            self._buffering = True
+            self._complete = False
+
+    def mark_complete(self) -> None:
+        """No more audio is coming for what is queued (the response is done): play it out now."""
+        with self._lock:
+            self._complete = True
 
     def trim(self, max_ms: int) -> int:
         """Keep at most `max_ms` queued: drop the oldest audio beyond it (a bounded lag behind a live
@@ -170,7 +186,10 @@ class Player:
     def pull(self, n: int) -> np.ndarray:
         out = np.zeros(n, dtype=np.int16)
         with self._lock:
-            if self._paused:
+            if self._buffering and self._queue and (
+                    self._complete or self._queued * 1000 >= self.prebuffer_ms * self.rate):
+                self._buffering = False
+            if self._paused or self._buffering:
                 out = self._finish_block(out)
                 self._clock += n
                 return out
@@ -192,6 +211,10 @@ class Player:
             if filled < n and self._current is not None and not self._queue:
                 self.notes.append(PlayerNote("idle", self._current, self._clock + filled))
                 self._current = None
+                if not self._complete:
+                    self.gaps += 1  # ran dry while more was due: buffer again before going on
+                self._buffering = True
+                self._complete = False
             out = self._finish_block(out)
             self._clock += n
         return out

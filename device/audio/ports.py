@@ -18,6 +18,7 @@ class PortStats:
     overflows: int = 0  # mic blocks dropped because nobody read them in time
     played_dropped: int = 0  # speaker reference blocks dropped because nobody drained them
     callback_errors: int = 0  # exceptions caught inside a callback (then silence)
+    library_xruns: int = 0  # xruns alsa-lib reported itself (its "underrun occurred" lines)
     reopens: int = 0
 
 

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from device.audio import dsp
+from device.audio.alsa_errors import ALSA
 from device.audio.player import Player
 from device.audio.ports import PortStats
 from device.config import AudioSettings
@@ -186,6 +187,8 @@ class PyAudioPort:
         self.player = player
         self.stall_s = stall_s
         self.stats = PortStats()
+        # alsa-lib's own error lines ("underrun occurred") go to the log and the xrun count, not stderr.
+        ALSA.install()
         self.error = ""  # the last device problem, one line ("" while healthy)
         self.in_rate = 0
         self.in_channels = 0
@@ -355,6 +358,7 @@ class PyAudioPort:
         """
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self.stats.library_xruns = ALSA.xruns
         while True:
             if self._inq:
                 try:

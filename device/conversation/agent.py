@@ -116,6 +116,9 @@ class Agent:
         # What the machine's actions and the server's events mean on the configured API.
         self.dialect: Dialect = dialect_for(settings)
         sessions = self.dialect.api == "live"  # a session per conversation, full duplex
+        # The jitter buffer waits for prebuffer_ms or the response's end; GPT-Live's audio has no
+        # end event (the model just stops), so there its tail would wait forever: no prebuffer.
+        self.player.prebuffer_ms = 0 if sessions else settings.audio.prebuffer_ms
         self.machine = cv.Conversation(settings.conversation,
                                        local_turns=settings.realtime.turn_detection == "none" and not sessions,
                                        muted=muted, sessions=sessions,
@@ -269,7 +272,7 @@ class Agent:
     def audio_counters(self) -> dict[str, int]:
         """The sound card's and the player's trouble counts so far (summary record, journal)."""
         st = self.audio.stats
-        return {"xruns": st.xruns, "overflows": st.overflows, "underruns": self.underruns,
+        return {"xruns": st.xruns + st.library_xruns, "overflows": st.overflows, "underruns": self.underruns,
                 "callback_errors": st.callback_errors}
 
     def _frames(self, frames: np.ndarray, levels: np.ndarray | None) -> None:
@@ -541,6 +544,7 @@ class Agent:
                 while len(self._received) > ITEMS_KEPT:
                     self._received.popitem(last=False)
             elif isinstance(e, cv.ResponseDone):
+                self.player.mark_complete()  # the jitter buffer need not wait for more of it
                 resp = json_object(ev.data.get("response"))
                 self._response_outcome(e.response_id, e.status, json_object(resp.get("status_details")))
             self._apply(m.handle(e))
