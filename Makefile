@@ -11,12 +11,12 @@ VENV := .venv
 APT_STAMP := $(VENV)/.stamp-apt
 DEPS_STAMP := $(VENV)/.stamp-deps
 # System packages: PortAudio headers (PyAudio), PulseAudio + ALSA plugins (the audio test rig),
-# espeak-ng + sox (speech fixtures), systemd (systemd-analyze for the unit's tests),
-# and what a bare Debian lacks to build a venv with native wheels.
-APT_PACKAGES := portaudio19-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all systemd \
+# espeak-ng + sox + bc (speech fixtures: scripts/make_*.sh add times with bc), systemd
+# (systemd-analyze for the unit's tests), and what a bare Debian lacks to build a venv with native wheels.
+APT_PACKAGES := portaudio19-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all bc systemd \
                 python3 python3-venv python3-dev gcc libc6-dev
 
-.PHONY: demo test test-tflite-runtime setup clean
+.PHONY: demo test test-tflite-runtime test-arm64 setup clean
 
 demo: $(DEPS_STAMP)
 	$(VENV)/bin/voxbox demo
@@ -38,9 +38,17 @@ test-tflite-runtime: $(APT_STAMP)
 	  tests/test_listen_tflite_runtime.py tests/test_listen_interpreter.py tests/test_listen_wakeword.py \
 	  tests/test_listen_micro.py tests/test_listen_manifest.py tests/test_listen_commands.py tests/test_listen_vad.py
 
+# The install and a subset of the tests plus `voxbox demo` in a Debian 12 arm64 userland under qemu-user
+# (Cortex-A72, a Pi 4's /proc/cpuinfo), as root; slow (tens of minutes the first time), not in CI.
+# ARM64_ARGS: --fresh (start from the bare userland), --rebuild (debootstrap again), test files.
+test-arm64:
+	@bash scripts/arm64/run.sh $(ARM64_ARGS)
+
 setup: $(DEPS_STAMP)
 
-$(APT_STAMP):
+# Redone when the Makefile changes (a package added to APT_PACKAGES reaches existing checkouts); it
+# only installs what is missing, and pip is not redone for it (order-only below).
+$(APT_STAMP): Makefile
 	@mkdir -p $(VENV)
 	@missing=""; \
 	for p in $(APT_PACKAGES); do \
@@ -55,7 +63,7 @@ $(APT_STAMP):
 	else echo "== system packages present"; fi
 	@touch $@
 
-$(DEPS_STAMP): $(APT_STAMP) pyproject.toml
+$(DEPS_STAMP): pyproject.toml | $(APT_STAMP)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "make: $(PYTHON) is Python %d.%d; voxbox needs 3.10 or newer" % sys.version_info[:2])'
 	@[ -x $(VENV)/bin/python ] || { echo "== $(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install -q --upgrade pip
@@ -63,4 +71,4 @@ $(DEPS_STAMP): $(APT_STAMP) pyproject.toml
 	@touch $@
 
 clean:
-	rm -rf $(VENV) $(TFL_VENV) demo-out bench-out tests/fixtures/generated *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(TFL_VENV) demo-out bench-out arm64-out tests/fixtures/generated *.egg-info .pytest_cache .hypothesis
