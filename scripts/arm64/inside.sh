@@ -21,7 +21,7 @@ step() {
   return "$rc"
 }
 
-echo "=== $(uname -m), $(. /etc/os-release && echo "$PRETTY_NAME"), $(python3 --version 2>&1)," \
+echo "=== $(uname -m), $(. /etc/os-release && echo "$PRETTY_NAME"), $(python3 --version 2>/dev/null || echo "no python3 yet")," \
      "CPU: $(grep -m1 'CPU part' /proc/cpuinfo) (QEMU_CPU=${QEMU_CPU:-})"
 # A bare Debian has no make: the first thing the README tells a Pi user to install.
 step apt-make bash -c 'command -v make >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends make; }' || exit 1
