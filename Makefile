@@ -23,7 +23,7 @@ APT_PACKAGES := portaudio19-dev libasound2-dev pulseaudio libasound2-plugins als
                 codec2-examples asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 \
                 asterisk-core-sounds-it-g722 ktuberling-data
 
-.PHONY: demo test lint test-tflite-runtime setup clean check-system
+.PHONY: demo test lint test-tflite-runtime test-arm64 setup clean check-system
 
 demo: $(DEPS_STAMP)
 	$(VENV)/bin/voxbox demo
@@ -50,6 +50,12 @@ test-tflite-runtime: $(APT_STAMP)
 	  tests/test_listen_tflite_runtime.py tests/test_listen_interpreter.py tests/test_listen_wakeword.py \
 	  tests/test_listen_micro.py tests/test_listen_manifest.py tests/test_listen_commands.py tests/test_listen_vad.py
 
+# The install and a subset of the tests plus `voxbox demo` in a Debian 12 arm64 userland under qemu-user
+# (Cortex-A72, a Pi 4's /proc/cpuinfo), as root; slow (tens of minutes the first time), not in CI.
+# ARM64_ARGS: --fresh (start from the bare userland), --rebuild (debootstrap again), test files.
+test-arm64:
+	@bash scripts/arm64/run.sh $(ARM64_ARGS)
+
 setup: $(DEPS_STAMP)
 
 # 64-bit only, said at once: on a 32-bit userland (armhf/armel: 32-bit Raspberry Pi OS, even on a
@@ -63,7 +69,9 @@ check-system:
 	    exit 1 ;; \
 	esac
 
-$(APT_STAMP): | check-system
+# Redone when the Makefile changes (a package added to APT_PACKAGES reaches existing checkouts); it
+# only installs what is missing, and pip is not redone for it (order-only below).
+$(APT_STAMP): Makefile | check-system
 	@mkdir -p $(VENV)
 	@missing=""; \
 	provided=$$(dpkg-query -W -f='$${db:Status-Abbrev}$${Provides}\n' 2>/dev/null | sed -n 's/^ii *//p' | tr ',' '\n'); \
@@ -81,7 +89,7 @@ $(APT_STAMP): | check-system
 	else echo "== system packages present"; fi
 	@touch $@
 
-$(DEPS_STAMP): $(APT_STAMP) pyproject.toml
+$(DEPS_STAMP): pyproject.toml | $(APT_STAMP)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "make: $(PYTHON) is Python %d.%d; voxbox needs 3.10 or newer" % sys.version_info[:2])'
 	@[ -x $(VENV)/bin/python ] || { echo "== $(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install -q --upgrade pip
@@ -89,4 +97,4 @@ $(DEPS_STAMP): $(APT_STAMP) pyproject.toml
 	@touch $@
 
 clean:
-	rm -rf $(VENV) $(TFL_VENV) demo-out bench-out tests/fixtures/generated *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(TFL_VENV) demo-out bench-out arm64-out tests/fixtures/generated *.egg-info .pytest_cache .hypothesis
