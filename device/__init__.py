@@ -7,8 +7,10 @@ The daemon's data path, one folder a stage (docs/ARCHITECTURE.md has the picture
     listen/        16 kHz frames in -> wake detections, VAD speech start/end, barge-in suspicions
     conversation/  detector and server events in -> actions out (machine.py, pure);
                    agent.py carries the actions out (the one owner of sound card, socket, LEDs)
-    link/          client events and uplink audio in -> WebSocket; server events out (Link seam)
+    link/          client events and uplink audio in -> WebSocket; server events out (Link seam;
+                   OpenAI Realtime and GPT-Live, each a protocol core, a client and a dialect)
     gpio/          patterns in -> LEDs; button presses out
+    appliance/     the model's function calls in -> tool results out; timers, volume, earcons
     service/       the daemon's life: `voxbox run`, `check`, hardware profiles, systemd notify
     config.py      TOML + environment + command line -> one validated, immutable Settings
 
