@@ -11,37 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from device.audio.player import Player
+from device.bench.link import jittered_reply
 
 RATE = 24000
 BLOCK = 240  # the speaker pulls 10 ms at a time
 
 
 def _runs(prebuffer_ms: int) -> tuple[int, int, np.ndarray]:
-    """(gaps counted by the player, silent stretches inside the played reply, OUT)."""
-    p = Player(RATE)
-    p.prebuffer_ms = prebuffer_ms
-    reply = (np.sin(np.arange(3 * RATE) * 2 * np.pi * 300 / RATE) * 8000).astype(np.int16)
-    delta = RATE // 50  # 20 ms
-    rng = np.random.default_rng(3)
-    # arrival time (in 10 ms pulls) of each delta: 0.9x real time on average, jittered
-    arrivals = np.cumsum(rng.uniform(0.2, 4.2, size=len(reply) // delta)) * (1 / 0.9)
-    out, k, tick = [], 0, 0
-    while k < len(arrivals) or p.busy:
-        while k < len(arrivals) and arrivals[k] <= tick:
-            p.enqueue("item", reply[k * delta:(k + 1) * delta])
-            k += 1
-            if k == len(arrivals):
-                p.mark_complete()  # response.done
-        out.append(p.pull(BLOCK))
-        tick += 1
-    o = np.concatenate(out)
-    sounding = np.abs(o) > 0
-    first, last = np.argmax(sounding), len(o) - np.argmax(sounding[::-1])
-    inner = sounding[first:last]
-    # silent stretches of at least one pull inside the reply (zero crossings of a sine are single samples)
-    blocks = inner[: len(inner) // BLOCK * BLOCK].reshape(-1, BLOCK).any(axis=1)
-    stretches = int(np.sum(np.diff(blocks.astype(int)) == -1))
-    return p.gaps, stretches, o
+    return jittered_reply(prebuffer_ms, RATE)
 
 
 def test_a_jittered_slow_reply_plays_in_few_runs_and_whole() -> None:

@@ -233,6 +233,36 @@ async def _reconnects(n: int, down_s: float = 0.2, healthy_s: float = 0.6) -> di
 # ------------------------------------------------------------------ the section
 
 
+def jittered_reply(prebuffer_ms: int, rate: int = 24000) -> tuple[int, int, np.ndarray]:
+    """A 3 s reply arriving in 20 ms deltas at 0.9x real time, unevenly (fixed seed), through the
+    player with `prebuffer_ms` of jitter buffer; the speaker pulls 10 ms at a time.
+
+    Returns (the player's gap count, silent 10 ms-block stretches inside the played reply, OUT).
+    """
+    from device.audio.player import Player
+
+    p = Player(rate)
+    p.prebuffer_ms = prebuffer_ms
+    reply = (np.sin(np.arange(3 * rate) * 2 * np.pi * 300 / rate) * 8000).astype(np.int16)
+    delta, block = rate // 50, rate // 100
+    arrivals = np.cumsum(np.random.default_rng(3).uniform(0.2, 4.2, size=len(reply) // delta)) / 0.9
+    out, k, tick = [], 0, 0
+    while k < len(arrivals) or p.busy:
+        while k < len(arrivals) and arrivals[k] <= tick:
+            p.enqueue("item", reply[k * delta:(k + 1) * delta])
+            k += 1
+            if k == len(arrivals):
+                p.mark_complete()  # response.done
+        out.append(p.pull(block))
+        tick += 1
+    o = np.concatenate(out)
+    sounding = np.abs(o) > 0
+    first, last = int(np.argmax(sounding)), len(o) - int(np.argmax(sounding[::-1]))
+    inner = sounding[first:last]
+    blocks = inner[: len(inner) // block * block].reshape(-1, block).any(axis=1)
+    return p.gaps, int(np.sum(np.diff(blocks.astype(int)) == -1)), o
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {"quick": quick}
@@ -249,6 +279,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         res = asyncio.run(main())
     finally:
         link_log.setLevel(level)
+    from device.config import AudioSettings
+
+    res["jitter"] = {"prebuffer_ms": AudioSettings().prebuffer_ms, "gaps_without": jittered_reply(0)[0],
+                     "gaps_with": jittered_reply(AudioSettings().prebuffer_ms)[0]}
     res["goals"] = dict(GOALS)
     res["cpu_count"] = os.cpu_count()
     res["wall_s"] = round(time.monotonic() - t0, 1)
@@ -272,6 +306,8 @@ def format_table(result: dict[str, Any]) -> str:
         ("reconnect median", f"{rs['reconnect_median_s'] * 1000:.0f} ms", f"≤ {g['reconnect_median_s'] * 1000:.0f} ms",
          ok(rs["reconnect_median_s"] <= g["reconnect_median_s"])),
         ("reconnect p90 / max", f"{rs['reconnect_p90_s'] * 1000:.0f} / {rs['reconnect_max_s'] * 1000:.0f} ms", "", ""),
+        ("playback gaps, uneven reply", f"{result['jitter']['gaps_without']} -> {result['jitter']['gaps_with']}",
+         f"fewer ({result['jitter']['prebuffer_ms']} ms buffer)", ""),
         ("client CPU, uplink", f"{up['cpu_s_per_audio_s_up'] * 1000:.2f} ms/s", "", ""),
         ("client CPU, downlink", f"{up['cpu_s_per_audio_s_down'] * 1000:.2f} ms/s", "", ""),
     ]
