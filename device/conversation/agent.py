@@ -147,6 +147,7 @@ class Agent:
         self._button_events.sort()
         self._live_buttons: deque[tuple[cv.ButtonAction]] = deque(maxlen=32)
         self._started = False
+        self._booting = False
         # Timers, volume and tool state persist in state_dir (None: in memory only, as in simulate).
         self.appliance = Appliance(settings, self.player, self.timeline.log, state_dir=state_dir)
         for problem in self.appliance.problems:
@@ -226,7 +227,11 @@ class Agent:
         """Show the first state (idempotent; `run()` calls it)."""
         if not self._started:
             self._started = True
-            self._apply(self.machine.start())
+            self._booting = True  # a mute state restored at start-up is not a press: no chime
+            try:
+                self._apply(self.machine.start())
+            finally:
+                self._booting = False
 
     def handle(self, event: cv.Event) -> None:
         """Feed one event to the conversation machine and carry out its actions.
@@ -687,7 +692,8 @@ class Agent:
                 self.wake.reset()
             elif isinstance(a, cv.MuteChanged):
                 self.log("mute", muted=a.muted)
-                self.earcon("mute" if a.muted else "unmute")
+                if not self._booting:
+                    self.earcon("mute" if a.muted else "unmute")
                 if self.on_mute_changed is not None:
                     self.on_mute_changed(a.muted)
             played_ms: Callable[[str], int] = self.player.played_ms
