@@ -28,6 +28,7 @@ class EchoCanceller(Protocol):
     the canceller may then pass the mic through untouched (and skip its cost).
     `last_levels` is the (mic dB, cleaned dB) of the frame `process` returned last, in dB re
     1 LSB RMS (the double-talk test's input), or None when that frame was not cleaned (idle).
+    `estimated_delay_ms` is the echo's measured lag behind the reference (None: no estimate yet).
     Implemented by `device.audio.aec.WebRtcAec`; `device.bench.barge_in.MeteredAec` wraps one.
     """
 
@@ -39,6 +40,9 @@ class EchoCanceller(Protocol):
 
     @property
     def last_levels(self) -> tuple[float, float] | None: ...
+
+    @property
+    def estimated_delay_ms(self) -> int | None: ...
 
 
 class MicFrames(NamedTuple):
@@ -123,7 +127,7 @@ class Frontend:
             if ref is not None:
                 self.aec.reference(ref)
             if gate is not None and (ref is not None or gate.active):
-                delay = getattr(self.aec, "estimated_delay_ms", None)
+                delay = self.aec.estimated_delay_ms
                 self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels

@@ -92,10 +92,9 @@ def without_earcons(settings: Any) -> Any:
     reference until a first reply has measured the echo delay, so its echo counts as uncancelled)."""
     import dataclasses
 
-    from device import config as cfg
+    from device.appliance.earcons import NAMES
 
-    off = cfg.SoundsSettings(wake=False, done=False, error=False, mute=False, unmute=False, timer=False)
-    return dataclasses.replace(settings, sounds=off)
+    return dataclasses.replace(settings, sounds=dataclasses.replace(settings.sounds, **{n: False for n in NAMES}))
 
 
 # ---------------------------------------------------------------- the harness
@@ -137,6 +136,10 @@ class MeteredAec:
     @property
     def last_levels(self) -> tuple[float, float] | None:
         return self.inner.last_levels
+
+    @property
+    def estimated_delay_ms(self) -> int | None:  # the echo gate and the earcons use the real estimate
+        return self.inner.estimated_delay_ms
 
 
 def _read16(path: Path) -> np.ndarray:
@@ -246,7 +249,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         res["aec_cpu_s"] = aec.cpu
         res["aec_audio_s"] = aec.frames / 100
         if sc["family"] == "silent" and aec.mic:
-            h = getattr(inner, "hold_frames", 0)
+            h = inner.hold_frames if inner is not None else 0
             m, o = np.concatenate(aec.mic), np.concatenate(aec.out)
             n = min(len(m), len(o) - h * 160)
             try:

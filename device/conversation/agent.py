@@ -456,7 +456,7 @@ class Agent:
         """
         if self.now >= self._quiet_until or self.player.busy or self.appliance.ringing:
             return False
-        return getattr(self.frontend.aec, "estimated_delay_ms", 0) is None
+        return self.frontend.aec is not None and self.frontend.aec.estimated_delay_ms is None
 
     def _masked(self) -> bool:
         """Our own sound is in the mic: a short earcon, or a ring over a reply (speech stops the ring only)."""

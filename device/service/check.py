@@ -97,13 +97,13 @@ def check_gpio(settings: cfg.Settings) -> str:
 
 def check_appliance(settings: cfg.Settings) -> str:
     """Tools, sounds, volume mixer and MCP tokens (names only: a token is never shown)."""
-    from device.appliance.earcons import Earcons
+    from device.appliance.earcons import NAMES, Earcons
     from device.appliance.tools import missing_tokens
     from device.appliance.volume import AlsaMixer
 
     problems = missing_tokens(settings.tools)
     sounds = Earcons(settings.sounds, settings.audio.output_rate)
-    wanted = [n for n in ("wake", "done", "error", "mute", "unmute", "timer") if getattr(settings.sounds, n)]
+    wanted = [n for n in NAMES if getattr(settings.sounds, n)]
     problems += [f"sound {n}: cannot be loaded" for n in wanted if sounds.get(n) is None]
     if settings.volume.mixer:
         AlsaMixer(settings.volume.mixer, settings.volume.mixer_card)  # VolumeError: one line
