@@ -187,6 +187,9 @@ class ToolsSettings:
     ring_max_s: float = 900.0  # a ringing timer stops by itself after this long
     max_timers: int = 20
     mcp: list[McpServerSettings] = field(default_factory=list)
+    # GPT-Live (realtime.api = "live"): the tools go to the session's Responses delegation, whose
+    # backend model is this one (the Responses model that decides the calls; the voice stays GPT-Live).
+    delegation_model: str = "gpt-5.5"
 
 
 @dataclass(frozen=True)

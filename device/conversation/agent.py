@@ -35,7 +35,6 @@ from device.audio.ports import AudioPort
 from device.config import Settings
 from device.conversation import machine as cv
 from device.errors import VoxboxError
-from device.link import protocol
 from device.link.base import Link, LinkFactory
 from device.link.dialect import Dialect, json_object, json_text
 from device.link.dialect import for_settings as dialect_for
@@ -503,7 +502,7 @@ class Agent:
             while len(self._sent_types) > ITEMS_KEPT:
                 self._sent_types.popitem(last=False)
         item = event.get("item")
-        if (etype == "conversation.item.create" and isinstance(item, dict)
+        if (etype in ("conversation.item.create", "response.item.create") and isinstance(item, dict)
                 and item.get("type") == "function_call_output"):
             started = self._call_started.pop(str(item.get("call_id")), None)
             rt_ms = None if started is None else round((time.perf_counter() - started) * 1000, 3)
@@ -530,12 +529,16 @@ class Agent:
             self.errors += 1
             self.on_link_error(str(exc))
             return
+        view = self.dialect.appliance_event(ev)
         if ev.audio is None:  # audio deltas are not logged (contract)
-            self.log("recv", type=ev.type)
+            if view is not None and view[0] != ev.type:  # GPT-Live's response.event: say what it carries
+                self.log("recv", type=ev.type, event_type=view[0])
+            else:
+                self.log("recv", type=ev.type)
         said = self.dialect.transcript(ev) or appliance_events.transcript(ev.type, ev.data)
         if said is not None:
             self._transcript(*said)
-        self._appliance_event(ev)  # function calls first: a response.done's ToolDone precedes its ResponseDone
+        self._appliance_event(ev, view)  # function calls first: a response.done's ToolDone precedes its ResponseDone
         for e in events:
             if isinstance(e, (cv.SpeechStart, cv.SpeechEnd)):
                 self.log("speech_start" if isinstance(e, cv.SpeechStart) else "speech_end", source=e.source)
@@ -605,14 +608,16 @@ class Agent:
             self._apply(m.handle(cv.CreateFailed(self.now, code)))
 
     # ------------------------------------------------------------------ tools, transcripts, MCP
-    def _appliance_event(self, ev: ServerEvent) -> None:
-        d = ev.data
-        calls = appliance_events.function_calls(ev.type, d)
+    def _appliance_event(self, ev: ServerEvent, view: tuple[str, dict[str, Any]] | None) -> None:
+        calls = self.dialect.function_calls(ev)
         if calls:
             self._run_calls(calls)
             return
-        appliance_events.learn_labels(ev.type, d, self._mcp_labels)
-        note = appliance_events.mcp_note(ev.type, d, self._mcp_labels)
+        if view is None:
+            return
+        etype, d = view
+        appliance_events.learn_labels(etype, d, self._mcp_labels)
+        note = appliance_events.mcp_note(etype, d, self._mcp_labels)
         if note is not None:
             fields, problem = note
             self.log("mcp", **fields)
@@ -640,7 +645,7 @@ class Agent:
                 continue  # cancelled by a barge-in: the user moved on
             self._call_started[c.call_id] = time.perf_counter()
             result = self.appliance.call(self.now, c.name, c.call_id, c.arguments)
-            self.link.send(protocol.function_call_output(c.call_id, result.output))
+            self.link.send(self.dialect.tool_output(c.call_id, result.output))
             stop = stop or result.stop
             response_id = c.response_id
             if not self.link.connected:
