@@ -213,6 +213,15 @@ def _start(delegation: dict[str, Any] | None) -> dict[str, Any]:
     return ev
 
 
+def _validated(server: TracedServer) -> TracedServer:
+    """Every message both ways is a valid GPT-Live event."""
+    for ev in server.inbound:
+        check_live_client_event(ev)
+    for ev in server.outbound:
+        check_live_server_event(ev)
+    return server
+
+
 SCRIPT = [ScriptTurn(say="Timer set.", call_name="set_timer", call_arguments='{"duration_s":3}')]
 
 
@@ -250,11 +259,7 @@ def test_the_parrot_delegates_a_scripted_call_and_speaks_once_answered() -> None
             await server.stop()
         return server
 
-    server = asyncio.run(main())
-    for ev in server.inbound:
-        check_live_client_event(ev)
-    for ev in server.outbound:
-        check_live_server_event(ev)
+    server = _validated(asyncio.run(main()))
     types = [e["type"] for e in server.outbound]
     assert "error" not in types
     started = server.outbound[0]
@@ -290,9 +295,7 @@ def test_without_delegation_the_parrot_refuses_and_makes_no_call() -> None:
             await server.stop()
         return server
 
-    server = asyncio.run(main())
-    for ev in server.outbound:
-        check_live_server_event(ev)
+    server = _validated(asyncio.run(main()))
     errors = [e["error"]["code"] for e in server.outbound if e["type"] == "error"]
     assert errors == ["delegation_not_configured", "delegation_not_configured"]
     types = [e["type"] for e in server.outbound]
