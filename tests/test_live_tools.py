@@ -25,16 +25,18 @@ import pytest
 from live_support import check_live_client_event, check_live_server_event
 from test_appliance_agent import Rig, no_sounds_but_the_timer, onset_s, quiet
 from test_link_support import TracedServer, turn, wait_for
+from test_live_agent import ThreadServer
 from websockets.asyncio.client import connect
 
 from device import config as cfg
 from device.appliance.tools import function_tools, live_delegation
 from device.audio import wavio
 from device.conversation import machine as cv
+from device.conversation.agent import ScheduledPress
 from device.dev.demo_report import ring_onset, timer_facts
 from device.dev.server import free_loopback_port
-from device.dev.server_model import ScriptTurn
-from device.dev.simulate import TIMER_PRESS_S, TIMER_SCRIPT, TIMER_WAV
+from device.dev.server_model import ScriptTurn, load_script
+from device.dev.simulate import TIMER_PRESS_S, TIMER_SCRIPT, TIMER_WAV, SimOptions, simulate
 from device.link import live_protocol as lp
 from device.link.dialect import LiveDialect, for_settings
 from device.link.protocol import ServerEvent
@@ -345,3 +347,29 @@ def test_the_timer_scenario_over_gpt_live_through_voxbox_serve(tmp_path: Path) -
     # The ring's sound is nowhere in OUT.wav after the press (a reply may be; the ring may not).
     assert ring_onset(speaker[:, 0], rate, timers[2]["t"] + 0.5, window_s=0.4) is None
     assert recs[-1]["event"] == "summary" and recs[-1]["errors"] == 0
+
+
+def test_the_timer_scenario_over_gpt_live_every_event_valid(tmp_path: Path) -> None:
+    """The same scenario in process against the traced parrot: every event both ways valid, the
+    output answers the call the delegated stream made, and the parrot speaks the script's words."""
+    pytest.importorskip("livekit")
+    ts = ThreadServer(script=load_script(TIMER_SCRIPT))
+    try:
+        recs = simulate(cfg.Settings(), SimOptions(mic=TIMER_WAV, url=ts.server.live_url, api="live", speed=4.0,
+                                                   presses=[ScheduledPress(TIMER_PRESS_S)]))
+    finally:
+        ts.stop()
+    server = _validated(ts.server)
+    (start,) = server.received("session.start")
+    assert start["session"]["delegation"]["type"] == "responses"
+    done = [e["event"] for e in server.outbound if e["type"] == "response.event"
+            and e["event"]["type"] == "response.output_item.done"]
+    (out,) = server.received("response.item.create")
+    assert [d["item"]["call_id"] for d in done] == [out["item"]["call_id"]]
+    assert json.loads(out["item"]["output"])["ok"] is True
+    types = [e.get("type") for e in server.inbound if isinstance(e, dict)]
+    assert types.index("response.create") > types.index("response.item.create")
+    said = [e["delta"] for e in server.outbound if e["type"] == "session.output_transcript.delta"]
+    assert said[0] == "Timer set for three seconds. "
+    assert [r["action"] for r in recs if r["event"] == "timer"] == ["set", "ring", "stop"]
+    assert recs[-1]["errors"] == 0
