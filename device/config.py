@@ -386,6 +386,8 @@ def validate(s: Settings) -> None:
         ("volume.level", 0 <= s.volume.level <= 100, "must be between 0 and 100"),
         ("volume.step", 1 <= s.volume.step <= 100, "must be between 1 and 100"),
         ("volume.duck_db", s.volume.duck_db <= 0, "must not be positive (dB of attenuation)"),
+        ("tools.delegation_model", bool(s.tools.delegation_model.strip()),
+         "must name the Responses model GPT-Live delegates the tools to"),
     ]
     for key, ok, what in checks:
         if not ok:
