@@ -196,6 +196,29 @@ def test_a_bad_live_call_goes_back_as_an_error_output_and_one_journal_line(
     assert rig.agent.machine.phase == "thinking" and rig.agent.machine.session_open
 
 
+def test_a_failing_mcp_server_behind_the_delegation_is_one_line_and_the_call_still_runs() -> None:
+    rig = LiveRig(quiet(1.0), live_settings())
+    listing = {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "home", "tools": []}
+    inner = [{"type": "response.output_item.added", "output_index": 0, "item": listing},
+             {"type": "response.mcp_list_tools.in_progress", "output_index": 0, "item_id": "mcpl_1"},
+             {"type": "response.mcp_list_tools.failed", "output_index": 0, "item_id": "mcpl_1"}]
+
+    def mcp() -> None:
+        for k, e in enumerate(inner):
+            ev = {"type": "response.event", "event_id": f"m{k}", "delegation_id": "dlg_0",
+                  "event": {**e, "sequence_number": k}}
+            check_live_server_event(ev)
+            rig.link.deliver(ev["type"], **{x: v for x, v in ev.items() if x != "type"})
+
+    rig.run({5: lambda: rig.ask_live("c1", "get_time", "{}"), 10: mcp})
+    notes = rig.events("mcp")
+    assert [(n["kind"], n["status"], n.get("server_label")) for n in notes] == [
+        ("list_tools", "in_progress", "home"), ("list_tools", "failed", "home")]
+    (err,) = [e for e in rig.events("error") if e["source"] == "mcp"]
+    assert "home" in err["message"]
+    assert rig.events("tool_result")[0]["ok"] is True and "response.create" in rig.link.sent_types()
+
+
 # --------------------------------------------------------------------------- the local parrot
 
 

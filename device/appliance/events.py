@@ -10,10 +10,11 @@
   those come from the item announced in `response.output_item.added`.
 - `transcript(type, data)`: (role, text) from `conversation.item.input_audio_transcription.completed`
   {transcript} (the user) and `response.output_audio_transcript.done` {transcript} (the assistant).
-- `mcp_note(type, data, labels)`: the fields of a timeline `mcp` event for `mcp_list_tools.*` and
-  `response.mcp_call.*`, plus a one-line problem for the failures; `labels` maps item ids to
-  server labels, learnt from `conversation.item.added/done` and `response.output_item.*` items
-  (`mcp_list_tools`, `mcp_call`), because the failure events carry only the item id.
+- `mcp_note(type, data, labels)`: the fields of a timeline `mcp` event for `mcp_list_tools.*`
+  (Responses: `response.mcp_list_tools.*`) and `response.mcp_call.*`, plus a one-line problem for
+  the failures; `labels` maps item ids to server labels, learnt from `conversation.item.added/done`
+  and `response.output_item.*` items (`mcp_list_tools`, `mcp_call`), because the failure events
+  carry only the item id.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def mcp_note(ev_type: str, d: dict[str, Any], labels: dict[str, str]) -> tuple[d
     """(timeline fields of an `mcp` event, problem line or None) for an MCP event; None otherwise."""
     if ev_type.endswith(".delta"):
         return None  # argument deltas: the `done` says it all
-    if ev_type.startswith("mcp_list_tools."):
+    if ev_type.startswith(("mcp_list_tools.", "response.mcp_list_tools.")):  # Realtime / Responses names
         kind = "list_tools"
     elif ev_type.startswith("response.mcp_call"):
         kind = "call"
