@@ -134,11 +134,19 @@ class MeteredAec:
         self.inner.idle = value
 
     @property
+    def earcon(self) -> bool:  # a lone earcon goes to the canceller's own APM for it
+        return self.inner.earcon
+
+    @earcon.setter
+    def earcon(self, value: bool) -> None:
+        self.inner.earcon = value
+
+    @property
     def last_levels(self) -> tuple[float, float] | None:
         return self.inner.last_levels
 
     @property
-    def estimated_delay_ms(self) -> int | None:  # the echo gate and the earcons use the real estimate
+    def estimated_delay_ms(self) -> int | None:  # the echo gate uses the real estimate
         return self.inner.estimated_delay_ms
 
 
