@@ -108,7 +108,8 @@ class Frontend:
         self._spk_silent = 0 if played.any() and not earcon else self._spk_silent + len(played)
         idle = self._spk_silent >= self._idle_samples
         if idle and self.aec.idle and not earcon:
-            self.aec.earcon = False  # (the backlog is empty: see below) the earcon is over
+            if not self._ref_backlog:
+                self.aec.earcon = False  # the earcon and its queued frames are over
             return  # resting: no reference to resample or frame
         if not (idle and self._ref_backlog):  # let the canceller finish queued frames first
             self.aec.idle = idle
