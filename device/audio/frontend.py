@@ -29,10 +29,13 @@ class EchoCanceller(Protocol):
     `last_levels` is the (mic dB, cleaned dB) of the frame `process` returned last, in dB re
     1 LSB RMS (the double-talk test's input), or None when that frame was not cleaned (idle).
     `estimated_delay_ms` is the echo's measured lag behind the reference (None: no estimate yet).
+    `earcon` is set by the frontend before each frame's reference: True when what played is a lone
+    earcon (no reply under it), which the canceller keeps apart from the replies' adaptation.
     Implemented by `device.audio.aec.WebRtcAec`; `device.bench.barge_in.MeteredAec` wraps one.
     """
 
     idle: bool
+    earcon: bool
 
     def reference(self, frame: np.ndarray) -> None: ...
 
@@ -84,6 +87,7 @@ class Frontend:
         self._ref_rs = dsp.StreamResampler(out_rate, DETECT_RATE, quality="QQ")
         self._ref_framer = Framer(FRAME)
         self._ref_backlog: list[np.ndarray] = []
+        self._earcon_backlog: list[bool] = []  # per backlog frame: a lone earcon played it
         self._spk_silent = 0
         self._idle_samples = int(out_rate * self.IDLE_AFTER_S)
 
@@ -91,21 +95,31 @@ class Frontend:
     # player outputs exact zeros when it has nothing; checked before resampling adds dither).
     IDLE_AFTER_S = 1.0
 
-    def speaker(self, played: np.ndarray) -> None:
-        """What the speaker just played (at the playback rate): the echo canceller's reference."""
+    def speaker(self, played: np.ndarray, earcon: bool = False) -> None:
+        """What the speaker just played (at the playback rate): the echo canceller's reference.
+
+        earcon: it is a lone earcon (no reply under it): the canceller cleans it apart from the
+        replies, and the echo gate, which predicts the replies' echo, does not learn from it."""
         if self.aec is None:
             return
-        self._spk_silent = 0 if played.any() else self._spk_silent + len(played)
+        # A lone earcon does not wake the replies' canceller from idle: it has one of its own, and
+        # the replies' one, kept busy by the chime, would clean the user's turn and come back
+        # from idle with it in its state (measured: a false pause 30 ms into the demo's reply).
+        self._spk_silent = 0 if played.any() and not earcon else self._spk_silent + len(played)
         idle = self._spk_silent >= self._idle_samples
-        if idle and self.aec.idle:
+        if idle and self.aec.idle and not earcon:
+            if not self._ref_backlog:
+                self.aec.earcon = False  # the earcon and its queued frames are over
             return  # resting: no reference to resample or frame
         if not (idle and self._ref_backlog):  # let the canceller finish queued frames first
             self.aec.idle = idle
         frames = self._ref_framer.push(self._ref_rs(played))
         self._ref_backlog.extend(frames)
+        self._earcon_backlog.extend([earcon] * len(frames))
         # Bounded: a stalled mic must not grow this forever (1 s).
         if len(self._ref_backlog) > 100:
             del self._ref_backlog[: len(self._ref_backlog) - 100]
+            del self._earcon_backlog[: len(self._earcon_backlog) - 100]
 
     def mic(self, block: np.ndarray) -> np.ndarray:
         """Mic block [n, ch] or [n] int16 at in_rate → processed [k, 160] int16 frames at 16 kHz."""
@@ -125,7 +139,10 @@ class Frontend:
         for i, frame in enumerate(frames):  # per 10 ms frame: the APM works on exactly 10 ms
             ref = self._ref_backlog.pop(0) if self._ref_backlog else None
             if ref is not None:
+                self.aec.earcon = self._earcon_backlog.pop(0)
                 self.aec.reference(ref)
+                if self.aec.earcon:
+                    ref = None  # for the echo gate: not the replies' echo path
             if gate is not None and (ref is not None or gate.active):
                 delay = self.aec.estimated_delay_ms
                 self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))

@@ -9,8 +9,9 @@ Timestamps are the mic sample clock (seconds of audio captured).
 The appliance (device/appliance/: tools, timers, volume, earcons) rides along: the model's
 function calls are run here, in the loop, never in the sound card's callback (the audio path),
 and their state files are written by a background thread. Earcons and the ring are player
-overlays, so the echo canceller has them as reference; short earcons are also masked: while one
-sounds (and 0.2 s after), wake detections and the local barge-in detectors are ignored.
+overlays, so the echo canceller has them as reference (a lone one is cleaned apart from the
+replies: Frontend.speaker(earcon=True)); short earcons are also masked: while one sounds (and
+0.2 s after), wake detections and the local barge-in detectors are ignored.
 """
 
 from __future__ import annotations
@@ -250,10 +251,7 @@ class Agent:
         self._live_buttons.append((action,))
 
     def process_block(self, block: np.ndarray) -> None:
-        played = self.audio.speaker_played()
-        if self._unaligned_earcon():
-            played = np.zeros_like(played)
-        self.frontend.speaker(played)
+        self.frontend.speaker(self.audio.speaker_played(), earcon=self._lone_earcon())
         mic = self.frontend.process(block)
         self.samples += len(block)
         self._player_notes()
@@ -443,19 +441,12 @@ class Agent:
         """A volume up (+1) / down (-1) button (gpiozero thread → call_soon_threadsafe)."""
         self.appliance.volume_step(self.now, direction)
 
-    def _unaligned_earcon(self) -> bool:
-        """A short earcon plays alone before the canceller knows the echo's delay.
-
-        Measured on the demo (echo 0.5, 30 ms, room): with the wake chime as AEC3's first reference,
-        the canceller adapted on it at the initial guess of the delay, and the reply 3 s later
-        tripped a false barge-in 0.4 s in (with or without the idle bypass; a broadband chime too).
-        So until a reply has given the delay estimator its estimate, a lone earcon is kept out of
-        the reference: its echo is masked from the detectors instead (`_masked`). The ring is long
-        enough to be a reference of its own and always is one.
-        """
-        if self.now >= self._quiet_until or self.player.busy or self.appliance.ringing:
-            return False
-        return self.frontend.aec is not None and self.frontend.aec.estimated_delay_ms is None
+    def _lone_earcon(self) -> bool:
+        """A short earcon plays with no reply under it (nor a ring): the canceller cleans it with an
+        APM of its own (device/audio/aec.py: with the wake chime as the first reference of the
+        replies' APM, the demo's reply tripped a false barge-in), so its echo leaves the uplink
+        and the replies' canceller stays as the replies left it."""
+        return self.now < self._quiet_until and not self.player.busy and not self.appliance.ringing
 
     def _masked(self) -> bool:
         """Our own sound is in the mic: a short earcon, or a ring over a reply (speech stops the ring only)."""
