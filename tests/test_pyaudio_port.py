@@ -132,6 +132,29 @@ def test_capture_tone_burst(rig: PulseRig, input_rate: int) -> None:
         p.close()
 
 
+def test_idle_reads_are_80ms_and_leaving_idle_loses_no_sample(rig: PulseRig, port: PyAudioPort) -> None:
+    """While idle the mic comes in the wake word's 80 ms steps; leaving idle mid-stream switches
+    back to 20 ms blocks at the next read, every sample in order (a ramp has no gap or repeat)."""
+    ramp = (np.arange(2 * rig.mic_rate) % 20000 + 1000).astype(np.int16)
+
+    async def run() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        await read_for(port, 0.2)  # the stream is running
+        port.set_idle(True)
+        rig.feed(ramp)
+        idle = await read_for(port, 0.6)
+        port.set_idle(False)
+        return idle, await read_for(port, 2.0)
+
+    idle, busy = asyncio.run(run())
+    assert {b.shape for b in idle[1:]} == {(1280, 1)}  # the first may be a 20 ms block already waiting
+    assert {b.shape for b in busy} == {(320, 1)}
+    x = np.concatenate(idle + busy)[:, 0].astype(np.int32)
+    start = int(np.flatnonzero(x == 1000)[0])
+    got = x[start : start + len(ramp)]
+    assert len(got) == len(ramp) and np.array_equal(got, ramp), "samples lost or repeated"
+    assert port.stats.overflows == 0
+
+
 def test_player_audio_reaches_the_speaker(rig: PulseRig, port: PyAudioPort) -> None:
     player = port.player
     assert port.out_rate == SPK and player.latency_samples > 0
