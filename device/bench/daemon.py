@@ -173,8 +173,9 @@ def part_rows(probe: dict[str, Any]) -> list[tuple[str, float]]:
     block = get(pa, "block")
     main_rest = get(th, "main") - block - get(pa, "watchdog")
     return [("wake word (openWakeWord inference)", get(pa, "wake")),
-            ("frontend (channels, framing, AEC bypass)", get(pa, "frontend") - get(pa, "soxr")),
+            ("frontend (channels, framing)", get(pa, "frontend") - get(pa, "soxr") - get(pa, "aec")),
             ("soxr resampling", get(pa, "soxr")),
+            ("echo canceller (bypassed when idle)", get(pa, "aec")),
             ("agent, rest of each block", block - get(pa, "wake") - get(pa, "frontend")),
             ("watchdog / sd_notify", get(pa, "watchdog")),
             ("asyncio loop, read(), timers, link", main_rest),
@@ -199,6 +200,9 @@ def _parts_table(parts: dict[str, Any]) -> list[str]:
                   for (name, a), (_, b) in zip(part_rows(unbatched), part_rows(batched), strict=True)]
         lines.append(f"  {'loop wake-ups (blocks) per s':42s} {unbatched['per_s'].get('block', 0):11.1f} "
                      f"{batched['per_s'].get('block', 0):11.1f}")
+        if any(p["per_s"].get("reopen") for p in (batched, unbatched)):
+            lines.append("  (the sound card was lost and reopened during a window: the machine was too busy "
+                         "for the rig; rerun)")
     lines += ["", "  bare PortAudio on the rig, do-nothing callbacks (the sound stack's floor)"]
     for b in parts["bare"]:
         if "error" in b:

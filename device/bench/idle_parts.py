@@ -11,7 +11,7 @@ every thread's CPU clock is read by its TID (Linux's per-thread CPU clocks are r
 the process), so the per-thread rows are exact, not sampled. A sampling profiler (py-spy) counts
 a runnable-but-descheduled thread as busy, which on a loaded machine inflates the busy parts
 several times over; CPU clocks do not. Parts on the main thread (inclusive of their callees):
-wake word, frontend (soxr inside it shown too), the rest of the agent's per-block work, the
+wake word, frontend (soxr and the echo canceller inside it shown too), the rest of the agent's per-block work, the
 watchdog; what is left of the main thread is the asyncio loop itself (waking for blocks, timers,
 the link's task). Other threads: PortAudio's input and output callback threads (found by their
 first callback), libpulse's mainloops (`threaded-ml`), the timeline writer, anything else.
@@ -62,15 +62,15 @@ class Meters:
     def __init__(self) -> None:
         self.ns: defaultdict[str, int] = defaultdict(int)
         self.calls: defaultdict[str, int] = defaultdict(int)
-        self.tids: dict[str, int] = {}
+        self.tids: defaultdict[str, set[int]] = defaultdict(set)  # threads a part ran on
 
     def wrap(self, key: str, fn: Callable[..., Any], *, note_thread: bool = False) -> Callable[..., Any]:
         ns, calls, tids = self.ns, self.calls, self.tids
 
         @functools.wraps(fn)
         def metered(*args: Any, **kwargs: Any) -> Any:
-            if note_thread and key not in tids:
-                tids[key] = threading.get_native_id()
+            if note_thread:
+                tids[key].add(threading.get_native_id())  # a reopened stream runs on new threads
             t0 = time.thread_time_ns()
             try:
                 return fn(*args, **kwargs)
@@ -88,7 +88,7 @@ class Meters:
 
 
 def _install(meters: Meters) -> None:
-    from device.audio import dsp, frontend, pyaudio_port
+    from device.audio import aec, dsp, frontend, pyaudio_port
     from device.conversation import agent
     from device.listen import wakeword
     from device.service import systemd
@@ -97,9 +97,11 @@ def _install(meters: Meters) -> None:
     meters.patch(frontend.Frontend, "process", "frontend")
     meters.patch(frontend.Frontend, "speaker", "frontend")
     meters.patch(dsp.StreamResampler, "__call__", "soxr")
+    meters.patch(aec.WebRtcAec, "process", "aec")  # bypassed while idle; a sound played wakes it
     meters.patch(systemd.Watchdog, "frame", "watchdog")
     meters.patch(pyaudio_port.PyAudioPort, "_in_callback", "in_callback", note_thread=True)
     meters.patch(pyaudio_port.PyAudioPort, "_out_callback", "out_callback", note_thread=True)
+    meters.patch(pyaudio_port.PyAudioPort, "_reopen_sync", "reopen")  # the rig starved: a lost device
     build = wakeword.build_wake_detector
 
     def build_metered(*args: Any, **kwargs: Any) -> Any:
@@ -112,8 +114,9 @@ def _install(meters: Meters) -> None:
 
 def _per_thread(main_tid: int, meters: Meters, before: dict[int, int], after: dict[int, int],
                 names: dict[int, str]) -> dict[str, int]:
-    roles = {main_tid: "main", meters.tids.get("in_callback", -1): "portaudio_input",
-             meters.tids.get("out_callback", -1): "portaudio_output"}
+    roles = {main_tid: "main"}
+    for key, role in (("in_callback", "portaudio_input"), ("out_callback", "portaudio_output")):
+        roles.update(dict.fromkeys(meters.tids.get(key, ()), role))
     for t in threading.enumerate():
         if t.native_id is not None and t.native_id not in roles:
             roles[t.native_id] = {"idle-probe": "probe", "timeline-writer": "timeline_writer"}.get(
@@ -121,7 +124,7 @@ def _per_thread(main_tid: int, meters: Meters, before: dict[int, int], after: di
     out: defaultdict[str, int] = defaultdict(int)
     for tid, ns in after.items():
         role = roles.get(tid) or ("libpulse_mainloop" if names.get(tid) == "threaded-ml" else "other_native")
-        out[role] += ns - before.get(tid, ns)
+        out[role] += ns - before.get(tid, 0)  # a thread born in the window counts from 0
     return dict(out)
 
 
