@@ -87,7 +87,7 @@ class Meters:
         return dict(self.ns), dict(self.calls)
 
 
-def _install(meters: Meters) -> None:
+def _install(meters: Meters, cancellers: list[Any]) -> None:
     from device.audio import aec, dsp, frontend, pyaudio_port
     from device.conversation import agent
     from device.listen import wakeword
@@ -110,6 +110,14 @@ def _install(meters: Meters) -> None:
         return det
 
     wakeword.build_wake_detector = build_metered
+    build_aec = aec.build_aec
+
+    def build_aec_kept(*args: Any, **kwargs: Any) -> Any:
+        canceller = build_aec(*args, **kwargs)
+        cancellers.append(canceller)
+        return canceller
+
+    aec.build_aec = build_aec_kept
 
 
 def _per_thread(main_tid: int, meters: Meters, before: dict[int, int], after: dict[int, int],
@@ -129,7 +137,8 @@ def _per_thread(main_tid: int, meters: Meters, before: dict[int, int], after: di
 
 
 def probe_daemon(config: str | None, settle_s: float, window_s: float, unbatched: bool = False) -> int:
-    """Run `voxbox run` with meters; after the first blocks + settle_s, measure window_s, print, stop.
+    """Run `voxbox run` with meters; once the first blocks came and the echo canceller rests, plus
+    settle_s, measure window_s, print the JSON line and stop the daemon (SIGTERM to itself).
 
     unbatched: the port ignores `set_idle` (every mic block wakes the loop, as before batching)."""
     from device.audio import pyaudio_port
@@ -137,7 +146,8 @@ def probe_daemon(config: str | None, settle_s: float, window_s: float, unbatched
     from device.service.run import run_daemon
 
     meters = Meters()
-    _install(meters)
+    cancellers: list[Any] = []
+    _install(meters, cancellers)
     if unbatched:
         pyaudio_port.PyAudioPort.set_idle = lambda self, idle: None  # type: ignore[method-assign]
     main_tid = threading.get_native_id()
@@ -145,6 +155,11 @@ def probe_daemon(config: str | None, settle_s: float, window_s: float, unbatched
 
     def measure() -> None:
         while not meters.calls.get("block"):
+            time.sleep(0.1)
+        # Idle means the echo canceller rests too: it does once the speaker has played 1 s of
+        # silence, which a starved rig (a busy machine) may take a few seconds to play.
+        end = time.monotonic() + 20
+        while any(c is not None and not c.idle for c in cancellers) and time.monotonic() < end:
             time.sleep(0.1)
         time.sleep(settle_s)
         names = _threads()
