@@ -162,6 +162,7 @@ class Agent:
         self._shown = ""  # the state last shown (earcons follow its changes)
         self._private = not settings.privacy.transcripts_in_journal
         self._in_conversation = False  # a conversation was open at the last _apply (see there)
+        self._idle_reads = False  # the port was told only the wake word listens (see _idle_audio)
         # The link gets this agent's public callbacks (LinkListener); which protocol it speaks is
         # the factory's business, not the agent's.
         self.link: Link = link(self)
@@ -270,6 +271,15 @@ class Agent:
             line = self.counter_watch.check(self.audio_counters())
             if line is not None:
                 log.warning("audio trouble: %s", line)
+        self._idle_audio()
+
+    def _idle_audio(self) -> None:
+        """Tell the port when only the wake word listens (no conversation, nothing playing, no
+        ring): it may then batch the mic into the wake word's 80 ms steps (fewer loop wake-ups)."""
+        idle = self.machine.phase == "idle" and not self.player.busy and not self.appliance.ringing
+        if idle != self._idle_reads:
+            self._idle_reads = idle
+            self.audio.set_idle(idle)
 
     def audio_counters(self) -> dict[str, int]:
         """The sound card's and the player's trouble counts so far (summary record, journal)."""
