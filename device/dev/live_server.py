@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -60,6 +60,14 @@ class LiveClientError(Exception):
     def __init__(self, message: str, code: str = "invalid_value", param: str | None = None) -> None:
         super().__init__(message)
         self.code, self.param = code, param
+
+
+class Socket(Protocol):
+    """What a session needs of its connection (a websockets ServerConnection, or an in-memory twin)."""
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 @dataclass
@@ -131,9 +139,10 @@ def _check_start(s: Any) -> dict[str, Any]:
 class LiveSession:
     """One GPT-Live connection: session state, the listening VAD, the reply in progress."""
 
-    def __init__(self, ws: ServerConnection, stats: LiveStats, max_session_s: float,
-                 trace: Trace | None = None) -> None:
+    def __init__(self, ws: Socket, stats: LiveStats, max_session_s: float,
+                 trace: Trace | None = None, answer_turns: bool = True) -> None:
         self.ws = ws
+        self.answer_turns = answer_turns  # False: it says only what say() gives it (benches)
         self.stats = stats
         self.max_ms = int(max_session_s * 1000)
         self.trace = trace
@@ -273,8 +282,13 @@ class LiveSession:
         start_ms = start * 1000 // SAMPLE_RATE
         await self.emit("session.input_transcript.delta", delta=f"(user turn {self.turns}, "
                         f"{(speech_end_ms - start_ms) / 1000:.1f} s) ", start_ms=start_ms, end_ms=speech_end_ms)
-        if audio and self.reply is None:
+        if audio and self.reply is None and self.answer_turns:
             self.reply = _Reply(audio, self.session_ms, self.turns)
+
+    def say(self, audio: bytes) -> None:
+        """The model starts a reply now with `audio` (PCM16, 24 kHz) instead of a user's turn, as if
+        it had chosen to speak (benches: a scripted reply); sent, and interrupted, like any reply."""
+        self.reply = _Reply(audio, self.session_ms, self.turns)
 
     async def _play(self) -> None:
         """Send the reply up to LEAD_MS ahead of the input clock."""
@@ -326,19 +340,27 @@ class LiveSession:
 class LiveServer:
     """The GPT-Live side of the local server: `await handle(ws)` runs one connection.
 
-    max_session_s: input seconds after which a session ends with `expired`.
+    max_session_s: input seconds after which a session ends with `expired`; answer_turns=False:
+    the model answers no user turn, it only says what LiveSession.say gives it (benches).
     `trace(direction, text)`, if given, sees every message ("in" / "out")."""
 
-    def __init__(self, max_session_s: float = MAX_SESSION_S, trace: Trace | None = None) -> None:
+    def __init__(self, max_session_s: float = MAX_SESSION_S, trace: Trace | None = None,
+                 answer_turns: bool = True) -> None:
         self.max_session_s = max_session_s
         self.trace = trace
+        self.answer_turns = answer_turns
         self.stats = LiveStats()
         self.sessions: deque[LiveSession] = deque(maxlen=64)  # the latest, for tests
 
-    async def handle(self, ws: ServerConnection) -> None:
+    def new_session(self, ws: Socket) -> LiveSession:
+        """A connection's session (counted; kept among the latest)."""
         self.stats.connections += 1
-        sess = LiveSession(ws, self.stats, self.max_session_s, self.trace)
+        sess = LiveSession(ws, self.stats, self.max_session_s, self.trace, self.answer_turns)
         self.sessions.append(sess)
+        return sess
+
+    async def handle(self, ws: ServerConnection) -> None:
+        sess = self.new_session(ws)
         try:
             async for message in ws:
                 if self.trace is not None:
