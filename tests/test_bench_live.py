@@ -45,15 +45,18 @@ def test_the_model_does_not_hear_the_devices_female_voice_at_echo_gain_1(
     assert r["uplink"]["residual_db"] <= -30.0, r["uplink"]
 
 
-def test_the_model_hears_the_user_interrupt_a_human_voice(scenarios: tuple[Path, dict[str, dict]]) -> None:
+def test_the_model_hears_the_user_and_the_local_flush_is_first(scenarios: tuple[Path, dict[str, dict]]) -> None:
     d, scs = scenarios
-    sc = scs["human_talk_001_allison_g1.0_d30"]
-    alone = live.run_live_scenario(sc, d, model_stop=True)
-    # The parrot stopped its reply for the user (not before), and the speaker went silent after it.
-    assert alone["backend"]["self_interruptions"] == 0 and alone["backend"]["heard_user"], alone["backend"]
-    assert 0 < alone["model_stop_ms"] < 1500, alone
-    flushed = live.run_live_scenario(sc, d)
+    # A recorded human reply at gain 1.0, the user saying one word 6 dB below it: the device's
+    # barge-in stops the reply, and the parrot hears the user (not itself) and stops too.
+    flushed = live.run_live_scenario(scs["human_talk_001_allison_g1.0_d30"], d)
     assert flushed["detected"] and flushed["false_barge_ins"] == 0, flushed
-    assert flushed["backend"]["heard_user"] and flushed["backend"]["self_interruptions"] == 0
-    # The local flush silences the speaker before the model's own stop does.
-    assert flushed["latency_ms"] < alone["model_stop_ms"]
+    assert flushed["backend"]["heard_user"] and flushed["backend"]["self_interruptions"] == 0, flushed["backend"]
+    # Without the device's barge-in (espeak reply at gain 0.5, the user at its level): the parrot's
+    # own stop is what silences the speaker, once the player's shallow buffer has drained.
+    sc = scs["talk_003_g0.5_d60"]
+    alone = live.run_live_scenario(sc, d, model_stop=True)
+    assert alone["backend"]["self_interruptions"] == 0 and alone["backend"]["heard_user"], alone["backend"]
+    assert alone["backend"]["heard_ms"] < alone["model_stop_ms"] < 1500, alone
+    local = live.run_live_scenario(sc, d)
+    assert local["detected"] and local["latency_ms"] < alone["model_stop_ms"]

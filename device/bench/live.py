@@ -236,6 +236,11 @@ def _family(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "heard_by_model_alone": sum(1 for x in stops if x.get("backend", {}).get("heard_user")),
             "flush_p50_ms": _pct(flush, 50), "flush_p95_ms": _pct(flush, 95),
             "decision_p50_ms": _pct([r["decision_ms"] for r in talk if "decision_ms" in r], 50),
+            "decision_p95_ms": _pct([r["decision_ms"] for r in talk if "decision_ms" in r], 95),
+            # silent - decision: what the flush path and the player add (negative: the pause stage
+            # silenced the speaker before the barge-in was confirmed)
+            "flush_path_max_ms": max((r["latency_ms"] - r["decision_ms"] for r in talk if "decision_ms" in r),
+                                     default=None),
             "model_stop_p50_ms": _pct(model, 50), "model_stop_p95_ms": _pct(model, 95),
             "model_heard_p50_ms": _pct([x["backend"]["heard_ms"] for x in stops if "heard_ms" in x["backend"]], 50),
             "residual_p50_db": _pct(residual, 50), "residual_max_db": max(residual) if residual else None}
@@ -312,9 +317,10 @@ def format_table(result: dict[str, Any]) -> str:
                   row("      onset → silent, local flush p50/p95", f"{f['flush_p50_ms']}/{f['flush_p95_ms']} ms",
                       f"p95 ≤ {g['interruption_p95_ms']}",
                       f["flush_p95_ms"] is not None and f["flush_p95_ms"] <= g["interruption_p95_ms"]),
+                  f"      local decision p50/p95 {f['decision_p50_ms']}/{f['decision_p95_ms']} ms; silent - decision "
+                  f"at most {f['flush_path_max_ms']} ms (flush path + player)",
                   f"      onset → silent, the model's own stop p50/p95 {f['model_stop_p50_ms']}/"
-                  f"{f['model_stop_p95_ms']} ms (the parrot heard the user after {f['model_heard_p50_ms']} ms p50; "
-                  f"local decision p50 {f['decision_p50_ms']} ms)",
+                  f"{f['model_stop_p95_ms']} ms (the parrot heard the user after {f['model_heard_p50_ms']} ms p50)",
                   f"      uplink echo vs the reply at the mic p50 {f['residual_p50_db']} dB, worst "
                   f"{f['residual_max_db']} dB"]
     return "\n".join(lines)
