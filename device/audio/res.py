@@ -42,9 +42,10 @@ class ResidualEchoSuppressor:
         self._tail = np.zeros(FRAME, dtype=np.float32)
         self.coupling = np.zeros(_NB)  # residual echo power per unit of the reference envelope, per band
         self.gains = np.ones(_NB)  # the last frame's band gains (amplitude)
-        self.rise = 10 ** (0.5 / 10)
-        self.fall = 10 ** (0.5 / 9 / 10)
-        self.learn_frames = 30
+        self.rise = 10 ** (1.0 / 10)
+        self.fall = 10 ** (0.2 / 10)
+        self.learn_frames = 1
+        self.jump = 10.0  # a band 10 dB above its learnt residual is someone talking, not learnt
         self.learnt = 0
         self.loud = 1e4  # a band's reference envelope must exceed this to be learnt from (~-50 dBFS speech: 1e7)
 
@@ -75,13 +76,14 @@ class ResidualEchoSuppressor:
             self.coupling *= self.forget
             return self.gains
         ratio = np.where(loud, power / np.where(loud, env, 1.0), 0.0)
-        if self.learnt < self.learn_frames:  # the first frames of echo: the largest ratio, at once
+        if self.learnt < self.learn_frames:  # the first frame of echo: a start
             self.learnt += 1
             self.coupling = np.maximum(self.coupling, ratio)
             return self.gains
-        # Then an upper percentile of the ratio: up `rise` when above it, down rise / 9 when below
-        # (~90th), and never up in a near-end frame: a word of the user's moves it by a few dB only.
-        up = (ratio > self.coupling) & loud & (not near)
+        # Then an upper percentile of the ratio: up 1 dB when above it, down 0.2 dB when below
+        # (~83rd; it follows the canceller converging at 20 dB/s), never up in a near-end frame nor
+        # by a jump of `jump` or more: a word of the user's is not learnt as residual echo.
+        up = (ratio > self.coupling) & (ratio < self.coupling * self.jump) & loud & (not near)
         down = (ratio < self.coupling) & loud
         self.coupling = np.where(up, self.coupling * self.rise, np.where(down, self.coupling / self.fall,
                                                                               self.coupling * self.forget))

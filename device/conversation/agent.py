@@ -337,7 +337,9 @@ class Agent:
             self.dtd.disarm()
             self._vad_events(self.vad.process(pcm))
         # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
-        up = frames if self.res is None else self.res.process(frames, self.frontend.echo, self.frontend.near)
+        # The user is there: frames the echo gate calls near-end, and all while the uplink's gate is open.
+        up = frames if self.res is None else self.res.process(
+            frames, self.frontend.echo, self.frontend.near | (m.phase == "speaking" and self.now <= self._uplink_until))
         for f in up:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
