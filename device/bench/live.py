@@ -225,10 +225,13 @@ def _family(rows: list[dict[str, Any]]) -> dict[str, Any]:
         n = b.get("self_interruptions", 0) + b.get("warm_up_interruptions", 0)
         by_gain[f"{x['echo_gain']:.1f}"] = by_gain.get(f"{x['echo_gain']:.1f}", 0) + n
     talk = [r for r in rows if r["family"] == "talk"]
-    stops = [r["model_stop"] for r in talk if "model_stop" in r]
     flush = [r["latency_ms"] for r in talk if "latency_ms" in r]
+    stops = [r["model_stop"] for r in talk if "model_stop" in r]
     model = [x["model_stop_ms"] for x in stops if "model_stop_ms" in x]
-    residual = [r["uplink"]["residual_db"] for r in rows if "residual_db" in r.get("uplink", {})]
+    # From the runs without the device's barge-in: the reply plays until the user speaks (a false
+    # local barge-in would end the measured span early, with the echo's tail unsuppressed in it).
+    residual = [r["model_stop"]["uplink"]["residual_db"] for r in rows
+                if "residual_db" in r.get("model_stop", {}).get("uplink", {})]
     return {"runs": len(runs), "self_interruptions": sum(by_gain.values()), "self_by_gain": by_gain,
             "false_local_barge_ins": sum(r.get("false_barge_ins", 0) for r in rows),
             "talk": len(talk), "detected_local": sum(1 for r in talk if r.get("detected")),
