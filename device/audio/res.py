@@ -49,6 +49,12 @@ class ResidualEchoSuppressor:
         self.learnt = 0
         self.loud = 1e4  # a band's reference envelope must exceed this to be learnt from (~-50 dBFS speech: 1e7)
 
+    def restart(self) -> None:
+        """A new stream (the frames given so far are not continued): no overlap-add state. What
+        was learnt of the echo path stays."""
+        self._prev[:] = 0
+        self._tail[:] = 0
+
     def process(self, frames: np.ndarray, echo: np.ndarray, near: np.ndarray) -> np.ndarray:
         """[k, 160] int16 canceller output, `echo` [k, 16] envelopes, `near` bool[k] (the echo gate's
         verdicts) → [k, 160] int16, 10 ms behind the input."""

@@ -337,9 +337,13 @@ class Agent:
             self.dtd.disarm()
             self._vad_events(self.vad.process(pcm))
         # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
-        # The user is there: frames the echo gate calls near-end, and all while the uplink's gate is open.
-        up = frames if self.res is None else self.res.process(
-            frames, self.frontend.echo, self.frontend.near | (m.phase == "speaking" and self.now <= self._uplink_until))
+        up = frames
+        if self.res is not None and m.phase != "idle":  # idle: no uplink, no preroll needed (and no cost)
+            # The user is there: frames the echo gate calls near-end, and all while the uplink's gate is open.
+            up = self.res.process(frames, self.frontend.echo,
+                                  self.frontend.near | (m.phase == "speaking" and self.now <= self._uplink_until))
+        elif self.res is not None:
+            self.res.restart()
         for f in up:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
