@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from device.audio import dsp
+from device.audio.echogate import BANDS as ECHO_BANDS
 from device.audio.echogate import EchoGate
 
 DETECT_RATE = 16000
@@ -81,6 +82,8 @@ class Frontend:
         # Per frame: does the raw mic hold more than the reference's echo? (barge-in, uplink)
         self.echo_gate = echo_gate
         self.near = np.zeros(0, dtype=bool)  # echo_gate's verdict for each frame of the last mic()
+        # ... and its echo envelope for each (EchoGate.envelope; zeros where no echo was expected)
+        self.echo = np.zeros((0, ECHO_BANDS))
         self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
         self._mic_framer = Framer(FRAME)
         # QQ: no burst buffering, so the reference reaches the canceller before its echo does.
@@ -127,10 +130,12 @@ class Frontend:
 
     def process(self, block: np.ndarray) -> MicFrames:
         """Like `mic`, with the echo canceller's per-frame levels (see MicFrames); `near` is then
-        bool[k], the echo gate's verdict per frame (all False without one)."""
+        bool[k], the echo gate's verdict per frame (all False without one), and `echo` [k, 16] its
+        echo envelope per frame (zeros without one, or where it expected no echo)."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
+        self.echo = np.zeros((len(frames), ECHO_BANDS))
         if self.aec is None or len(frames) == 0:
             return MicFrames(frames, None)
         out = np.empty_like(frames)
@@ -146,6 +151,7 @@ class Frontend:
             if gate is not None and (ref is not None or gate.active):
                 delay = self.aec.estimated_delay_ms
                 self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))
+                self.echo[i] = gate.envelope
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels
             if lv is None:

@@ -47,13 +47,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from device.audio.frontend import EchoCanceller
+from device.link.base import Link, LinkListener
 from device.link.twin import RecordingLink
 from device.listen.wakeword import NoWake
 
@@ -162,7 +164,8 @@ def _read16(path: Path) -> np.ndarray:
 
 
 def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False,
-                 echo: bool = True, warm: bool = False, server_mode: bool = False) -> dict:
+                 echo: bool = True, warm: bool = False, server_mode: bool = False,
+                 backend: BackendFactory | None = None) -> dict:
     """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O).
 
     echo=False: the same run with no echo in the mic (the canceller still gets the reference),
@@ -172,6 +175,9 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     Measured is the scenario's own reply only (times and OUT.wav from its start on).
     server_mode=True: conversation.barge_in = "server", so the uplink stays open while the device
     speaks; measured is what it carries (uplink_echo(): the residual echo, the server VAD on it).
+    backend: who answers (default ScriptedRealtime: Realtime events written here); with another
+    one (the GPT-Live parrot, device/bench/live.py) the uplink is measured too, and what the
+    backend reports of the run is in res["backend"].
     """
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
@@ -206,38 +212,17 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     inner = build_aec(settings.aec)
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
     timeline = Timeline(None, keep=True)
-    link = _UplinkRecorder()
-    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
-    sim.keep_going = agent.keep_going
-
-    delta = settings.audio.output_rate * DELTA_MS // 1000
-    plan = [(int(round(t * 100)), [x[i : i + delta] for i in range(0, len(x), delta)], rid, item)
-            for t, x, rid, item in replies]
-
-    server = link.deliver
+    server = (backend or ScriptedRealtime)(replies, settings)
+    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=server.link, aec=aec)
+    sim.keep_going = lambda: server.keep_going(agent)
 
     async def go() -> None:
         agent.start()
-        link.connect()
+        await server.start(agent)
         agent.handle(cv.Wake(0.0, "bench", 1.0))
         blocks = 0
-        sent = [0] * len(plan)
         while (block := await sim.read()) is not None:
-            for k, (start_block, chunks, rid, item) in enumerate(plan):
-                if blocks == start_block:
-                    # The user's turn ended: the reply begins (Committed → thinking → audio → speaking).
-                    agent.handle(cv.Committed(agent.now))
-                    server("response.created", response={"id": rid})
-                if blocks >= start_block and sent[k] < len(chunks) and agent.machine.response_id == rid:
-                    due = int((blocks - start_block + 1) * 10 * STREAM_SPEED // DELTA_MS) + 1
-                    while sent[k] < min(due, len(chunks)):
-                        # as parsed from the wire (the base64 decoding is the protocol's, tested there)
-                        server("response.output_audio.delta", audio=chunks[sent[k]].astype("<i2").tobytes(),
-                               response_id=rid, item_id=item)
-                        sent[k] += 1
-                    if sent[k] == len(chunks):
-                        server("response.output_audio.done", response_id=rid, item_id=item)
-                        server("response.done", response={"id": rid, "status": "completed"})
+            await server.step(agent, blocks)
             agent.process_block(block)
             blocks += 1
 
@@ -276,8 +261,10 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
                 res["erle_db"] = round(erle_db(m[:n], o[h * 160 : h * 160 + n], converge_s=1.0), 1)
             except ValueError:
                 pass
-    if server_mode:
-        res["uplink"] = uplink_echo(sc, timeline.records, sim.mic_audio(), link.pcm(), pre_s)
+    if server_mode or backend is not None:
+        res["uplink"] = uplink_echo(sc, timeline.records, sim.mic_audio(), server.uplink(), pre_s)
+    if backend is not None:
+        res["backend"] = server.report(sc, pre_s)
     if keep_audio:
         res["out"] = out
         res["uplink"] = link.pcm()  # 24 kHz, from the wake (t = 0)
@@ -287,6 +274,86 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
             res["hold_frames"] = getattr(inner, "hold_frames", 0)
         res["records"] = recs
     return res
+
+
+Reply = tuple[float, np.ndarray, str, str]  # (mic time s, PCM16 at 24 kHz, response id, item id)
+
+
+class Backend(Protocol):
+    """The server side of one scenario run (run_scenario): it answers with the scenario's replies."""
+
+    def link(self, listener: LinkListener) -> Link:
+        """The agent's link (a LinkFactory)."""
+        ...
+
+    async def start(self, agent: Any) -> None:
+        """The link comes up (before the bench's wake word)."""
+
+    async def step(self, agent: Any, block: int) -> None:
+        """Before the agent gets mic block `block` (10 ms each, from 0): the server's turn."""
+
+    def keep_going(self, agent: Any) -> bool:
+        """After the mic ends: is a reply still due or playing?"""
+        ...
+
+    def uplink(self) -> np.ndarray:
+        """Everything the agent sent up (24 kHz PCM16), from the wake on."""
+        ...
+
+    def report(self, sc: dict, pre_s: float) -> dict:
+        """What the backend saw of the run (JSON-able; `sc` with its onset on this run's clock, and
+        pre_s: where the measured reply's turn begins, 0 unless warm)."""
+        ...
+
+
+BackendFactory = Callable[[list[Reply], Any], Backend]  # (replies, settings) -> Backend
+
+
+class ScriptedRealtime:
+    """Realtime server events written here: each reply's response.created at its time, audio deltas
+    streamed at STREAM_SPEED x real time, then response.done, as the local server would send them."""
+
+    def __init__(self, replies: list[Reply], settings: Any) -> None:
+        self.recorder = _UplinkRecorder()
+        delta = settings.audio.output_rate * DELTA_MS // 1000
+        self.plan = [(int(round(t * 100)), [x[i : i + delta] for i in range(0, len(x), delta)], rid, item)
+                     for t, x, rid, item in replies]
+        self.sent = [0] * len(self.plan)
+
+    def link(self, listener: LinkListener) -> Link:
+        return self.recorder.attach(listener)
+
+    async def start(self, agent: Any) -> None:
+        self.recorder.connect()
+
+    def keep_going(self, agent: Any) -> bool:
+        return bool(agent.keep_going())
+
+    def uplink(self) -> np.ndarray:
+        return self.recorder.pcm()
+
+    def report(self, sc: dict, pre_s: float) -> dict:
+        return {}
+
+    async def step(self, agent: Any, block: int) -> None:
+        from device.conversation import machine as cv
+
+        server = self.recorder.deliver
+        for k, (start_block, chunks, rid, item) in enumerate(self.plan):
+            if block == start_block:
+                # The user's turn ended: the reply begins (Committed → thinking → audio → speaking).
+                agent.handle(cv.Committed(agent.now))
+                server("response.created", response={"id": rid})
+            if block >= start_block and self.sent[k] < len(chunks) and agent.machine.response_id == rid:
+                due = int((block - start_block + 1) * 10 * STREAM_SPEED // DELTA_MS) + 1
+                while self.sent[k] < min(due, len(chunks)):
+                    # as parsed from the wire (the base64 decoding is the protocol's, tested there)
+                    server("response.output_audio.delta", audio=chunks[self.sent[k]].astype("<i2").tobytes(),
+                           response_id=rid, item_id=item)
+                    self.sent[k] += 1
+                if self.sent[k] == len(chunks):
+                    server("response.output_audio.done", response_id=rid, item_id=item)
+                    server("response.done", response={"id": rid, "status": "completed"})
 
 
 class _UplinkRecorder(RecordingLink):

@@ -33,6 +33,7 @@ from device.audio.counters import CounterWatch
 from device.audio.echogate import EchoGate
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
+from device.audio.res import ResidualEchoSuppressor
 from device.config import Settings
 from device.conversation import machine as cv
 from device.errors import VoxboxError
@@ -105,6 +106,7 @@ class Agent:
         gate = EchoGate() if aec is not None and settings.aec.echo_gate else None
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
                                  echo_gate=gate)
+        self.res = ResidualEchoSuppressor() if gate is not None else None  # the uplink's post-filter
         self.convergence = Convergence()
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
@@ -341,16 +343,26 @@ class Agent:
         else:
             self.dtd.disarm()
             self._vad_events(self.vad.process(pcm))
-        for f in frames:
+        # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
+        up = frames
+        if self.res is not None and m.phase != "idle":  # idle: no uplink, no preroll needed (and no cost)
+            # The user is there: frames the echo gate calls near-end, and all while the uplink's gate is open.
+            up = self.res.process(frames, self.frontend.echo,
+                                  self.frontend.near | (m.phase == "speaking" and self.now <= self._uplink_until))
+        elif self.res is not None:
+            self.res.restart()
+        for f in up:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
-            self._send_audio(self.uplink.push(self._suppress(frames) if m.phase == "speaking" else frames))
+            self._send_audio(self.uplink.push(self._suppress(up) if m.phase == "speaking" else up))
 
     # After a frame the echo gate found near-end speech in, barge-in decisions may go through this
     # long: Silero's 32 ms chunks and the strict VAD's 64 ms come after the frames that made them.
     NEAR_HOLD_S = 0.15
-    # The uplink while the device speaks and the gate is closed: the canceller's output this much
-    # quieter (residual echo suppression, so the server's VAD does not hear the device).
+    # The uplink while the device speaks and the gate is closed: the post-filter's output this much
+    # quieter (so the server's VAD, or GPT-Live's model, does not hear the device); once open, the
+    # post-filter (device/audio/res.py) still takes out the residual echo band by band. With the
+    # gate alone the parrot heard itself on a human reply at gain 1.0 (bench live: allison, 2.8 s in).
     SUPPRESS_DB = -40.0
     # ... and opens after this many near-end frames in a row (single frames come from the echo too).
     UPLINK_NEAR_FRAMES = 3

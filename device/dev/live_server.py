@@ -41,7 +41,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -71,6 +71,14 @@ class LiveClientError(Exception):
     def __init__(self, message: str, code: str = "invalid_value", param: str | None = None) -> None:
         super().__init__(message)
         self.code, self.param = code, param
+
+
+class Socket(Protocol):
+    """What a session needs of its connection (a websockets ServerConnection, or an in-memory twin)."""
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 @dataclass
@@ -185,11 +193,13 @@ def _check_start(s: Any) -> dict[str, Any]:
 class LiveSession:
     """One GPT-Live connection: session state, the listening VAD, the reply in progress."""
 
-    def __init__(self, ws: ServerConnection, stats: LiveStats, max_session_s: float,
-                 trace: Trace | None = None, model: ScriptedModel | None = None) -> None:
+    def __init__(self, ws: Socket, stats: LiveStats, max_session_s: float,
+                 trace: Trace | None = None, model: ScriptedModel | None = None,
+                 answer_turns: bool = True) -> None:
         self.ws = ws
         self.model = model  # the script's turns (None: the plain parrot)
         self.delegated: _Delegated | None = None
+        self.answer_turns = answer_turns  # False: it says only what say() gives it (benches)
         self.stats = stats
         self.max_ms = int(max_session_s * 1000)
         self.trace = trace
@@ -355,7 +365,7 @@ class LiveSession:
         start_ms = start * 1000 // SAMPLE_RATE
         await self.emit("session.input_transcript.delta", delta=f"(user turn {self.turns}, "
                         f"{(speech_end_ms - start_ms) / 1000:.1f} s) ", start_ms=start_ms, end_ms=speech_end_ms)
-        if not audio or self.reply is not None:
+        if not audio or self.reply is not None or not self.answer_turns:
             return
         turn = self.model.take_turn() if self.model is not None else None
         if turn is None:
@@ -388,6 +398,11 @@ class LiveSession:
         await self.emit("response.event", delegation_id=d.delegation_id,
                         event={**event, "sequence_number": d.sequence})
         d.sequence += 1
+
+    def say(self, audio: bytes) -> None:
+        """The model starts a reply now with `audio` (PCM16, 24 kHz) instead of a user's turn, as if
+        it had chosen to speak (benches: a scripted reply); sent, and interrupted, like any reply."""
+        self.reply = _Reply(audio, self.session_ms, self.turns)
 
     async def _play(self) -> None:
         """Send the reply up to LEAD_MS ahead of the input clock."""
@@ -442,20 +457,28 @@ class LiveServer:
 
     max_session_s: input seconds after which a session ends with `expired`.
     `trace(direction, text)`, if given, sees every message ("in" / "out"); `model`: the scripted
-    model whose turns the sessions take in order (its `call`s need Responses delegation)."""
+    model whose turns the sessions take in order (its `call`s need Responses delegation);
+    answer_turns=False: the model answers no user turn, it only says what LiveSession.say gives
+    it (benches)."""
 
     def __init__(self, max_session_s: float = MAX_SESSION_S, trace: Trace | None = None,
-                 model: ScriptedModel | None = None) -> None:
+                 model: ScriptedModel | None = None, answer_turns: bool = True) -> None:
         self.max_session_s = max_session_s
         self.trace = trace
         self.model = model  # the scripted model's turns (shared with the Realtime side), or None
+        self.answer_turns = answer_turns
         self.stats = LiveStats()
         self.sessions: deque[LiveSession] = deque(maxlen=64)  # the latest, for tests
 
-    async def handle(self, ws: ServerConnection) -> None:
+    def new_session(self, ws: Socket) -> LiveSession:
+        """A connection's session (counted; kept among the latest)."""
         self.stats.connections += 1
-        sess = LiveSession(ws, self.stats, self.max_session_s, self.trace, self.model)
+        sess = LiveSession(ws, self.stats, self.max_session_s, self.trace, self.model, self.answer_turns)
         self.sessions.append(sess)
+        return sess
+
+    async def handle(self, ws: ServerConnection) -> None:
+        sess = self.new_session(ws)
         try:
             async for message in ws:
                 if self.trace is not None:
