@@ -201,7 +201,7 @@ def test_after_the_wake_chime_the_first_words_go_uplink_without_its_echo_and_the
     # The chime's echo is out of the uplink (measured -56 dB re the chime at the mic; -0.4 dB before) ...
     assert r["chime"]["mic_db"] >= 60.0 and r["chime"]["residual_db"] <= -30.0, r["chime"]
     # ... and the user's sentence is in it, whole (measured -0.1 dB against IN.wav's).
-    said = r["uplink"][int(u0 * OUT_RATE) : int(u1 * OUT_RATE)]
+    said = r["uplink_pcm"][int(u0 * OUT_RATE) : int(u1 * OUT_RATE)]
     assert abs(db(said) - db(user)) <= 3.0, (db(said), db(user))
     # The reply after it: no pause, no barge-in, played to its end.
     assert r["barge_ins"] == [] and r["pauses"] == [], r

@@ -228,7 +228,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
 
     asyncio.run(go())
     out = sim.speaker_audio()
-    chime = chime_echo(timeline.records, sim.mic_audio(), link.pcm(), settings)
+    chime = chime_echo(timeline.records, sim.mic_audio(), server.uplink(), settings)
     # The reply's measurements start at the reply: the wake chime before it is not the reply.
     start = next((r for r in timeline.records if r["event"] == "playback_start" and r["t"] >= pre_s - 1e-9), None)
     reply_frame = int(start["t"] * 100) if start else 0
@@ -267,7 +267,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         res["backend"] = server.report(sc, pre_s)
     if keep_audio:
         res["out"] = out
-        res["uplink"] = link.pcm()  # 24 kHz, from the wake (t = 0)
+        res["uplink_pcm"] = server.uplink()  # 24 kHz, from the wake (t = 0)
         if aec is not None:
             res["aec_mic"] = np.concatenate(aec.mic) if aec.mic else np.zeros(0, np.int16)
             res["aec_out"] = np.concatenate(aec.out) if aec.out else np.zeros(0, np.int16)
