@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import wave
 from pathlib import Path
 
@@ -203,21 +202,6 @@ def test_idle_speaker_and_missing_reference_are_fine() -> None:
         out = aec.process(x)
         assert out.shape == (160,) and out.dtype == np.int16
     assert aec.estimated_delay_ms is None and aec.hold_frames == 0
-
-
-def test_cpu_per_audio_second(reply: np.ndarray) -> None:
-    aec = WebRtcAec(AecSettings(stream_delay_ms=-1))
-    far = soxr.resample(reply, 24000, RATE).astype(np.int16)
-    frames = len(far) // 160
-    far = far[: frames * 160].reshape(frames, 160)
-    mic = (far.astype(np.int32) // 2).astype(np.int16)
-    t0 = time.process_time()
-    for f, m in zip(far, mic, strict=True):
-        aec.reference(f)
-        aec.process(m)
-    cpu = (time.process_time() - t0) / (frames / 100)
-    print(f"AEC CPU: {cpu:.4f} s per audio s", file=sys.stderr)
-    assert cpu < 0.1  # measured ~0.01 here; loose for slow CI machines
 
 
 def test_disabled_is_none_and_missing_livekit_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
