@@ -36,3 +36,14 @@ def test_the_residual_is_floored_and_the_user_passes() -> None:
     mixed = np.clip(residual[:50].astype(int) + user, -32768, 32767).astype(np.int16)
     y = res.process(mixed, np.repeat(env, 50, 0), np.zeros(50, bool))
     assert _db(y[5:]) > _db(user) - 3  # the user's band passes
+
+
+def test_a_stream_resumed_after_idle_continues_without_a_gap() -> None:
+    # Idle: the raw frames go out as they are (the preroll); at the wake the post-filter takes over
+    # from the last of them. The model must hear the user's words with no hole and no repeat.
+    x = (np.random.default_rng(2).standard_normal((40, 160)) * 1000).astype(np.int16)
+    res = ResidualEchoSuppressor()
+    res.restart(x[19])
+    y = res.process(x[20:], np.zeros((20, BANDS)), np.zeros(20, bool))
+    sent = np.concatenate((x[:20], y[1:]))  # the agent drops the repeated frame
+    assert np.max(np.abs(sent.astype(int) - x[:-1].astype(int))) <= 1

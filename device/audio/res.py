@@ -49,11 +49,19 @@ class ResidualEchoSuppressor:
         self.learnt = 0
         self.loud = 1e4  # a band's reference envelope must exceed this to be learnt from (~-50 dBFS speech: 1e7)
 
-    def restart(self) -> None:
-        """A new stream (the frames given so far are not continued): no overlap-add state. What
-        was learnt of the echo path stays."""
-        self._prev[:] = 0
-        self._tail[:] = 0
+    def restart(self, last: np.ndarray | None = None) -> None:
+        """A new stream: the overlap-add state is that of `last` ([160] int16, the frame just before
+        the stream, already sent some other way) having passed with gain 1, or empty without it.
+        With `last`, the next process() returns `last` again as its first frame (drop it: then the
+        stream continues `last` without a gap, 10 ms behind); without it, that first frame is
+        silence. What was learnt of the echo path stays."""
+        if last is None:
+            self._prev[:] = 0
+            self._tail[:] = 0
+            return
+        x = last.astype(np.float32)
+        self._prev = x
+        self._tail = x * np.square(self._win[FRAME:])  # its second half's share of the overlap-add
 
     def process(self, frames: np.ndarray, echo: np.ndarray, near: np.ndarray) -> np.ndarray:
         """[k, 160] int16 canceller output, `echo` [k, 16] envelopes, `near` bool[k] (the echo gate's

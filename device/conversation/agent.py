@@ -107,6 +107,7 @@ class Agent:
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
                                  echo_gate=gate)
         self.res = ResidualEchoSuppressor() if gate is not None else None  # the uplink's post-filter
+        self._res_resumed = False  # the post-filter restarts on the idle stream's last frame
         self.convergence = Convergence()
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
@@ -349,8 +350,13 @@ class Agent:
             # The user is there: frames the echo gate calls near-end, and all while the uplink's gate is open.
             up = self.res.process(frames, self.frontend.echo,
                                   self.frontend.near | (m.phase == "speaking" and self.now <= self._uplink_until))
-        elif self.res is not None:
-            self.res.restart()
+            if self._res_resumed and len(up):
+                # Its first frame repeats the preroll's last one (restart): the uplink goes on without
+                # a gap or a repeat, one frame later.
+                up, self._res_resumed = up[1:], False
+        elif self.res is not None and len(frames):
+            self.res.restart(frames[-1])
+            self._res_resumed = True
         for f in up:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
