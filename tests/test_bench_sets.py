@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from device.bench import sets
 
 
@@ -40,8 +42,6 @@ def test_a_failed_make_leaves_no_stamp(tmp_path: Path) -> None:
     def make() -> None:
         raise RuntimeError("espeak-ng missing")
 
-    try:
+    with pytest.raises(RuntimeError):
         sets.ensure(d, "labels.json", [recipe], make)
-    except RuntimeError:
-        pass
     assert not (d / sets.STAMP).exists()

@@ -56,7 +56,6 @@ import numpy as np
 
 from device.audio.frontend import EchoCanceller
 from device.bench import sets
-from device.bench.sets import cache_dir
 from device.link.base import Link, LinkListener
 from device.link.twin import RecordingLink
 from device.listen.wakeword import NoWake
@@ -76,7 +75,7 @@ WARM_GAP_S = 2.0  # ... and the scenario's reply this long after it ended (the c
 def ensure_set(quick: bool, directory: Path | None = None) -> Path:
     """The scenario set's directory, made by scripts/make_barge_in_set.py if incomplete or made by
     another version of the script (device/bench/sets.py). Raises VoxboxError if the script fails."""
-    d = directory or cache_dir() / f"barge-in-set-{'quick' if quick else 'full'}"
+    d = directory or sets.cache_dir() / f"barge-in-set-{'quick' if quick else 'full'}"
 
     def make() -> None:
         cmd = [sys.executable, str(SCRIPT), str(d)] + (["--quick"] if quick else [])

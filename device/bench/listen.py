@@ -39,7 +39,6 @@ from typing import Any, cast
 import numpy as np
 
 from device.bench import sets
-from device.bench.sets import cache_dir
 from device.config import VadEngine, WakeEngine
 
 SAMPLE_RATE = 16000
@@ -60,7 +59,7 @@ def ensure_set(quick: bool, directory: Path | None = None) -> Path:
     """The labelled set's directory, made by scripts/make_listen_set.sh if incomplete or made by
     another version of the script (device/bench/sets.py)."""
     size = "quick" if quick else "full"
-    d = directory or cache_dir() / f"listen-set-{size}"
+    d = directory or sets.cache_dir() / f"listen-set-{size}"
 
     def make() -> None:
         subprocess.run(["bash", str(SCRIPT), str(d), size], check=True, capture_output=True)

@@ -107,7 +107,7 @@ class Agent:
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
                                  echo_gate=gate)
         self.res = ResidualEchoSuppressor() if gate is not None else None  # the uplink's post-filter
-        self._res_resumed = False  # the post-filter restarts on the idle stream's last frame
+        self._res_idle = True  # the post-filter rested: it restarts from the preroll's last frame
         self.convergence = Convergence()
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
@@ -347,16 +347,20 @@ class Agent:
         # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
         up = frames
         if self.res is not None and m.phase != "idle":  # idle: no uplink, no preroll needed (and no cost)
+            skip = False
+            if self._res_idle and len(frames):
+                # The post-filter runs one frame late: it takes over from the preroll's last (raw)
+                # frame and the repeat of that frame is dropped: no hole, no repeat in the uplink.
+                last = self.preroll[-1] if self.preroll else None
+                self.res.restart(last)
+                self._res_idle, skip = False, last is not None
             # The user is there: frames the echo gate calls near-end, and all while the uplink's gate is open.
             up = self.res.process(frames, self.frontend.echo,
                                   self.frontend.near | (m.phase == "speaking" and self.now <= self._uplink_until))
-            if self._res_resumed and len(up):
-                # Its first frame repeats the preroll's last one (restart): the uplink goes on without
-                # a gap or a repeat, one frame later.
-                up, self._res_resumed = up[1:], False
-        elif self.res is not None and len(frames):
-            self.res.restart(frames[-1])
-            self._res_resumed = True
+            if skip:
+                up = up[1:]
+        elif self.res is not None:
+            self._res_idle = True
         for f in up:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
