@@ -78,7 +78,6 @@ class Frontend:
         # Per frame: does the raw mic hold more than the reference's echo? (barge-in, uplink)
         self.echo_gate = echo_gate
         self.near = np.zeros(0, dtype=bool)  # echo_gate's verdict for each frame of the last mic()
-        self.suspect = np.zeros(0, dtype=bool)  # ... and its quicker one (EchoGate.suspect)
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
         self.echo_share = np.zeros(0)  # per frame: EchoGate.echo_share (0.0 where it did not look)
         self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
@@ -116,12 +115,11 @@ class Frontend:
 
     def process(self, block: np.ndarray) -> MicFrames:
         """Like `mic`, with the echo canceller's per-frame levels (see MicFrames); `near` is then
-        bool[k], the echo gate's verdict per frame (all False without one), `suspect` its quicker one,
+        bool[k], the echo gate's verdict per frame (all False without one),
         `echo_share` float[k] its EchoGate.echo_share, and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
-        self.suspect = np.zeros(len(frames), dtype=bool)
         self.raw = frames
         self.echo_share = np.zeros(len(frames))  # the gate skips frames with no echo to expect
         if self.aec is None or len(frames) == 0:
@@ -136,7 +134,6 @@ class Frontend:
             if gate is not None and (ref is not None or gate.active):
                 delay = self.aec.estimated_delay_ms
                 self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))
-                self.suspect[i] = gate.suspect
                 self.echo_share[i] = gate.echo_share
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels
