@@ -404,8 +404,8 @@ class Agent:
             self._near_run = 0
 
     def _near_recent(self) -> bool:
-        """The echo gate found near-end speech in at least 2 frames within the last NEAR_HOLD_S."""
-        return sum(1 for t in self._near_times if t >= self.now - self.NEAR_HOLD_S) >= 2
+        """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S."""
+        return sum(1 for t in self._near_times if t >= self.now - self.NEAR_HOLD_S) >= 3
 
     def _pause_first(self, detector: str) -> bool:
         """A barge-in detector fired while the reply still plays: pause instead (True) when the
