@@ -187,6 +187,9 @@ class ToolsSettings:
     ring_max_s: float = 900.0  # a ringing timer stops by itself after this long
     max_timers: int = 20
     mcp: list[McpServerSettings] = field(default_factory=list)
+    # GPT-Live (realtime.api = "live"): the tools go to the session's Responses delegation, whose
+    # backend model is this one (the Responses model that decides the calls; the voice stays GPT-Live).
+    delegation_model: str = "gpt-5.5"
 
 
 @dataclass(frozen=True)
@@ -383,6 +386,8 @@ def validate(s: Settings) -> None:
         ("volume.level", 0 <= s.volume.level <= 100, "must be between 0 and 100"),
         ("volume.step", 1 <= s.volume.step <= 100, "must be between 1 and 100"),
         ("volume.duck_db", s.volume.duck_db <= 0, "must not be positive (dB of attenuation)"),
+        ("tools.delegation_model", bool(s.tools.delegation_model.strip()),
+         "must name the Responses model GPT-Live delegates the tools to"),
     ]
     for key, ok, what in checks:
         if not ok:

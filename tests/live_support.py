@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from openai.types.live import ClientEvent, ServerEvent
+from openai.types.responses import ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
 CLIENT_EVENT = TypeAdapter(ClientEvent)
 SERVER_EVENT = TypeAdapter(ServerEvent)
+RESPONSES_EVENT = TypeAdapter(ResponseStreamEvent)
 
 
 def _no_extras(model: Any, where: str) -> None:
@@ -31,8 +33,13 @@ def check_live_client_event(ev: dict[str, Any]) -> Any:
 
 
 def check_live_server_event(ev: dict[str, Any]) -> Any:
-    """Validate a server event against openai.types.live.ServerEvent (strict, no unknown keys)."""
+    """Validate a server event against openai.types.live.ServerEvent (strict, no unknown keys); the
+    Responses event nested in a `response.event` against openai.types.responses.ResponseStreamEvent."""
     model = SERVER_EVENT.validate_python(ev, strict=True)
     assert model.type == ev["type"]
     _no_extras(model, ev["type"])
+    if ev["type"] == "response.event":
+        inner = RESPONSES_EVENT.validate_python(ev["event"], strict=True)
+        assert inner.type == ev["event"]["type"]
+        _no_extras(inner, "response.event.event")
     return model

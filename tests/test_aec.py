@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import wave
 from pathlib import Path
 
@@ -110,6 +109,51 @@ def test_echo_is_cancelled(reply: np.ndarray, gain: float, delay_ms: int, room: 
     assert erle >= 25.0
 
 
+def test_a_lone_chime_is_cancelled_and_leaves_the_next_reply_as_well_cancelled(reply: np.ndarray) -> None:
+    """The wake chime alone (the agent flags it: Frontend.speaker(earcon=True)), the user's turn
+    (3 s, here silent), then the reply; echo 0.5, 30 ms, room, as the demo.
+
+    Measured: the chime's echo 67.6 dB down; ERLE over the reply's first 2 s 36.6 dB (36.0 with no
+    chime at all). With the chime through the replies' own APM instead (earcon=False), AEC3
+    cancelled the chime as well but left those 2 s at 13.0 dB (the demo's false barge-in)."""
+    from device.appliance.earcons import Earcons
+    from device.config import SoundsSettings
+
+    chime = Earcons(SoundsSettings(), 24000).get("wake")
+    assert chime is not None
+    chime_at, reply_at = 1.5, 4.5  # the chime into a resting (idle) canceller, as on a device
+    lone_until = chime_at + len(chime) / 24000 + 0.2  # the agent's mask: the chime and 0.2 s
+    player = Player(24000)
+    mic = np.zeros(int((reply_at + len(reply) / 24000 + 0.5) * RATE), dtype=np.int16)
+    sim = SimAudio(mic, RATE, player, speed=1e6, echo_gain=0.5, echo_delay_ms=30, room_ir=room_response(RATE))
+    aec = WebRtcAec(AecSettings(stream_delay_ms=-1))
+    fe = Frontend(RATE, aec=aec, out_rate=player.rate)
+    captured: list[np.ndarray] = []
+    out: list[np.ndarray] = []
+
+    async def go() -> None:
+        while (block := await sim.read()) is not None:
+            t = len(captured) / 100
+            if len(captured) == int(chime_at * 100):
+                player.overlay("earcon:wake", chime)
+            if len(captured) == int(reply_at * 100):
+                player.enqueue("reply", reply)
+            captured.append(block[:, 0])
+            fe.speaker(sim.speaker_played(), earcon=chime_at <= t < lone_until)
+            out.append(fe.mic(block).reshape(-1))
+
+    asyncio.run(go())
+    m, o = aligned(np.concatenate(captured), np.concatenate(out), aec)
+    assert aec.earcons == 1
+    c0, c1 = int(chime_at * RATE), int(lone_until * RATE)
+    chime_erle = erle_db(m[c0:c1], o[c0:c1], converge_s=0.0)
+    r0, r1 = int(reply_at * RATE), int((reply_at + 2.0) * RATE)
+    reply_erle = erle_db(m[r0:r1], o[r0:r1], converge_s=0.3)
+    print(f"lone chime: {chime_erle:.1f} dB; the reply's first 2 s after it: {reply_erle:.1f} dB", file=sys.stderr)
+    assert chime_erle >= 30.0
+    assert reply_erle >= 25.0
+
+
 def test_fixed_stream_delay_cancels_a_causal_echo(reply: np.ndarray) -> None:
     # 60 ms acoustic delay: the reference is early enough, no hold-back needed.
     aec = build_aec(AecSettings(stream_delay_ms=20))
@@ -158,21 +202,6 @@ def test_idle_speaker_and_missing_reference_are_fine() -> None:
         out = aec.process(x)
         assert out.shape == (160,) and out.dtype == np.int16
     assert aec.estimated_delay_ms is None and aec.hold_frames == 0
-
-
-def test_cpu_per_audio_second(reply: np.ndarray) -> None:
-    aec = WebRtcAec(AecSettings(stream_delay_ms=-1))
-    far = soxr.resample(reply, 24000, RATE).astype(np.int16)
-    frames = len(far) // 160
-    far = far[: frames * 160].reshape(frames, 160)
-    mic = (far.astype(np.int32) // 2).astype(np.int16)
-    t0 = time.process_time()
-    for f, m in zip(far, mic, strict=True):
-        aec.reference(f)
-        aec.process(m)
-    cpu = (time.process_time() - t0) / (frames / 100)
-    print(f"AEC CPU: {cpu:.4f} s per audio s", file=sys.stderr)
-    assert cpu < 0.1  # measured ~0.01 here; loose for slow CI machines
 
 
 def test_disabled_is_none_and_missing_livekit_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

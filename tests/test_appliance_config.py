@@ -73,6 +73,7 @@ def test_defaults_are_a_smart_speaker():
     ('[[tools.mcp]]\nlabel = "x"\nserver_url = "https://x"\nrequire_approval = "maybe"', "require_approval"),
     ('[[tools.mcp]]\nlabel = "x"\nserver_url = "https://x"\nauthorization = "tok"', "tools.mcp[0].authorization"),
     ('[tools]\nmcp = "x"', "tools.mcp"),
+    ('[tools]\ndelegation_model = " "', "tools.delegation_model"),
 ])
 def test_bad_settings_give_one_clear_line(tmp_path, text, needle):
     p = tmp_path / "voxbox.toml"

@@ -5,7 +5,8 @@ section): espeak voices, and recorded human voices from Debian packages (Makefil
 APT_PACKAGES; scripts/human_voices.py). ~10 s.
 
 Echo: the simulated card adds what the speaker really played back into the mic (gain,
-delay, room response), so stopping the reply stops its echo too.
+delay, room response), so stopping the reply stops its echo too. Earcons are on, as the
+device plays them: the wake chime when the conversation opens, `done` under the reply's start.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ pytest.importorskip("G722")  # decodes the recorded Asterisk prompts (pyproject:
 if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng is not installed", allow_module_level=True)
 
+from device.audio import wavio  # noqa: E402
 from device.bench import barge_in as bb  # noqa: E402
 
 OUT_RATE = 24000
@@ -30,7 +32,7 @@ OUT_RATE = 24000
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     d = tmp_path_factory.mktemp("barge_in_set")
-    return bb.run(True, set_dir=bb.ensure_set(True, d))
+    return bb.run(True, set_dir=bb.ensure_set(True, d), earcons_off=False)
 
 
 def rows(result: dict, family: str, voices: str = "espeak") -> dict[str, dict]:
@@ -95,6 +97,7 @@ def test_bench_section_shape(result: dict) -> None:
     assert 0 < s["aec_cpu_per_audio_s"] < 0.1  # measured ~0.014; loose for slow machines
     table = bb.format_table(result)
     assert "false barge-ins per 10 min" in table and "ERLE" in table and "p95" in table
+    assert "wake chime's echo in the uplink" in table and "false wakes by earcons" in table
 
 
 def test_the_bench_bounds_measure_the_detector_alone_and_the_pipeline_without_echo(
@@ -159,3 +162,47 @@ def test_in_server_mode_the_uplink_carries_the_user_not_the_device(result: dict)
     # The user's word still reaches the server, and its VAD hears it.
     up = bb.run_scenario(scs["human_talk_001_allison_g1.0_d30"], d, server_mode=True)["uplink"]
     assert up["vad_on_echo"] == 0 and up["vad_on_user"], up
+
+
+def test_with_the_earcons_on_no_reply_interrupts_itself_and_no_earcon_wakes_the_device(result: dict) -> None:
+    s = result["summary"]
+    # The wake chime at t = 0 and `done` under the reply's start, in every scenario: before the
+    # chime had a canceller of its own, 1 false barge-in and 1 false pause over this set.
+    assert s["false_barge_ins"] == 0, s["false_in"]
+    ec = s["earcons"]
+    # Its echo while the device listens: measured -53 to -56 dB re the chime at the mic here
+    # (-0.4 dB when the chime was kept out of the canceller's reference).
+    assert ec["chime_runs"] == len(result["scenarios"]) and ec["chime_residual_max_db"] <= -30.0, ec
+    # Each earcon alone into an idle device, echo gain 1.0 with a room: no wake.
+    assert set(ec["wakes"]) >= {"wake", "done", "error"}
+    assert all(w["woke"] == 0 for w in ec["wakes"].values()), ec["wakes"]
+
+
+def test_after_the_wake_chime_the_first_words_go_uplink_without_its_echo_and_the_reply_plays_whole(
+        result: dict, tmp_path: Path) -> None:
+    """The user answers the chime 0.5 s after the wake (echo gain 1.0, 30 ms, room); the reply comes
+    0.6 s after they stop and plays with no one talking."""
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "silent_000_g1.0_d30_room")
+    user, _ = wavio.read_wav(d / "users" / "user_1.wav")
+    user = user[:, 0] if user.ndim == 2 else user
+    reply_s = len(bb._read16(d / sc["reply"])) / OUT_RATE
+    u0, u1 = 0.5, 0.5 + len(user) / 16000
+    floor = np.random.default_rng(0).standard_normal(int((u1 + 0.6 + reply_s + 1.5) * 16000)) * 32768e-3
+    mic = floor.copy()
+    mic[int(u0 * 16000) : int(u0 * 16000) + len(user)] += user
+    wavio.write_wav(tmp_path / "first.wav", np.rint(mic).astype(np.int16), 16000)
+    first = {**sc, "name": "first_words", "mic": str(tmp_path / "first.wav"), "reply_start_s": round(u1 + 0.6, 2)}
+    r = bb.run_scenario(first, d, keep_audio=True)
+
+    def db(x: np.ndarray) -> float:
+        return float(10 * np.log10(np.mean(np.square(x.astype(np.float64))) + 1.0))
+
+    # The chime's echo is out of the uplink (measured -56 dB re the chime at the mic; -0.4 dB before) ...
+    assert r["chime"]["mic_db"] >= 60.0 and r["chime"]["residual_db"] <= -30.0, r["chime"]
+    # ... and the user's sentence is in it, whole (measured -0.1 dB against IN.wav's).
+    said = r["uplink_pcm"][int(u0 * OUT_RATE) : int(u1 * OUT_RATE)]
+    assert abs(db(said) - db(user)) <= 3.0, (db(said), db(user))
+    # The reply after it: no pause, no barge-in, played to its end.
+    assert r["barge_ins"] == [] and r["pauses"] == [], r
+    assert r["reply_played_s"] >= reply_s - 0.05, (r["reply_played_s"], reply_s)

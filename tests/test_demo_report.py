@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from device.dev.demo_report import barge_in_facts, played_samples
 
@@ -63,3 +64,24 @@ def test_timer_facts_read_the_ring_off_speaker_wav() -> None:
     line = next(x for x in summary_lines(recs, speaker, rate, None) if x.startswith("timer"))
     assert "set_timer (ok)" in line and "+12.0 ms" in line and "stopped by button" in line
     assert timer_facts(recs[:2], speaker, rate) is None
+
+
+def test_the_ring_onset_is_its_own_sound_not_a_reply_starting_just_before() -> None:
+    """A reply rising out of silence 10 ms before the ring is due, playing under it: the onset is the
+    ring's (matched on its own sound), not the reply's first sample."""
+    from device.audio import wavio
+    from device.dev.demo_report import RING_WAV, ring_onset, timer_facts
+
+    rate = 24000
+    ring = wavio.read_mono(RING_WAV, rate).astype(np.float64)[: rate]
+    speaker = np.zeros(6 * rate)
+    reply = 3000 * np.sin(2 * np.pi * 180 * np.arange(rate) / rate)
+    speaker[int(2.99 * rate):int(3.99 * rate)] += reply
+    at = int(3.007 * rate)  # the ring, 7 ms after due
+    speaker[at:at + len(ring)] += ring
+    x = np.clip(np.rint(speaker), -32768, 32767).astype(np.int16)
+    recs = [{"t": 1.0, "event": "timer", "action": "set", "id": "t1", "due_t": 3.0},
+            {"t": 3.0, "event": "timer", "action": "ring", "id": "t1"}]
+    f = timer_facts(recs, x, rate)
+    assert f is not None and f["onset_error_ms"] == pytest.approx(7.0, abs=0.5)
+    assert ring_onset(np.zeros(6 * rate, np.int16), rate, 3.0) is None  # nothing to match: no claim

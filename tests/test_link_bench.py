@@ -20,5 +20,10 @@ def test_link_bench_quick() -> None:
     table = bench_link.format_table(r)
     assert table.startswith("link") and "reconnect median" in table and "bytes sent while idle" in table
     # the 0-byte and survival goals must hold; timing is judged by the full bench, not here
-    assert not [line for line in table.splitlines() if "MISSED" in line and "reconnect" not in line]
+    assert not [line for line in table.splitlines() if "MISSED" in line and "reconnect" not in line
+                and "tool round trip" not in line]
+    # every scripted call ran and its round trip was measured, on both APIs
+    assert [(t["api"], t["calls"], t["ok"], t["measured"]) for t in r["tools"]] == [
+        ("realtime", 5, 5, 5), ("live", 5, 5, 5)]
+    assert "tool round trip, Realtime" in table and "tool round trip, GPT-Live" in table
     assert bench_link.format_table({"error": "boom"}) == "link: boom"

@@ -28,8 +28,8 @@ from device.dev.simulate import DEMO_INFO, SimOptions, simulate
 class ThreadServer:
     """The local server (traced) on its own event loop thread, for a simulate run in this one."""
 
-    def __init__(self) -> None:
-        self.server = TracedServer()
+    def __init__(self, **kw: Any) -> None:
+        self.server = TracedServer(**kw)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -87,7 +87,9 @@ def _server_events() -> list[dict[str, Any]]:
         {"type": "session.usage.updated", "event_id": "e8", "usage": {"seconds": 3.0}},
         {"type": "session.delegation.created", "event_id": "e9", "offset_ms": 1200,
          "delegation": {"id": "del_1", "target": "client", "type": "delegation"}},
-        {"type": "response.event", "event_id": "e10", "event": {"type": "response.created"}, "delegation_id": None},
+        {"type": "response.event", "event_id": "e10", "delegation_id": None,
+         "event": {"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 0,
+                   "arguments": "{}", "sequence_number": 0}},  # a whole Responses event (it is checked too)
     ]
 
 

@@ -132,6 +132,39 @@ def test_capture_tone_burst(rig: PulseRig, input_rate: int) -> None:
         p.close()
 
 
+def test_idle_reads_are_80ms_and_leaving_idle_loses_no_sample(rig: PulseRig, port: PyAudioPort) -> None:
+    """While idle the mic comes in the wake word's 80 ms steps; leaving idle mid-stream switches
+    back to 20 ms blocks at the next read, every sample in order (a ramp has no gap or repeat)."""
+    ramp = (np.arange(rig.mic_rate) + 1000).astype(np.int16)  # 1 s: 1000 ... 16999
+
+    async def run() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        await read_for(port, 0.2)  # the stream is running
+        port.set_idle(True)
+        rig.feed(ramp)
+        idle: list[np.ndarray] = []
+        end = time.monotonic() + 15  # a busy machine may run the rig slower than real time
+        while time.monotonic() < end and not any((b == ramp[0]).any() for b in idle[:-2]):
+            b = await port.read()  # until two more reads after the one the ramp started in
+            assert b is not None
+            idle.append(b)
+        port.set_idle(False)
+        busy: list[np.ndarray] = []
+        while time.monotonic() < end and not any((b == ramp[-1]).any() for b in busy[-2:]):
+            b = await port.read()
+            assert b is not None
+            busy.append(b)
+        return idle, busy
+
+    idle, busy = asyncio.run(run())
+    assert {b.shape for b in idle} == {(1280, 1)}
+    assert {b.shape for b in busy} == {(320, 1)}
+    x = np.concatenate(idle + busy)[:, 0]
+    start = int(np.flatnonzero(x == ramp[0])[0])
+    assert start < len(idle) * 1280 < start + len(ramp)  # the switch fell inside the ramp
+    assert np.array_equal(x[start : start + len(ramp)], ramp), "samples lost or repeated"
+    assert port.stats.overflows == 0
+
+
 def test_player_audio_reaches_the_speaker(rig: PulseRig, port: PyAudioPort) -> None:
     player = port.player
     assert port.out_rate == SPK and player.latency_samples > 0

@@ -10,6 +10,10 @@ read from the environment variable the entry names.
 `response.function_call_arguments.done`; it is checked against the tool's JSON schema
 (jsonschema); the result's `output` is the JSON text for
 `conversation.item.create {item: {type: "function_call_output", call_id, output}}`.
+`live_delegation(settings)` carries the same tools to GPT-Live (Responses delegation in
+`session.start`); its calls come nested in `response.event` and their outputs go back as
+`response.item.create`, run by the same `ToolBox`.
+
 An unknown or disabled tool, arguments that do not match, or a refused timer give `ok=False`
 and an `{"error": ...}` output the model can read out; nothing raises.
 """
@@ -94,6 +98,19 @@ def mcp_tool(m: McpServerSettings, env: typing.Mapping[str, str]) -> dict[str, A
 def session_tools(settings: ToolsSettings, env: typing.Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     env = os.environ if env is None else env
     return function_tools(settings.enabled) + [mcp_tool(m, env) for m in settings.mcp]
+
+
+def live_delegation(settings: ToolsSettings, env: typing.Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """GPT-Live's `session.start` `delegation` for these tools: Responses delegation
+    (openai.types.live SessionConfig.delegation, `{type: "responses", responses:
+    ResponsesDelegationConfig}`) whose `tools` are `session_tools` (the Responses function-tool and
+    MCP shapes are the Realtime ones). None when no tool is enabled: the session then has no
+    delegation (the application's, by default) and the model is never asked to call one."""
+    tools = session_tools(settings, env)
+    if not tools:
+        return None
+    return {"type": "responses", "responses": {"model": settings.delegation_model, "tools": tools,
+                                               "tool_choice": settings.tool_choice}}
 
 
 def missing_tokens(settings: ToolsSettings, env: typing.Mapping[str, str] | None = None) -> list[str]:

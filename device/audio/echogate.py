@@ -38,6 +38,7 @@ FRAME = 160
 NFFT = 320
 # 16 bands, 125 Hz - 8 kHz, log-spaced (rfft bins of 50 Hz)
 _EDGES = np.unique(np.round(np.geomspace(125, 8000, 17) / (RATE / NFFT)).astype(int))
+BANDS = len(_EDGES) - 1
 
 
 class EchoGate:
@@ -72,6 +73,13 @@ class EchoGate:
     @property
     def ready(self) -> bool:
         return self.learnt >= self.learn_frames
+
+    @property
+    def envelope(self) -> np.ndarray:
+        """The reference's band powers as the echo arriving now may hold them ([16] float: at the
+        echo's lag, decaying by decay_db per frame after; 20 ms Hann-windowed band powers). The
+        uplink's residual echo suppressor (device/audio/res.py) scales it by what it learnt."""
+        return self._env
 
     @property
     def active(self) -> bool:

@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from device.audio import dsp
+from device.audio.echogate import BANDS as ECHO_BANDS
 from device.audio.echogate import EchoGate
 
 DETECT_RATE = 16000
@@ -29,10 +30,13 @@ class EchoCanceller(Protocol):
     `last_levels` is the (mic dB, cleaned dB) of the frame `process` returned last, in dB re
     1 LSB RMS (the double-talk test's input), or None when that frame was not cleaned (idle).
     `estimated_delay_ms` is the echo's measured lag behind the reference (None: no estimate yet).
+    `earcon` is set by the frontend before each frame's reference: True when what played is a lone
+    earcon (no reply under it), which the canceller keeps apart from the replies' adaptation.
     Implemented by `device.audio.aec.WebRtcAec`; `device.bench.barge_in.MeteredAec` wraps one.
     """
 
     idle: bool
+    earcon: bool
 
     def reference(self, frame: np.ndarray) -> None: ...
 
@@ -78,6 +82,8 @@ class Frontend:
         # Per frame: does the raw mic hold more than the reference's echo? (barge-in, uplink)
         self.echo_gate = echo_gate
         self.near = np.zeros(0, dtype=bool)  # echo_gate's verdict for each frame of the last mic()
+        # ... and its echo envelope for each (EchoGate.envelope; zeros where no echo was expected)
+        self.echo = np.zeros((0, ECHO_BANDS))
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
         self.echo_share = np.zeros(0)  # per frame: EchoGate.echo_share (0.0 where it did not look)
         self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
@@ -86,6 +92,7 @@ class Frontend:
         self._ref_rs = dsp.StreamResampler(out_rate, DETECT_RATE, quality="QQ")
         self._ref_framer = Framer(FRAME)
         self._ref_backlog: list[np.ndarray] = []
+        self._earcon_backlog: list[bool] = []  # per backlog frame: a lone earcon played it
         self._spk_silent = 0
         self._idle_samples = int(out_rate * self.IDLE_AFTER_S)
 
@@ -93,21 +100,31 @@ class Frontend:
     # player outputs exact zeros when it has nothing; checked before resampling adds dither).
     IDLE_AFTER_S = 1.0
 
-    def speaker(self, played: np.ndarray) -> None:
-        """What the speaker just played (at the playback rate): the echo canceller's reference."""
+    def speaker(self, played: np.ndarray, earcon: bool = False) -> None:
+        """What the speaker just played (at the playback rate): the echo canceller's reference.
+
+        earcon: it is a lone earcon (no reply under it): the canceller cleans it apart from the
+        replies, and the echo gate, which predicts the replies' echo, does not learn from it."""
         if self.aec is None:
             return
-        self._spk_silent = 0 if played.any() else self._spk_silent + len(played)
+        # A lone earcon does not wake the replies' canceller from idle: it has one of its own, and
+        # the replies' one, kept busy by the chime, would clean the user's turn and come back
+        # from idle with it in its state (measured: a false pause 30 ms into the demo's reply).
+        self._spk_silent = 0 if played.any() and not earcon else self._spk_silent + len(played)
         idle = self._spk_silent >= self._idle_samples
-        if idle and self.aec.idle:
+        if idle and self.aec.idle and not earcon:
+            if not self._ref_backlog:
+                self.aec.earcon = False  # the earcon and its queued frames are over
             return  # resting: no reference to resample or frame
         if not (idle and self._ref_backlog):  # let the canceller finish queued frames first
             self.aec.idle = idle
         frames = self._ref_framer.push(self._ref_rs(played))
         self._ref_backlog.extend(frames)
+        self._earcon_backlog.extend([earcon] * len(frames))
         # Bounded: a stalled mic must not grow this forever (1 s).
         if len(self._ref_backlog) > 100:
             del self._ref_backlog[: len(self._ref_backlog) - 100]
+            del self._earcon_backlog[: len(self._earcon_backlog) - 100]
 
     def mic(self, block: np.ndarray) -> np.ndarray:
         """Mic block [n, ch] or [n] int16 at in_rate → processed [k, 160] int16 frames at 16 kHz."""
@@ -115,11 +132,13 @@ class Frontend:
 
     def process(self, block: np.ndarray) -> MicFrames:
         """Like `mic`, with the echo canceller's per-frame levels (see MicFrames); `near` is then
-        bool[k], the echo gate's verdict per frame (all False without one),
-        `echo_share` float[k] its EchoGate.echo_share, and `raw` the frames before the canceller."""
+        bool[k], the echo gate's verdict per frame (all False without one), `echo` [k, 16] its
+        echo envelope per frame (zeros without one, or where it expected no echo), `echo_share`
+        float[k] its EchoGate.echo_share (0.0 there), and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
+        self.echo = np.zeros((len(frames), ECHO_BANDS))
         self.raw = frames
         self.echo_share = np.zeros(len(frames))  # the gate skips frames with no echo to expect
         if self.aec is None or len(frames) == 0:
@@ -130,10 +149,14 @@ class Frontend:
         for i, frame in enumerate(frames):  # per 10 ms frame: the APM works on exactly 10 ms
             ref = self._ref_backlog.pop(0) if self._ref_backlog else None
             if ref is not None:
+                self.aec.earcon = self._earcon_backlog.pop(0)
                 self.aec.reference(ref)
+                if self.aec.earcon:
+                    ref = None  # for the echo gate: not the replies' echo path
             if gate is not None and (ref is not None or gate.active):
                 delay = self.aec.estimated_delay_ms
                 self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))
+                self.echo[i] = gate.envelope
                 self.echo_share[i] = gate.echo_share
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels

@@ -35,3 +35,9 @@ class AudioPort(Protocol):
     def speaker_played(self) -> np.ndarray:
         """Speaker samples (playback rate) that went out since the previous call."""
         ...
+
+    def set_idle(self, idle: bool) -> None:
+        """True while only the wake word listens (no conversation, nothing playing): `read()` may
+        then hand over bigger blocks, up to the wake word's 80 ms step, so the loop wakes less
+        often; False: every block as soon as it arrives (blocks already queued come at once)."""
+        ...

@@ -5,7 +5,13 @@ Both streams run in callback mode and the callbacks only move bytes:
 * input: each block of `frames_per_buffer_ms` goes into a bounded deque and the
   asyncio loop is woken with `call_soon_threadsafe` (only while `read()` waits).
   When the deque is full the oldest block is dropped and counted
-  (`stats.overflows`); the callback never blocks.
+  (`stats.overflows`); the callback never blocks. While the agent is idle
+  (`set_idle(True)`: only the wake word listens) the loop is woken once per
+  IDLE_BATCH_MS and `read()` hands over the blocks of that span as one: the wake
+  word needs 80 ms per step anyway, and a wake-up of the Python loop costs several
+  times the per-block work it does (cold caches: `voxbox bench --section daemon`
+  shows it part by part). Leaving idle takes effect at the next read(), with no
+  audio lost: the stream is never reopened, PortAudio's blocks stay as they are.
 * output: each callback pulls exactly the samples it needs from the Player
   (`player.pull`) in blocks of `output_buffer_ms / 2` (the device keeps two of
   them: the output latency is about `output_buffer_ms`), so `Player.flush()`
@@ -55,6 +61,7 @@ log = logging.getLogger(__name__)
 STALL_S = 1.0  # no callback for this long on a running stream = device lost
 IN_QUEUE_S = 2.0  # mic audio kept while nobody reads, then the oldest is dropped
 PLAYED_QUEUE_S = 2.0  # speaker reference kept while nobody drains it
+IDLE_BATCH_MS = 80  # read() size while idle: one openWakeWord step
 VIRTUAL_CHANNELS = 8  # a device advertising more channels than this is a software mixer
 
 
@@ -207,6 +214,7 @@ class PyAudioPort:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fut: asyncio.Future[None] | None = None
         self._waiting = False
+        self._batch = 1  # blocks per read(): IDLE_BATCH_MS worth while idle
         self._last_in = self._last_out = time.monotonic()
         self._resampler: dsp.StreamResampler | None = None
         self._rbuf = np.zeros(0, dtype=np.int16)
@@ -296,7 +304,7 @@ class PyAudioPort:
             if q.maxlen is not None and len(q) >= q.maxlen:
                 self.stats.overflows += 1  # the deque drops the oldest block
             q.append(in_data)
-            if self._waiting:
+            if self._waiting and len(q) >= self._batch:
                 self._wake()
         return None, pyaudio.paContinue
 
@@ -354,17 +362,17 @@ class PyAudioPort:
     async def read(self) -> np.ndarray | None:
         """The next mic block [n, in_channels] int16 at in_rate; None once closed.
 
+        n is one device block, or IDLE_BATCH_MS of them while idle (see set_idle).
+
         Raises AudioDeviceLost when the device stops delivering (see `healthy`).
         """
         loop = asyncio.get_running_loop()
         self._loop = loop
         self.stats.library_xruns = ALSA.xruns
         while True:
-            if self._inq:
-                try:
-                    data = self._inq.popleft()
-                except IndexError:
-                    continue
+            q = self._inq
+            if q and (len(q) >= self._batch or self._closed):
+                data = b"".join([q.popleft() for _ in range(min(self._batch, len(q)))])
                 return np.frombuffer(data, dtype="<i2").reshape(-1, self.in_channels)
             if self._closed:
                 return None
@@ -376,7 +384,7 @@ class PyAudioPort:
             self._fut = fut
             self._waiting = True
             try:
-                if self._inq or self._closed:
+                if len(self._inq) >= self._batch or self._closed:
                     continue
                 timer = loop.call_later(min(0.25, self.stall_s / 2), _resolve, fut)
                 try:
@@ -386,6 +394,11 @@ class PyAudioPort:
             finally:
                 self._waiting = False
                 self._fut = None
+
+    def set_idle(self, idle: bool) -> None:
+        """See AudioPort.set_idle: while idle, read() returns IDLE_BATCH_MS of blocks at a time."""
+        # Called between reads (the agent's block): blocks already queued come at the next read().
+        self._batch = max(1, -(-IDLE_BATCH_MS // max(1, self.settings.frames_per_buffer_ms))) if idle else 1
 
     def speaker_played(self) -> np.ndarray:
         """Speaker samples (player rate) handed to the device since the previous call."""

@@ -113,6 +113,9 @@ class SimAudio:
         """What the speaker played during the last block (the echo canceller's reference)."""
         return self.last_speaker
 
+    def set_idle(self, idle: bool) -> None:
+        """Ignored: a simulated block wakes nothing, and simulate's timelines keep one grain."""
+
     def mic_audio(self) -> np.ndarray:
         """What the microphone picked up (IN.wav plus the speaker's echo), first channel, at in_rate."""
         return np.concatenate(self._heard) if self._heard else np.zeros(0, dtype=np.int16)

@@ -28,6 +28,12 @@ the VAD alone on the user's speech (vad_floor_ms), and the whole run again with 
 in the mic while the canceller still gets the reply as reference (run_scenario(echo=False)).
 Each scenario also runs as a second turn (full set only; run_scenario(warm=True)): the
 device played another reply first, as in a conversation, so the canceller is not cold.
+Earcons are on, as the device plays them: the wake chime when the bench's wake opens the
+conversation (t = 0, alone: the canceller's own APM for lone earcons cleans it), the `done`
+sound when the turn ends, under the reply's start. Measured apart: the wake chime's echo left
+in the uplink while the device listens (chime_echo(): uplink power / mic power over the chime
+and its 0.2 s tail), and earcon_wakes(): each earcon played alone into an idle device with the
+real wake-word detector. An earcons-off run of each scenario (cold) is the comparison row.
 Scenarios run in parallel worker processes (process_time is per process).
 """
 
@@ -41,13 +47,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from device.audio.frontend import EchoCanceller
+from device.link.base import Link, LinkListener
 from device.link.twin import RecordingLink
 from device.listen.wakeword import NoWake
 
@@ -86,10 +94,7 @@ def load_scenarios(d: Path) -> list[dict]:
 
 
 def without_earcons(settings: Any) -> Any:
-    """`settings` with every earcon off. The bench measures the reply's echo and the user's
-    interruptions; the wake chime the device plays before each reply is not part of either (with
-    it on, the echo-only ERLE fell from 35 to 18 dB: the chime is kept out of the canceller's
-    reference until a first reply has measured the echo delay, so its echo counts as uncancelled)."""
+    """`settings` with every earcon off: the bench's comparison row (what the earcons cost)."""
     import dataclasses
 
     from device.appliance.earcons import NAMES
@@ -134,11 +139,19 @@ class MeteredAec:
         self.inner.idle = value
 
     @property
+    def earcon(self) -> bool:  # a lone earcon goes to the canceller's own APM for it
+        return self.inner.earcon
+
+    @earcon.setter
+    def earcon(self, value: bool) -> None:
+        self.inner.earcon = value
+
+    @property
     def last_levels(self) -> tuple[float, float] | None:
         return self.inner.last_levels
 
     @property
-    def estimated_delay_ms(self) -> int | None:  # the echo gate and the earcons use the real estimate
+    def estimated_delay_ms(self) -> int | None:  # the echo gate uses the real estimate
         return self.inner.estimated_delay_ms
 
 
@@ -151,7 +164,8 @@ def _read16(path: Path) -> np.ndarray:
 
 
 def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False,
-                 echo: bool = True, warm: bool = False, server_mode: bool = False) -> dict:
+                 echo: bool = True, warm: bool = False, server_mode: bool = False,
+                 backend: BackendFactory | None = None) -> dict:
     """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O).
 
     echo=False: the same run with no echo in the mic (the canceller still gets the reference),
@@ -161,6 +175,9 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     Measured is the scenario's own reply only (times and OUT.wav from its start on).
     server_mode=True: conversation.barge_in = "server", so the uplink stays open while the device
     speaks; measured is what it carries (uplink_echo(): the residual echo, the server VAD on it).
+    backend: who answers (default ScriptedRealtime: Realtime events written here); with another
+    one (the GPT-Live parrot, device/bench/live.py) the uplink is measured too, and what the
+    backend reports of the run is in res["backend"].
     """
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
@@ -171,7 +188,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     from device.listen.vad import build_vad
     from device.timeline import Timeline
 
-    settings = settings or without_earcons(cfg.Settings())
+    settings = settings or cfg.Settings()
     if server_mode:
         settings = dataclasses.replace(settings, conversation=dataclasses.replace(settings.conversation,
                                                                                   barge_in="server"))
@@ -195,52 +212,39 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     inner = build_aec(settings.aec)
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
     timeline = Timeline(None, keep=True)
-    link = _UplinkRecorder()
-    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=link.attach, aec=aec)
-    sim.keep_going = agent.keep_going
-
-    delta = settings.audio.output_rate * DELTA_MS // 1000
-    plan = [(int(round(t * 100)), [x[i : i + delta] for i in range(0, len(x), delta)], rid, item)
-            for t, x, rid, item in replies]
-
-    server = link.deliver
+    server = (backend or ScriptedRealtime)(replies, settings)
+    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=server.link, aec=aec)
+    sim.keep_going = lambda: server.keep_going(agent)
 
     async def go() -> None:
         agent.start()
-        link.connect()
+        await server.start(agent)
         agent.handle(cv.Wake(0.0, "bench", 1.0))
         blocks = 0
-        sent = [0] * len(plan)
         while (block := await sim.read()) is not None:
-            for k, (start_block, chunks, rid, item) in enumerate(plan):
-                if blocks == start_block:
-                    # The user's turn ended: the reply begins (Committed → thinking → audio → speaking).
-                    agent.handle(cv.Committed(agent.now))
-                    server("response.created", response={"id": rid})
-                if blocks >= start_block and sent[k] < len(chunks) and agent.machine.response_id == rid:
-                    due = int((blocks - start_block + 1) * 10 * STREAM_SPEED // DELTA_MS) + 1
-                    while sent[k] < min(due, len(chunks)):
-                        # as parsed from the wire (the base64 decoding is the protocol's, tested there)
-                        server("response.output_audio.delta", audio=chunks[sent[k]].astype("<i2").tobytes(),
-                               response_id=rid, item_id=item)
-                        sent[k] += 1
-                    if sent[k] == len(chunks):
-                        server("response.output_audio.done", response_id=rid, item_id=item)
-                        server("response.done", response={"id": rid, "status": "completed"})
+            await server.step(agent, blocks)
             agent.process_block(block)
             blocks += 1
 
     asyncio.run(go())
     out = sim.speaker_audio()
+    chime = chime_echo(timeline.records, sim.mic_audio(), server.uplink(), settings)
+    # The reply's measurements start at the reply: the wake chime before it is not the reply.
+    start = next((r for r in timeline.records if r["event"] == "playback_start" and r["t"] >= pre_s - 1e-9), None)
+    reply_frame = int(start["t"] * 100) if start else 0
+    if start is not None:
+        out = out.copy()
+        out[: int(round(start["speaker_s"] * settings.audio.output_rate))] = 0
     recs = timeline.records
     if warm:
         # Only the scenario's own reply is measured: its times, and OUT.wav from its start.
         warm_barges = sum(1 for r in recs if r["event"] == "barge_in" and r["t"] < pre_s)
         recs = [r for r in recs if r["t"] >= pre_s - 1e-9]
-        out = out.copy()
         out[: int(round(pre_s * settings.audio.output_rate))] = 0
         sc = {**sc, "onset_s": None if sc.get("onset_s") is None else round(sc["onset_s"] + pre_s, 4)}
     res = measure(sc, recs, out, settings.audio.output_rate)
+    if chime is not None:
+        res["chime"] = chime
     if warm:
         # The device interrupting its first reply is a false barge-in too, and leaves no second turn
         # to measure (the conversation went on without the scenario's reply): counted apart.
@@ -250,22 +254,106 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         res["aec_audio_s"] = aec.frames / 100
         if sc["family"] == "silent" and aec.mic:
             h = inner.hold_frames if inner is not None else 0
-            m, o = np.concatenate(aec.mic), np.concatenate(aec.out)
+            k = reply_frame * 160  # ERLE of the reply's echo (converge_s from its first loud frame)
+            m, o = np.concatenate(aec.mic)[k:], np.concatenate(aec.out)[k:]
             n = min(len(m), len(o) - h * 160)
             try:
                 res["erle_db"] = round(erle_db(m[:n], o[h * 160 : h * 160 + n], converge_s=1.0), 1)
             except ValueError:
                 pass
-    if server_mode:
-        res["uplink"] = uplink_echo(sc, timeline.records, sim.mic_audio(), link.pcm(), pre_s)
+    if server_mode or backend is not None:
+        res["uplink"] = uplink_echo(sc, timeline.records, sim.mic_audio(), server.uplink(), pre_s)
+    if backend is not None:
+        res["backend"] = server.report(sc, pre_s)
     if keep_audio:
         res["out"] = out
+        res["uplink_pcm"] = server.uplink()  # 24 kHz, from the wake (t = 0)
         if aec is not None:
             res["aec_mic"] = np.concatenate(aec.mic) if aec.mic else np.zeros(0, np.int16)
             res["aec_out"] = np.concatenate(aec.out) if aec.out else np.zeros(0, np.int16)
             res["hold_frames"] = getattr(inner, "hold_frames", 0)
         res["records"] = recs
     return res
+
+
+Reply = tuple[float, np.ndarray, str, str]  # (mic time s, PCM16 at 24 kHz, response id, item id)
+
+
+class Backend(Protocol):
+    """The server side of one scenario run (run_scenario): it answers with the scenario's replies."""
+
+    def link(self, listener: LinkListener) -> Link:
+        """The agent's link (a LinkFactory)."""
+        ...
+
+    async def start(self, agent: Any) -> None:
+        """The link comes up (before the bench's wake word)."""
+
+    async def step(self, agent: Any, block: int) -> None:
+        """Before the agent gets mic block `block` (10 ms each, from 0): the server's turn."""
+
+    def keep_going(self, agent: Any) -> bool:
+        """After the mic ends: is a reply still due or playing?"""
+        ...
+
+    def uplink(self) -> np.ndarray:
+        """Everything the agent sent up (24 kHz PCM16), from the wake on."""
+        ...
+
+    def report(self, sc: dict, pre_s: float) -> dict:
+        """What the backend saw of the run (JSON-able; `sc` with its onset on this run's clock, and
+        pre_s: where the measured reply's turn begins, 0 unless warm)."""
+        ...
+
+
+BackendFactory = Callable[[list[Reply], Any], Backend]  # (replies, settings) -> Backend
+
+
+class ScriptedRealtime:
+    """Realtime server events written here: each reply's response.created at its time, audio deltas
+    streamed at STREAM_SPEED x real time, then response.done, as the local server would send them."""
+
+    def __init__(self, replies: list[Reply], settings: Any) -> None:
+        self.recorder = _UplinkRecorder()
+        delta = settings.audio.output_rate * DELTA_MS // 1000
+        self.plan = [(int(round(t * 100)), [x[i : i + delta] for i in range(0, len(x), delta)], rid, item)
+                     for t, x, rid, item in replies]
+        self.sent = [0] * len(self.plan)
+
+    def link(self, listener: LinkListener) -> Link:
+        return self.recorder.attach(listener)
+
+    async def start(self, agent: Any) -> None:
+        self.recorder.connect()
+
+    def keep_going(self, agent: Any) -> bool:
+        return bool(agent.keep_going())
+
+    def uplink(self) -> np.ndarray:
+        return self.recorder.pcm()
+
+    def report(self, sc: dict, pre_s: float) -> dict:
+        return {}
+
+    async def step(self, agent: Any, block: int) -> None:
+        from device.conversation import machine as cv
+
+        server = self.recorder.deliver
+        for k, (start_block, chunks, rid, item) in enumerate(self.plan):
+            if block == start_block:
+                # The user's turn ended: the reply begins (Committed → thinking → audio → speaking).
+                agent.handle(cv.Committed(agent.now))
+                server("response.created", response={"id": rid})
+            if block >= start_block and self.sent[k] < len(chunks) and agent.machine.response_id == rid:
+                due = int((block - start_block + 1) * 10 * STREAM_SPEED // DELTA_MS) + 1
+                while self.sent[k] < min(due, len(chunks)):
+                    # as parsed from the wire (the base64 decoding is the protocol's, tested there)
+                    server("response.output_audio.delta", audio=chunks[self.sent[k]].astype("<i2").tobytes(),
+                           response_id=rid, item_id=item)
+                    self.sent[k] += 1
+                if self.sent[k] == len(chunks):
+                    server("response.output_audio.done", response_id=rid, item_id=item)
+                    server("response.done", response={"id": rid, "status": "completed"})
 
 
 class _UplinkRecorder(RecordingLink):
@@ -313,6 +401,102 @@ def uplink_echo(sc: dict, recs: list[dict], mic16: np.ndarray, up24: np.ndarray,
     if onset is not None:
         res["vad_on_user"] = any(onset - 0.1 <= t <= onset + DETECT_WINDOW_S for t in begins)
     return res
+
+
+CHIME_TAIL_S = 0.2  # the wake chime's echo is measured over the chime and this much after it
+
+
+def chime_echo(recs: list[dict], mic16: np.ndarray, up24: np.ndarray, settings: Any) -> dict | None:
+    """The wake chime's echo in the uplink while the device listens (None: no wake chime played).
+
+    mic16: the microphone (IN.wav + echo, 16 kHz); up24: the uplink (24 kHz), open from the wake
+    (t = 0), so uplink sample i is mic time i / 24000 s. Over the chime and CHIME_TAIL_S after
+    it (cut at the turn's end): mic_db and uplink_db (dB re 1 LSB RMS) and residual_db, uplink
+    power / mic power in dB: the echo the user's first words would carry, relative to the chime
+    at the microphone (the mic holds the chime's echo and a -60 dBFS floor there).
+    """
+    from device.appliance.earcons import Earcons
+
+    wake = next((r for r in recs if r["event"] == "earcon" and r.get("name") == "wake"), None)
+    pcm = Earcons(settings.sounds, settings.audio.output_rate).get("wake")
+    if wake is None or pcm is None:
+        return None
+    t0 = wake["t"]
+    t1 = t0 + len(pcm) / settings.audio.output_rate + CHIME_TAIL_S
+    t1 = min([t1] + [r["t"] for r in recs if r["event"] == "uplink_stop" and r["t"] > t0])
+    m = mic16[int(t0 * MIC_RATE) : int(t1 * MIC_RATE)].astype(np.float64)
+    u = up24[int(t0 * 24000) : int(t1 * 24000)].astype(np.float64)
+    if len(m) < MIC_RATE // 20 or len(u) < 1200:
+        return None
+    pm, pu = float(np.mean(m * m)) + 1.0, float(np.mean(u * u)) + 1.0
+    return {"mic_db": round(10 * np.log10(pm), 1), "uplink_db": round(10 * np.log10(pu), 1),
+            "residual_db": round(10 * np.log10(pu / pm), 1)}
+
+
+def earcon_wakes(settings: Any = None, echo_gain: float = 1.0, echo_delay_ms: float = 30.0) -> dict:
+    """Each enabled earcon played alone into an idle device (the real wake-word detector, the
+    simulated card with echo and a room response, a -60 dBFS floor): per earcon, `heard` = what
+    the detector fired on (after the canceller, before the agent's mask) and `woke` = the wakes
+    the agent acted on (a conversation opened by its own sound)."""
+    from device import config as cfg
+
+    settings = settings or cfg.Settings()
+    return {name: _earcon_alone(settings, name, echo_gain, echo_delay_ms) for name in earcons_enabled(settings)}
+
+
+def _earcon_alone(settings: Any, name: str, echo_gain: float, echo_delay_ms: float) -> dict:
+    from device.audio.aec import build_aec
+    from device.audio.player import Player
+    from device.audio.sim import SimAudio, room_response
+    from device.conversation.agent import Agent
+    from device.listen.vad import build_vad
+    from device.listen.wakeword import build_wake_detector
+    from device.timeline import Timeline
+
+    wake = _CountingWake(build_wake_detector(settings.wake))
+    floor = np.random.default_rng(0).standard_normal(2 * MIC_RATE) * 32768 * 1e-3
+    sim = SimAudio(np.rint(floor).astype(np.int16), MIC_RATE, Player(settings.audio.output_rate), speed=1e9,
+                   echo_gain=echo_gain, echo_delay_ms=echo_delay_ms, room_ir=room_response(MIC_RATE))
+    timeline = Timeline(None, keep=True)
+    link = RecordingLink()
+    agent = Agent(settings, sim, timeline, wake=wake, vad=build_vad(settings.vad), link=link.attach,
+                  aec=build_aec(settings.aec))
+
+    async def go() -> None:
+        agent.start()
+        link.connect()
+        played = False
+        while (block := await sim.read()) is not None:
+            if not played and agent.now >= 0.5:  # into a settled, idle device
+                agent.earcon(name)
+                played = True
+            agent.process_block(block)
+
+    asyncio.run(go())
+    return {"heard": wake.fired, "woke": sum(1 for r in timeline.records if r["event"] == "wake")}
+
+
+def earcons_enabled(settings: Any) -> list[str]:
+    from device.appliance.earcons import NAMES
+
+    return [n for n in NAMES if getattr(settings.sounds, n)]
+
+
+class _CountingWake:
+    """A wake detector that counts its detections (the agent may then ignore them: its mask)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.names: list[str] = inner.names
+        self.fired = 0
+
+    def process(self, pcm: np.ndarray) -> list:
+        found = self.inner.process(pcm)
+        self.fired += len(found)
+        return found
+
+    def reset(self) -> None:
+        self.inner.reset()
 
 
 def measure(sc: dict, recs: list[dict], out: np.ndarray, out_rate: int) -> dict:
@@ -382,9 +566,18 @@ def vad_floor_ms(sc: dict, set_dir: Path, settings: Any = None) -> float | None:
 
 # ---------------------------------------------------------------- the bench
 
+def _off(sc: dict, d: Path, settings: Any = None) -> dict:
+    """The comparison row: the same scenario, cold, with every earcon off."""
+    from device import config as cfg
+
+    r = run_scenario(sc, d, without_earcons(settings or cfg.Settings()))
+    return {k: r[k] for k in ("false_barge_ins", "false_pauses", "detected") if k in r}
+
+
 def _job(args: tuple[dict, str, bool]) -> dict:
     sc, d, bounds = args
     row = run_scenario(sc, Path(d))
+    row["earcons_off"] = _off(sc, Path(d))
     w = run_scenario(sc, Path(d), warm=True)
     row["warm"] = {k: w[k] for k in ("warm_up_barge_ins", "false_barge_ins", "false_pauses", "reply_played_s",
                                      "reply_before_onset_s", "detected", "latency_ms", "truncate_err_ms") if k in w}
@@ -454,9 +647,23 @@ def summarize(rows: list[dict]) -> dict:
                      for v in sorted({r.get("voices", "espeak") for r in rows})},
         "erle": erle, "by_gain": by_gain,
         "aec_cpu_per_audio_s": round(cpu / audio, 4) if audio else None,
+        "earcons": _earcons(rows),
         "missed": [r["name"] for r in talk if not r.get("detected")],
         "false_in": [r["name"] for r in rows if r["false_barge_ins"]],
     }
+
+
+def _earcons(rows: list[dict]) -> dict:
+    """The wake chime's echo in the uplink (chime_echo) over the runs, and the earcons-off comparison."""
+    res = [r["chime"]["residual_db"] for r in rows if "chime" in r]
+    out: dict[str, Any] = {"chime_runs": len(res), "chime_residual_p50_db": _pct(res, 50),
+                           "chime_residual_max_db": max(res) if res else None}
+    off = [r["earcons_off"] for r in rows if "earcons_off" in r]
+    if off:
+        out["off"] = {"runs": len(off), "false_barge_ins": sum(o["false_barge_ins"] for o in off),
+                      "false_pauses": sum(o.get("false_pauses", 0) for o in off),
+                      "detected": sum(1 for o in off if o.get("detected"))}
+    return out
 
 
 def _warm(rows: list[dict]) -> dict | None:
@@ -499,14 +706,19 @@ def _bounds(talk: list[dict]) -> dict:
 
 
 def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = None,
-        settings: Any = None, bounds: bool = True) -> dict:
+        settings: Any = None, bounds: bool = True, earcons_off: bool = True) -> dict:
     """The section: every scenario cold, as a second turn and in server mode (full set; the quick
-    set runs cold only); bounds=False leaves out the two latency bounds (a third fewer runs)."""
+    set runs cold only); bounds=False leaves out the two latency bounds (a third fewer runs);
+    earcons_off=False leaves out the earcons-off comparison (sequential runs only), and
+    earcon_wakes() runs once."""
     d = ensure_set(quick, set_dir)
     scenarios = load_scenarios(d)
     t0 = time.monotonic()
     if settings is not None or (jobs or os.cpu_count() or 1) <= 1 or quick:
         rows = [run_scenario(sc, d, settings) for sc in scenarios]  # no bounds or warm runs: 3x the time
+        if earcons_off:
+            for row, sc in zip(rows, scenarios, strict=True):
+                row["earcons_off"] = _off(sc, d, settings)
     else:
         # spawn, not fork: forked children inherit native library threads mid-state and can crash.
         with ProcessPoolExecutor(max_workers=jobs or min(4, os.cpu_count() or 1),
@@ -515,12 +727,14 @@ def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = 
     from device.config import Settings
 
     s = settings or Settings()
+    summary = summarize(rows)
+    summary["earcons"]["wakes"] = earcon_wakes(settings)
     result = {"quick": quick, "set": str(d), "wall_s": round(time.monotonic() - t0, 1),
               "vad": {"engine": s.vad.engine, "speaking_threshold": s.vad.speaking_threshold,
                       "speaking_min_speech_ms": s.vad.speaking_min_speech_ms,
                       "suspect_threshold": s.vad.suspect_threshold, "confirm_ms": s.conversation.confirm_ms},
               "aec": {"enabled": s.aec.enabled, "noise_suppression": s.aec.noise_suppression},
-              "summary": summarize(rows), "scenarios": rows}
+              "summary": summary, "scenarios": rows}
     return result
 
 
@@ -583,6 +797,19 @@ def format_table(result: dict) -> str:
                              f"{sv['residual_max_db']} dB (goal <= -30); server VAD on echo {sv['vad_on_echo']} "
                              f"({sv['runs_with_vad_on_echo']} of {sv['runs']} runs; goal 0); on the user "
                              f"{sv['vad_on_user']}/{sv['talk']}")
+    ec = s.get("earcons") or {}
+    if ec.get("chime_runs"):
+        lines.append(row("wake chime's echo in the uplink p50/max", f"{ec['chime_residual_p50_db']}/"
+                         f"{ec['chime_residual_max_db']} dB", "re the chime at the mic; goal <= -30"))
+    if "wakes" in ec:
+        heard = sum(w["heard"] for w in ec["wakes"].values())
+        woke = sum(w["woke"] for w in ec["wakes"].values())
+        lines.append(row(f"false wakes by earcons ({len(ec['wakes'])} alone)", f"{woke} (heard {heard})", "0"))
+    if "off" in ec:
+        o = ec["off"]
+        lines.append(row("earcons off (comparison): false b-i/pauses", f"{o['false_barge_ins']}/{o['false_pauses']}",
+                         f"on: {s['false_barge_ins']}/{s.get('false_pauses')}; detected {o['detected']} off, "
+                         f"{s['detected']} on"))
     for fam, e in s["erle"].items():
         lines.append(row(f"ERLE echo-only, {fam} (n={e['n']})", f"{e['median_db']} dB", f"min {e['min_db']} dB"))
     lines.append(row("AEC CPU per audio second", f"{s['aec_cpu_per_audio_s']} s", "<= 0.02 s"))

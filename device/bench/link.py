@@ -8,7 +8,9 @@
   again to the client's `session.updated`, over crashes and clean shutdowns,
 - the client's CPU seconds per audio second, up (send_audio → base64 JSON on the
   socket) and down (audio deltas parsed and decoded), with the server in another
-  process so that `time.process_time` sees the client alone.
+  process so that `time.process_time` sees the client alone,
+- the tool round trip on both APIs (`tool_trip`): a function call's arguments done → its
+  output written to the socket, as the agent stamps it, p50/p95 against ≤ 50 ms.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from device.bench import tool_trip
 from device.config import RealtimeSettings
 from device.dev.server import RealtimeServer, free_loopback_port
 from device.link import protocol
@@ -269,6 +272,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         out["uplink"] = await _uplink_and_cpu(5.0 if quick else 60.0)
         out["quiet"] = await _idle_and_muted(quick)
         out["restart"] = await _reconnects(3 if quick else 20)
+        turns = 5 if quick else 20
+        out["tools"] = [await tool_trip.round_trips(api, turns) for api in ("realtime", "live")]
         return out
 
     t0 = time.monotonic()
@@ -311,9 +316,10 @@ def format_table(result: dict[str, Any]) -> str:
         ("client CPU, uplink", f"{up['cpu_s_per_audio_s_up'] * 1000:.2f} ms/s", "", ""),
         ("client CPU, downlink", f"{up['cpu_s_per_audio_s_down'] * 1000:.2f} ms/s", "", ""),
     ]
+    rows += [tool_trip.row(r) for r in result.get("tools", [])]
     lines = [f"link (loopback; {up['audio_s']:.0f} s of audio streamed at {up['uplink_stream_x_realtime']:.0f}x; "
              f"idle {idle['audio_s']:.0f} s, muted {muted['audio_s']:.0f} s through the agent; "
              f"server down {rs['down_s']:.1f} s per restart)",
-             f"  {'metric':24s} {'measured':>16s}  {'goal':10s}"]
-    lines += [f"  {name:24s} {val:>16s}  {goal:10s} {verdict}".rstrip() for name, val, goal, verdict in rows]
+             f"  {'metric':26s} {'measured':>16s}  {'goal':10s}"]
+    lines += [f"  {name:26s} {val:>16s}  {goal:10s} {verdict}".rstrip() for name, val, goal, verdict in rows]
     return "\n".join(lines)

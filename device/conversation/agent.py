@@ -9,8 +9,9 @@ Timestamps are the mic sample clock (seconds of audio captured).
 The appliance (device/appliance/: tools, timers, volume, earcons) rides along: the model's
 function calls are run here, in the loop, never in the sound card's callback (the audio path),
 and their state files are written by a background thread. Earcons and the ring are player
-overlays, so the echo canceller has them as reference; short earcons are also masked: while one
-sounds (and 0.2 s after), wake detections and the local barge-in detectors are ignored.
+overlays, so the echo canceller has them as reference (a lone one is cleaned apart from the
+replies: Frontend.speaker(earcon=True)); short earcons are also masked: while one sounds (and
+0.2 s after), wake detections and the local barge-in detectors are ignored.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from device.audio.counters import CounterWatch
 from device.audio.echogate import EchoGate
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
+from device.audio.res import ResidualEchoSuppressor
 from device.config import Settings
 from device.conversation import machine as cv
 from device.errors import VoxboxError
-from device.link import protocol
 from device.link.base import Link, LinkFactory
 from device.link.dialect import Dialect, json_object, json_text
 from device.link.dialect import for_settings as dialect_for
@@ -105,6 +106,7 @@ class Agent:
         gate = EchoGate() if aec is not None and settings.aec.echo_gate else None
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
                                  echo_gate=gate)
+        self.res = ResidualEchoSuppressor() if gate is not None else None  # the uplink's post-filter
         self.convergence = Convergence()
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
@@ -165,6 +167,7 @@ class Agent:
         self._shown = ""  # the state last shown (earcons follow its changes)
         self._private = not settings.privacy.transcripts_in_journal
         self._in_conversation = False  # a conversation was open at the last _apply (see there)
+        self._idle_reads = False  # the port was told only the wake word listens (see _idle_audio)
         # The link gets this agent's public callbacks (LinkListener); which protocol it speaks is
         # the factory's business, not the agent's.
         self.link: Link = link(self)
@@ -254,10 +257,7 @@ class Agent:
         self._live_buttons.append((action,))
 
     def process_block(self, block: np.ndarray) -> None:
-        played = self.audio.speaker_played()
-        if self._unaligned_earcon():
-            played = np.zeros_like(played)
-        self.frontend.speaker(played)
+        self.frontend.speaker(self.audio.speaker_played(), earcon=self._lone_earcon())
         mic = self.frontend.process(block)
         self.samples += len(block)
         self._player_notes()
@@ -276,6 +276,15 @@ class Agent:
             line = self.counter_watch.check(self.audio_counters())
             if line is not None:
                 log.warning("audio trouble: %s", line)
+        self._idle_audio()
+
+    def _idle_audio(self) -> None:
+        """Tell the port when only the wake word listens (no conversation, nothing playing, no
+        ring): it may then batch the mic into the wake word's 80 ms steps (fewer loop wake-ups)."""
+        idle = self.machine.phase == "idle" and not self.player.busy and not self.appliance.ringing
+        if idle != self._idle_reads:
+            self._idle_reads = idle
+            self.audio.set_idle(idle)
 
     def audio_counters(self) -> dict[str, int]:
         """The sound card's and the player's trouble counts so far (summary record, journal)."""
@@ -321,15 +330,18 @@ class Agent:
                 paused = m.paused_until is not None
                 if paused and gate is not None and i < len(self.frontend.raw):
                     # The speaker is quiet: AEC3 goes on suppressing the user's voice for 200-300 ms
-                    # (the reply's tail in its model), so the VAD hears the raw mic instead, muted
-                    # while the echo gate says the room's tail may still be a tenth of it.
+                    # (the reply's tail in its model), so the VAD hears the raw mic instead once the
+                    # learnt echo path predicts the room's tail at less than a tenth of it.
                     share = float(self.frontend.echo_share[i])
                     if share < self.PAUSE_ECHO_SHARE:
                         f = self.frontend.raw[i]
                 # In a pause, a frame may confirm the barge-in once the reply's echo has died away.
+                # (Loud: with no echo left, the gate calls the room's noise near-end once its floor
+                # estimate is stale.)
                 clear = (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
                          and i < len(self.frontend.echo_share)
-                         and float(self.frontend.echo_share[i]) < self.CONFIRM_ECHO_SHARE)
+                         and float(self.frontend.echo_share[i]) < self.CONFIRM_ECHO_SHARE
+                         and levels is not None and float(levels[i, 0]) >= self.settings.vad.dtd_level_db)
                 if i < len(near) and near[i] and not masked:
                     if (not paused and self._near_run >= self.PAUSE_NEAR_FRAMES
                             and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
@@ -364,17 +376,29 @@ class Agent:
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
             self.dtd.disarm()
+            self._near_run = 0  # the next reply's runs start afresh
+            self._near_times.clear()
             self._vad_events(self.vad.process(pcm))
-        for f in frames:
+        # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
+        up = frames
+        if self.res is not None and m.phase != "idle":  # idle: no uplink, no preroll needed (and no cost)
+            # The user is there: frames the echo gate calls near-end, and all while the uplink's gate is open.
+            up = self.res.process(frames, self.frontend.echo,
+                                  self.frontend.near | (m.phase == "speaking" and self.now <= self._uplink_until))
+        elif self.res is not None:
+            self.res.restart()
+        for f in up:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
-            self._send_audio(self.uplink.push(self._suppress(frames) if m.phase == "speaking" else frames))
+            self._send_audio(self.uplink.push(self._suppress(up) if m.phase == "speaking" else up))
 
     # After a frame the echo gate found near-end speech in, barge-in decisions may go through this
     # long: Silero's 32 ms chunks and the strict VAD's 64 ms come after the frames that made them.
     NEAR_HOLD_S = 0.15
-    # The uplink while the device speaks and the gate is closed: the canceller's output this much
-    # quieter (residual echo suppression, so the server's VAD does not hear the device).
+    # The uplink while the device speaks and the gate is closed: the post-filter's output this much
+    # quieter (so the server's VAD, or GPT-Live's model, does not hear the device); once open, the
+    # post-filter (device/audio/res.py) still takes out the residual echo band by band. With the
+    # gate alone the parrot heard itself on a human reply at gain 1.0 (bench live: allison, 2.8 s in).
     SUPPRESS_DB = -40.0
     # ... and opens after this many near-end frames in a row (single frames come from the echo too).
     UPLINK_NEAR_FRAMES = 3
@@ -513,19 +537,12 @@ class Agent:
         """A volume up (+1) / down (-1) button (gpiozero thread → call_soon_threadsafe)."""
         self.appliance.volume_step(self.now, direction)
 
-    def _unaligned_earcon(self) -> bool:
-        """A short earcon plays alone before the canceller knows the echo's delay.
-
-        Measured on the demo (echo 0.5, 30 ms, room): with the wake chime as AEC3's first reference,
-        the canceller adapted on it at the initial guess of the delay, and the reply 3 s later
-        tripped a false barge-in 0.4 s in (with or without the idle bypass; a broadband chime too).
-        So until a reply has given the delay estimator its estimate, a lone earcon is kept out of
-        the reference: its echo is masked from the detectors instead (`_masked`). The ring is long
-        enough to be a reference of its own and always is one.
-        """
-        if self.now >= self._quiet_until or self.player.busy or self.appliance.ringing:
-            return False
-        return self.frontend.aec is not None and self.frontend.aec.estimated_delay_ms is None
+    def _lone_earcon(self) -> bool:
+        """A short earcon plays with no reply under it (nor a ring): the canceller cleans it with an
+        APM of its own (device/audio/aec.py: with the wake chime as the first reference of the
+        replies' APM, the demo's reply tripped a false barge-in), so its echo leaves the uplink
+        and the replies' canceller stays as the replies left it."""
+        return self.now < self._quiet_until and not self.player.busy and not self.appliance.ringing
 
     def _masked(self) -> bool:
         """Our own sound is in the mic: a short earcon, or a ring over a reply (speech stops the ring only)."""
@@ -572,7 +589,7 @@ class Agent:
             while len(self._sent_types) > ITEMS_KEPT:
                 self._sent_types.popitem(last=False)
         item = event.get("item")
-        if (etype == "conversation.item.create" and isinstance(item, dict)
+        if (etype in ("conversation.item.create", "response.item.create") and isinstance(item, dict)
                 and item.get("type") == "function_call_output"):
             started = self._call_started.pop(str(item.get("call_id")), None)
             rt_ms = None if started is None else round((time.perf_counter() - started) * 1000, 3)
@@ -599,12 +616,16 @@ class Agent:
             self.errors += 1
             self.on_link_error(str(exc))
             return
+        view = self.dialect.appliance_event(ev)
         if ev.audio is None:  # audio deltas are not logged (contract)
-            self.log("recv", type=ev.type)
+            if view is not None and view[0] != ev.type:  # GPT-Live's response.event: say what it carries
+                self.log("recv", type=ev.type, event_type=view[0])
+            else:
+                self.log("recv", type=ev.type)
         said = self.dialect.transcript(ev) or appliance_events.transcript(ev.type, ev.data)
         if said is not None:
             self._transcript(*said)
-        self._appliance_event(ev)  # function calls first: a response.done's ToolDone precedes its ResponseDone
+        self._appliance_event(ev, view)  # function calls first: a response.done's ToolDone precedes its ResponseDone
         for e in events:
             if isinstance(e, (cv.SpeechStart, cv.SpeechEnd)):
                 self.log("speech_start" if isinstance(e, cv.SpeechStart) else "speech_end", source=e.source)
@@ -674,14 +695,16 @@ class Agent:
             self._apply(m.handle(cv.CreateFailed(self.now, code)))
 
     # ------------------------------------------------------------------ tools, transcripts, MCP
-    def _appliance_event(self, ev: ServerEvent) -> None:
-        d = ev.data
-        calls = appliance_events.function_calls(ev.type, d)
+    def _appliance_event(self, ev: ServerEvent, view: tuple[str, dict[str, Any]] | None) -> None:
+        calls = self.dialect.function_calls(ev)
         if calls:
             self._run_calls(calls)
             return
-        appliance_events.learn_labels(ev.type, d, self._mcp_labels)
-        note = appliance_events.mcp_note(ev.type, d, self._mcp_labels)
+        if view is None:
+            return
+        etype, d = view
+        appliance_events.learn_labels(etype, d, self._mcp_labels)
+        note = appliance_events.mcp_note(etype, d, self._mcp_labels)
         if note is not None:
             fields, problem = note
             self.log("mcp", **fields)
@@ -709,7 +732,7 @@ class Agent:
                 continue  # cancelled by a barge-in: the user moved on
             self._call_started[c.call_id] = time.perf_counter()
             result = self.appliance.call(self.now, c.name, c.call_id, c.arguments)
-            self.link.send(protocol.function_call_output(c.call_id, result.output))
+            self.link.send(self.dialect.tool_output(c.call_id, result.output))
             stop = stop or result.stop
             response_id = c.response_id
             if not self.link.connected:

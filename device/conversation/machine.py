@@ -225,7 +225,10 @@ class SendCommit:
 
 @dataclass(frozen=True)
 class SendResponseCreate:
-    pass
+    """Ask the model to answer. tool_outputs: after function outputs (the only create GPT-Live's
+    Responses delegation takes: it goes on with the delegated response waiting for them)."""
+
+    tool_outputs: bool = False
 
 
 @dataclass(frozen=True)
@@ -437,8 +440,8 @@ class Conversation:
         self._go("thinking", out)
         self.deadline = t + self.thinking_timeout_s
 
-    def _send_create(self, out: list[Action]) -> None:
-        out.append(SendResponseCreate())
+    def _send_create(self, out: list[Action], tool_outputs: bool = False) -> None:
+        out.append(SendResponseCreate(tool_outputs))
         self.creates_pending += 1
         self.create_deferred = False
 
@@ -566,7 +569,10 @@ class Conversation:
         """The model has its function outputs: let it answer."""
         if self.phase == "idle":
             return  # the conversation closed meanwhile: its answer would be cancelled on arrival
-        self._send_create(out)
+        if self.sessions:  # GPT-Live: no response.created will come to count it
+            out.append(SendResponseCreate(tool_outputs=True))
+        else:
+            self._send_create(out, tool_outputs=True)
         if self.phase in ("listening", "thinking"):
             self._go("thinking", out)
             self.deadline = t + self.thinking_timeout_s

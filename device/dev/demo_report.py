@@ -7,9 +7,12 @@ the user's onset from the scenario's measured segment times.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from device.audio import wavio
 
 
 def sounding_runs(x: np.ndarray, rate: int, gap_ms: int = 20) -> list[tuple[float, float]]:
@@ -67,11 +70,37 @@ def barge_in_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int
     return facts
 
 
+RING_WAV = Path(__file__).resolve().parents[1] / "appliance" / "sounds" / "timer.wav"
+
+
+def ring_onset(speaker: np.ndarray, rate: int, due_s: float, window_s: float = 0.1) -> int | None:
+    """The sample within window_s of due_s where the ring's first 50 ms match speaker.wav best
+    (normalized cross-correlation, so a reply under it does not decide); None if it matches nowhere
+    (correlation below 0.5) or the ring's sound cannot be read."""
+    try:
+        ring = wavio.read_mono(RING_WAV, rate).astype(np.float64)
+    except Exception:  # no sound to match: no onset claimed
+        return None
+    tpl = ring[np.argmax(np.abs(ring) > 0):][: rate // 20]
+    lo = max(0, int((due_s - window_s) * rate))
+    seg = speaker[lo:int((due_s + window_s) * rate) + len(tpl)].astype(np.float64)
+    if len(tpl) == 0 or len(seg) < len(tpl):
+        return None
+    dots = np.correlate(seg, tpl, "valid")
+    energy = np.sqrt(np.convolve(seg * seg, np.ones(len(tpl)), "valid")) * np.sqrt(np.dot(tpl, tpl))
+    score = dots / np.maximum(energy, 1e-9)
+    k = int(np.argmax(score))
+    lead = int(np.argmax(np.abs(ring) > 0))  # silence at the head of the file plays too
+    return lo + k - lead if score[k] >= 0.5 else None
+
+
 def timer_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int) -> dict[str, Any] | None:
     """The first timer: when it was due, when its sound really started in speaker.wav, how it stopped.
 
     The ring's onset is the first sample at or after 0.1 s before the due moment that rises out of
-    at least 20 ms of exact silence (None if something else was playing then). None without a timer.
+    at least 20 ms of exact silence, unless the ring's own sound starts elsewhere (a reply rising
+    out of silence just then, or playing under the ring): then the moment within 0.1 s of due where
+    speaker.wav best matches the ring's sound (`ring_onset`). None without a timer.
     """
     set_ = next((r for r in records if r["event"] == "timer" and r.get("action") == "set"), None)
     if set_ is None:
@@ -86,11 +115,15 @@ def timer_facts(records: list[dict[str, Any]], speaker: np.ndarray, rate: int) -
         facts["ring_t"] = ring["t"]
         lo, quiet = max(0, int((due - 0.1) * rate)), int(0.02 * rate)
         loud = np.flatnonzero(speaker[lo:] != 0)
-        if len(loud):
-            i = lo + int(loud[0])
-            if i - quiet >= 0 and not speaker[i - quiet:i].any():
-                facts["onset_t"] = i / rate
-                facts["onset_error_ms"] = round((i / rate - due) * 1000, 1)
+        i = lo + int(loud[0]) if len(loud) else -1
+        if i >= 0 and (i - quiet < 0 or speaker[i - quiet:i].any()):
+            i = -1  # something else was playing: not this rule's to say
+        matched = ring_onset(speaker, rate, due)
+        if matched is not None and (i < 0 or abs(matched - i) > rate // 200):
+            i = matched  # what rose out of silence was not the ring (a reply starting just then)
+        if i >= 0:
+            facts["onset_t"] = i / rate
+            facts["onset_error_ms"] = round((i / rate - due) * 1000, 1)
     stop = next((r for r in records if r["event"] == "timer" and r.get("action") in ("stop", "cancel")
                  and r["id"] == tid), None)
     if stop is not None:

@@ -12,6 +12,16 @@ uncancelled microphone. Its output is clocked by the input, as the session clock
 of N ms releases up to N ms of reply, a LEAD_MS head start ahead of the input clock. Transcript
 deltas carry session-timeline `start_ms`/`end_ms` (the parrot has no speech recognition; the
 text says which turn and how long). Mute makes the input silence (it still counts as received).
+
+Responses delegation (`session.start` `delegation {type: "responses", responses: {model, tools}}`),
+driven by the scripted model (`voxbox serve --script`, server_model): a script turn with a `call`
+is answered, at the end of that user turn, by `session.delegation.created` and the delegated
+stream's function call in `response.event`s (`response.output_item.added`,
+`response.function_call_arguments.done`, `response.output_item.done` with the `function_call`
+item). The parrot then waits for `response.item.create {function_call_output}` with that
+`call_id` and `response.create`, and speaks the turn's `say` (its WAV, or the user's own audio).
+Without delegation `response.item.create` / `response.create` are refused with
+`delegation_not_configured`, and a script turn's call is not made (its words are spoken).
 `session.close` → `session.closed {reason: close_requested}`; after `max_session_s` of input the
 session ends with `session.closed {reason: expired}`. Each message is handled in order, on the
 connection's own task: nothing here blocks another connection.
@@ -31,12 +41,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from device.dev.server_model import ScriptedModel, ScriptTurn
 from device.dev.server_vad import ServerVad
 from device.link.live_protocol import BYTES_PER_MS, SAMPLE_RATE
 from device.link.protocol import new_id
@@ -60,6 +71,14 @@ class LiveClientError(Exception):
     def __init__(self, message: str, code: str = "invalid_value", param: str | None = None) -> None:
         super().__init__(message)
         self.code, self.param = code, param
+
+
+class Socket(Protocol):
+    """What a session needs of its connection (a websockets ServerConnection, or an in-memory twin)."""
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 @dataclass
@@ -90,6 +109,40 @@ class _Reply:
     start_ms: int  # session ms the reply began
     turn: int  # the user turn it answers
     sent: int = 0  # bytes sent
+    text: str = ""  # its transcript (a script's `say`); "" = the parrot's description
+
+
+@dataclass
+class _Delegated:
+    """A delegated response waiting for its function call's output (then response.create)."""
+
+    delegation_id: str
+    call_id: str
+    say: str
+    audio: bytes  # what it will speak
+    turn: int
+    output: str | None = None  # the function_call_output received
+    sequence: int = 0  # of its Responses stream events
+
+
+def _check_delegation(d: Any) -> dict[str, Any] | None:
+    """session.delegation: None (the application's), or a checked `{type, ...}` object."""
+    if d is None:
+        return None
+    if not isinstance(d, dict) or d.get("type") not in ("client", "responses", "decisions"):
+        raise LiveClientError("session.delegation.type must be client, responses or decisions", "invalid_value",
+                              "session.delegation.type")
+    if d["type"] == "responses":
+        r = d.get("responses")
+        if not isinstance(r, dict) or not isinstance(r.get("model"), str) or not r["model"]:
+            raise LiveClientError("Missing required parameter: 'session.delegation.responses.model'.",
+                                  "missing_required_parameter", "session.delegation.responses.model")
+        tools = r.get("tools") or []
+        if not isinstance(tools, list) or not all(isinstance(t, dict) and isinstance(t.get("type"), str)
+                                                  for t in tools):
+            raise LiveClientError("session.delegation.responses.tools must be a list of tools", "invalid_value",
+                                  "session.delegation.responses.tools")
+    return d
 
 
 def _check_start(s: Any) -> dict[str, Any]:
@@ -121,19 +174,32 @@ def _check_start(s: Any) -> dict[str, Any]:
             raise LiveClientError(f"session.input[{i}] must be a message with one text part", "invalid_value",
                                   f"session.input[{i}]")
     voice = (audio.get("output") or {}).get("voice") if isinstance(audio.get("output"), dict) else None
-    return {"id": new_id("sess"), "expires_at": 0, "model": s["model"], "status": "active",
-            "instructions": s.get("instructions") or "",
-            "audio": {"format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
-                      "output": {"voice": voice if isinstance(voice, str) and voice else "marin"}},
-            "input": items}
+    delegation = _check_delegation(s.get("delegation"))
+    started: dict[str, Any] = {
+        "id": new_id("sess"), "expires_at": 0, "model": s["model"], "status": "active",
+        "instructions": s.get("instructions") or "",
+        "audio": {"format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
+                  "output": {"voice": voice if isinstance(voice, str) and voice else "marin"}},
+        "input": items}
+    if delegation is not None:  # returned as configured, an MCP tool's authorization left out (as the service does)
+        r = delegation.get("responses")
+        if isinstance(r, dict) and r.get("tools"):
+            r = {**r, "tools": [{k: v for k, v in t.items() if k != "authorization"} for t in r["tools"]]}
+            delegation = {**delegation, "responses": r}
+        started["delegation"] = delegation
+    return started
 
 
 class LiveSession:
     """One GPT-Live connection: session state, the listening VAD, the reply in progress."""
 
-    def __init__(self, ws: ServerConnection, stats: LiveStats, max_session_s: float,
-                 trace: Trace | None = None) -> None:
+    def __init__(self, ws: Socket, stats: LiveStats, max_session_s: float,
+                 trace: Trace | None = None, model: ScriptedModel | None = None,
+                 answer_turns: bool = True) -> None:
         self.ws = ws
+        self.model = model  # the script's turns (None: the plain parrot)
+        self.delegated: _Delegated | None = None
+        self.answer_turns = answer_turns  # False: it says only what say() gives it (benches)
         self.stats = stats
         self.max_ms = int(max_session_s * 1000)
         self.trace = trace
@@ -199,11 +265,37 @@ class LiveSession:
     async def on_session_update(self, ev: dict[str, Any]) -> None:
         raise LiveClientError("session.update (delegation) is not supported by the local parrot", "unsupported")
 
+    @property
+    def responses_delegation(self) -> bool:
+        return self.session is not None and (self.session.get("delegation") or {}).get("type") == "responses"
+
     async def on_response_item_create(self, ev: dict[str, Any]) -> None:
-        raise LiveClientError("response.item.create requires Responses delegation", "delegation_not_configured")
+        if not self.responses_delegation:
+            raise LiveClientError("response.item.create requires Responses delegation", "delegation_not_configured")
+        item = ev.get("item")
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise LiveClientError("Missing required parameter: 'item.type'.", "missing_required_parameter",
+                                  "item.type")
+        if item["type"] != "function_call_output":
+            return  # a message for the backend: the parrot's backend has nothing to do with it
+        if not isinstance(item.get("call_id"), str) or not isinstance(item.get("output"), str):
+            raise LiveClientError("function_call_output needs a string call_id and output", "invalid_value", "item")
+        waiting = self.delegated
+        if waiting is None or waiting.call_id != item["call_id"] or waiting.output is not None:
+            raise LiveClientError(f"No function call {item['call_id'][:60]!r} is waiting for its output",
+                                  "invalid_value", "item.call_id")
+        waiting.output = item["output"]
 
     async def on_response_create(self, ev: dict[str, Any]) -> None:
-        raise LiveClientError("response.create requires Responses delegation", "delegation_not_configured")
+        if not self.responses_delegation:
+            raise LiveClientError("response.create requires Responses delegation", "delegation_not_configured")
+        waiting = self.delegated
+        if waiting is None or waiting.output is None:
+            raise LiveClientError("response.create: no delegated response is waiting for tool results "
+                                  "(the local parrot's backend only continues its function calls)", "unsupported")
+        self.delegated = None
+        if self.reply is None:
+            self.reply = _Reply(waiting.audio, self.session_ms, waiting.turn, text=waiting.say)
 
     async def on_session_input_audio_mute(self, ev: dict[str, Any]) -> None:
         self.muted = True
@@ -273,8 +365,44 @@ class LiveSession:
         start_ms = start * 1000 // SAMPLE_RATE
         await self.emit("session.input_transcript.delta", delta=f"(user turn {self.turns}, "
                         f"{(speech_end_ms - start_ms) / 1000:.1f} s) ", start_ms=start_ms, end_ms=speech_end_ms)
-        if audio and self.reply is None:
+        if not audio or self.reply is not None or not self.answer_turns:
+            return
+        turn = self.model.take_turn() if self.model is not None else None
+        if turn is None:
             self.reply = _Reply(audio, self.session_ms, self.turns)
+        elif turn.call_name is not None and self.responses_delegation:
+            await self._delegate(turn, audio)
+        else:  # a scripted answer (with no delegation, its call cannot be made: only said)
+            self.reply = _Reply(turn.audio if turn.audio is not None else audio, self.session_ms, self.turns,
+                                text=turn.say)
+
+    async def _delegate(self, turn: ScriptTurn, audio: bytes) -> None:
+        """Hand the turn to the Responses backend, whose function call the client must answer."""
+        assert turn.call_name is not None
+        d = _Delegated(new_id("dlg"), new_id("call"), turn.say, turn.audio if turn.audio is not None else audio,
+                       self.turns)
+        self.delegated = d
+        await self.emit("session.delegation.created", offset_ms=self.session_ms,
+                        delegation={"id": d.delegation_id, "type": "delegation", "target": "responses",
+                                    "response_id": new_id("resp")})
+        item = {"type": "function_call", "id": new_id("fc"), "call_id": d.call_id, "name": turn.call_name,
+                "arguments": "", "status": "in_progress"}
+        await self._response_event(d, type="response.output_item.added", output_index=0, item=item)
+        await self._response_event(d, type="response.function_call_arguments.done", output_index=0,
+                                   item_id=item["id"], arguments=turn.call_arguments)
+        await self._response_event(d, type="response.output_item.done", output_index=0,
+                                   item={**item, "arguments": turn.call_arguments, "status": "completed"})
+
+    async def _response_event(self, d: _Delegated, **event: Any) -> None:
+        """`response.event`: one event of the delegated Responses stream (openai.types.responses)."""
+        await self.emit("response.event", delegation_id=d.delegation_id,
+                        event={**event, "sequence_number": d.sequence})
+        d.sequence += 1
+
+    def say(self, audio: bytes) -> None:
+        """The model starts a reply now with `audio` (PCM16, 24 kHz) instead of a user's turn, as if
+        it had chosen to speak (benches: a scripted reply); sent, and interrupted, like any reply."""
+        self.reply = _Reply(audio, self.session_ms, self.turns)
 
     async def _play(self) -> None:
         """Send the reply up to LEAD_MS ahead of the input clock."""
@@ -297,8 +425,9 @@ class LiveSession:
 
     async def _reply_transcript(self, reply: _Reply) -> None:
         ms = reply.sent // BYTES_PER_MS
-        await self.emit("session.output_transcript.delta", delta=f"(parrot reply {reply.turn}, {ms / 1000:.1f} s) ",
-                        start_ms=reply.start_ms, end_ms=reply.start_ms + ms)
+        text = reply.text + " " if reply.text else f"(parrot reply {reply.turn}, {ms / 1000:.1f} s) "
+        await self.emit("session.output_transcript.delta", delta=text, start_ms=reply.start_ms,
+                        end_ms=reply.start_ms + ms)
 
     async def close(self, reason: str, client_event_id: Any = None) -> None:
         """`session.closed {reason}` and the end of the connection (once)."""
@@ -327,18 +456,29 @@ class LiveServer:
     """The GPT-Live side of the local server: `await handle(ws)` runs one connection.
 
     max_session_s: input seconds after which a session ends with `expired`.
-    `trace(direction, text)`, if given, sees every message ("in" / "out")."""
+    `trace(direction, text)`, if given, sees every message ("in" / "out"); `model`: the scripted
+    model whose turns the sessions take in order (its `call`s need Responses delegation);
+    answer_turns=False: the model answers no user turn, it only says what LiveSession.say gives
+    it (benches)."""
 
-    def __init__(self, max_session_s: float = MAX_SESSION_S, trace: Trace | None = None) -> None:
+    def __init__(self, max_session_s: float = MAX_SESSION_S, trace: Trace | None = None,
+                 model: ScriptedModel | None = None, answer_turns: bool = True) -> None:
         self.max_session_s = max_session_s
         self.trace = trace
+        self.model = model  # the scripted model's turns (shared with the Realtime side), or None
+        self.answer_turns = answer_turns
         self.stats = LiveStats()
         self.sessions: deque[LiveSession] = deque(maxlen=64)  # the latest, for tests
 
-    async def handle(self, ws: ServerConnection) -> None:
+    def new_session(self, ws: Socket) -> LiveSession:
+        """A connection's session (counted; kept among the latest)."""
         self.stats.connections += 1
-        sess = LiveSession(ws, self.stats, self.max_session_s, self.trace)
+        sess = LiveSession(ws, self.stats, self.max_session_s, self.trace, self.model, self.answer_turns)
         self.sessions.append(sess)
+        return sess
+
+    async def handle(self, ws: ServerConnection) -> None:
+        sess = self.new_session(ws)
         try:
             async for message in ws:
                 if self.trace is not None:

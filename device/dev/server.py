@@ -114,7 +114,7 @@ class RealtimeServer:
         self.connections = 0  # accepted since start (for tests and `check`)
         self._live: dict[ServerConnection, Session] = {}
         # GPT-Live on /v1/live/sessions of the same port (its sessions expire on input time).
-        self.live_api = LiveServer(max_session_s=max_session_s, trace=trace)
+        self.live_api = LiveServer(max_session_s=max_session_s, trace=trace, model=self.model)
         self._live_api_ws: set[ServerConnection] = set()
         self.only: str | None = None  # "realtime" | "live": refuse the other API's path (serve --api)
 
@@ -232,7 +232,7 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, speed: float = 4.0,
     await server.start(host, port)
     where = {"realtime": f"realtime server (model {MODEL}{', scripted' if script else ''}) on "
                          f"{server.url.split('?')[0]}",
-             "live": f"GPT-Live (parrot) on {server.live_url}"}
+             "live": f"GPT-Live (parrot{', scripted' if script else ''}) on {server.live_url}"}
     print("voxbox: " + ", ".join(v for k, v in where.items() if api in (None, k)), file=sys.stderr, flush=True)
     try:
         await asyncio.Future()

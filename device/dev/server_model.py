@@ -16,6 +16,9 @@ what the model does instead:
 With `call`, the turn's first response is the function call; once the client adds the
 `function_call_output` (matching `call_id`) and sends `response.create`, the next
 response speaks. Turns beyond the script are the parrot's.
+
+The GPT-Live parrot (live_server) takes the same turns with `take_turn()`: a `call` goes through
+the session's Responses delegation when `session.start` configured one.
 """
 
 from __future__ import annotations
@@ -138,6 +141,13 @@ class ScriptedModel:
         self._answered: set[str] = set()  # user items a response already started on
         self._awaiting: tuple[ScriptTurn, Item, str] | None = None  # turn, its user item, call_id
 
+    def take_turn(self) -> ScriptTurn | None:
+        """The script's next user turn (in order, shared by every connection); None past its end."""
+        if self._turns >= len(self.script):
+            return None
+        self._turns += 1
+        return self.script[self._turns - 1]
+
     def next(self, conv: Conversation) -> Speak | CallTool:
         items = conv.items()
         user = next((i for i in reversed(items) if i.type == "message" and i.role == "user"), None)
@@ -152,14 +162,13 @@ class ScriptedModel:
         if user.id not in self._answered:
             self._answered.add(user.id)
             self._awaiting = None  # a new user turn supersedes a call left unanswered
-            if self._turns < len(self.script):
-                turn = self.script[self._turns]
-                self._turns += 1
-                if turn.call_name is not None:
-                    call = CallTool(turn.call_name, turn.call_arguments, new_id("call"))
-                    self._awaiting = (turn, user, call.call_id)
+            scripted = self.take_turn()
+            if scripted is not None:
+                if scripted.call_name is not None:
+                    call = CallTool(scripted.call_name, scripted.call_arguments, new_id("call"))
+                    self._awaiting = (scripted, user, call.call_id)
                     return call
-                return Speak(turn.audio if turn.audio is not None else _parrot(user).audio, turn.say)
+                return Speak(scripted.audio if scripted.audio is not None else _parrot(user).audio, scripted.say)
         return _parrot(user)
 
 

@@ -12,13 +12,24 @@ has no per-API branches.
   (OpenSession → session.start, seeded on renewal with the conversation's transcripts as
   `input` history; CloseSession → session.close), mute/unmute, and nothing for cancel,
   truncate, commit or clear: the model hears the user and stops by itself.
+
+Function tools (device/appliance/): `function_calls(ev)` reads the model's calls from a server
+event, `tool_output(call_id, output)` is the client event that answers one, and the machine's
+`SendResponseCreate(tool_outputs=True)` lets the model go on. Realtime: `response.function_call_
+arguments.done` / `response.done` → `conversation.item.create` + `response.create`. GPT-Live
+(Responses delegation, configured in `session.start`): the delegated Responses stream's calls
+nested in `response.event` → `response.item.create` + `response.create`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from device.appliance import events as appliance_events
+from device.appliance.events import FunctionCall
+from device.appliance.tools import live_delegation
 from device.config import Settings
 from device.conversation import machine as cv
 from device.link import live_protocol as lp
@@ -40,6 +51,19 @@ class Dialect(Protocol):
 
     def transcript(self, ev: ServerEvent) -> tuple[str, str] | None:
         """(role, text) of a transcript fragment, else None."""
+        ...
+
+    def function_calls(self, ev: ServerEvent) -> list[FunctionCall]:
+        """The function calls this event completes (a call may come twice: run each call_id once)."""
+        ...
+
+    def tool_output(self, call_id: str, output: str) -> dict[str, Any]:
+        """The client event carrying one call's output (JSON text)."""
+        ...
+
+    def appliance_event(self, ev: ServerEvent) -> tuple[str, dict[str, Any]] | None:
+        """(type, data) of the model-side event this carries, as the appliance reads it (MCP
+        notes): the event itself on Realtime, the nested Responses event on GPT-Live; else None."""
         ...
 
 
@@ -91,6 +115,15 @@ class RealtimeDialect:
     def transcript(self, ev: ServerEvent) -> tuple[str, str] | None:
         return None
 
+    def function_calls(self, ev: ServerEvent) -> list[FunctionCall]:
+        return appliance_events.function_calls(ev.type, ev.data)
+
+    def tool_output(self, call_id: str, output: str) -> dict[str, Any]:
+        return protocol.function_call_output(call_id, output)
+
+    def appliance_event(self, ev: ServerEvent) -> tuple[str, dict[str, Any]] | None:
+        return ev.type, ev.data
+
 
 class LiveDialect:
     """GPT-Live. Keeps the conversation's transcripts (for a renewed session's history) and
@@ -99,8 +132,11 @@ class LiveDialect:
     api = "live"
     audio_event = "session.input_audio.append"
 
-    def __init__(self, model: str = lp.DEFAULT_MODEL, instructions: str = "", voice: str = "") -> None:
+    def __init__(self, model: str = lp.DEFAULT_MODEL, instructions: str = "", voice: str = "",
+                 delegation: dict[str, Any] | None = None) -> None:
         self.model, self.instructions, self.voice = model, instructions, voice
+        self.delegation = delegation  # session.start's (Responses delegation with the device's tools), or None
+        self._responses = appliance_events.ResponsesCalls()
         self.history: list[lp.HistoryItem] = []
         self.session_open = False
         self._utterance = 0
@@ -111,12 +147,16 @@ class LiveDialect:
             if not action.renew:
                 self.history = []  # a new conversation starts from nothing
             self.session_open = True
-            return [lp.session_start(self.model, self.instructions, self.voice, history=self.history)]
+            return [lp.session_start(self.model, self.instructions, self.voice, history=self.history,
+                                     delegation=self.delegation)]
         if isinstance(action, cv.CloseSession):
             was, self.session_open = self.session_open, False
             return [lp.session_close()] if was else []
         if isinstance(action, cv.MuteChanged) and self.session_open:
             return [lp.input_audio_mute() if action.muted else lp.input_audio_unmute()]
+        if (isinstance(action, cv.SendResponseCreate) and action.tool_outputs and self.session_open
+                and self.delegation is not None):
+            return [lp.response_create()]  # the delegated response goes on with the tool outputs
         return []  # cancel, truncate, commit, clear: GPT-Live has none (the model decides)
 
     def machine_events(self, ev: ServerEvent, t: float) -> list[cv.Event]:
@@ -142,6 +182,24 @@ class LiveDialect:
                 self.history.append(lp.HistoryItem(role, text))
         return []
 
+    def function_calls(self, ev: ServerEvent) -> list[FunctionCall]:
+        """Calls of the delegated Responses stream (`response.event` {event, delegation_id})."""
+        inner = self.appliance_event(ev)
+        if inner is None:
+            return []
+        calls = self._responses.feed(*inner)
+        filed = json_text(ev.data.get("delegation_id")) or "delegation"  # ToolDone needs a name for it
+        return [c if c.response_id else dataclasses.replace(c, response_id=filed) for c in calls]
+
+    def tool_output(self, call_id: str, output: str) -> dict[str, Any]:
+        return lp.function_call_output(call_id, output)
+
+    def appliance_event(self, ev: ServerEvent) -> tuple[str, dict[str, Any]] | None:
+        if ev.type != "response.event":
+            return None
+        inner = json_object(ev.data.get("event"))
+        return (inner["type"], inner) if isinstance(inner.get("type"), str) else None
+
     def transcript(self, ev: ServerEvent) -> tuple[str, str] | None:
         if ev.type == "session.input_transcript.delta":
             return "user", str(ev.data.get("delta", ""))
@@ -154,5 +212,6 @@ def for_settings(settings: Settings) -> Dialect:
     """The dialect of `realtime.api`."""
     rt = settings.realtime
     if rt.api == "live":
-        return LiveDialect(rt.model or lp.DEFAULT_MODEL, rt.instructions, rt.voice)
+        return LiveDialect(rt.model or lp.DEFAULT_MODEL, rt.instructions, rt.voice,
+                           delegation=live_delegation(settings.tools))
     return RealtimeDialect()

@@ -340,12 +340,12 @@ class LiveClient:
             return None
         if not ev.known:
             self.stats.unknown_events += 1
-        audio = ev.pcm if isinstance(ev, lp.OutputAudio) else None
-        if audio is not None:
-            self.stats.downlink_audio_ms += len(audio) / lp.BYTES_PER_MS
+        out = lp.server_event(ev)
+        if out.audio is not None:
+            self.stats.downlink_audio_ms += len(out.audio) / lp.BYTES_PER_MS
         if isinstance(ev, lp.LiveError):
             self.stats.errors += 1
-        return ServerEvent(ev.type, ev.data, audio)
+        return out
 
     def _pop(self) -> tuple[str, Any] | None:
         with self._lock:

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from device.link.protocol import ProtocolError, decode_audio, new_id
+from device.link.protocol import ProtocolError, ServerEvent, decode_audio, new_id
 
 URL = "wss://api.openai.com/v1/live/sessions"
 MODELS = ("gpt-live-1", "gpt-live-1.1")
@@ -271,3 +271,8 @@ def parse_server_event(text: str | bytes) -> LiveEvent:
                          param=_get(e, "param", _STR_OR_NULL, "error.error", False) or "",
                          client_event_id=_get(e, "client_event_id", _STR_OR_NULL, "error.error", False) or "")
     return Other(type=t, data=data)
+
+
+def server_event(ev: LiveEvent) -> ServerEvent:
+    """The agent's view of a parsed event: the same shape as a Realtime one (audio decoded)."""
+    return ServerEvent(ev.type, ev.data, ev.pcm if isinstance(ev, OutputAudio) else None)

@@ -27,8 +27,9 @@ DEFAULT_TESTS=(tests/test_conversation.py tests/test_link_protocol.py tests/test
                tests/test_listen_commands.py tests/test_listen_interpreter.py tests/test_listen_manifest.py
                tests/test_listen_micro.py tests/test_listen_tflite_runtime.py tests/test_listen_vad.py
                tests/test_listen_wakeword.py
-               # A CPU-time bound (< 0.1 s per audio s): under emulation it measures qemu, not the canceller.
-               --deselect tests/test_aec.py::test_cpu_per_audio_second)
+               # qemu runs the reference engines 20-50x slower than a Pi: one test can pass pytest's
+               # 300 s (pyproject) on a loaded host (run 4: the hey_jarvis reference comparison).
+               --timeout=1800)
 export QEMU_CPU=${QEMU_CPU:-cortex-a72}
 
 fail() { echo "test-arm64: FAILED: $*" >&2; exit 1; }
