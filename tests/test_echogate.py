@@ -92,3 +92,31 @@ def test_convergence_follows_the_canceller_s_attenuation_of_loud_echo() -> None:
     c.update(40.0, 39.0, echo=True)  # quiet frames (between words) do not count
     c.update(80.0, 79.0, echo=False)  # nor frames the gate calls near-end speech
     assert c.erle == before
+
+
+
+def _shares(ref: np.ndarray, mic: np.ndarray) -> np.ndarray:
+    gate = EchoGate()
+    out = []
+    for k in range(len(ref) // FRAME):
+        sl = slice(k * FRAME, (k + 1) * FRAME)
+        gate.push(np.rint(ref[sl]).astype(np.int16), np.rint(mic[sl]).astype(np.int16), 3)
+        out.append(gate.echo_share)
+    return np.array(out)
+
+
+def test_echo_share_covers_the_echo_while_the_reply_plays_and_falls_once_its_tail_is_gone() -> None:
+    ref, mic = _signals(3.0, stop_s=2.0)
+    shares = _shares(ref, mic)
+    assert np.median(shares[100:195]) >= 0.5  # echo alone: the prediction (x4 margin) covers it
+    # The reply stopped at frame 200 (its echo 3 frames later): within 0.3 s the learnt path
+    # predicts no echo left, and the mic's noise floor is all there is.
+    assert shares[230:].max() < 0.1, shares[200:240].round(2)
+
+
+def test_echo_share_is_low_in_the_pause_when_the_user_speaks() -> None:
+    ref, mic = _signals(3.0, stop_s=2.0)
+    at = int(2.3 * RATE)
+    mic[at : at + RATE // 2] += _voice(RATE // 2, 1000.0)  # the user, 0.3 s into the silence
+    shares = _shares(ref, mic)
+    assert shares[232:280].max() < 0.1  # the user's frames: no echo to explain them

@@ -14,6 +14,12 @@ Until the gate has seen `learn_frames` frames of loud reference it cannot tell (
 False): it counts nothing as near-end then. What it learnt persists across replies, as the
 echo path does.
 
+`echo_share` is a second, tighter measure: the echo the learnt echo path predicts for this
+very frame (device/audio/echopath.py), with `path_margin_db` of room, as a share of the mic's
+power. The bound above holds the loudest reference of `window` frames; the prediction follows
+the reply syllable by syllable and, once the speaker stops, the room's tail as it dies away
+(the barge-in's pause uses it to tell when the mic holds only the user).
+
 Inputs: int16[160] frames at 16 kHz, the reference (None: speaker silent) and the raw mic
 in step, as the echo canceller gets them. Cost: one FFT call (2 x 320 points) per frame,
 ~0.01 CPU s per audio s here.
@@ -25,6 +31,8 @@ from collections import deque
 
 import numpy as np
 
+from device.audio.echopath import EchoPath
+
 RATE = 16000
 FRAME = 160
 NFFT = 320
@@ -35,7 +43,8 @@ BANDS = len(_EDGES) - 1
 
 class EchoGate:
     def __init__(self, window: int = 16, decay_db: float = 2.5, margin_db: float = 0.0, share: float = 0.15,
-                 learn_frames: int = 30, forget_db_per_s: float = 3.0, ref_floor_db: float = 40.0) -> None:
+                 learn_frames: int = 30, forget_db_per_s: float = 3.0, ref_floor_db: float = 40.0,
+                 path_margin_db: float = 6.0) -> None:
         self.window = window
         self.decay = 10 ** (-decay_db / 10)
         self.margin = 10 ** (margin_db / 10)
@@ -55,6 +64,9 @@ class EchoGate:
         self._rise = 10 ** (1.0 / 10 / 100)
         self._grow = 10 ** (0.5 / 10)
         self.learnt = 0  # frames of loud reference seen
+        self.path = EchoPath(nb)
+        self.path_margin = 10 ** (path_margin_db / 10)
+        self.echo_share = 1.0  # the last frame's predicted echo power / the mic's, with margin (1.0: unknown)
         self.near = False  # the last frame's verdict
         self.history: deque[bool] = deque(maxlen=64)  # verdicts per frame, for the agent to drain
 
@@ -107,7 +119,13 @@ class EchoGate:
         # power the echo (with margin) and the noise floor (x10, 10 dB) cannot explain
         excess = np.clip(pm - self.margin * echo - 10.0 * self.floor, 0.0, None)
         near = bool(self.ready and float(excess.sum()) / total >= self.share)
+        predicted = self.path.predict(pr)
+        self.echo_share = min(1.0, self.path_margin * float(predicted.sum()) / total) if self.ready else 1.0
+        # what the prediction cannot explain: the echo path learns from such frames at a tenth of its step
+        unexplained = np.clip(pm - self.path_margin * predicted - 10.0 * self.floor, 0.0, None)
+        path_near = self.ready and float(unexplained.sum()) / total >= self.share
         if loud:
+            self.path.learn(pm, echo_only=not (near or path_near), floor=1e-3 * self.ref_floor)
             # Learn the echo path: the largest mic/reference ratio seen, forgotten slowly. Frames
             # the prediction explains teach at once; near-end frames only 0.5 dB per frame, so a
             # short word is not learnt as echo but a band the gate had wrong is within ~20 frames.

@@ -111,6 +111,9 @@ class Agent:
         self.convergence = Convergence()
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
+        self._paused_at = -1.0  # mic time of the last pause on a suspicion
+        self._near_times: deque[float] = deque(maxlen=8)  # mic times of the last near-end frames
+        self._pause_detector = ""  # which detector asked for it (the timeline's playback_pause)
         self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed
         self._uplink_gain = 1.0
         self.uplink = Uplink()
@@ -316,6 +319,7 @@ class Agent:
             for i, f in enumerate(frames):
                 if i < len(near) and near[i]:
                     self._near_until = self.now + self.NEAR_HOLD_S
+                    self._near_times.append(self.now)
                     self._near_run += 1
                     if self._near_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until:
                         self._uplink_until = self.now + self.UPLINK_HOLD_S
@@ -324,25 +328,63 @@ class Agent:
                 if levels is not None and gate is not None and gate.active:
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
                                             echo=not (i < len(near) and near[i]))
+                paused = m.paused_until is not None
+                if gate is not None and i < len(self.frontend.raw):
+                    # AEC3's suppressor takes the user out with the reply's echo while it plays, and
+                    # for 200-300 ms after it stops (bench, no echo in the mic at all: a 61 dB word
+                    # left at the 27 dB floor). The VAD hears the raw mic instead where the learnt
+                    # echo path predicts less than a tenth of it, and in a pause once the room's tail
+                    # has died away.
+                    share = float(self.frontend.echo_share[i])
+                    settled = paused and self.now >= self._paused_at + self.PAUSE_TAIL_S
+                    if settled or share < self.PAUSE_ECHO_SHARE:
+                        f = self.frontend.raw[i]
+                # In a pause, a frame may confirm the barge-in once the reply's echo has died away.
+                # (Loud: with no echo left, the gate calls the room's noise near-end once its floor
+                # estimate is stale.)
+                clear = (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
+                         and (gate is None  # no canceller, no echo gate: nothing to wait for
+                              or (i < len(self.frontend.echo_share)
+                                  and (float(self.frontend.echo_share[i]) < self.CONFIRM_ECHO_SHARE
+                                       or self.now >= self._paused_at + self.PAUSE_TAIL_S)
+                                  and levels is not None
+                                  and float(levels[i, 0]) >= self.settings.vad.dtd_level_db)))
+                if i < len(near) and near[i] and not masked:
+                    if (not paused and self._near_run >= self.PAUSE_NEAR_FRAMES
+                            and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
+                        self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
+                    elif clear and self._near_run >= self.CONFIRM_NEAR_FRAMES:
+                        # ... and another run in the pause, the reply's echo dying away: the user.
+                        self.log("speech_start", source="local_vad", detector="echo_gate")
+                        self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
                 events = self.vad.process(f)
                 if m.phase == "speaking" and not self._gate_open() and any(e.kind == "start" for e in events):
                     # The VAD heard the reply's own voice leaking through the canceller: forget that
                     # segment, so the user, if it was them, starts a new one once the gate opens.
                     self.vad.reset()
                     events = [e for e in events if e.kind != "start"]
+                if not masked and any(e.kind == "start" for e in events):
+                    if self._pause_first("local_vad"):
+                        events = [e for e in events if e.kind != "start"]
+                    elif not (self._gate_open() if not paused else clear or self._near_recent()):
+                        self.vad.reset()
+                        events = [e for e in events if e.kind != "start"]
                 self._vad_events(events)
                 if masked:
                     continue
                 if m.phase == "speaking" and self.suspect.check() and self._gate_open():
-                    self._apply(m.handle(cv.SuspectSpeech(self.now)))
+                    self._suspect("vad_chunk")
                 # The double-talk test sees a leak of the canceller as well as the user: it needs the
                 # gate's own verdict on this very frame.
                 if (m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i])
-                        and (gate is None or (i < len(near) and bool(near[i])))):
+                        and (gate is None or (i < len(near) and bool(near[i]) and (clear or not paused)))
+                        and not self._pause_first("echo_dtd")):
                     self.log("speech_start", source="local_vad", detector="echo_dtd")
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
             self.dtd.disarm()
+            self._near_run = 0  # the next reply's runs start afresh
+            self._near_times.clear()
             self._vad_events(self.vad.process(pcm))
         # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
         up = frames
@@ -377,6 +419,47 @@ class Agent:
     # ... and opens after this many near-end frames in a row (single frames come from the echo too).
     UPLINK_NEAR_FRAMES = 3
     UPLINK_HOLD_S = 0.5  # then it stays open this long after each near-end frame: the rest of a word
+    # The reply pauses after this many near-end frames in a row (the VAD on AEC3's output in double
+    # talk often stays below vad.suspect_threshold through a short word).
+    PAUSE_NEAR_FRAMES = 5
+    # ... once the gate has learnt the echo path on this many frames of loud reference (measured:
+    # with 30, 22 false pauses in 11 min of espeak replies came 0.4-0.5 s into the first one; with
+    # 50, 12 in 9.3 min of echo-only espeak replies, 0.5-0.7 s in; with 80, 8).
+    PAUSE_LEARNT_FRAMES = 80
+    # In a pause, a run of CONFIRM_NEAR_FRAMES near-end frames confirms the barge-in, once the
+    # pause is CONFIRM_AFTER_S old (frames before it were judged against the reply still playing).
+    CONFIRM_NEAR_FRAMES = 3
+    CONFIRM_AFTER_S = 0.1
+    CONFIRM_ECHO_SHARE = 0.25  # ... in frames whose predicted echo is at most this share of the mic
+    # The VAD hears the raw mic in frames whose predicted echo is at most this share of it.
+    PAUSE_ECHO_SHARE = 0.1
+    # ... and in every frame once the pause is this old: the room's tail (RT60 250 ms) is 36 dB down.
+    PAUSE_TAIL_S = 0.15
+
+    def _suspect(self, detector: str) -> None:
+        """Pause the reply on a suspicion; what confirms it must be heard after the pause (see _pause_first)."""
+        m = self.machine
+        was = m.paused_until
+        self._pause_detector = detector
+        self._apply(m.handle(cv.SuspectSpeech(self.now)))
+        if was is None and m.paused_until is not None:
+            self._paused_at = self.now
+            self._near_run = 0
+
+    def _near_recent(self) -> bool:
+        """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S."""
+        return sum(1 for t in self._near_times if t >= self.now - self.NEAR_HOLD_S) >= 3
+
+    def _pause_first(self, detector: str) -> bool:
+        """A barge-in detector fired while the reply still plays: pause instead (True) when the
+        two-stage barge-in is on, so only speech heard in the pause confirms it. Measured (bench
+        barge_in, human voices): every false barge-in was a strict-VAD start on a leak of the
+        canceller, or a double-talk run on one, with the reply playing."""
+        m = self.machine
+        if m.phase != "speaking" or m.paused_until is not None:
+            return False
+        self._suspect(detector)
+        return m.paused_until is not None
 
     def _gate_open(self) -> bool:
         """Barge-in decisions may go through: no echo gate, no echo expected, the gate still
@@ -702,8 +785,8 @@ class Agent:
                 self._stop_playback(a.reason)
             elif isinstance(a, cv.PausePlayback):
                 self.player.pause()
-                self.log("playback_pause", reason=a.reason, item_id=self._playing,
-                         played_ms=self.player.played_ms(self._playing) if self._playing else 0)
+                self.log("playback_pause", reason=a.reason, detector=self._pause_detector,
+                         item_id=self._playing, played_ms=self.player.played_ms(self._playing) if self._playing else 0)
             elif isinstance(a, cv.ResumePlayback):
                 self.player.resume()
                 self.log("playback_resume", reason=a.reason, item_id=self._playing,
