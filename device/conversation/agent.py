@@ -357,6 +357,8 @@ class Agent:
                         # ... and another run in the pause, the reply's echo dying away: the user.
                         self.log("speech_start", source="local_vad", detector="echo_gate")
                         self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+                # A pause made just now counts for the rest of this frame: what confirms it comes after.
+                paused = m.paused_until is not None
                 events = self.vad.process(f)
                 if m.phase == "speaking" and not self._gate_open() and any(e.kind == "start" for e in events):
                     # The VAD heard the reply's own voice leaking through the canceller: forget that
@@ -365,8 +367,11 @@ class Agent:
                     events = [e for e in events if e.kind != "start"]
                 if not masked and any(e.kind == "start" for e in events):
                     if self._pause_first("local_vad"):
+                        # A new segment: a voice that goes on starts again in the pause and confirms it
+                        # (kept, the VAD stays in this one until 500 ms of silence, past confirm_ms).
+                        self.vad.reset()
                         events = [e for e in events if e.kind != "start"]
-                    elif not (self._gate_open() if not paused else clear or self._near_recent()):
+                    elif not (self._gate_open() if not paused else clear or self._near_recent(self._paused_at)):
                         self.vad.reset()
                         events = [e for e in events if e.kind != "start"]
                 self._vad_events(events)
@@ -374,6 +379,7 @@ class Agent:
                     continue
                 if m.phase == "speaking" and self.suspect.check() and self._gate_open():
                     self._suspect("vad_chunk")
+                    paused = m.paused_until is not None
                 # The double-talk test sees a leak of the canceller as well as the user: it needs the
                 # gate's own verdict on this very frame.
                 if (m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i])
@@ -446,9 +452,11 @@ class Agent:
             self._paused_at = self.now
             self._near_run = 0
 
-    def _near_recent(self) -> bool:
-        """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S."""
-        return sum(1 for t in self._near_times if t >= self.now - self.NEAR_HOLD_S) >= 3
+    def _near_recent(self, after: float) -> bool:
+        """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S,
+        all later than `after` (mic time): in a pause, the frames that made it do not confirm it."""
+        start = self.now - self.NEAR_HOLD_S
+        return sum(1 for t in self._near_times if t >= start and t > after) >= 3
 
     def _pause_first(self, detector: str) -> bool:
         """A barge-in detector fired while the reply still plays: pause instead (True) when the

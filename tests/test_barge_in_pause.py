@@ -1,0 +1,139 @@
+"""Pause first, confirm in the pause: what made the pause never confirms it.
+
+The agent plays a reply (a RecordingLink delivers it); then its detectors are scripted frame by
+frame: the echo gate's verdicts, the VAD's events and the double-talk test. The conversation
+machine, the player and the agent's barge-in logic are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+
+from device import config as cfg
+from device.audio.player import Player
+from device.audio.sim import SimAudio
+from device.conversation import machine as cv
+from device.conversation.agent import Agent
+from device.link.twin import RecordingLink
+from device.listen.vad import VadEvent
+from device.listen.wakeword import NoWake
+from device.timeline import Timeline
+
+
+class ScriptedVad:
+    """The VadSegmenter surface the agent uses; `script` maps a frame number (from 1) to events."""
+
+    def __init__(self) -> None:
+        self.script: dict[int, list[VadEvent]] = {}
+        self.frames = 0
+        self.resets: list[int] = []
+        self.fed_s = 0.0
+        self.last_probability = 0.0  # the fast stage (SuspectGate) never fires
+        self.engine = SimpleNamespace(chunk_samples=512)
+
+    def process(self, pcm16: np.ndarray) -> list[VadEvent]:
+        self.frames += 1
+        self.fed_s += len(pcm16) / 16000
+        return self.script.pop(self.frames, [])
+
+    def reset(self) -> None:
+        self.resets.append(self.frames)
+
+    def set_strict(self, strict: bool) -> None:
+        pass
+
+
+class ScriptedDtd:
+    def __init__(self, fire: set[int]) -> None:
+        self.fire, self.frames = fire, 0
+
+    def arm(self, now: float) -> None:
+        pass
+
+    def disarm(self) -> None:
+        pass
+
+    def update(self, now: float, mic_db: float, out_db: float) -> bool:
+        self.frames += 1
+        return self.frames in self.fire
+
+
+class LearntGate:
+    """An echo gate that has learnt the echo path and expects echo (its verdicts come per frame)."""
+
+    learnt, active, ready = 500, True, True
+
+
+def _speaking_agent() -> tuple[Agent, Timeline, ScriptedVad]:
+    settings = dataclasses.replace(cfg.Settings(), sounds=cfg.SoundsSettings(wake=False, done=False))
+    sim = SimAudio(np.zeros((16000, 1), np.int16), 16000, Player(settings.audio.output_rate), speed=1e9)
+    timeline = Timeline(None, keep=True)
+    link = RecordingLink()
+    vad = ScriptedVad()
+    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=vad, link=link.attach)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        agent.start()
+        link.connect()
+        agent.handle(cv.Wake(0.0, "test", 1.0))
+        agent.handle(cv.Committed(agent.now))
+        link.deliver("response.created", response={"id": "resp_1"})
+        tone = (np.sin(np.arange(48000) * 2 * np.pi * 330 / 24000) * 8000).astype("<i2").tobytes()
+        link.deliver("response.output_audio.delta", audio=tone, response_id="resp_1", item_id="item_1")
+        for _ in range(5):
+            agent.process_block(await sim.read())  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    assert agent.machine.phase == "speaking"
+    return agent, timeline, vad
+
+
+def _frames(agent: Agent, near: list[bool]) -> None:
+    """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames)."""
+    fe = agent.frontend
+    fe.echo_gate = LearntGate()  # type: ignore[assignment]
+    for verdict in near:
+        fe.near = np.array([verdict])
+        fe.raw = np.zeros((1, 160), np.int16)
+        fe.echo_share = np.array([0.5])
+        agent.samples += 160
+        agent._frames(np.zeros((1, 160), np.int16), np.array([[60.0, 58.0]]))
+
+
+def _events(timeline: Timeline) -> list[str]:
+    return [r["event"] for r in timeline.records if r["event"] in ("playback_pause", "barge_in")]
+
+
+def test_a_double_talk_run_ending_on_the_frame_that_paused_does_not_confirm_it() -> None:
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd({5})  # type: ignore[assignment]
+    _frames(agent, [True] * 5)  # five near-end frames pause the reply on the fifth
+    assert _events(timeline) == ["playback_pause"]
+    assert agent.machine.phase == "speaking"
+
+
+def test_a_vad_start_right_after_a_gate_pause_needs_near_end_frames_heard_in_the_pause() -> None:
+    agent, timeline, vad = _speaking_agent()
+    n = vad.frames
+    vad.script = {n + 5: [VadEvent("start", 0.0)], n + 7: [VadEvent("start", 0.0)]}
+    _frames(agent, [True] * 5 + [False, False])  # the frames that paused are before it
+    assert _events(timeline) == ["playback_pause"]
+    assert agent.machine.phase == "speaking"
+    # ... while a voice the gate hears in the pause, with the VAD, confirms it.
+    vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
+    _frames(agent, [True, True, True])
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_a_vad_start_that_pauses_the_reply_lets_the_voice_start_again_in_the_pause() -> None:
+    agent, timeline, vad = _speaking_agent()
+    vad.script = {vad.frames + 1: [VadEvent("start", 0.0)]}
+    _frames(agent, [True])
+    assert _events(timeline) == ["playback_pause"]
+    # The segment was dropped: without it the VAD would stay in it past confirm_ms, and nothing
+    # could confirm the pause where there is no canceller.
+    assert vad.resets and vad.resets[-1] == vad.frames
