@@ -92,14 +92,15 @@ def _speaking_agent() -> tuple[Agent, Timeline, ScriptedVad]:
     return agent, timeline, vad
 
 
-def _frames(agent: Agent, near: list[bool]) -> None:
-    """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames)."""
+def _frames(agent: Agent, near: list[bool], share: float = 0.5) -> None:
+    """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
+    share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share)."""
     fe = agent.frontend
     fe.echo_gate = LearntGate()  # type: ignore[assignment]
     for verdict in near:
         fe.near = np.array([verdict])
         fe.raw = np.zeros((1, 160), np.int16)
-        fe.echo_share = np.array([0.5])
+        fe.echo_share = np.array([share])
         agent.samples += 160
         agent._frames(np.zeros((1, 160), np.int16), np.array([[60.0, 58.0]]))
 
@@ -137,3 +138,23 @@ def test_a_vad_start_that_pauses_the_reply_lets_the_voice_start_again_in_the_pau
     # The segment was dropped: without it the VAD would stay in it past confirm_ms, and nothing
     # could confirm the pause where there is no canceller.
     assert vad.resets and vad.resets[-1] == vad.frames
+
+
+def test_a_short_word_the_echo_cannot_be_in_confirms_the_pause_it_made_at_once() -> None:
+    # A word that ends 70 ms after the pause (bench: espeak talk_080, a 0 dB phrase) leaves no
+    # near-end run once the reply's echo has died away; frames the predicted echo is under a
+    # tenth of are the user's however young the pause is. Those that made the pause do not count.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5, share=0.05)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True], share=0.05)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True], share=0.05)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_near_end_frames_the_echo_may_still_be_in_do_not_confirm_a_young_pause() -> None:
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5 + [True] * 4)  # 40 ms into the pause: the echo of the reply is still arriving
+    assert _events(timeline) == ["playback_pause"]
+    assert agent.machine.phase == "speaking"

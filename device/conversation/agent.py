@@ -111,6 +111,7 @@ class Agent:
         self.convergence = Convergence()
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
+        self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
         self._near_times: deque[float] = deque(maxlen=8)  # mic times of the last near-end frames
         self._pause_detector = ""  # which detector asked for it (the timeline's playback_pause)
@@ -329,6 +330,11 @@ class Agent:
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
                                             echo=not (i < len(near) and near[i]))
                 paused = m.paused_until is not None
+                # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound and
+                # the echo path's prediction under a tenth of it (never in the bench's echo-only runs).
+                strong = (paused and i < len(near) and bool(near[i])
+                          and float(self.frontend.echo_share[i]) < self.PAUSE_ECHO_SHARE)
+                self._strong_run = self._strong_run + 1 if strong else 0
                 if gate is not None and i < len(self.frontend.raw):
                     # AEC3's suppressor takes the user out with the reply's echo while it plays, and
                     # for 200-300 ms after it stops (bench, no echo in the mic at all: a 61 dB word
@@ -353,7 +359,8 @@ class Agent:
                     if (not paused and self._near_run >= self.PAUSE_NEAR_FRAMES
                             and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
                         self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
-                    elif clear and self._near_run >= self.CONFIRM_NEAR_FRAMES:
+                    elif ((clear and self._near_run >= self.CONFIRM_NEAR_FRAMES)
+                          or self._strong_run >= self.CONFIRM_STRONG_FRAMES):
                         # ... and another run in the pause, the reply's echo dying away: the user.
                         self.log("speech_start", source="local_vad", detector="echo_gate")
                         self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
@@ -389,7 +396,7 @@ class Agent:
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
             self.dtd.disarm()
-            self._near_run = 0  # the next reply's runs start afresh
+            self._near_run = self._strong_run = 0  # the next reply's runs start afresh
             self._near_times.clear()
             self._vad_events(self.vad.process(pcm))
         # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
@@ -437,6 +444,9 @@ class Agent:
     CONFIRM_NEAR_FRAMES = 3
     CONFIRM_AFTER_S = 0.1
     CONFIRM_ECHO_SHARE = 0.25  # ... in frames whose predicted echo is at most this share of the mic
+    # ... or at once, however young the pause, on this many frames in a row the echo cannot be in
+    # (a short word said at the pause is over before the echo dies away: bench, espeak "talk_080").
+    CONFIRM_STRONG_FRAMES = 2
     # The VAD hears the raw mic in frames whose predicted echo is at most this share of it.
     PAUSE_ECHO_SHARE = 0.1
     # ... and in every frame once the pause is this old: the room's tail (RT60 250 ms) is 36 dB down.
@@ -451,6 +461,7 @@ class Agent:
         if was is None and m.paused_until is not None:
             self._paused_at = self.now
             self._near_run = 0
+            self._strong_run = 0
 
     def _near_recent(self, after: float) -> bool:
         """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S,
