@@ -92,9 +92,10 @@ def _speaking_agent() -> tuple[Agent, Timeline, ScriptedVad]:
     return agent, timeline, vad
 
 
-def _frames(agent: Agent, near: list[bool], share: float = 0.5) -> None:
+def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float = 60.0) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
-    share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share)."""
+    share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
+    the mic's level as the canceller measured it (dB re 1 LSB)."""
     fe = agent.frontend
     fe.echo_gate = LearntGate()  # type: ignore[assignment]
     for verdict in near:
@@ -102,7 +103,7 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5) -> None:
         fe.raw = np.zeros((1, 160), np.int16)
         fe.echo_share = np.array([share])
         agent.samples += 160
-        agent._frames(np.zeros((1, 160), np.int16), np.array([[60.0, 58.0]]))
+        agent._frames(np.zeros((1, 160), np.int16), np.array([[level_db, level_db - 2.0]]))
 
 
 def _events(timeline: Timeline) -> list[str]:
@@ -158,3 +159,24 @@ def test_near_end_frames_the_echo_may_still_be_in_do_not_confirm_a_young_pause()
     _frames(agent, [True] * 5 + [True] * 4)  # 40 ms into the pause: the echo of the reply is still arriving
     assert _events(timeline) == ["playback_pause"]
     assert agent.machine.phase == "speaking"
+
+
+def test_quiet_frames_in_a_pause_never_confirm_it_whatever_the_echo_prediction() -> None:
+    # A room whose tail outlasts the gate's 2.5 dB-per-frame decay is called near-end all through
+    # the pause while the echo path's prediction has already fallen (review: RT60 500 ms, two false
+    # barge-ins in six echo-only runs). The user's voice is loud; that tail is not.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5)
+    _frames(agent, [True] * 25, share=0.05, level_db=35.0)  # to 250 ms into the pause, at 35 dB
+    assert _events(timeline) == ["playback_pause"]
+
+
+def test_frames_under_our_own_earcon_do_not_count_towards_confirming_a_pause() -> None:
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5)
+    agent._quiet_until = agent.now + 0.035  # our own sound in the mic for the next 3 frames
+    _frames(agent, [True] * 3, share=0.05)
+    _frames(agent, [True], share=0.05)  # one frame of the user's after it: not yet a run
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True], share=0.05)
+    assert _events(timeline) == ["playback_pause", "barge_in"]

@@ -330,10 +330,12 @@ class Agent:
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
                                             echo=not (i < len(near) and near[i]))
                 paused = m.paused_until is not None
-                # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound and
-                # the echo path's prediction under a tenth of it (never in the bench's echo-only runs).
-                strong = (paused and i < len(near) and bool(near[i])
-                          and float(self.frontend.echo_share[i]) < self.PAUSE_ECHO_SHARE)
+                # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, the
+                # echo path's prediction under a tenth of it (never in the bench's echo-only runs), and
+                # loud (a room's tail that outlasts the gate's decay, or a stale noise floor, is quiet).
+                strong = (paused and not masked and i < len(near) and bool(near[i])
+                          and float(self.frontend.echo_share[i]) < self.PAUSE_ECHO_SHARE
+                          and levels is not None and float(levels[i, 0]) >= self.settings.vad.dtd_level_db)
                 self._strong_run = self._strong_run + 1 if strong else 0
                 if gate is not None and i < len(self.frontend.raw):
                     # AEC3's suppressor takes the user out with the reply's echo while it plays, and
