@@ -330,12 +330,16 @@ class Agent:
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
                                             echo=not (i < len(near) and near[i]))
                 paused = m.paused_until is not None
-                # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, the
-                # echo path's prediction under a tenth of it (never in the bench's echo-only runs), and
-                # loud (a room's tail that outlasts the gate's decay, or a stale noise floor, is quiet).
+                # The echo path's predicted echo as a share of the mic (1.0: not known), and whether the
+                # mic is loud: with no echo left, the gate calls a room's quiet tail, or its noise once
+                # its floor estimate is stale, near-end.
+                share = float(self.frontend.echo_share[i]) if i < len(self.frontend.echo_share) else 1.0
+                loud = levels is not None and float(levels[i, 0]) >= self.settings.vad.dtd_level_db
+                # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, loud,
+                # and the prediction under a tenth of it (never in the bench's echo-only runs). A frame
+                # not in a pause ends the run, so a new pause starts with none.
                 strong = (paused and not masked and i < len(near) and bool(near[i])
-                          and float(self.frontend.echo_share[i]) < self.PAUSE_ECHO_SHARE
-                          and levels is not None and float(levels[i, 0]) >= self.settings.vad.dtd_level_db)
+                          and share < self.PAUSE_ECHO_SHARE and loud)
                 self._strong_run = self._strong_run + 1 if strong else 0
                 if gate is not None and i < len(self.frontend.raw):
                     # AEC3's suppressor takes the user out with the reply's echo while it plays, and
@@ -343,20 +347,16 @@ class Agent:
                     # left at the 27 dB floor). The VAD hears the raw mic instead where the learnt
                     # echo path predicts less than a tenth of it, and in a pause once the room's tail
                     # has died away.
-                    share = float(self.frontend.echo_share[i])
                     settled = paused and self.now >= self._paused_at + self.PAUSE_TAIL_S
                     if settled or share < self.PAUSE_ECHO_SHARE:
                         f = self.frontend.raw[i]
-                # In a pause, a frame may confirm the barge-in once the reply's echo has died away.
-                # (Loud: with no echo left, the gate calls the room's noise near-end once its floor
-                # estimate is stale.)
+                # In a pause, a loud frame may confirm the barge-in once the reply's echo has died away.
                 clear = (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
                          and (gate is None  # no canceller, no echo gate: nothing to wait for
                               or (i < len(self.frontend.echo_share)
-                                  and (float(self.frontend.echo_share[i]) < self.CONFIRM_ECHO_SHARE
+                                  and (share < self.CONFIRM_ECHO_SHARE
                                        or self.now >= self._paused_at + self.PAUSE_TAIL_S)
-                                  and levels is not None
-                                  and float(levels[i, 0]) >= self.settings.vad.dtd_level_db)))
+                                  and loud)))
                 if i < len(near) and near[i] and not masked:
                     if (not paused and self._near_run >= self.PAUSE_NEAR_FRAMES
                             and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
@@ -398,7 +398,7 @@ class Agent:
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
             self.dtd.disarm()
-            self._near_run = self._strong_run = 0  # the next reply's runs start afresh
+            self._near_run = 0  # the next reply's runs start afresh
             self._near_times.clear()
             self._vad_events(self.vad.process(pcm))
         # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
@@ -463,7 +463,6 @@ class Agent:
         if was is None and m.paused_until is not None:
             self._paused_at = self.now
             self._near_run = 0
-            self._strong_run = 0
 
     def _near_recent(self, after: float) -> bool:
         """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S,
