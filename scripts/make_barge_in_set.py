@@ -18,6 +18,7 @@ Writes into OUT_DIR:
 
 A scenario: {"name", "family": "silent" | "talk", "voices": "espeak" | "human", "reply",
 "reply_sex": "f" | "m", "mic", "reply_start_s", "echo_gain", "echo_delay_ms", "room",
+"room_rt60_ms" (the room's RT60, 250 or 500 ms; null without a room),
 "onset_s" (talk: first sample of the user's speech in IN.wav, else null), "user",
 "user_kind": "word" | "phrase", "user_level_db", "offset_s" (onset - reply start)}.
 Two voice families, each with its own grid: "espeak" (the original set, names unchanged)
@@ -81,6 +82,14 @@ HUMAN_REPLIES = list(human_voices.REPLIES)
 HUMAN_USERS = list(human_voices.USERS)
 EARLY = (0.4, 0.6)  # human family: every other interruption starts this early in the reply (s)
 LATE = [1.0, 1.5, 2.5, 4.0]
+# The room's RT60 (ms) where a scenario has one: living rooms are 300-600 ms. The full grid
+# alternates over its gain x delay cells, so each room meets every gain.
+ROOMS = [250, 500]
+
+
+def rt60(k: int, room: bool) -> int | None:
+    """The RT60 of the k-th gain x delay x room cell of a full grid (None: no room)."""
+    return ROOMS[(k // 2) % len(ROOMS)] if room else None
 
 
 REPLY_SEX = ["m", "f", "m", "m"]  # of REPLIES (espeak's en+f3 is its female voice)
@@ -129,14 +138,16 @@ def _human_grid(quick: bool, rng: np.random.Generator) -> list[dict]:
     """Replies and interruptions in recorded voices; the user is never the reply's speaker."""
     out: list[dict] = []
     if quick:
-        out.append(dict(family="silent", reply="allison", gain=1.0, delay=30, room=True))
-        out.append(dict(family="talk", reply="allison", gain=1.0, delay=30, room=False, offset=1.5,
+        out.append(dict(family="silent", reply="allison", gain=1.0, delay=30, room=True, rt60=250))
+        out.append(dict(family="talk", reply="allison", gain=1.0, delay=30, room=False, rt60=None, offset=1.5,
                         user="kt_en_m_shoe", level=-6.0))
+        out.append(dict(family="silent", reply="allison", gain=1.0, delay=60, room=True, rt60=500))  # a long room
         return out
     combos = [(g, d, room) for g in GAINS for d in DELAYS for room in (False, True)]
     for k, (g, d, room) in enumerate(combos):
         for r in (k % len(HUMAN_REPLIES), (k + 2) % len(HUMAN_REPLIES)):
-            out.append(dict(family="silent", reply=HUMAN_REPLIES[r], gain=g, delay=d, room=room))
+            out.append(dict(family="silent", reply=HUMAN_REPLIES[r], gain=g, delay=d, room=room,
+                            rt60=rt60(k, room)))
     for k, (g, d, room) in enumerate(combos):
         for j in range(3):
             reply = HUMAN_REPLIES[int(rng.integers(len(HUMAN_REPLIES)))]
@@ -146,7 +157,8 @@ def _human_grid(quick: bool, rng: np.random.Generator) -> list[dict]:
             early = (k * 3 + j) % 2 == 0
             off = rng.uniform(*EARLY) if early else LATE[(k * 3 + j) // 2 % len(LATE)] + rng.uniform(0, 0.2)
             level = [-6.0, -12.0][(k + j) % 2] if word else [0.0, -6.0][(k + j) % 2]
-            out.append(dict(family="talk", reply=reply, gain=g, delay=d, room=room, offset=float(off), user=u,
+            out.append(dict(family="talk", reply=reply, gain=g, delay=d, room=room, rt60=rt60(k, room),
+                            offset=float(off), user=u,
                             level=level))
     return out
 
@@ -154,23 +166,30 @@ def _human_grid(quick: bool, rng: np.random.Generator) -> list[dict]:
 def _espeak_grid(quick: bool, rng: np.random.Generator) -> list[dict]:
     out: list[dict] = []
     if quick:
-        out.append(dict(family="silent", reply=0, gain=1.0, delay=30, room=True))
-        out.append(dict(family="silent", reply=1, gain=1.0, delay=10, room=False))
+        out.append(dict(family="silent", reply=0, gain=1.0, delay=30, room=True, rt60=250))
+        out.append(dict(family="silent", reply=1, gain=1.0, delay=10, room=False, rt60=None))
         for k, (g, d, room, off, lvl) in enumerate([(1.0, 30, True, 1.0, -6.0), (0.5, 60, False, 1.5, 0.0),
                                                      (0.7, 10, True, 0.7, -6.0), (1.0, 30, False, 2.5, -12.0)]):
-            out.append(dict(family="talk", reply=k % len(REPLIES), gain=g, delay=d, room=room, offset=off,
+            out.append(dict(family="talk", reply=k % len(REPLIES), gain=g, delay=d, room=room,
+                            rt60=250 if room else None, offset=off,
                             user=k % len(USERS), level=lvl))
         return out
     combos = [(g, d, room) for g in GAINS for d in DELAYS for room in (False, True)]
     for k, (g, d, room) in enumerate(combos):  # 24 combos × 2 replies: ~10 min of echo-only reply
         for r in (k % len(REPLIES), (k + 1) % len(REPLIES)):
-            out.append(dict(family="silent", reply=r, gain=g, delay=d, room=room))
+            out.append(dict(family="silent", reply=r, gain=g, delay=d, room=room, rt60=rt60(k, room)))
     for k, (g, d, room) in enumerate(combos):  # 24 combos × 3 interruptions
         for j in range(3):
             out.append(dict(family="talk", reply=int(rng.integers(len(REPLIES))), gain=g, delay=d, room=room,
+                            rt60=rt60(k, room),
                             offset=float(OFFSETS[(k * 3 + j) % len(OFFSETS)] + rng.uniform(0, 0.2)),
                             user=int(rng.integers(len(USERS))), level=float(LEVELS[(k + j) % len(LEVELS)])))
     return out
+
+
+def room_tag(rt60_ms: int | None) -> str:
+    """The name's room part: none, "_room" (250 ms, the names from before the second room) or "_roomN"."""
+    return "" if rt60_ms is None else "_room" if rt60_ms == 250 else f"_room{rt60_ms}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         reply_s = len(replies[p["reply_file"]]) / REPLY_RATE
         name = (f"{'human_' if p['voices'] == 'human' else ''}{p['family']}_{i:03d}"
                 f"{'_' + p['reply'] if p['voices'] == 'human' else ''}"
-                f"_g{p['gain']:.1f}_d{p['delay']}{'_room' if p['room'] else ''}")
+                f"_g{p['gain']:.1f}_d{p['delay']}{room_tag(p['rt60'])}")
         sc = {"name": name, "family": p["family"], "voices": p["voices"], "reply": p["reply_file"],
               "reply_sex": p["sex"], "mic": f"in/{name}.wav", "reply_start_s": REPLY_START_S,
-              "echo_gain": p["gain"], "echo_delay_ms": p["delay"], "room": p["room"], "onset_s": None,
+              "echo_gain": p["gain"], "echo_delay_ms": p["delay"], "room": p["room"],
+              "room_rt60_ms": p["rt60"], "onset_s": None,
               "user": None, "user_kind": None, "user_level_db": None, "offset_s": None}
         if p["family"] == "silent":
             n = int((REPLY_START_S + reply_s + 0.5) * MIC_RATE)

@@ -92,6 +92,19 @@ def load_scenarios(d: Path) -> list[dict]:
     return json.loads((d / "scenarios.json").read_text())
 
 
+def _rt60(sc: dict) -> float | None:
+    """The scenario's room RT60 in ms (None: no room; sets from before the second room: 250)."""
+    return None if not sc["room"] else float(sc.get("room_rt60_ms") or 250.0)
+
+
+def _room(sc: dict) -> np.ndarray | None:
+    """The simulated room's impulse response at MIC_RATE (device/audio/sim.py), or None."""
+    from device.audio.sim import room_response
+
+    rt60 = _rt60(sc)
+    return None if rt60 is None else room_response(MIC_RATE, rt60_ms=rt60)
+
+
 def without_earcons(settings: Any) -> Any:
     """`settings` with every earcon off: the bench's comparison row (what the earcons cost)."""
     import dataclasses
@@ -181,7 +194,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
     from device.audio.player import Player
-    from device.audio.sim import SimAudio, room_response
+    from device.audio.sim import SimAudio
     from device.conversation import machine as cv
     from device.conversation.agent import Agent
     from device.listen.vad import build_vad
@@ -207,7 +220,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
                                                                       "resp_bench", "item_bench")]
     player = Player(settings.audio.output_rate)
     sim = SimAudio(mic, MIC_RATE, player, speed=1e9, echo_gain=sc["echo_gain"] if echo else 0.0,
-                   echo_delay_ms=sc["echo_delay_ms"], room_ir=room_response(MIC_RATE) if sc["room"] else None)
+                   echo_delay_ms=sc["echo_delay_ms"], room_ir=_room(sc))
     inner = build_aec(settings.aec)
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
     timeline = Timeline(None, keep=True)
@@ -514,6 +527,7 @@ def measure(sc: dict, recs: list[dict], out: np.ndarray, out_rate: int) -> dict:
                            "user_level_db": sc.get("user_level_db"), "offset_s": sc.get("offset_s"),
                            "echo_gain": sc["echo_gain"],
                            "echo_delay_ms": sc["echo_delay_ms"], "room": sc["room"],
+                           "room_rt60_ms": _rt60(sc),
                            "reply_played_s": round(played_ms / 1000, 3), "barge_ins": barges,
                            "pauses": pauses}
     onset = sc.get("onset_s")
@@ -625,8 +639,8 @@ def summarize(rows: list[dict]) -> dict:
     cpu = sum(r.get("aec_cpu_s", 0.0) for r in rows)
     audio = sum(r.get("aec_audio_s", 0.0) for r in rows)
     erle: dict[str, dict] = {}
-    for fam in ("direct", "room"):
-        xs = [r["erle_db"] for r in silent if "erle_db" in r and r["room"] == (fam == "room")]
+    for fam, rooms in _rooms(silent).items():
+        xs = [r["erle_db"] for r in rooms if "erle_db" in r]
         if xs:
             erle[fam] = {"n": len(xs), "median_db": _pct(xs, 50), "min_db": round(min(xs), 1)}
     by_gain: dict[str, dict] = {}
@@ -645,11 +659,22 @@ def summarize(rows: list[dict]) -> dict:
         "families": {v: _family([r for r in rows if r.get("voices", "espeak") == v])
                      for v in sorted({r.get("voices", "espeak") for r in rows})},
         "erle": erle, "by_gain": by_gain,
+        "by_room": {k: {"cold": _outcome(v), "warm": _warm(v)} for k, v in _rooms(rows).items()},
         "aec_cpu_per_audio_s": round(cpu / audio, 4) if audio else None,
         "earcons": _earcons(rows),
         "missed": [r["name"] for r in talk if not r.get("detected")],
         "false_in": [r["name"] for r in rows if r["false_barge_ins"]],
     }
+
+
+def _rooms(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows by room: "direct" (none), "room" (RT60 250 ms, the first room's key) and "room_N" (RT60 N ms)."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        rt = r.get("room_rt60_ms") or (250.0 if r["room"] else None)
+        key = "direct" if rt is None else "room" if rt == 250.0 else f"room_{int(rt)}"
+        out.setdefault(key, []).append(r)
+    return out
 
 
 def _earcons(rows: list[dict]) -> dict:
@@ -812,6 +837,16 @@ def format_table(result: dict) -> str:
     for fam, e in s["erle"].items():
         lines.append(row(f"ERLE echo-only, {fam} (n={e['n']})", f"{e['median_db']} dB", f"min {e['min_db']} dB"))
     lines.append(row("AEC CPU per audio second", f"{s['aec_cpu_per_audio_s']} s", "<= 0.02 s"))
+    rooms = s.get("by_room") or {}
+    if len(rooms) > 1:
+        lines.append("  per room (cold; warm)   false b-i  false pauses/10min  detected        onset->silent p50/p95")
+        for k, r in rooms.items():
+            for when in ("cold", "warm"):
+                o = r.get(when)
+                if o:
+                    lines.append(f"    {k:<9} {when:<5} {o['false_barge_ins']:>10} {o['false_pauses_per_10min']:>10}"
+                                 f"          {o['detection_rate'] * 100:5.1f} % ({o['detected']}/{o['talk']})"
+                                 f"  {o['latency_p50_ms']}/{o['latency_p95_ms']} ms")
     lines.append("  by echo gain: " + "; ".join(
         f"{g}: {v['false']} false, {v['detected']}/{v['talk']} detected, p95 {v['latency_p95_ms']} ms"
         for g, v in s["by_gain"].items()))

@@ -163,7 +163,8 @@ def live_settings(barge_in: BargeInMode = "local") -> Any:
     return dataclasses.replace(s, conversation=dataclasses.replace(s.conversation, barge_in=barge_in))
 
 
-KEPT = ("name", "family", "voices", "reply_sex", "echo_gain", "echo_delay_ms", "room", "reply_played_s",
+KEPT = ("name", "family", "voices", "reply_sex", "echo_gain", "echo_delay_ms", "room", "room_rt60_ms",
+        "reply_played_s",
         "false_barge_ins", "false_pauses", "reply_before_onset_s", "detected", "latency_ms", "decision_ms",
         "warm_up_barge_ins", "uplink", "backend")
 
