@@ -156,6 +156,17 @@ def test_a_reply_in_a_recorded_female_voice_does_not_interrupt_itself_at_echo_ga
     assert w["warm_up_barge_ins"] == 0 and w["barge_ins"] == [], w
 
 
+def test_in_a_long_room_a_reply_in_a_recorded_voice_does_not_interrupt_itself(result: dict) -> None:
+    # RT60 500 ms (the bench's first room was 250 ms, the gate's assumed decay): the reverberant
+    # tail outlasted that decay and Silero heard it in the pause (before the gate measured the
+    # room's decay: a barge-in 0.6-1.0 s into the reply).
+    r = rows(result, "silent", "human")["human_silent_002_allison_g1.0_d60_room500"]
+    assert r["room_rt60_ms"] == 500.0 and r["echo_gain"] == 1.0
+    assert r["barge_ins"] == [], r
+    assert r["reply_played_s"] > 10.0, r
+    assert result["summary"]["by_room"]["room_500"]["cold"]["false_barge_ins"] == 0
+
+
 def test_a_single_short_word_at_minus_6_db_over_a_human_voice_reply_is_caught(result: dict) -> None:
     r = rows(result, "talk", "human")["human_talk_001_allison_g1.0_d30"]
     # "shoe" (a man, 0.6 s) 6 dB below the reply's level, 1.5 s into it, echo gain 1.0

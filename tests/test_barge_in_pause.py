@@ -12,6 +12,7 @@ import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from device import config as cfg
 from device.audio.player import Player
@@ -66,6 +67,7 @@ class LearntGate:
     """An echo gate that has learnt the echo path and expects echo (its verdicts come per frame)."""
 
     learnt, active, ready = 500, True, True
+    tail_db = 2.5  # the room's decay it measured, dB per frame (RT60 240 ms)
 
 
 def _speaking_agent() -> tuple[Agent, Timeline, ScriptedVad]:
@@ -92,16 +94,19 @@ def _speaking_agent() -> tuple[Agent, Timeline, ScriptedVad]:
     return agent, timeline, vad
 
 
-def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float = 60.0) -> None:
+def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float = 60.0,
+            echo_left_db: float = -20.0) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
-    the mic's level as the canceller measured it (dB re 1 LSB)."""
+    the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
+    the echo over the mic's noise floor (EchoGate.echo_left_db)."""
     fe = agent.frontend
     fe.echo_gate = LearntGate()  # type: ignore[assignment]
     for verdict in near:
         fe.near = np.array([verdict])
         fe.raw = np.zeros((1, 160), np.int16)
         fe.echo_share = np.array([share])
+        fe.echo_left = np.array([echo_left_db])
         agent.samples += 160
         agent._frames(np.zeros((1, 160), np.int16), np.array([[level_db, level_db - 2.0]]))
 
@@ -179,4 +184,45 @@ def test_frames_under_our_own_earcon_do_not_count_towards_confirming_a_pause() -
     _frames(agent, [True], share=0.05)  # one frame of the user's after it: not yet a run
     assert _events(timeline) == ["playback_pause"]
     _frames(agent, [True], share=0.05)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_a_long_room_s_tail_does_not_confirm_the_pause_before_the_gate_s_bound_is_in_the_noise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # RT60 500 ms (bench, echo only): 160 ms into the pause the reply's reverberant echo is still
+    # 20 dB over the noise, loud, and the gate at its old fixed decay called it near-end. Now such
+    # frames confirm the pause only once the gate's bound is down in the noise, or the pause is old
+    # enough for the tail to have fallen from the bound at the pause (40 dB) at the room's decay.
+    monkeypatch.setattr(LearntGate, "tail_db", 1.2)
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5, echo_left_db=40.0)
+    _frames(agent, [True] * 22, echo_left_db=20.0)  # to 220 ms into the pause
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True] * 3, echo_left_db=3.0)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_a_vad_start_in_the_pause_needs_near_end_frames_the_echo_path_does_not_explain() -> None:
+    # Just after the pause, the echo of what was played still arrives; in a long room it can beat the
+    # gate's bound, but the echo path predicts all of it (share 1.0): it confirms nothing.
+    agent, timeline, vad = _speaking_agent()
+    _frames(agent, [True] * 5)
+    vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
+    _frames(agent, [True] * 3, share=1.0, echo_left_db=20.0)
+    assert _events(timeline) == ["playback_pause"]
+    vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
+    _frames(agent, [True] * 3, share=0.6, echo_left_db=20.0)  # the user: more than the path explains
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_in_a_room_measured_fast_a_voice_confirms_the_pause_once_the_tail_has_fallen_whatever_the_bound_says(
+        ) -> None:
+    # The bound holds the loudest reference of 160 ms when the canceller has no delay estimate; at
+    # the room's measured 2.5 dB per frame, 40 dB of echo over the noise at the pause are down to
+    # 5 dB 140 ms in.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5, echo_left_db=40.0)
+    _frames(agent, [True] * 12, echo_left_db=20.0)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True] * 4, echo_left_db=20.0)
     assert _events(timeline) == ["playback_pause", "barge_in"]

@@ -3,9 +3,11 @@
 The device knows its own reference signal exactly. `EchoGate` predicts, per frequency band,
 the most echo the microphone can hold from it: the reference's band powers (at the echo's
 estimated lag, else the loudest over the last `window` frames), decaying by `decay_db` per
-frame after that (the room's tail), times the echo path's band gain learnt from the
-microphone itself (the largest mic/reference ratio seen, slowly forgotten; during frames it
-calls near-end it rises at most 0.5 dB per frame). A frame is *near-end* when the microphone exceeds that
+frame after that, times the echo path's band gain learnt from the microphone itself (the
+largest mic/reference ratio seen, slowly forgotten; during frames it calls near-end it rises
+at most 0.5 dB per frame). Where the room's tail is slower than `decay_db` (measured in the
+reply's gaps, see `tail_db`), the bound decays at the room's rate instead: once the speaker
+stops, a long room's tail is still echo. A frame is *near-end* when the microphone exceeds that
 prediction by `margin_db`, and its own noise floor by 10 dB, in bands that hold at least
 `share` of its power: the user's voice adds power the reply cannot explain, whatever voice
 the reply is in, and however far the echo canceller has converged.
@@ -32,6 +34,7 @@ from collections import deque
 import numpy as np
 
 from device.audio.echopath import EchoPath
+from device.audio.tail import TailMeter
 
 RATE = 16000
 FRAME = 160
@@ -42,11 +45,16 @@ BANDS = len(_EDGES) - 1
 
 
 class EchoGate:
-    def __init__(self, window: int = 16, decay_db: float = 2.5, margin_db: float = 0.0, share: float = 0.15,
+    def __init__(self, window: int = 16, decay_db: float = 2.5, cold_decay_db: float = 1.2,
+                 margin_db: float = 0.0, share: float = 0.15,
                  learn_frames: int = 30, forget_db_per_s: float = 3.0, ref_floor_db: float = 40.0,
                  path_margin_db: float = 6.0) -> None:
         self.window = window
+        self.decay_db = decay_db
+        self.cold_decay_db = cold_decay_db
         self.decay = 10 ** (-decay_db / 10)
+        self.tail_decay = self.decay  # until the room's decay is measured
+        self.left_decay = 10 ** (-cold_decay_db / 10)  # ... and for echo_left_db, a long room's till then
         self.margin = 10 ** (margin_db / 10)
         self.share = share
         self.learn_frames = learn_frames
@@ -59,14 +67,18 @@ class EchoGate:
         self._refs = np.zeros((window, nb))  # band powers of the last `window` reference frames
         self._w = 0
         self._env = np.zeros(nb)
+        self._tail_env = np.zeros(nb)  # the same at the room's decay, once measured
+        self._left_env = np.zeros(nb)  # the same at tail_db (a long room's until measured)
         self.gain = np.zeros(nb)  # echo path band gain (mic / reference power), learnt
         self.floor = np.full(nb, np.inf)  # the mic's noise floor per band: falls at once, rises 1 dB/s
         self._rise = 10 ** (1.0 / 10 / 100)
         self._grow = 10 ** (0.5 / 10)
         self.learnt = 0  # frames of loud reference seen
         self.path = EchoPath(nb)
+        self.tail = TailMeter()  # the room's decay, measured in the reply's gaps
         self.path_margin = 10 ** (path_margin_db / 10)
         self.echo_share = 1.0  # the last frame's predicted echo power / the mic's, with margin (1.0: unknown)
+        self.echo_left_db = np.inf  # the last frame's bound on the echo over the mic's noise floor (dB; inf: unknown)
         self.near = False  # the last frame's verdict
         self.history: deque[bool] = deque(maxlen=64)  # verdicts per frame, for the agent to drain
 
@@ -80,6 +92,15 @@ class EchoGate:
         echo's lag, decaying by decay_db per frame after; 20 ms Hann-windowed band powers). The
         uplink's residual echo suppressor (device/audio/res.py) scales it by what it learnt."""
         return self._env
+
+    @property
+    def tail_db(self) -> float:
+        """The room's decay in dB per 10 ms frame as far as the gate knows: measured in the reply's
+        gaps (device/audio/tail.py), at most decay_db; cold_decay_db (RT60 500 ms, a living room's
+        long end) until measured. The bound itself keeps decay_db until then: a bound held up in
+        every dip of the reply would cost a voice under the echo its first seconds."""
+        rate = self.tail.rate_db
+        return self.cold_decay_db if rate is None else min(self.decay_db, rate)
 
     @property
     def active(self) -> bool:
@@ -110,17 +131,30 @@ class EchoGate:
         else:
             now = self._refs.max(axis=0)
         self._env = np.maximum(now, self._env * self.decay)
+        self._tail_env = np.maximum(now, self._tail_env * self.tail_decay)
+        self._left_env = np.maximum(now, self._left_env * self.left_decay)
+        quiet = float(pr.sum()) < self.ref_floor  # the reference fell silent: its echo, 40+ dB down, under the noise
         loud = self._env.sum() > self.ref_floor
-        echo = self.gain * self._env
+        # The gain is learnt against the envelope at decay_db, as it always was; a room whose tail is
+        # slower keeps the bound up after the reference falls (the tail envelope is the larger then).
+        echo = self.gain * self._tail_env
         if loud:
             self.learnt += 1
         total = float(pm.sum()) + 1e-9
         self.floor = np.minimum(self.floor * self._rise, pm)
+        if self.tail.push(quiet, total, float(self.floor.sum()), 3 if lag is None else lag,
+                          ref_loud=float(pr.sum()) > 1e3 * self.ref_floor):
+            self.tail_decay = self.left_decay = 10 ** (-self.tail_db / 10)
         # power the echo (with margin) and the noise floor (x10, 10 dB) cannot explain
         excess = np.clip(pm - self.margin * echo - 10.0 * self.floor, 0.0, None)
         near = bool(self.ready and float(excess.sum()) / total >= self.share)
         predicted = self.path.predict(pr)
         self.echo_share = min(1.0, self.path_margin * float(predicted.sum()) / total) if self.ready else 1.0
+        # The echo left: the bound at the room's decay, or the echo path's prediction where lower (the
+        # bound's learnt gain is loose in bands the reply seldom fills; with no echo at all, very).
+        left = min(float((self.gain * self._left_env).sum()), self.path_margin * float(predicted.sum()))
+        self.echo_left_db = (10 * float(np.log10((left + 1e-9) / (float(self.floor.sum()) + 1e-9)))
+                             if self.ready else np.inf)
         # what the prediction cannot explain: the echo path learns from such frames at a tenth of its step
         unexplained = np.clip(pm - self.path_margin * predicted - 10.0 * self.floor, 0.0, None)
         path_near = self.ready and float(unexplained.sum()) / total >= self.share

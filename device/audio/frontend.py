@@ -86,6 +86,7 @@ class Frontend:
         self.echo = np.zeros((0, ECHO_BANDS))
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
         self.echo_share = np.zeros(0)  # per frame: EchoGate.echo_share (0.0 where it did not look)
+        self.echo_left = np.zeros(0)  # per frame: EchoGate.echo_left_db (-inf where it did not look)
         self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
         self._mic_framer = Framer(FRAME)
         # QQ: no burst buffering, so the reference reaches the canceller before its echo does.
@@ -134,13 +135,15 @@ class Frontend:
         """Like `mic`, with the echo canceller's per-frame levels (see MicFrames); `near` is then
         bool[k], the echo gate's verdict per frame (all False without one), `echo` [k, 16] its
         echo envelope per frame (zeros without one, or where it expected no echo), `echo_share`
-        float[k] its EchoGate.echo_share (0.0 there), and `raw` the frames before the canceller."""
+        float[k] its EchoGate.echo_share (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db
+        (-inf there), and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
         self.echo = np.zeros((len(frames), ECHO_BANDS))
         self.raw = frames
         self.echo_share = np.zeros(len(frames))  # the gate skips frames with no echo to expect
+        self.echo_left = np.full(len(frames), -np.inf)  # ... and there is no echo left over the noise
         if self.aec is None or len(frames) == 0:
             return MicFrames(frames, None)
         out = np.empty_like(frames)
@@ -158,6 +161,7 @@ class Frontend:
                 self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))
                 self.echo[i] = gate.envelope
                 self.echo_share[i] = gate.echo_share
+                self.echo_left[i] = gate.echo_left_db
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels
             if lv is None:

@@ -113,6 +113,8 @@ class Agent:
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
+        self._left_now = -np.inf  # EchoGate.echo_left_db of the frame being decided (dB)
+        self._left_at_pause = -np.inf  # ... of the frame the last pause was made at
         self._near_times: deque[float] = deque(maxlen=8)  # mic times of the last near-end frames
         self._pause_detector = ""  # which detector asked for it (the timeline's playback_pause)
         self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed
@@ -318,9 +320,15 @@ class Agent:
             gate = self.frontend.echo_gate
             masked = self._masked()  # our own earcon or ring in the mic: no barge-in from it
             for i, f in enumerate(frames):
+                # The echo path's predicted echo as a share of the mic (1.0: not known, or all of it).
+                share = float(self.frontend.echo_share[i]) if i < len(self.frontend.echo_share) else 1.0
                 if i < len(near) and near[i]:
                     self._near_until = self.now + self.NEAR_HOLD_S
-                    self._near_times.append(self.now)
+                    if share < 1.0:
+                        # ... what a VAD start in a pause needs (_near_recent): just after a pause,
+                        # the reverberant echo of the reply can still beat the gate's bound (bench,
+                        # RT60 500 ms), but not the echo path's prediction as well.
+                        self._near_times.append(self.now)
                     self._near_run += 1
                     if self._near_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until:
                         self._uplink_until = self.now + self.UPLINK_HOLD_S
@@ -330,11 +338,14 @@ class Agent:
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
                                             echo=not (i < len(near) and near[i]))
                 paused = m.paused_until is not None
-                # The echo path's predicted echo as a share of the mic (1.0: not known), and whether the
-                # mic is loud: with no echo left, the gate calls a room's quiet tail, or its noise once
-                # its floor estimate is stale, near-end.
-                share = float(self.frontend.echo_share[i]) if i < len(self.frontend.echo_share) else 1.0
+                # Whether the mic is loud: with no echo left, the gate calls a room's quiet tail, or its
+                # noise once its floor estimate is stale, near-end.
                 loud = levels is not None and float(levels[i, 0]) >= self.settings.vad.dtd_level_db
+                # ... and whether the gate's bound on the echo, the room's tail included, is down in the noise.
+                left = float(self.frontend.echo_left[i]) if i < len(self.frontend.echo_left) else -np.inf
+                self._left_now = left  # for a pause made at this frame
+                quiet = left <= self.PAUSE_ECHO_LEFT_DB or (
+                    paused and gate is not None and self.now >= self._paused_at + self._tail_s(gate.tail_db))
                 # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, loud,
                 # and the prediction under a tenth of it (never in the bench's echo-only runs). A frame
                 # not in a pause ends the run, so a new pause starts with none.
@@ -347,16 +358,13 @@ class Agent:
                     # left at the 27 dB floor). The VAD hears the raw mic instead where the learnt
                     # echo path predicts less than a tenth of it, and in a pause once the room's tail
                     # has died away.
-                    settled = paused and self.now >= self._paused_at + self.PAUSE_TAIL_S
-                    if settled or share < self.PAUSE_ECHO_SHARE:
+                    if (paused and quiet) or share < self.PAUSE_ECHO_SHARE:
                         f = self.frontend.raw[i]
                 # In a pause, a loud frame may confirm the barge-in once the reply's echo has died away.
                 clear = (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
                          and (gate is None  # no canceller, no echo gate: nothing to wait for
                               or (i < len(self.frontend.echo_share)
-                                  and (share < self.CONFIRM_ECHO_SHARE
-                                       or self.now >= self._paused_at + self.PAUSE_TAIL_S)
-                                  and loud)))
+                                  and (share < self.CONFIRM_ECHO_SHARE or quiet) and loud)))
                 if i < len(near) and near[i] and not masked:
                     if (not paused and self._near_run >= self.PAUSE_NEAR_FRAMES
                             and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
@@ -451,8 +459,18 @@ class Agent:
     CONFIRM_STRONG_FRAMES = 2
     # The VAD hears the raw mic in frames whose predicted echo is at most this share of it.
     PAUSE_ECHO_SHARE = 0.1
-    # ... and in every frame once the pause is this old: the room's tail (RT60 250 ms) is 36 dB down.
-    PAUSE_TAIL_S = 0.15
+    # ... and in every frame of the pause once the gate's bound on the echo is at most this far over
+    # the mic's noise floor, or the pause is old enough for the room's tail to have fallen from that
+    # bound as it was at the pause to there, at the room's decay (_tail_s).
+    PAUSE_ECHO_LEFT_DB = 5.0
+
+    def _tail_s(self, rate_db: float) -> float:
+        """Seconds for the echo to fall from what the gate left over the noise floor at the pause
+        (EchoGate.echo_left_db of that frame; inf: not known yet, never) to PAUSE_ECHO_LEFT_DB, at
+        rate_db per 10 ms frame (EchoGate.tail_db: the room's measured decay, a long room's until
+        measured). The frame's own echo_left can stay high longer: without a delay estimate the
+        gate holds the loudest reference of 160 ms before it lets it decay."""
+        return max(0.0, self._left_at_pause - self.PAUSE_ECHO_LEFT_DB) / rate_db / 100
 
     def _suspect(self, detector: str) -> None:
         """Pause the reply on a suspicion; what confirms it must be heard after the pause (see _pause_first)."""
@@ -462,6 +480,7 @@ class Agent:
         self._apply(m.handle(cv.SuspectSpeech(self.now)))
         if was is None and m.paused_until is not None:
             self._paused_at = self.now
+            self._left_at_pause = self._left_now
             self._near_run = 0
 
     def _near_recent(self, after: float) -> bool:

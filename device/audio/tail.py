@@ -1,0 +1,107 @@
+"""How fast the room's echo dies away, measured in the reply's own gaps (dB per 10 ms frame).
+
+When the reference falls silent (a gap between words, the end of a reply), the microphone
+still holds the room's reverberant tail of what was played. `TailMeter` fits a line to the
+mic's power above its noise floor in dB over each such gap: from its peak within the echo's
+lag to where it falls to 10 dB above the floor, the reference resumes, or a new sound rises
+(3 dB over the tail's lowest frame so far: the user, not the room; the fit ends at that
+frame). A gap whose tail spans at least `min_frames` frames and `min_drop_db` counts; so does
+one that falls that far to the floor sooner, or whose echo never rises 10 dB over the floor
+after a loud frame (a dry room, or a speaker the mic barely hears: `fastest`). The room's
+decay is the slow end (`quantile`) of the last `keep` gaps' slopes, clipped to [slowest,
+fastest] dB per frame.
+
+The echo gate (device/audio/echogate.py) lets its bound decay at this rate where it is slower
+than its own: a room whose tail outlasts 2.5 dB per frame (RT60 240 ms) would otherwise have
+that tail called the user's speech once the speaker stops (bench: RT60 500 ms, the reply
+paused), and the barge-in's pause waits for it (device/conversation/agent.py).
+
+RT60 (ms) = 60 dB / rate (dB per frame) x 10 ms. Inputs are band-summed powers, any unit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+class TailMeter:
+    def __init__(self, *, keep: int = 32, need: int = 2, quantile: float = 0.25, min_frames: int = 5,
+                 min_drop_db: float = 10.0, slowest: float = 0.6, fastest: float = 6.0) -> None:
+        self.slopes: deque[float] = deque(maxlen=keep)  # dB per frame, one per measured gap
+        self.need = need
+        self.quantile = quantile
+        self.min_frames = min_frames
+        self.min_drop = min_drop_db
+        self.slowest, self.fastest = slowest, fastest
+        self._quiet = -1  # frames since the reference fell silent (-1: it is playing)
+        self._peak = 0.0
+        self._db: list[float] = []  # the mic above its floor (dB), from the peak on
+        self._was_loud = self._abrupt = False  # the reference before this gap was loud
+        # The room's decay in dB per frame (the slow end of the gaps measured); None before `need` gaps.
+        self.rate_db: float | None = None
+
+    def push(self, ref_quiet: bool, mic: float, floor: float, lag: int, ref_loud: bool = False) -> bool:
+        """One frame: is the reference silent, the mic's and its noise floor's power (band sums), the
+        echo's lag behind the reference in frames (the tail's peak is looked for in lag + 2), and is
+        the reference loud (a gap right after a loud frame whose echo never rises 10 dB over the
+        floor is a room with no tail to speak of, or a speaker the mic does not hear: fast).
+        True when this frame changed `rate_db`."""
+        if not ref_quiet:
+            changed = self._end()
+            self._quiet = -1
+            self._was_loud = ref_loud
+            return changed
+        if self._quiet < 0:
+            self._quiet, self._peak, self._db = 0, 0.0, []
+            self._abrupt, self._was_loud = self._was_loud, False
+        self._quiet += 1
+        excess = mic - floor
+        if self._quiet <= lag + 2:
+            if excess > self._peak:
+                self._peak = excess
+                self._db = [10 * np.log10(excess)] if excess >= 10 * floor else []  # the echo is still arriving
+            elif self._db and excess >= 10 * floor:
+                self._db.append(10 * np.log10(excess))
+            if self._quiet == lag + 2 and self._abrupt and not self._db:
+                return self._record(self.fastest)
+            return False
+        if not self._db:
+            return False
+        if excess < 10 * floor:
+            return self._end(10 * np.log10(10 * floor))  # down to 10 dB above the floor: measured
+        db = 10 * np.log10(excess)
+        low = int(np.argmin(self._db))
+        if db > self._db[low] + 3.0:
+            del self._db[low + 1 :]  # a new sound: the tail ended at its lowest frame
+            return self._end()
+        self._db.append(db)
+        return False
+
+    def _end(self, reached: float | None = None) -> bool:
+        """Close the gap being measured: keep its slope if the tail was long and loud enough, or
+        fell from `min_drop_db` over the floor to it (`reached`, dB) sooner: a fast room (or none)."""
+        db, self._db = self._db, []
+        self._peak = 0.0
+        if not db:
+            return False
+        if len(db) < self.min_frames:
+            if reached is None or db[0] - reached < self.min_drop:
+                return False
+            slope = (db[0] - reached) / len(db)  # it fell at least this fast
+        elif db[0] - min(db) < self.min_drop:
+            return False
+        else:
+            slope = -float(np.polyfit(np.arange(len(db)), db, 1)[0])
+        if slope <= 0:
+            return False
+        return self._record(slope)
+
+    def _record(self, slope: float) -> bool:
+        """Keep one gap's slope (dB per frame); True when `rate_db` changed."""
+        self.slopes.append(slope)
+        if len(self.slopes) < self.need:
+            return False
+        self.rate_db = float(np.clip(np.quantile(np.asarray(self.slopes), self.quantile), self.slowest, self.fastest))
+        return True

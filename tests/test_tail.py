@@ -1,0 +1,105 @@
+"""The room's decay, measured in the reply's gaps (device/audio/tail.py), and what the echo gate
+does with it: a long room's tail, once the speaker stops, is echo, not the user.
+
+Synthetic: the reply is noise in 0.8 s bursts with 0.5 s gaps (sentences), the room a decaying
+noise impulse response (device/audio/sim.room_response) of RT60 250 or 500 ms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.audio.echogate import FRAME, EchoGate
+from device.audio.sim import room_response
+from device.audio.tail import TailMeter
+
+RATE = 16000
+
+
+def _tail_db(db0: float, rate_db: float, frames: int, floor_db: float = 40.0) -> list[float]:
+    """Band-summed powers of a tail falling `rate_db` per frame from db0 on a floor at floor_db."""
+    return [10 ** ((db0 - rate_db * k) / 10) + 10 ** (floor_db / 10) for k in range(frames)]
+
+
+def _feed(meter: TailMeter, tails: list[list[float]], floor_db: float = 40.0) -> None:
+    for tail in tails:
+        for _ in range(20):
+            meter.push(False, 1e12, 10 ** (floor_db / 10), 3, ref_loud=True)  # the reply plays
+        for p in tail:
+            meter.push(True, p, 10 ** (floor_db / 10), 3)
+
+
+@pytest.mark.parametrize("rate", [1.2, 2.4])
+def test_the_room_s_decay_is_measured_from_the_tails_in_the_reply_s_gaps(rate: float) -> None:
+    meter = TailMeter()
+    assert meter.rate_db is None  # nothing measured yet: the gate keeps its assumed decay
+    _feed(meter, [_tail_db(90.0, rate, 40)] * 3)
+    assert meter.rate_db == pytest.approx(rate, rel=0.1)
+
+
+def test_a_voice_that_rises_in_the_gap_ends_the_measurement_and_does_not_slow_the_room() -> None:
+    meter = TailMeter()
+    word = [10 ** 7.8, 10 ** 8.0, 10 ** 8.2] + [10 ** 8.4] * 20  # the user rising over the tail, in the gap
+    # the room's tail for 6 frames (2.4 dB per frame from 90 dB), then the user's word
+    _feed(meter, [_tail_db(90.0, 2.4, 6) + word] * 3)
+    assert meter.rate_db == pytest.approx(2.4, rel=0.15)
+    # A user who talks on through the gaps, level, gives no tail at all.
+    flat = TailMeter()
+    _feed(flat, [[10 ** 8.0] * 40] * 3)
+    assert flat.rate_db is None
+
+
+def test_an_echo_that_stops_at_once_measures_as_a_fast_room() -> None:
+    meter = TailMeter()
+    _feed(meter, [[10 ** 9.0, 10 ** 6.0] + [10 ** 4.0] * 30] * 4)  # no room: 50 dB down in two frames
+    assert meter.rate_db == meter.fastest
+    gate = EchoGate()
+    assert gate.tail_db == gate.cold_decay_db  # unmeasured: a long room assumed
+    gate.tail = meter
+    assert gate.tail_db == gate.decay_db  # measured fast: the gate's own decay, no faster
+
+
+def test_a_speaker_the_mic_does_not_hear_measures_as_a_fast_room() -> None:
+    # The reply stops, and no echo rises over the noise: no tail to wait for in a pause (a device
+    # whose speaker barely reaches its mics would otherwise assume a long room for ever).
+    meter = TailMeter()
+    _feed(meter, [[10 ** 4.0] * 30] * 2)
+    assert meter.rate_db == meter.fastest
+
+
+def _room_run(rt60_ms: float, seconds: float = 12.0, learn: bool = True) -> tuple[np.ndarray, np.ndarray, EchoGate]:
+    """A reply in bursts through a room; (near-end verdicts, frames where the reference is silent, gate)."""
+    rng = np.random.default_rng(3)
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    on = (t % 1.3) < 0.8
+    ref = rng.standard_normal(n) * 6000 * (0.3 + 0.7 * np.abs(np.sin(2 * np.pi * 4 * t))) * on
+    echo = np.convolve(ref, room_response(RATE, rt60_ms=rt60_ms))[:n] * 0.7
+    echo = np.concatenate((np.zeros(3 * FRAME), echo[: n - 3 * FRAME]))
+    mic = echo + rng.standard_normal(n) * 30
+    gate = EchoGate() if learn else EchoGate(cold_decay_db=2.5)
+    if not learn:  # a gate that never measures, and assumes a room of RT60 240 ms
+        gate.tail.push = lambda *a, **k: False  # type: ignore[method-assign]
+    frames = n // FRAME
+    near = np.zeros(frames, dtype=bool)
+    for k in range(frames):
+        sl = slice(k * FRAME, (k + 1) * FRAME)
+        near[k] = gate.push(np.rint(ref[sl]).astype(np.int16), np.rint(mic[sl]).astype(np.int16), 3)
+    silent = ~on[::FRAME][:frames]
+    return near, silent, gate
+
+
+def test_in_a_long_room_the_tail_after_the_speaker_stops_is_echo_not_the_user() -> None:
+    near, silent, gate = _room_run(500.0)
+    assert gate.tail_db == pytest.approx(1.2, abs=0.3)  # RT60 500 ms: 60 dB in 50 frames
+    late = np.arange(len(near)) >= 4 * 130  # after the first four gaps
+    assert not (near & silent & late).any(), np.flatnonzero(near & silent & late)[:10]
+    # The gate's assumed decay (2.5 dB per frame) alone calls that tail the user.
+    near0, silent0, _ = _room_run(500.0, learn=False)
+    assert (near0 & silent0 & late).sum() >= 5
+
+
+def test_in_the_room_the_gate_assumes_its_decay_stays_as_it_was() -> None:
+    _, _, gate = _room_run(250.0, seconds=6.0)
+    assert gate.tail_db == pytest.approx(2.4, abs=0.25)
