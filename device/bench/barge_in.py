@@ -844,9 +844,10 @@ def format_table(result: dict) -> str:
             for when in ("cold", "warm"):
                 o = r.get(when)
                 if o:
+                    det = (f"{o['detection_rate'] * 100:5.1f} % ({o['detected']}/{o['talk']})"
+                           f"  {o['latency_p50_ms']}/{o['latency_p95_ms']} ms") if o["talk"] else "(echo only)"
                     lines.append(f"    {k:<9} {when:<5} {o['false_barge_ins']:>10} {o['false_pauses_per_10min']:>10}"
-                                 f"          {o['detection_rate'] * 100:5.1f} % ({o['detected']}/{o['talk']})"
-                                 f"  {o['latency_p50_ms']}/{o['latency_p95_ms']} ms")
+                                 f"          {det}")
     lines.append("  by echo gain: " + "; ".join(
         f"{g}: {v['false']} false, {v['detected']}/{v['talk']} detected, p95 {v['latency_p95_ms']} ms"
         for g, v in s["by_gain"].items()))
