@@ -103,3 +103,49 @@ def test_in_a_long_room_the_tail_after_the_speaker_stops_is_echo_not_the_user() 
 def test_in_the_room_the_gate_assumes_its_decay_stays_as_it_was() -> None:
     _, _, gate = _room_run(250.0, seconds=6.0)
     assert gate.tail_db == pytest.approx(2.4, abs=0.25)
+
+
+def test_what_the_gate_says_is_left_of_a_long_room_s_echo_never_falls_below_it() -> None:
+    # The echo path's late taps learn to zero: its prediction alone said "no echo left" 200 ms into a
+    # gap while an RT60 800 ms tail was still 10 dB over the noise (review, after d3ed84f).
+    rng = np.random.default_rng(3)
+    n = int(8.0 * RATE)
+    t = np.arange(n) / RATE
+    on = (t % 1.3) < 0.8
+    ref = rng.standard_normal(n) * 6000 * (0.3 + 0.7 * np.abs(np.sin(2 * np.pi * 4 * t))) * on
+    echo = np.convolve(ref, room_response(RATE, rt60_ms=800.0))[:n] * 0.3
+    echo = np.concatenate((np.zeros(3 * FRAME), echo[: n - 3 * FRAME]))
+    mic = echo + rng.standard_normal(n) * 30
+    gate = EchoGate()
+    under = []
+    for k in range(n // FRAME):
+        sl = slice(k * FRAME, (k + 1) * FRAME)
+        gate.push(np.rint(ref[sl]).astype(np.int16), np.rint(mic[sl]).astype(np.int16), 3)
+        tail = float(np.mean(echo[sl] ** 2) / 30**2)  # the true echo over the mic's noise, power
+        if k > 300 and not on[k * FRAME] and tail > 10.0 and gate.echo_left_db <= 5.0:
+            under.append(k)
+    assert not under, under[:10]
+
+
+def test_our_own_earcon_after_a_reply_is_not_measured_as_the_room_s_tail() -> None:
+    gate = EchoGate()
+    rng = np.random.default_rng(5)
+
+    def noise() -> np.ndarray:
+        return rng.standard_normal(FRAME) * 30  # the mic's own floor
+
+    def reply(frames: int) -> None:  # its echo stops at once with it (no room)
+        for _ in range(frames):
+            f = rng.standard_normal(FRAME) * 6000
+            gate.push(np.rint(f).astype(np.int16), np.rint(f * 0.5 + noise()).astype(np.int16), 3)
+
+    for _ in range(30):
+        gate.push(None, np.rint(noise()).astype(np.int16), 3)
+    reply(60)
+    # A chime of ours rings on for 300 ms, fading 0.8 dB per frame (RT60 750 ms, were it a room's tail);
+    # the replies' reference carries none of it.
+    for k in range(30):
+        chime = np.sin(np.arange(FRAME) * 0.3 + k * FRAME * 0.3) * 8000 * 10 ** (-k * 0.8 / 20) + noise()
+        gate.push(None, np.rint(chime).astype(np.int16), 3)
+    reply(5)  # the next reply starts: the gap is over
+    assert all(x > 2.0 for x in gate.tail.slopes), list(gate.tail.slopes)

@@ -69,6 +69,7 @@ class EchoGate:
         self._env = np.zeros(nb)
         self._tail_env = np.zeros(nb)  # the same at the room's decay, once measured
         self._left_env = np.zeros(nb)  # the same at tail_db (a long room's until measured)
+        self._path_left = 0.0  # the echo path's prediction (with margin), held and decaying at tail_db
         self.gain = np.zeros(nb)  # echo path band gain (mic / reference power), learnt
         self.floor = np.full(nb, np.inf)  # the mic's noise floor per band: falls at once, rises 1 dB/s
         self._rise = 10 ** (1.0 / 10 / 100)
@@ -142,8 +143,10 @@ class EchoGate:
             self.learnt += 1
         total = float(pm.sum()) + 1e-9
         self.floor = np.minimum(self.floor * self._rise, pm)
-        if self.tail.push(quiet, total, float(self.floor.sum()), 3 if lag is None else lag,
-                          ref_loud=float(pr.sum()) > 1e3 * self.ref_floor):
+        if ref is None:
+            self.tail.abort()  # an earcon of ours (or no reference): not the replies' room tail
+        elif self.tail.push(quiet, total, float(self.floor.sum()), 3 if lag is None else lag,
+                            ref_loud=float(pr.sum()) > 1e3 * self.ref_floor):
             self.tail_decay = self.left_decay = 10 ** (-self.tail_db / 10)
         # power the echo (with margin) and the noise floor (x10, 10 dB) cannot explain
         excess = np.clip(pm - self.margin * echo - 10.0 * self.floor, 0.0, None)
@@ -151,8 +154,11 @@ class EchoGate:
         predicted = self.path.predict(pr)
         self.echo_share = min(1.0, self.path_margin * float(predicted.sum()) / total) if self.ready else 1.0
         # The echo left: the bound at the room's decay, or the echo path's prediction where lower (the
-        # bound's learnt gain is loose in bands the reply seldom fills; with no echo at all, very).
-        left = min(float((self.gain * self._left_env).sum()), self.path_margin * float(predicted.sum()))
+        # bound's learnt gain is loose in bands the reply seldom fills; with no echo at all, very). The
+        # prediction is held at the room's decay too: the path's late taps learn to zero, and a tail
+        # longer than the path would read as no echo at all.
+        self._path_left = max(self.path_margin * float(predicted.sum()), self._path_left * self.left_decay)
+        left = min(float((self.gain * self._left_env).sum()), self._path_left)
         self.echo_left_db = (10 * float(np.log10((left + 1e-9) / (float(self.floor.sum()) + 1e-9)))
                              if self.ready else np.inf)
         # what the prediction cannot explain: the echo path learns from such frames at a tenth of its step

@@ -79,6 +79,10 @@ class TailMeter:
         self._db.append(db)
         return False
 
+    def abort(self) -> None:
+        """Drop the gap being measured, if any (the mic holds a sound of ours that is not the reply's)."""
+        self._db, self._peak, self._quiet, self._was_loud = [], 0.0, -1, False
+
     def _end(self, reached: float | None = None) -> bool:
         """Close the gap being measured: keep its slope if the tail was long and loud enough, or
         fell from `min_drop_db` over the floor to it (`reached`, dB) sooner: a fast room (or none)."""
