@@ -68,20 +68,26 @@ def test_a_speaker_the_mic_does_not_hear_measures_as_a_fast_room() -> None:
     assert meter.rate_db == meter.fastest
 
 
-def _room_run(rt60_ms: float, seconds: float = 12.0, learn: bool = True) -> tuple[np.ndarray, np.ndarray, EchoGate]:
-    """A reply in bursts through a room; (near-end verdicts, frames where the reference is silent, gate)."""
+def _room_reply(rt60_ms: float, seconds: float, gain: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A reply in 0.8 s bursts with 0.5 s gaps through a room, 3 frames late, on a mic noise of 30
+    (int16 scale): (reference, its echo, the mic, whether the reference plays) per sample."""
     rng = np.random.default_rng(3)
     n = int(seconds * RATE)
     t = np.arange(n) / RATE
     on = (t % 1.3) < 0.8
     ref = rng.standard_normal(n) * 6000 * (0.3 + 0.7 * np.abs(np.sin(2 * np.pi * 4 * t))) * on
-    echo = np.convolve(ref, room_response(RATE, rt60_ms=rt60_ms))[:n] * 0.7
+    echo = np.convolve(ref, room_response(RATE, rt60_ms=rt60_ms))[:n] * gain
     echo = np.concatenate((np.zeros(3 * FRAME), echo[: n - 3 * FRAME]))
-    mic = echo + rng.standard_normal(n) * 30
+    return ref, echo, echo + rng.standard_normal(n) * 30, on
+
+
+def _room_run(rt60_ms: float, seconds: float = 12.0, learn: bool = True) -> tuple[np.ndarray, np.ndarray, EchoGate]:
+    """A reply in bursts through a room; (near-end verdicts, frames where the reference is silent, gate)."""
+    ref, _, mic, on = _room_reply(rt60_ms, seconds, 0.7)
     gate = EchoGate() if learn else EchoGate(cold_decay_db=2.5)
     if not learn:  # a gate that never measures, and assumes a room of RT60 240 ms
         gate.tail.push = lambda *a, **k: False  # type: ignore[method-assign]
-    frames = n // FRAME
+    frames = len(ref) // FRAME
     near = np.zeros(frames, dtype=bool)
     for k in range(frames):
         sl = slice(k * FRAME, (k + 1) * FRAME)
@@ -108,17 +114,10 @@ def test_in_the_room_the_gate_assumes_its_decay_stays_as_it_was() -> None:
 def test_what_the_gate_says_is_left_of_a_long_room_s_echo_never_falls_below_it() -> None:
     # The echo path's late taps learn to zero: its prediction alone said "no echo left" 200 ms into a
     # gap while an RT60 800 ms tail was still 10 dB over the noise (review, after d3ed84f).
-    rng = np.random.default_rng(3)
-    n = int(8.0 * RATE)
-    t = np.arange(n) / RATE
-    on = (t % 1.3) < 0.8
-    ref = rng.standard_normal(n) * 6000 * (0.3 + 0.7 * np.abs(np.sin(2 * np.pi * 4 * t))) * on
-    echo = np.convolve(ref, room_response(RATE, rt60_ms=800.0))[:n] * 0.3
-    echo = np.concatenate((np.zeros(3 * FRAME), echo[: n - 3 * FRAME]))
-    mic = echo + rng.standard_normal(n) * 30
+    ref, echo, mic, on = _room_reply(800.0, 8.0, 0.3)
     gate = EchoGate()
     under = []
-    for k in range(n // FRAME):
+    for k in range(len(ref) // FRAME):
         sl = slice(k * FRAME, (k + 1) * FRAME)
         gate.push(np.rint(ref[sl]).astype(np.int16), np.rint(mic[sl]).astype(np.int16), 3)
         tail = float(np.mean(echo[sl] ** 2) / 30**2)  # the true echo over the mic's noise, power

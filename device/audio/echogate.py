@@ -134,7 +134,8 @@ class EchoGate:
         self._env = np.maximum(now, self._env * self.decay)
         self._tail_env = np.maximum(now, self._tail_env * self.tail_decay)
         self._left_env = np.maximum(now, self._left_env * self.left_decay)
-        quiet = float(pr.sum()) < self.ref_floor  # the reference fell silent: its echo, 40+ dB down, under the noise
+        ref_power = float(pr.sum())
+        quiet = ref_power < self.ref_floor  # the reference fell silent: its echo, 40+ dB down, under the noise
         loud = self._env.sum() > self.ref_floor
         # The gain is learnt against the envelope at decay_db, as it always was; a room whose tail is
         # slower keeps the bound up after the reference falls (the tail envelope is the larger then).
@@ -146,7 +147,7 @@ class EchoGate:
         if ref is None:
             self.tail.abort()  # an earcon of ours (or no reference): not the replies' room tail
         elif self.tail.push(quiet, total, float(self.floor.sum()), 3 if lag is None else lag,
-                            ref_loud=float(pr.sum()) > 1e3 * self.ref_floor):
+                            ref_loud=ref_power > 1e3 * self.ref_floor):
             self.tail_decay = self.left_decay = 10 ** (-self.tail_db / 10)
         # power the echo (with margin) and the noise floor (x10, 10 dB) cannot explain
         excess = np.clip(pm - self.margin * echo - 10.0 * self.floor, 0.0, None)

@@ -38,6 +38,7 @@ class TailMeter:
         self._quiet = -1  # frames since the reference fell silent (-1: it is playing)
         self._peak = 0.0
         self._db: list[float] = []  # the mic above its floor (dB), from the peak on
+        self._low = 0  # the index of its lowest frame
         self._was_loud = self._abrupt = False  # the reference before this gap was loud
         # The room's decay in dB per frame (the slow end of the gaps measured); None before `need` gaps.
         self.rate_db: float | None = None
@@ -54,16 +55,16 @@ class TailMeter:
             self._was_loud = ref_loud
             return changed
         if self._quiet < 0:
-            self._quiet, self._peak, self._db = 0, 0.0, []
+            self._quiet, self._peak, self._db, self._low = 0, 0.0, [], 0
             self._abrupt, self._was_loud = self._was_loud, False
         self._quiet += 1
         excess = mic - floor
         if self._quiet <= lag + 2:
             if excess > self._peak:
-                self._peak = excess
+                self._peak, self._low = excess, 0
                 self._db = [10 * np.log10(excess)] if excess >= 10 * floor else []  # the echo is still arriving
             elif self._db and excess >= 10 * floor:
-                self._db.append(10 * np.log10(excess))
+                self._append(10 * np.log10(excess))
             if self._quiet == lag + 2 and self._abrupt and not self._db:
                 return self._record(self.fastest)
             return False
@@ -72,22 +73,26 @@ class TailMeter:
         if excess < 10 * floor:
             return self._end(10 * np.log10(10 * floor))  # down to 10 dB above the floor: measured
         db = 10 * np.log10(excess)
-        low = int(np.argmin(self._db))
-        if db > self._db[low] + 3.0:
-            del self._db[low + 1 :]  # a new sound: the tail ended at its lowest frame
+        if db > self._db[self._low] + 3.0:
+            del self._db[self._low + 1 :]  # a new sound: the tail ended at its lowest frame
             return self._end()
-        self._db.append(db)
+        self._append(db)
         return False
+
+    def _append(self, db: float) -> None:
+        if db < self._db[self._low]:
+            self._low = len(self._db)
+        self._db.append(db)
 
     def abort(self) -> None:
         """Drop the gap being measured, if any (the mic holds a sound of ours that is not the reply's)."""
-        self._db, self._peak, self._quiet, self._was_loud = [], 0.0, -1, False
+        self._db, self._low, self._peak, self._quiet, self._was_loud = [], 0, 0.0, -1, False
 
     def _end(self, reached: float | None = None) -> bool:
         """Close the gap being measured: keep its slope if the tail was long and loud enough, or
         fell from `min_drop_db` over the floor to it (`reached`, dB) sooner: a fast room (or none)."""
         db, self._db = self._db, []
-        self._peak = 0.0
+        self._peak, self._low = 0.0, 0
         if not db:
             return False
         if len(db) < self.min_frames:

@@ -671,7 +671,7 @@ def _rooms(rows: list[dict]) -> dict[str, list[dict]]:
     """Rows by room: "direct" (none), "room" (RT60 250 ms, the first room's key) and "room_N" (RT60 N ms)."""
     out: dict[str, list[dict]] = {}
     for r in rows:
-        rt = r.get("room_rt60_ms") or (250.0 if r["room"] else None)
+        rt = _rt60(r)  # rows carry the scenario's "room" and "room_rt60_ms"
         key = "direct" if rt is None else "room" if rt == 250.0 else f"room_{int(rt)}"
         out.setdefault(key, []).append(r)
     return out
