@@ -95,11 +95,12 @@ def _speaking_agent() -> tuple[Agent, Timeline, ScriptedVad]:
 
 
 def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float = 60.0,
-            echo_left_db: float = -20.0) -> None:
+            echo_left_db: float = -20.0, tail_share: float | None = None) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
     the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
-    the echo over the mic's noise floor (EchoGate.echo_left_db)."""
+    the echo over the mic's noise floor (EchoGate.echo_left_db); tail_share: the share with the
+    prediction held at the room's decay (EchoGate.tail_share; None: the same as share)."""
     fe = agent.frontend
     fe.echo_gate = LearntGate()  # type: ignore[assignment]
     for verdict in near:
@@ -107,6 +108,7 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
         fe.raw = np.zeros((1, 160), np.int16)
         fe.echo_share = np.array([share])
         fe.echo_left = np.array([echo_left_db])
+        fe.tail_share = np.array([share if tail_share is None else tail_share])
         agent.samples += 160
         agent._frames(np.zeros((1, 160), np.int16), np.array([[level_db, level_db - 2.0]]))
 
@@ -225,4 +227,19 @@ def test_in_a_room_measured_fast_a_voice_confirms_the_pause_once_the_tail_has_fa
     _frames(agent, [True] * 12, echo_left_db=20.0)
     assert _events(timeline) == ["playback_pause"]
     _frames(agent, [True] * 4, echo_left_db=20.0)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_in_a_pause_frames_the_echo_path_no_longer_predicts_but_the_room_s_tail_still_holds_do_not_confirm_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bench, RT60 500 ms (human_talk_117, codec2 f, gain 1.0): 250 ms into the pause the path's
+    # prediction, 320 ms long, had fallen to 0.14 of the mic while the room's tail was still what the
+    # mic held; 3 near-end frames then confirmed a false barge-in. Held at the room's decay, the
+    # prediction still explains them; the user, louder than it, confirms.
+    monkeypatch.setattr(LearntGate, "tail_db", 1.2)
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5, echo_left_db=40.0)
+    _frames(agent, [True] * 20, share=0.14, tail_share=1.0, echo_left_db=20.0)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True] * 3, share=0.14, tail_share=0.2, echo_left_db=20.0)
     assert _events(timeline) == ["playback_pause", "barge_in"]

@@ -126,6 +126,26 @@ def test_what_the_gate_says_is_left_of_a_long_room_s_echo_never_falls_below_it()
     assert not under, under[:10]
 
 
+def test_a_long_room_s_tail_past_the_echo_path_s_span_still_reads_as_echo() -> None:
+    # The path predicts from 32 frames of reference (320 ms): at RT60 800 ms its prediction falls to
+    # under a quarter of the mic while the tail is still 10 dB and more over the noise, and a pause's
+    # frames took that for the user (bench, RT60 500 ms: a false barge-in 250 ms into the pause).
+    ref, echo, mic, on = _room_reply(800.0, 8.0, 1.0)
+    gate = EchoGate()
+    path_alone, held = [], []
+    for k in range(len(ref) // FRAME):
+        sl = slice(k * FRAME, (k + 1) * FRAME)
+        gate.push(np.rint(ref[sl]).astype(np.int16), np.rint(mic[sl]).astype(np.int16), 3)
+        tail = float(np.mean(echo[sl] ** 2) / 30**2)  # the true echo over the mic's noise, power
+        if k > 300 and not on[k * FRAME] and tail > 10.0:
+            if gate.echo_share < 0.25:  # Agent.CONFIRM_ECHO_SHARE
+                path_alone.append(k)
+            if gate.tail_share < 0.25:
+                held.append(k)
+    assert len(path_alone) >= 10  # what the pause went by before
+    assert not held, held[:10]
+
+
 def test_our_own_earcon_after_a_reply_is_not_measured_as_the_room_s_tail() -> None:
     gate = EchoGate()
     rng = np.random.default_rng(5)

@@ -20,7 +20,9 @@ echo path does.
 very frame (device/audio/echopath.py), with `path_margin_db` of room, as a share of the mic's
 power. The bound above holds the loudest reference of `window` frames; the prediction follows
 the reply syllable by syllable and, once the speaker stops, the room's tail as it dies away
-(the barge-in's pause uses it to tell when the mic holds only the user).
+(the barge-in's pause uses it to tell when the mic holds only the user). The path spans
+`lags` frames (320 ms); a longer room's tail outlives its prediction, so `tail_share` is the
+same share with the prediction held at the room's decay (`tail_db`), for the pause's frames.
 
 Inputs: int16[160] frames at 16 kHz, the reference (None: speaker silent) and the raw mic
 in step, as the echo canceller gets them. Cost: one FFT call (2 x 320 points) per frame,
@@ -70,6 +72,8 @@ class EchoGate:
         self._tail_env = np.zeros(nb)  # the same at the room's decay, once measured
         self._left_env = np.zeros(nb)  # the same at tail_db (a long room's until measured)
         self._path_left = 0.0  # the echo path's prediction (with margin), held and decaying at tail_db
+        self._held = 0.0  # the same at the room's own decay, however fast (tail_share)
+        self.held_decay = self.left_decay
         self.gain = np.zeros(nb)  # echo path band gain (mic / reference power), learnt
         self.floor = np.full(nb, np.inf)  # the mic's noise floor per band: falls at once, rises 1 dB/s
         self._rise = 10 ** (1.0 / 10 / 100)
@@ -79,6 +83,7 @@ class EchoGate:
         self.tail = TailMeter()  # the room's decay, measured in the reply's gaps
         self.path_margin = 10 ** (path_margin_db / 10)
         self.echo_share = 1.0  # the last frame's predicted echo power / the mic's, with margin (1.0: unknown)
+        self.tail_share = 1.0  # the same with the prediction held at the room's decay (a pause's tail)
         self.echo_left_db = np.inf  # the last frame's bound on the echo over the mic's noise floor (dB; inf: unknown)
         self.near = False  # the last frame's verdict
         self.history: deque[bool] = deque(maxlen=64)  # verdicts per frame, for the agent to drain
@@ -149,6 +154,7 @@ class EchoGate:
         elif self.tail.push(quiet, total, float(self.floor.sum()), 3 if lag is None else lag,
                             ref_loud=ref_power > 1e3 * self.ref_floor):
             self.tail_decay = self.left_decay = 10 ** (-self.tail_db / 10)
+            self.held_decay = 10 ** (-float(self.tail.rate_db or self.cold_decay_db) / 10)
         # power the echo (with margin) and the noise floor (x10, 10 dB) cannot explain
         excess = np.clip(pm - self.margin * echo - 10.0 * self.floor, 0.0, None)
         near = bool(self.ready and float(excess.sum()) / total >= self.share)
@@ -160,6 +166,8 @@ class EchoGate:
         # longer than the path would read as no echo at all.
         self._path_left = max(self.path_margin * float(predicted.sum()), self._path_left * self.left_decay)
         left = min(float((self.gain * self._left_env).sum()), self._path_left)
+        self._held = max(self.path_margin * float(predicted.sum()), self._held * self.held_decay)
+        self.tail_share = min(1.0, self._held / total) if self.ready else 1.0
         self.echo_left_db = (10 * float(np.log10((left + 1e-9) / (float(self.floor.sum()) + 1e-9)))
                              if self.ready else np.inf)
         # what the prediction cannot explain: the echo path learns from such frames at a tenth of its step

@@ -87,6 +87,7 @@ class Frontend:
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
         self.echo_share = np.zeros(0)  # per frame: EchoGate.echo_share (0.0 where it did not look)
         self.echo_left = np.zeros(0)  # per frame: EchoGate.echo_left_db (-inf where it did not look)
+        self.tail_share = np.zeros(0)  # per frame: EchoGate.tail_share
         self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
         self._mic_framer = Framer(FRAME)
         # QQ: no burst buffering, so the reference reaches the canceller before its echo does.
@@ -144,6 +145,7 @@ class Frontend:
         self.raw = frames
         self.echo_share = np.zeros(len(frames))  # the gate skips frames with no echo to expect
         self.echo_left = np.full(len(frames), -np.inf)  # ... and there is no echo left over the noise
+        self.tail_share = np.zeros(len(frames))
         if self.aec is None or len(frames) == 0:
             return MicFrames(frames, None)
         out = np.empty_like(frames)
@@ -162,6 +164,7 @@ class Frontend:
                 self.echo[i] = gate.envelope
                 self.echo_share[i] = gate.echo_share
                 self.echo_left[i] = gate.echo_left_db
+                self.tail_share[i] = gate.tail_share
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels
             if lv is None:

@@ -322,6 +322,11 @@ class Agent:
             for i, f in enumerate(frames):
                 # The echo path's predicted echo as a share of the mic (1.0: not known, or all of it).
                 share = float(self.frontend.echo_share[i]) if i < len(self.frontend.echo_share) else 1.0
+                if m.paused_until is not None and i < len(self.frontend.tail_share):
+                    # In a pause the path's prediction dies with its last tap (320 ms), a long room's
+                    # tail does not: the prediction held at the room's decay (bench: a tail 250 ms
+                    # into a pause at RT60 500 ms read 0.14 and confirmed a false barge-in).
+                    share = max(share, float(self.frontend.tail_share[i]))
                 if i < len(near) and near[i]:
                     self._near_until = self.now + self.NEAR_HOLD_S
                     if share < 1.0:
