@@ -68,6 +68,22 @@ def test_a_speaker_the_mic_does_not_hear_measures_as_a_fast_room() -> None:
     assert meter.rate_db == meter.fastest
 
 
+def test_a_reply_that_fades_into_its_gaps_in_a_dry_room_measures_as_a_fast_room() -> None:
+    # Speech fades out: by the time the reference is quiet, a dry room's echo is gone with it (bench,
+    # espeak and recorded voices, no room). No gap had a tail to fit and none followed a loud frame,
+    # so the meter measured nothing, and the gate assumed a long room for the whole reply.
+    meter = TailMeter()
+    floor = 10**4.0
+    for _ in range(3):
+        for _ in range(20):
+            meter.push(False, 10**8.0, floor, 3)  # the reply plays: its echo 40 dB over the noise
+        for db in (35.0, 28.0, 20.0):  # its last frames fade, none of them loud
+            meter.push(False, 10 ** ((40.0 + db) / 10), floor, 3)
+        for _ in range(30):
+            meter.push(True, 1.5 * floor, floor, 3)  # the gap: the echo is gone already
+    assert meter.rate_db is not None and meter.rate_db >= 2.5  # at least 30 dB in 4 frames
+
+
 def _room_reply(rt60_ms: float, seconds: float, gain: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A reply in 0.8 s bursts with 0.5 s gaps through a room, 3 frames late, on a mic noise of 30
     (int16 scale): (reference, its echo, the mic, whether the reference plays) per sample."""

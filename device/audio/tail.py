@@ -7,9 +7,11 @@ lag to where it falls to 10 dB above the floor, the reference resumes, or a new 
 (3 dB over the tail's lowest frame so far: the user, not the room; the fit ends at that
 frame). A gap whose tail spans at least `min_frames` frames and `min_drop_db` counts; so does
 one that falls that far to the floor sooner, or whose echo never rises 10 dB over the floor
-after a loud frame (a dry room, or a speaker the mic barely hears: `fastest`). The room's
-decay is the slow end (`quantile`) of the last `keep` gaps' slopes, clipped to [slowest,
-fastest] dB per frame.
+after a loud frame (a dry room, or a speaker the mic barely hears: `fastest`). Where the echo
+is already under 10 dB over the floor when it would arrive, the slope is how fast the mic fell
+there from its peak in the reply's last frames, if at least `dry_db` (`_fell`): speech fades
+into its gaps, and in a dry room its echo fades with it. The room's decay is the slow end (`quantile`) of the last
+`keep` gaps' slopes, clipped to [slowest, fastest] dB per frame.
 
 The echo gate (device/audio/echogate.py) lets its bound decay at this rate where it is slower
 than its own: a room whose tail outlasts 2.5 dB per frame (RT60 240 ms) would otherwise have
@@ -28,18 +30,21 @@ import numpy as np
 
 class TailMeter:
     def __init__(self, *, keep: int = 32, need: int = 2, quantile: float = 0.25, min_frames: int = 5,
-                 min_drop_db: float = 10.0, slowest: float = 0.6, fastest: float = 6.0) -> None:
+                 min_drop_db: float = 10.0, slowest: float = 0.6, fastest: float = 6.0,
+                 dry_db: float = 2.5) -> None:
         self.slopes: deque[float] = deque(maxlen=keep)  # dB per frame, one per measured gap
         self.need = need
         self.quantile = quantile
         self.min_frames = min_frames
         self.min_drop = min_drop_db
         self.slowest, self.fastest = slowest, fastest
+        self.dry_db = dry_db  # _fell's readings count from this fast on (RT60 240 ms, the echo gate's own)
         self._quiet = -1  # frames since the reference fell silent (-1: it is playing)
         self._peak = 0.0
         self._db: list[float] = []  # the mic above its floor (dB), from the peak on
         self._low = 0  # the index of its lowest frame
         self._was_loud = self._abrupt = False  # the reference before this gap was loud
+        self._recent: deque[float] = deque(maxlen=self.RECENT)  # the mic over its floor (dB), last frames
         # The room's decay in dB per frame (the slow end of the gaps measured); None before `need` gaps.
         self.rate_db: float | None = None
 
@@ -49,6 +54,7 @@ class TailMeter:
         the reference loud (a gap right after a loud frame whose echo never rises 10 dB over the
         floor is a room with no tail to speak of, or a speaker the mic does not hear: fast).
         True when this frame changed `rate_db`."""
+        self._recent.append(10 * float(np.log10(max(mic - floor, 1e-12) / max(floor, 1e-12))))
         if not ref_quiet:
             changed = self._end()
             self._quiet = -1
@@ -65,8 +71,12 @@ class TailMeter:
                 self._db = [10 * np.log10(excess)] if excess >= 10 * floor else []  # the echo is still arriving
             elif self._db and excess >= 10 * floor:
                 self._append(10 * np.log10(excess))
-            if self._quiet == lag + 2 and self._abrupt and not self._db:
-                return self._record(self.fastest)
+            if self._quiet == lag + 2 and not self._db:
+                if self._abrupt:
+                    return self._record(self.fastest)
+                fell = self._fell()
+                if fell is not None:
+                    return self._record(fell)
             return False
         if not self._db:
             return False
@@ -78,6 +88,27 @@ class TailMeter:
             return self._end()
         self._append(db)
         return False
+
+    # Frames of the mic kept for _fell: the last ones the reference played, and the gap's first.
+    RECENT = 16
+
+    def _fell(self) -> float | None:
+        """A gap whose echo is under 10 dB over the floor by the time it would arrive: the rate at
+        which the mic fell there from its peak in the last RECENT frames, if that peak was
+        min_drop_db over those 10 dB (dB per frame; None: too quiet to tell). The reference was
+        still fading as it fell, so the room's tail dies at least this fast: the usual gap of a
+        reply in a dry room, where the echo is gone before the reference is quiet."""
+        db = list(self._recent)
+        top = len(db) - 1 - int(np.argmax(db[::-1]))  # its last frame at the peak
+        if db[top] < 10.0 + self.min_drop:
+            return None
+        below = next((k for k in range(top + 1, len(db)) if db[k] < 10.0), None)
+        if below is None:
+            return None
+        slope = (db[top] - 10.0) / (below - top)
+        # Slower than a dry room's says nothing: the voice fading, not the room (bench, recorded
+        # voices with no room: 1.6 dB per frame, which held the gate's bound up through the reply).
+        return min(self.fastest, slope) if slope >= self.dry_db else None
 
     def _append(self, db: float) -> None:
         if db < self._db[self._low]:
