@@ -73,15 +73,29 @@ def test_a_reply_that_fades_into_its_gaps_in_a_dry_room_measures_as_a_fast_room(
     # espeak and recorded voices, no room). No gap had a tail to fit and none followed a loud frame,
     # so the meter measured nothing, and the gate assumed a long room for the whole reply.
     meter = TailMeter()
+    floor = 10**4.0  # the echo with no lag (the meter is told 0)
+    for _ in range(3):
+        for _ in range(20):
+            meter.push(False, 10**8.0, floor, 0)  # the reply plays: its echo 40 dB over the noise
+        for db in (35.0, 28.0, 20.0):  # its last frames fade, none of them loud
+            meter.push(False, 10 ** ((40.0 + db) / 10), floor, 0)
+        for _ in range(30):
+            meter.push(True, 1.5 * floor, floor, 0)  # the gap: the echo is gone already
+    assert meter.rate_db is not None and meter.rate_db >= 2.5  # at least 30 dB in 4 frames
+
+
+def test_a_gap_after_our_own_earcon_is_not_read_as_a_fall_of_the_reply_s_echo() -> None:
+    # The frames under an earcon of ours reach the meter only as abort(): what it kept of the mic
+    # before them is not in step with the gap after (review: 5.7 dB per frame read at RT60 500 ms).
+    meter = TailMeter()
     floor = 10**4.0
     for _ in range(3):
         for _ in range(20):
             meter.push(False, 10**8.0, floor, 3)  # the reply plays: its echo 40 dB over the noise
-        for db in (35.0, 28.0, 20.0):  # its last frames fade, none of them loud
-            meter.push(False, 10 ** ((40.0 + db) / 10), floor, 3)
+        meter.abort()  # our earcon, the reply's echo dying away under it unseen
         for _ in range(30):
-            meter.push(True, 1.5 * floor, floor, 3)  # the gap: the echo is gone already
-    assert meter.rate_db is not None and meter.rate_db >= 2.5  # at least 30 dB in 4 frames
+            meter.push(True, 1.5 * floor, floor, 3)
+    assert not meter.slopes
 
 
 def _room_reply(rt60_ms: float, seconds: float, gain: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

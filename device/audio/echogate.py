@@ -22,7 +22,8 @@ power. The bound above holds the loudest reference of `window` frames; the predi
 the reply syllable by syllable and, once the speaker stops, the room's tail as it dies away
 (the barge-in's pause uses it to tell when the mic holds only the user). The path spans
 `lags` frames (320 ms); a longer room's tail outlives its prediction, so `tail_share` is the
-same share with the prediction held at the room's decay (`tail_db`), for the pause's frames.
+same share with the prediction held at the room's measured decay (`tail.rate_db`, however fast;
+a long room's until measured), for the pause's frames.
 
 Inputs: int16[160] frames at 16 kHz, the reference (None: speaker silent) and the raw mic
 in step, as the echo canceller gets them. Cost: one FFT call (2 x 320 points) per frame,

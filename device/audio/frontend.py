@@ -136,8 +136,9 @@ class Frontend:
         """Like `mic`, with the echo canceller's per-frame levels (see MicFrames); `near` is then
         bool[k], the echo gate's verdict per frame (all False without one), `echo` [k, 16] its
         echo envelope per frame (zeros without one, or where it expected no echo), `echo_share`
-        float[k] its EchoGate.echo_share (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db
-        (-inf there), and `raw` the frames before the canceller."""
+        float[k] its EchoGate.echo_share (0.0 there), `tail_share` float[k] its EchoGate.tail_share
+        (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db (-inf there), and `raw` the
+        frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)

@@ -9,8 +9,9 @@ frame). A gap whose tail spans at least `min_frames` frames and `min_drop_db` co
 one that falls that far to the floor sooner, or whose echo never rises 10 dB over the floor
 after a loud frame (a dry room, or a speaker the mic barely hears: `fastest`). Where the echo
 is already under 10 dB over the floor when it would arrive, the slope is how fast the mic fell
-there from its peak in the reply's last frames, if at least `dry_db` (`_fell`): speech fades
-into its gaps, and in a dry room its echo fades with it. The room's decay is the slow end (`quantile`) of the last
+there from its peak in the reply's last frames, if that peak was 30 dB over the floor and the
+fall at least `dry_db` (`_fell`): speech fades into its gaps, and in a dry room its echo fades
+with it. The room's decay is the slow end (`quantile`) of the last
 `keep` gaps' slopes, clipped to [slowest, fastest] dB per frame.
 
 The echo gate (device/audio/echogate.py) lets its bound decay at this rate where it is slower
@@ -91,6 +92,7 @@ class TailMeter:
 
     # Frames of the mic kept for _fell: the last ones the reference played, and the gap's first.
     RECENT = 16
+    REVERB_DB = 20.0
 
     def _fell(self) -> float | None:
         """A gap whose echo is under 10 dB over the floor by the time it would arrive: the rate at
@@ -99,8 +101,12 @@ class TailMeter:
         still fading as it fell, so the room's tail dies at least this fast: the usual gap of a
         reply in a dry room, where the echo is gone before the reference is quiet."""
         db = list(self._recent)
+        if not db:
+            return None
         top = len(db) - 1 - int(np.argmax(db[::-1]))  # its last frame at the peak
-        if db[top] < 10.0 + self.min_drop:
+        # A room's reverberation sits up to ~20 dB under its direct sound: from a quieter peak, a
+        # long room's tail can be under the 10 dB already and only the direct sound seen falling.
+        if db[top] < 10.0 + self.REVERB_DB:
             return None
         below = next((k for k in range(top + 1, len(db)) if db[k] < 10.0), None)
         if below is None:
@@ -118,6 +124,7 @@ class TailMeter:
     def abort(self) -> None:
         """Drop the gap being measured, if any (the mic holds a sound of ours that is not the reply's)."""
         self._db, self._low, self._peak, self._quiet, self._was_loud = [], 0, 0.0, -1, False
+        self._recent.clear()  # frames around our sound are not in step with the reply's
 
     def _end(self, reached: float | None = None) -> bool:
         """Close the gap being measured: keep its slope if the tail was long and loud enough, or
