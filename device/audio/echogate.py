@@ -165,9 +165,10 @@ class EchoGate:
         # bound's learnt gain is loose in bands the reply seldom fills; with no echo at all, very). The
         # prediction is held at the room's decay too: the path's late taps learn to zero, and a tail
         # longer than the path would read as no echo at all.
-        self._path_left = max(self.path_margin * float(predicted.sum()), self._path_left * self.left_decay)
+        expected = self.path_margin * float(predicted.sum())
+        self._path_left = max(expected, self._path_left * self.left_decay)
         left = min(float((self.gain * self._left_env).sum()), self._path_left)
-        self._held = max(self.path_margin * float(predicted.sum()), self._held * self.held_decay)
+        self._held = max(expected, self._held * self.held_decay)
         self.tail_share = min(1.0, self._held / total) if self.ready else 1.0
         self.echo_left_db = (10 * float(np.log10((left + 1e-9) / (float(self.floor.sum()) + 1e-9)))
                              if self.ready else np.inf)

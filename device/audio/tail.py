@@ -11,8 +11,8 @@ after a loud frame (a dry room, or a speaker the mic barely hears: `fastest`). W
 is already under 10 dB over the floor when it would arrive, the slope is how fast the mic fell
 there from its peak in the reply's last frames, if that peak was 30 dB over the floor and the
 fall at least `dry_db` (`_fell`): speech fades into its gaps, and in a dry room its echo fades
-with it. The room's decay is the slow end (`quantile`) of the last
-`keep` gaps' slopes, clipped to [slowest, fastest] dB per frame.
+with it. The room's decay is the slow end (`quantile`) of the last `keep` gaps' slopes,
+clipped to [slowest, fastest] dB per frame.
 
 The echo gate (device/audio/echogate.py) lets its bound decay at this rate where it is slower
 than its own: a room whose tail outlasts 2.5 dB per frame (RT60 240 ms) would otherwise have
@@ -30,6 +30,11 @@ import numpy as np
 
 
 class TailMeter:
+    # Frames of the mic kept for _fell: the last ones the reference played, and the gap's first.
+    RECENT = 16
+    # A room's reverberation sits up to ~20 dB under its direct sound (see _fell).
+    REVERB_DB = 20.0
+
     def __init__(self, *, keep: int = 32, need: int = 2, quantile: float = 0.25, min_frames: int = 5,
                  min_drop_db: float = 10.0, slowest: float = 0.6, fastest: float = 6.0,
                  dry_db: float = 2.5) -> None:
@@ -90,14 +95,11 @@ class TailMeter:
         self._append(db)
         return False
 
-    # Frames of the mic kept for _fell: the last ones the reference played, and the gap's first.
-    RECENT = 16
-    REVERB_DB = 20.0
-
     def _fell(self) -> float | None:
         """A gap whose echo is under 10 dB over the floor by the time it would arrive: the rate at
         which the mic fell there from its peak in the last RECENT frames, if that peak was
-        min_drop_db over those 10 dB (dB per frame; None: too quiet to tell). The reference was
+        REVERB_DB over those 10 dB and the fall at least dry_db (dB per frame; None: nothing to
+        tell by). The reference was
         still fading as it fell, so the room's tail dies at least this fast: the usual gap of a
         reply in a dry room, where the echo is gone before the reference is quiet."""
         db = list(self._recent)
