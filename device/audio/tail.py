@@ -50,7 +50,7 @@ class TailMeter:
         self._db: list[float] = []  # the mic above its floor (dB), from the peak on
         self._low = 0  # the index of its lowest frame
         self._was_loud = self._abrupt = False  # the reference before this gap was loud
-        self._recent: deque[float] = deque(maxlen=self.RECENT)  # the mic over its floor (dB), last frames
+        self._recent: deque[float] = deque(maxlen=self.RECENT)  # the mic over its floor (power ratio), last frames
         # The room's decay in dB per frame (the slow end of the gaps measured); None before `need` gaps.
         self.rate_db: float | None = None
 
@@ -60,7 +60,7 @@ class TailMeter:
         the reference loud (a gap right after a loud frame whose echo never rises 10 dB over the
         floor is a room with no tail to speak of, or a speaker the mic does not hear: fast).
         True when this frame changed `rate_db`."""
-        self._recent.append(10 * float(np.log10(max(mic - floor, 1e-12) / max(floor, 1e-12))))
+        self._recent.append(max(mic - floor, 1e-12) / max(floor, 1e-12))  # in dB only when _fell reads it
         if not ref_quiet:
             changed = self._end()
             self._quiet = -1
@@ -99,21 +99,21 @@ class TailMeter:
         """A gap whose echo is under 10 dB over the floor by the time it would arrive: the rate at
         which the mic fell there from its peak in the last RECENT frames, if that peak was
         REVERB_DB over those 10 dB and the fall at least dry_db (dB per frame; None: nothing to
-        tell by). The reference was
-        still fading as it fell, so the room's tail dies at least this fast: the usual gap of a
-        reply in a dry room, where the echo is gone before the reference is quiet."""
-        db = list(self._recent)
-        if not db:
+        tell by). The reference was still fading as it fell, so the room's tail dies at least this
+        fast: the usual gap of a reply in a dry room, where the echo is gone before the reference
+        is quiet."""
+        if not self._recent:
             return None
+        db = 10 * np.log10(np.asarray(self._recent))
         top = len(db) - 1 - int(np.argmax(db[::-1]))  # its last frame at the peak
         # A room's reverberation sits up to ~20 dB under its direct sound: from a quieter peak, a
         # long room's tail can be under the 10 dB already and only the direct sound seen falling.
         if db[top] < 10.0 + self.REVERB_DB:
             return None
-        below = next((k for k in range(top + 1, len(db)) if db[k] < 10.0), None)
-        if below is None:
+        after = np.flatnonzero(db[top + 1 :] < 10.0)
+        if not len(after):
             return None
-        slope = (db[top] - 10.0) / (below - top)
+        slope = float(db[top] - 10.0) / (int(after[0]) + 1)
         # Slower than a dry room's says nothing: the voice fading, not the room (bench, recorded
         # voices with no room: 1.6 dB per frame, which held the gate's bound up through the reply).
         return min(self.fastest, slope) if slope >= self.dry_db else None
