@@ -70,20 +70,15 @@ check-system:
 	esac
 
 # Redone when the Makefile changes (a package added to APT_PACKAGES reaches existing checkouts); it
-# only installs what is missing, and pip is not redone for it (order-only below).
+# only installs what is missing (scripts/apt_missing.sh: held packages and a node already on PATH
+# count as there), and pip is not redone for it (order-only below).
 $(APT_STAMP): Makefile | check-system
 	@mkdir -p $(VENV)
-	@missing=""; \
-	provided=$$(dpkg-query -W -f='$${db:Status-Abbrev}$${Provides}\n' 2>/dev/null | sed -n 's/^ii *//p' | tr ',' '\n'); \
-	for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" && continue; \
-	  printf '%s\n' "$$provided" | sed 's/ *(.*//; s/^ *//' | grep -qx "$$p" && continue; \
-	  missing="$$missing $$p"; \
-	done; \
+	@missing=$$(bash scripts/apt_missing.sh $(APT_PACKAGES)); \
 	if [ -n "$$missing" ]; then \
-	  if ! command -v apt-get >/dev/null; then echo "make: missing system packages:$$missing (no apt-get here)" >&2; exit 1; fi; \
+	  if ! command -v apt-get >/dev/null; then echo "make: missing system packages: $$missing (no apt-get here)" >&2; exit 1; fi; \
 	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
-	  echo "== apt-get install$$missing"; \
+	  echo "== apt-get install $$missing"; \
 	  $$SUDO apt-get update -q; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "== system packages present"; fi
