@@ -72,8 +72,10 @@ def _fake_dpkg(d: Path, installed: dict[str, tuple[str, str]], commands: tuple[s
         "while IFS='|' read -r name status provides; do\n"
         '  [ -z "$name" ] && continue\n'
         '  [ -n "$want" ] && [ "$want" != "$name" ] && continue\n'
-        '  case $status in "install ok installed") abbrev="ii ";; "hold ok installed") abbrev="hi ";; *) abbrev="un ";; esac\n'
-        '  out=${fmt//\'${Status}\'/$status}; out=${out//\'${db:Status-Abbrev}\'/$abbrev}; out=${out//\'${Provides}\'/$provides}\n'
+        '  case $status in "install ok installed") abbrev="ii ";; "hold ok installed") abbrev="hi ";;\n'
+        '    *) abbrev="un ";; esac\n'
+        '  out=${fmt//\'${Status}\'/$status}; out=${out//\'${db:Status-Abbrev}\'/$abbrev}\n'
+        '  out=${out//\'${Provides}\'/$provides}\n'
         '  printf "%b" "$out"; found=0\n'
         'done <<< "$rows"\n'
         '[ -n "$want" ] && exit $found; exit 0\n')
@@ -89,7 +91,8 @@ def _fake_dpkg(d: Path, installed: dict[str, tuple[str, str]], commands: tuple[s
 
 
 def _missing(env: dict[str, str], *pkgs: str) -> list[str]:
-    r = subprocess.run([shutil.which("bash") or "bash", str(REPO / "scripts" / "apt_missing.sh"), *pkgs], capture_output=True, text=True,
+    script = REPO / "scripts" / "apt_missing.sh"
+    r = subprocess.run([shutil.which("bash") or "bash", str(script), *pkgs], capture_output=True, text=True,
                        env=env, timeout=30)
     assert r.returncode == 0, r.stderr
     return r.stdout.split()
