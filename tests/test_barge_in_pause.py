@@ -125,6 +125,18 @@ def test_a_double_talk_run_ending_on_the_frame_that_paused_does_not_confirm_it()
     assert agent.machine.phase == "speaking"
 
 
+def test_a_double_talk_run_ending_on_the_frame_the_vad_paused_on_does_not_confirm_it() -> None:
+    # The bench's false barge-in (human_silent_038, RT60 500 ms, gain 1.0): a leak of the canceller
+    # started the VAD, which paused the reply, and the double-talk test, firing on the same leak in
+    # the same frame, confirmed it: the reply cut on its own echo.
+    agent, timeline, vad = _speaking_agent()
+    agent.dtd = ScriptedDtd({2})  # type: ignore[assignment]
+    vad.script = {vad.frames + 2: [VadEvent("start", 0.0)]}
+    _frames(agent, [True, True])  # near-end frames keep the gate open: the VAD's start pauses
+    assert _events(timeline) == ["playback_pause"]
+    assert agent.machine.phase == "speaking"
+
+
 def test_a_vad_start_right_after_a_gate_pause_needs_near_end_frames_heard_in_the_pause() -> None:
     agent, timeline, vad = _speaking_agent()
     n = vad.frames

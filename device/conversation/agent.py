@@ -399,6 +399,10 @@ class Agent:
                         self.vad.reset()
                         events = [e for e in events if e.kind != "start"]
                 self._vad_events(events)
+                # ... and so does one the VAD made just now: the double-talk test below must not
+                # confirm it on the very frame that made it (bench: a leak of the canceller paused a
+                # reply and confirmed a false barge-in in one frame, RT60 500 ms, gain 1.0).
+                paused = m.paused_until is not None
                 if masked:
                     continue
                 if m.phase == "speaking" and self.suspect.check() and self._gate_open():
