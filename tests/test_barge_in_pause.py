@@ -255,3 +255,20 @@ def test_in_a_pause_frames_the_echo_path_no_longer_predicts_but_the_room_s_tail_
     assert _events(timeline) == ["playback_pause"]
     _frames(agent, [True] * 3, share=0.14, tail_share=0.2, echo_left_db=20.0)
     assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_echo_that_rises_after_the_pause_times_the_tail_for_the_gate_s_runs_from_its_peak() -> None:
+    # Bench, warm, RT60 500 ms (human_silent_023, codec2 m, gain 0.5): the mic held 55 dB at the
+    # pause and 71 dB 70 ms later, what the speaker had already played still arriving. Timed from the
+    # pause, the tail counted as gone 0.25 s in, and the gate's near-end run in it confirmed a false
+    # barge-in. Here: 20 dB over the noise at the pause (60 ms to fall to 5 dB at 2.5 dB per frame),
+    # then 45 dB (160 ms).
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5, echo_left_db=20.0)
+    _frames(agent, [False] * 2, echo_left_db=20.0)
+    _frames(agent, [False], echo_left_db=45.0)  # 30 ms into the pause
+    _frames(agent, [True] * 12, echo_left_db=45.0)  # to 150 ms: past the pause's timing and CONFIRM_AFTER_S
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True] * 8, echo_left_db=45.0)  # past 190 ms: the tail from the peak has fallen too
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+

@@ -115,6 +115,8 @@ class Agent:
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
         self._left_now = -np.inf  # EchoGate.echo_left_db of the frame being decided (dB)
         self._left_at_pause = -np.inf  # ... of the frame the last pause was made at
+        self._left_peak = -np.inf  # ... or of a later frame of that pause it rose at (the echo in flight)
+        self._peak_at = -1.0  # mic time of that frame
         self._near_times: deque[float] = deque(maxlen=8)  # mic times of the last near-end frames
         self._pause_detector = ""  # which detector asked for it (the timeline's playback_pause)
         self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed
@@ -350,9 +352,25 @@ class Agent:
                 loud = levels is not None and float(levels[i, 0]) >= self.settings.vad.dtd_level_db
                 # ... and whether the gate's bound on the echo, the room's tail included, is down in the noise.
                 left = float(self.frontend.echo_left[i]) if i < len(self.frontend.echo_left) else -np.inf
+                if paused and left > self._left_now + 1.0:
+                    # The echo rose after the pause: what the speaker had already played was still on
+                    # its way (output buffer, echo lag). A rise of 1 dB or less is the noise floor's
+                    # estimate moving, not echo.
+                    self._left_peak, self._peak_at = left, self.now
                 self._left_now = left  # for a pause made at this frame
                 quiet = left <= self.PAUSE_ECHO_LEFT_DB or (
-                    paused and gate is not None and self.now >= self._paused_at + self._tail_s(gate.tail_db))
+                    paused and gate is not None
+                    and self.now >= self._paused_at + self._tail_s(self._left_at_pause, gate.tail_db))
+                # ... the same with the tail timed from the echo's peak in the pause, for what the tail
+                # itself can make: near-end runs of the gate and double talk (bench, warm, RT60 500 ms:
+                # the mic 55 dB at the pause and 71 dB 70 ms later; timed from the pause, the tail
+                # counted as gone 0.25 s in and the gate's near-end run in it confirmed a false
+                # barge-in). A VAD start keeps the pause's timing: the echo that rose is, as often,
+                # the last of the reply under the user's first syllables (a warm 250 ms room run
+                # caught at 83 ms is missed when its VAD start waits for the peak's tail).
+                gone = left <= self.PAUSE_ECHO_LEFT_DB or (
+                    paused and gate is not None
+                    and self.now >= self._peak_at + self._tail_s(self._left_peak, gate.tail_db))
                 # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, loud,
                 # and the prediction under a tenth of it (never in the bench's echo-only runs). A frame
                 # not in a pause ends the run, so a new pause starts with none.
@@ -372,11 +390,12 @@ class Agent:
                          and (gate is None  # no canceller, no echo gate: nothing to wait for
                               or (i < len(self.frontend.echo_share)
                                   and (share < self.CONFIRM_ECHO_SHARE or quiet) and loud)))
+                clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE or gone)
                 if i < len(near) and near[i] and not masked:
                     if (not paused and self._near_run >= self.PAUSE_NEAR_FRAMES
                             and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
                         self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
-                    elif ((clear and self._near_run >= self.CONFIRM_NEAR_FRAMES)
+                    elif ((clear_tail and self._near_run >= self.CONFIRM_NEAR_FRAMES)
                           or self._strong_run >= self.CONFIRM_STRONG_FRAMES):
                         # ... and another run in the pause, the reply's echo dying away: the user.
                         self.log("speech_start", source="local_vad", detector="echo_gate")
@@ -411,7 +430,7 @@ class Agent:
                 # The double-talk test sees a leak of the canceller as well as the user: it needs the
                 # gate's own verdict on this very frame.
                 if (m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i])
-                        and (gate is None or (i < len(near) and bool(near[i]) and (clear or not paused)))
+                        and (gate is None or (i < len(near) and bool(near[i]) and (clear_tail or not paused)))
                         and not self._pause_first("echo_dtd")):
                     self.log("speech_start", source="local_vad", detector="echo_dtd")
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
@@ -472,16 +491,17 @@ class Agent:
     PAUSE_ECHO_SHARE = 0.1
     # ... and in every frame of the pause once the gate's bound on the echo is at most this far over
     # the mic's noise floor, or the pause is old enough for the room's tail to have fallen from that
-    # bound as it was at the pause to there, at the room's decay (_tail_s).
+    # bound as it was at the pause (or at its peak after) to there, at the room's decay (_tail_s).
     PAUSE_ECHO_LEFT_DB = 5.0
 
-    def _tail_s(self, rate_db: float) -> float:
-        """Seconds for the echo to fall from what the gate left over the noise floor at the pause
-        (EchoGate.echo_left_db of that frame; inf: not known yet, never) to PAUSE_ECHO_LEFT_DB, at
+    def _tail_s(self, left_db: float, rate_db: float) -> float:
+        """Seconds for the echo to fall from left_db, what the gate left over the noise floor at the
+        pause (EchoGate.echo_left_db of that frame, or of the frame it peaked at after; inf: not
+        known yet, never) to PAUSE_ECHO_LEFT_DB, at
         rate_db per 10 ms frame (EchoGate.tail_db: the room's measured decay, a long room's until
         measured). The frame's own echo_left can stay high longer: without a delay estimate the
         gate holds the loudest reference of 160 ms before it lets it decay."""
-        return max(0.0, self._left_at_pause - self.PAUSE_ECHO_LEFT_DB) / rate_db / 100
+        return max(0.0, left_db - self.PAUSE_ECHO_LEFT_DB) / rate_db / 100
 
     def _suspect(self, detector: str) -> None:
         """Pause the reply on a suspicion; what confirms it must be heard after the pause (see _pause_first)."""
@@ -490,8 +510,8 @@ class Agent:
         self._pause_detector = detector
         self._apply(m.handle(cv.SuspectSpeech(self.now)))
         if was is None and m.paused_until is not None:
-            self._paused_at = self.now
-            self._left_at_pause = self._left_now
+            self._paused_at = self._peak_at = self.now
+            self._left_at_pause = self._left_peak = self._left_now
             self._near_run = 0
 
     def _near_recent(self, after: float) -> bool:
