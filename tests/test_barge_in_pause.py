@@ -272,3 +272,24 @@ def test_echo_that_rises_after_the_pause_times_the_tail_for_the_gate_s_runs_from
     _frames(agent, [True] * 8, echo_left_db=45.0)  # past 190 ms: the tail from the peak has fallen too
     assert _events(timeline) == ["playback_pause", "barge_in"]
 
+
+def test_a_vad_start_on_frames_the_echo_path_explains_whole_does_not_pause_the_reply() -> None:
+    # Bench, cold: AEC3 leaks the reply for 50-150 ms at a time in a reverberant room, and the VAD
+    # took the leaks for speech: 57 of 113 false pauses (50 of the fast stage's 69, all 7 of the
+    # VAD start's) came with the echo path predicting all of the mic (share 1.0) for 150 ms.
+    agent, timeline, vad = _speaking_agent()
+    _frames(agent, [False] * 16, share=1.0)
+    vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
+    resets = len(vad.resets)
+    _frames(agent, [True, True, False], share=1.0)  # the gate's near-end frames open the gate
+    assert _events(timeline) == []
+    assert len(vad.resets) > resets  # the segment is forgotten: a voice that goes on starts a new one
+    # The fast stage too: a chunk over the suspicion threshold on such frames pauses nothing.
+    vad.last_probability = 0.99
+    _frames(agent, [True, True, False] * 3, share=1.0)
+    assert _events(timeline) == []
+    # A voice the path does not explain (the mic over the prediction by more than its margin) pauses.
+    vad.last_probability = 0.0
+    vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
+    _frames(agent, [True, True, False], share=0.6)
+    assert _events(timeline) == ["playback_pause"]

@@ -110,6 +110,7 @@ class Agent:
         self._res_idle = True  # the post-filter rested: it restarts from the preroll's last frame
         self.convergence = Convergence()
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
+        self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
@@ -329,6 +330,8 @@ class Agent:
                     # tail does not: the prediction held at the room's decay (bench: a tail 250 ms
                     # into a pause at RT60 500 ms read 0.14 and confirmed a false barge-in).
                     share = max(share, float(self.frontend.tail_share[i]))
+                if share < 1.0:  # the mic holds more than the echo path predicts, with its margin
+                    self._unexplained_until = self.now + self.NEAR_HOLD_S
                 if i < len(near) and near[i]:
                     self._near_until = self.now + self.NEAR_HOLD_S
                     if share < 1.0:
@@ -409,7 +412,10 @@ class Agent:
                     self.vad.reset()
                     events = [e for e in events if e.kind != "start"]
                 if not masked and any(e.kind == "start" for e in events):
-                    if self._pause_first("local_vad"):
+                    if self._explained():
+                        self.vad.reset()
+                        events = [e for e in events if e.kind != "start"]
+                    elif self._pause_first("local_vad"):
                         # A new segment: a voice that goes on starts again in the pause and confirms it
                         # (kept, the VAD stays in this one until 500 ms of silence, past confirm_ms).
                         self.vad.reset()
@@ -424,7 +430,7 @@ class Agent:
                 paused = m.paused_until is not None
                 if masked:
                     continue
-                if m.phase == "speaking" and self.suspect.check() and self._gate_open():
+                if m.phase == "speaking" and self.suspect.check() and self._gate_open() and not self._explained():
                     self._suspect("vad_chunk")
                     paused = m.paused_until is not None
                 # The double-talk test sees a leak of the canceller as well as the user: it needs the
@@ -539,6 +545,17 @@ class Agent:
         gate = self.frontend.echo_gate
         return (gate is None or not gate.active or not gate.ready or self.convergence.converged
                 or self.now <= self._near_until)
+
+    def _explained(self) -> bool:
+        """While the reply plays, the echo path has predicted all of the mic (EchoGate.echo_share
+        1.0: within path_margin_db) for NEAR_HOLD_S: a VAD start or a fast-stage chunk then heard
+        the canceller leaking the reply, not the user, and pauses nothing. Measured (bench, cold,
+        240 runs): 57 of the 113 false pauses came so (50 of the fast stage's 69, all 7 of the VAD
+        start's), and 23 of the 76 pauses those two made after a user's onset, most of them users
+        12 dB down under a loud reply, caught later by the gate or missed (caught: 95 -> 94 of 144)."""
+        gate = self.frontend.echo_gate
+        return (gate is not None and gate.active and gate.ready and self.machine.paused_until is None
+                and self.now > self._unexplained_until)
 
     def _suppress(self, frames: np.ndarray) -> np.ndarray:
         """Residual echo suppression on the uplink: a gain ramped per frame, 1 while the echo gate
