@@ -273,6 +273,17 @@ def test_echo_that_rises_after_the_pause_times_the_tail_for_the_gate_s_runs_from
     assert _events(timeline) == ["playback_pause", "barge_in"]
 
 
+
+def test_the_gate_s_bound_rising_on_the_user_s_voice_in_the_pause_does_not_retime_the_tail() -> None:
+    # In near-end frames the gate's bound rises with its gain learning the user (0.5 dB per frame):
+    # not echo in flight. Bench, no echo in the mic (talk_005): re-timed on it, a word caught 170 ms
+    # after its onset was caught only after a second pause, 480 ms.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5, echo_left_db=20.0)  # the pause: 60 ms for the tail to fall to 5 dB
+    _frames(agent, [True] * 3, echo_left_db=20.0)
+    _frames(agent, [True] * 8, echo_left_db=45.0)  # the bound up with the user, to 110 ms (CONFIRM_AFTER_S)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
 def test_a_vad_start_on_frames_the_echo_path_explains_whole_does_not_pause_the_reply() -> None:
     # Bench, cold: AEC3 leaks the reply for 50-150 ms at a time in a reverberant room, and the VAD
     # took the leaks for speech: 57 of 113 false pauses (50 of the fast stage's 69, all 7 of the

@@ -355,10 +355,12 @@ class Agent:
                 loud = levels is not None and float(levels[i, 0]) >= self.settings.vad.dtd_level_db
                 # ... and whether the gate's bound on the echo, the room's tail included, is down in the noise.
                 left = float(self.frontend.echo_left[i]) if i < len(self.frontend.echo_left) else -np.inf
-                if paused and left > self._left_now + 1.0:
+                if paused and left > self._left_now + 1.0 and not (i < len(near) and near[i]):
                     # The echo rose after the pause: what the speaker had already played was still on
                     # its way (output buffer, echo lag). A rise of 1 dB or less is the noise floor's
-                    # estimate moving, not echo.
+                    # estimate moving, not echo; in a near-end frame, the bound's gain growing on the
+                    # user's voice (bench, no echo in the mic: re-timed on it, a word caught 170 ms
+                    # after its onset was caught only after a second pause, 480 ms).
                     self._left_peak, self._peak_at = left, self.now
                 self._left_now = left  # for a pause made at this frame
                 quiet = left <= self.PAUSE_ECHO_LEFT_DB or (
