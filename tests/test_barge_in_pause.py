@@ -304,3 +304,16 @@ def test_a_vad_start_on_frames_the_echo_path_explains_whole_does_not_pause_the_r
     vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
     _frames(agent, [True, True, False], share=0.6)
     assert _events(timeline) == ["playback_pause"]
+
+
+def test_once_the_tail_is_timed_out_near_end_frames_the_held_echo_prediction_explains_still_do_not_confirm() -> None:
+    # Bench, warm, earcons on, RT60 500 ms (human_silent_022, june, gain 0.5): the tail meter's first
+    # two gaps read the room at 2.0 and 2.5 dB per frame (its later ones 1.0-1.7). Timed at that rate
+    # the tail was gone 170 ms into a pause while the mic still held it at 53-57 dB, the echo path's
+    # held prediction all of it (share 1.0): the gate's near-end run confirmed a false barge-in.
+    agent, timeline, _ = _speaking_agent()  # the room measured at 2.5 dB per frame
+    _frames(agent, [True] * 5, echo_left_db=20.0)  # the pause: the tail timed out 60 ms in
+    _frames(agent, [True] * 15, share=1.0, echo_left_db=20.0)  # to 150 ms, past CONFIRM_AFTER_S
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True] * 3, share=0.6, echo_left_db=20.0)  # a voice over the prediction
+    assert _events(timeline) == ["playback_pause", "barge_in"]
