@@ -70,6 +70,15 @@ class LearntGate:
     tail_db = 2.5  # the room's decay it measured, dB per frame (RT60 240 ms)
 
 
+class ConvergedCanceller:
+    """The canceller's measured ERLE over the threshold: the echo it removes is there."""
+
+    converged = True
+
+    def update(self, mic_db: float, out_db: float, echo: bool) -> None:
+        pass
+
+
 def _speaking_agent() -> tuple[Agent, Timeline, ScriptedVad]:
     settings = dataclasses.replace(cfg.Settings(), sounds=cfg.SoundsSettings(wake=False, done=False))
     sim = SimAudio(np.zeros((16000, 1), np.int16), 16000, Player(settings.audio.output_rate), speed=1e9)
@@ -312,8 +321,19 @@ def test_once_the_tail_is_timed_out_near_end_frames_the_held_echo_prediction_exp
     # the tail was gone 170 ms into a pause while the mic still held it at 53-57 dB, the echo path's
     # held prediction all of it (share 1.0): the gate's near-end run confirmed a false barge-in.
     agent, timeline, _ = _speaking_agent()  # the room measured at 2.5 dB per frame
+    agent.convergence = ConvergedCanceller()  # type: ignore[assignment]
     _frames(agent, [True] * 5, echo_left_db=20.0)  # the pause: the tail timed out 60 ms in
     _frames(agent, [True] * 15, share=1.0, echo_left_db=20.0)  # to 150 ms, past CONFIRM_AFTER_S
     assert _events(timeline) == ["playback_pause"]
     _frames(agent, [True] * 3, share=0.6, echo_left_db=20.0)  # a voice over the prediction
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_with_no_echo_reaching_the_mic_the_echo_path_s_prediction_does_not_hold_back_the_confirmation() -> None:
+    # A speaker the mics barely hear (bench, no echo in the mic: talk_005): the canceller removes
+    # nothing (not converged), the echo path has learnt the noise and the user's first frames, and
+    # "explains" the voice (share 1.0). The user, 60 dB, confirms once the tail is timed out.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [True] * 5, echo_left_db=20.0)
+    _frames(agent, [True] * 12, share=1.0, echo_left_db=20.0)  # to 120 ms
     assert _events(timeline) == ["playback_pause", "barge_in"]

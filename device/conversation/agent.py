@@ -395,11 +395,14 @@ class Agent:
                          and (gate is None  # no canceller, no echo gate: nothing to wait for
                               or (i < len(self.frontend.echo_share)
                                   and (share < self.CONFIRM_ECHO_SHARE or quiet) and loud)))
-                # For the gate's runs and double talk: the tail timed from its peak, and the held
-                # prediction not explaining all of the mic even then (the meter's first gaps in a
-                # long room read its decay fast: bench, RT60 500 ms, 2.0-2.5 dB per frame where later
-                # gaps read 1.0-1.7; timed so, the tail was "gone" with the mic still 53-57 dB of it).
-                clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE or (gone and share < 1.0))
+                # For the gate's runs and double talk: the tail timed from its peak, and, where the
+                # canceller shows the echo is there (converged), the held prediction not explaining
+                # all of the mic even then (the meter's first gaps in a long room read its decay
+                # fast: bench, RT60 500 ms, 2.0-2.5 dB per frame where later gaps read 1.0-1.7; timed
+                # so, the tail was "gone" with the mic still 53-57 dB of it). With no echo reaching
+                # the mic, the path learns the noise and the user, and explains the user's voice.
+                clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
+                                        or (gone and (share < 1.0 or not self.convergence.converged)))
                 if i < len(near) and near[i] and not masked:
                     if (not paused and self._near_run >= self.PAUSE_NEAR_FRAMES
                             and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
