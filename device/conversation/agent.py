@@ -363,9 +363,7 @@ class Agent:
                     # after its onset was caught only after a second pause, 480 ms).
                     self._left_peak, self._peak_at = left, self.now
                 self._left_now = left  # for a pause made at this frame
-                quiet = left <= self.PAUSE_ECHO_LEFT_DB or (
-                    paused and gate is not None
-                    and self.now >= self._paused_at + self._tail_s(self._left_at_pause, gate.tail_db))
+                quiet = self._echo_gone(left, paused, self._paused_at, self._left_at_pause)
                 # ... the same with the tail timed from the echo's peak in the pause, for what the tail
                 # itself can make: near-end runs of the gate and double talk (bench, warm, RT60 500 ms:
                 # the mic 55 dB at the pause and 71 dB 70 ms later; timed from the pause, the tail
@@ -373,9 +371,7 @@ class Agent:
                 # barge-in). A VAD start keeps the pause's timing: the echo that rose is, as often,
                 # the last of the reply under the user's first syllables (a warm 250 ms room run
                 # caught at 83 ms is missed when its VAD start waits for the peak's tail).
-                gone = left <= self.PAUSE_ECHO_LEFT_DB or (
-                    paused and gate is not None
-                    and self.now >= self._peak_at + self._tail_s(self._left_peak, gate.tail_db))
+                gone = self._echo_gone(left, paused, self._peak_at, self._left_peak)
                 # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, loud,
                 # and the prediction under a tenth of it (never in the bench's echo-only runs). A frame
                 # not in a pause ends the run, so a new pause starts with none.
@@ -415,16 +411,14 @@ class Agent:
                 # A pause made just now counts for the rest of this frame: what confirms it comes after.
                 paused = m.paused_until is not None
                 events = self.vad.process(f)
-                if m.phase == "speaking" and not self._gate_open() and any(e.kind == "start" for e in events):
+                if (m.phase == "speaking" and (not self._gate_open() or (not masked and self._explained()))
+                        and any(e.kind == "start" for e in events)):
                     # The VAD heard the reply's own voice leaking through the canceller: forget that
                     # segment, so the user, if it was them, starts a new one once the gate opens.
                     self.vad.reset()
                     events = [e for e in events if e.kind != "start"]
                 if not masked and any(e.kind == "start" for e in events):
-                    if self._explained():
-                        self.vad.reset()
-                        events = [e for e in events if e.kind != "start"]
-                    elif self._pause_first("local_vad"):
+                    if self._pause_first("local_vad"):
                         # A new segment: a voice that goes on starts again in the pause and confirms it
                         # (kept, the VAD stays in this one until 500 ms of silence, past confirm_ms).
                         self.vad.reset()
@@ -506,17 +500,23 @@ class Agent:
     PAUSE_ECHO_SHARE = 0.1
     # ... and in every frame of the pause once the gate's bound on the echo is at most this far over
     # the mic's noise floor, or the pause is old enough for the room's tail to have fallen from that
-    # bound as it was at the pause (or at its peak after) to there, at the room's decay (_tail_s).
+    # bound as it was at the pause (or at its peak after) to there, at the room's decay (_echo_gone).
     PAUSE_ECHO_LEFT_DB = 5.0
 
-    def _tail_s(self, left_db: float, rate_db: float) -> float:
-        """Seconds for the echo to fall from left_db, what the gate left over the noise floor at the
-        pause (EchoGate.echo_left_db of that frame, or of the frame it peaked at after; inf: not
-        known yet, never) to PAUSE_ECHO_LEFT_DB, at
-        rate_db per 10 ms frame (EchoGate.tail_db: the room's measured decay, a long room's until
-        measured). The frame's own echo_left can stay high longer: without a delay estimate the
-        gate holds the loudest reference of 160 ms before it lets it decay."""
-        return max(0.0, left_db - self.PAUSE_ECHO_LEFT_DB) / rate_db / 100
+    def _echo_gone(self, left: float, paused: bool, since: float, from_db: float) -> bool:
+        """The reply's echo is down in the noise: the gate's bound on it this frame (`left`,
+        EchoGate.echo_left_db) at most PAUSE_ECHO_LEFT_DB over the noise floor, or, in a pause, time
+        enough since `since` (mic time) for it to fall from `from_db` (the bound at the pause, or at
+        its peak after; inf: not known yet, never) to there, at the room's decay (EchoGate.tail_db,
+        dB per 10 ms frame: measured, a long room's until then). The frame's own bound can stay high
+        longer: without a delay estimate the gate holds the loudest reference of 160 ms before it
+        lets it decay."""
+        gate = self.frontend.echo_gate
+        if left <= self.PAUSE_ECHO_LEFT_DB:
+            return True
+        if not paused or gate is None:
+            return False
+        return self.now >= since + max(0.0, from_db - self.PAUSE_ECHO_LEFT_DB) / gate.tail_db / 100
 
     def _suspect(self, detector: str) -> None:
         """Pause the reply on a suspicion; what confirms it must be heard after the pause (see _pause_first)."""
