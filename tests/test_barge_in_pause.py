@@ -79,8 +79,10 @@ class ConvergedCanceller:
         pass
 
 
-def _speaking_agent() -> tuple[Agent, Timeline, ScriptedVad]:
+def _speaking_agent(barge_in: cfg.BargeInMode = "local") -> tuple[Agent, Timeline, ScriptedVad]:
     settings = dataclasses.replace(cfg.Settings(), sounds=cfg.SoundsSettings(wake=False, done=False))
+    settings = dataclasses.replace(settings, conversation=dataclasses.replace(settings.conversation,
+                                                                              barge_in=barge_in))
     sim = SimAudio(np.zeros((16000, 1), np.int16), 16000, Player(settings.audio.output_rate), speed=1e9)
     timeline = Timeline(None, keep=True)
     link = RecordingLink()
@@ -337,3 +339,51 @@ def test_with_no_echo_reaching_the_mic_the_echo_path_s_prediction_does_not_hold_
     _frames(agent, [True] * 5, echo_left_db=20.0)
     _frames(agent, [True] * 12, share=1.0, echo_left_db=20.0)  # to 120 ms
     assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def _uplink_levels(agent: Agent, near: list[bool], share: float) -> list[float]:
+    """Frames of a 60 dB tone (the canceller's output; the post-filter expects no echo in it) through
+    the agent with the echo gate's verdicts `near` and the echo path's `share`; returns the level of
+    each 40 ms append the agent sent uplink meanwhile (dB re 1 LSB RMS)."""
+    sent: list[bytes] = []
+    agent.link.send_audio = sent.append  # type: ignore[method-assign]
+    fe = agent.frontend
+    fe.echo_gate = LearntGate()  # type: ignore[assignment]
+    tone = (np.sin(np.arange(160) * 2 * np.pi * 500 / 16000) * 1414).astype(np.int16)[None, :]
+    for verdict in near:
+        fe.near, fe.raw = np.array([verdict]), tone
+        fe.echo = np.zeros((1, fe.echo.shape[1]))
+        fe.echo_share, fe.tail_share = np.array([share]), np.array([share])
+        fe.echo_left = np.array([-20.0])
+        agent.samples += 160
+        agent._frames(tone.copy(), np.array([[60.0, 58.0]]))
+    return [10 * np.log10(np.mean(np.square(np.frombuffer(c, "<i2").astype(float))) + 1e-9) for c in sent]
+
+
+def test_in_server_mode_near_end_frames_the_echo_path_explains_whole_keep_the_uplink_suppressed() -> None:
+    # Bench, server mode, cold, RT60 500 ms (human_silent_038, codec2 f, gain 1.0): AEC3 leaked the
+    # reply at the mic's level for 70 ms, the gate called it near-end, the uplink opened and the
+    # server's VAD heard the device's own voice; the echo path predicted all of it (share 1.0). Over
+    # the bench's 240 runs such openings made 20 of the 22 server-VAD starts on echo; opened only
+    # where the path does not explain the mic or the canceller was converged, 12 of 240 runs.
+    agent, timeline, _ = _speaking_agent("server")
+    assert agent.uplink_open  # server barge-in mode: the uplink stays open while the device speaks
+    _uplink_levels(agent, [False] * 20, share=1.0)  # the uplink's gain ramps down from 1
+    quiet = _uplink_levels(agent, [False] * 20, share=1.0)
+    assert quiet and max(quiet) < 30.0, quiet  # the tone at 60 dB, 40 dB down
+    explained = _uplink_levels(agent, [True] * 7 + [False] * 13, share=1.0)
+    assert explained and max(explained) < 30.0, explained
+    # Near-end frames the path does not explain (the mic over its prediction) open it at once ...
+    heard = _uplink_levels(agent, [True] * 3 + [False] * 17, share=0.6)
+    assert heard and max(heard) > 55.0, heard
+    # ... and so do near-end frames the path explains where the canceller was converged as they
+    # began: its output rising over the echo it had removed is the user (bench, quick set: "shoe"
+    # 6 dB under a reply at gain 1.0 reads share 1.0 all through). A canceller not converged leaks.
+    _uplink_levels(agent, [False] * 60, share=1.0)  # its hold (0.5 s) runs out
+    assert not agent.convergence.converged
+    leak = _uplink_levels(agent, [False] * 8 + [True] * 12 + [False] * 8, share=1.0)
+    assert max(leak) < 30.0, leak
+    agent.convergence = ConvergedCanceller()  # type: ignore[assignment]
+    word = _uplink_levels(agent, [False] * 8 + [True] * 4 + [False] * 8, share=1.0)
+    assert max(word[:2]) < 30.0 and max(word[-3:]) > 55.0, word
+    assert _events(timeline) == []  # the server decides: no pause of its own

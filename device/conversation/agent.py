@@ -112,6 +112,8 @@ class Agent:
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
+        self._up_run = 0  # ... and the echo path did not explain (the uplink's gate)
+        self._run_converged = False  # the canceller was converged as the near-end run began
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
         self._left_now = -np.inf  # EchoGate.echo_left_db of the frame being decided (dB)
@@ -342,10 +344,21 @@ class Agent:
                         # confirmed 1 of 24 echo-only runs in that room.)
                         self._near_times.append(self.now)
                     self._near_run += 1
-                    if self._near_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until:
+                    # The uplink opens on near-end frames the echo path does not explain whole, or on
+                    # a run that began with the canceller converged: the echo it removed is there, and
+                    # its output rising over it is the user (a word 6 dB under the reply is within the
+                    # path's margin: share 1.0). A canceller not converged leaks the reply at the mic's
+                    # level, near-end to the gate's bound but not to the prediction (bench, server
+                    # mode, cold, RT60 500 ms: human_silent_038's leak uplinked, the server VAD heard it).
+                    if self._near_run == 1:
+                        self._run_converged = self.convergence.converged
+                    self._up_run = self._up_run + 1 if share < 1.0 else 0
+                    if ((share < 1.0 and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until))
+                            or (self._run_converged and self._near_run >= self.UPLINK_NEAR_FRAMES)):
                         self._uplink_until = self.now + self.UPLINK_HOLD_S
                 else:
                     self._near_run = 0
+                    self._up_run = 0
                 if levels is not None and gate is not None and gate.active:
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
                                             echo=not (i < len(near) and near[i]))
@@ -478,7 +491,8 @@ class Agent:
     # post-filter (device/audio/res.py) still takes out the residual echo band by band. With the
     # gate alone the parrot heard itself on a human reply at gain 1.0 (bench live: allison, 2.8 s in).
     SUPPRESS_DB = -40.0
-    # ... and opens after this many near-end frames in a row (single frames come from the echo too).
+    # ... and opens after this many near-end frames in a row (single frames come from the echo too),
+    # each unexplained by the echo path or the run begun with the canceller converged (see _frames).
     UPLINK_NEAR_FRAMES = 3
     UPLINK_HOLD_S = 0.5  # then it stays open this long after each near-end frame: the rest of a word
     # The reply pauses after this many near-end frames in a row (the VAD on AEC3's output in double
