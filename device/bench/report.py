@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from device.bench import versions
 from device.config import Settings
 from device.errors import ConfigError
 
@@ -34,7 +35,9 @@ def run_bench(settings: Settings, json_out: Path | None = None, sections: list[s
     if unknown:
         raise ConfigError(f"--section {unknown[0]}: unknown (known: {', '.join(SECTIONS)})")
     report: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpu": platform.processor() or
-                                          platform.machine(), "node": platform.node()},
+                                          platform.machine(), "node": platform.node(),
+                                          "python_packages": versions.python_versions(),
+                                          "debian_packages": versions.debian_versions()},
                               "quick": quick, "sections": {}}
     failed = 0
     for name in wanted:
