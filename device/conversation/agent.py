@@ -344,17 +344,21 @@ class Agent:
                         # confirmed 1 of 24 echo-only runs in that room.)
                         self._near_times.append(self.now)
                     self._near_run += 1
-                    # The uplink opens on near-end frames the echo path does not explain whole, or on
-                    # a run that began with the canceller converged: the echo it removed is there, and
-                    # its output rising over it is the user (a word 6 dB under the reply is within the
+                    # The uplink opens on near-end frames the echo path does not explain whole, or,
+                    # in a run begun with the canceller converged, frames where its output rose to
+                    # within its converged ERLE of the mic: the echo it removes is there, and what it
+                    # lets through over it is the user (a word 6 dB under the reply is within the
                     # path's margin: share 1.0). A canceller not converged leaks the reply at the mic's
                     # level, near-end to the gate's bound but not to the prediction (bench, server
-                    # mode, cold, RT60 500 ms: human_silent_038's leak uplinked, the server VAD heard it).
+                    # mode, cold, RT60 500 ms: human_silent_038's leak uplinked, the server VAD heard
+                    # it); and with its output still at the floor the gate's bound was loose (RT60
+                    # 250 ms: silent_019, the leak that came next in the open uplink).
                     if self._near_run == 1:
                         self._run_converged = self.convergence.converged
-                    self._up_run = self._up_run + 1 if share < 1.0 else 0
-                    if ((share < 1.0 and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until))
-                            or (self._run_converged and self._near_run >= self.UPLINK_NEAR_FRAMES)):
+                    counts = share < 1.0 or (self._run_converged and levels is not None
+                                             and float(levels[i, 0] - levels[i, 1]) < self.convergence.erle_db)
+                    self._up_run = self._up_run + 1 if counts else 0
+                    if counts and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until):
                         self._uplink_until = self.now + self.UPLINK_HOLD_S
                 else:
                     self._near_run = 0
@@ -492,7 +496,8 @@ class Agent:
     # gate alone the parrot heard itself on a human reply at gain 1.0 (bench live: allison, 2.8 s in).
     SUPPRESS_DB = -40.0
     # ... and opens after this many near-end frames in a row (single frames come from the echo too),
-    # each unexplained by the echo path or the run begun with the canceller converged (see _frames).
+    # each unexplained by the echo path or, in a run begun with the canceller converged, with its
+    # output within its converged ERLE of the mic (see _frames).
     UPLINK_NEAR_FRAMES = 3
     UPLINK_HOLD_S = 0.5  # then it stays open this long after each near-end frame: the rest of a word
     # The reply pauses after this many near-end frames in a row (the VAD on AEC3's output in double
