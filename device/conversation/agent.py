@@ -462,7 +462,7 @@ class Agent:
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
             self.dtd.disarm()
-            self._near_run = 0  # the next reply's runs start afresh
+            self._near_run = self._up_run = 0  # the next reply's runs start afresh
             self._near_times.clear()
             self._vad_events(self.vad.process(pcm))
         # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
@@ -499,7 +499,7 @@ class Agent:
     # each unexplained by the echo path or, in a run begun with the canceller converged, with its
     # output within its converged ERLE of the mic (see _frames).
     UPLINK_NEAR_FRAMES = 3
-    UPLINK_HOLD_S = 0.5  # then it stays open this long after each near-end frame: the rest of a word
+    UPLINK_HOLD_S = 0.5  # then it stays open this long after each such frame: the rest of a word
     # The reply pauses after this many near-end frames in a row (the VAD on AEC3's output in double
     # talk often stays below vad.suspect_threshold through a short word).
     PAUSE_NEAR_FRAMES = 5
