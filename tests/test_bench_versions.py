@@ -50,3 +50,12 @@ def test_the_report_names_the_python_and_debian_packages_it_was_measured_with(
     assert machine["python_packages"]["numpy"] == np.__version__
     assert machine["debian_packages"] == {"sox": "14.4.2"}
     assert machine["python"] == f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+
+
+def test_the_recorded_voices_packages_come_from_the_script_that_reads_them() -> None:
+    sys.path.insert(0, str(versions.HUMAN_VOICES.parent))
+    try:
+        import human_voices
+    finally:
+        sys.path.pop(0)
+    assert set(versions.debian_packages()) == set(versions.SET_PACKAGES) | set(human_voices.PACKAGES)

