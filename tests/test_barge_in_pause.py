@@ -107,22 +107,27 @@ def _speaking_agent(barge_in: cfg.BargeInMode = "local") -> tuple[Agent, Timelin
 
 
 def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float = 60.0,
-            echo_left_db: float = -20.0, tail_share: float | None = None) -> None:
+            echo_left_db: float = -20.0, tail_share: float | None = None,
+            frame: np.ndarray | None = None, out_db: float | None = None) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
     the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
     the echo over the mic's noise floor (EchoGate.echo_left_db); tail_share: the share with the
-    prediction held at the room's decay (EchoGate.tail_share; None: the same as share)."""
+    prediction held at the room's decay (EchoGate.tail_share; None: the same as share); frame: the
+    canceller's output, [1, 160] int16 (None: silence), no echo expected in it by the post-filter;
+    out_db: its level as the canceller measured it (None: level_db - 2)."""
     fe = agent.frontend
     fe.echo_gate = LearntGate()  # type: ignore[assignment]
+    pcm = np.zeros((1, 160), np.int16) if frame is None else frame
     for verdict in near:
         fe.near = np.array([verdict])
-        fe.raw = np.zeros((1, 160), np.int16)
+        fe.raw = pcm
+        fe.echo = np.zeros((1, fe.echo.shape[1]))
         fe.echo_share = np.array([share])
         fe.echo_left = np.array([echo_left_db])
         fe.tail_share = np.array([share if tail_share is None else tail_share])
         agent.samples += 160
-        agent._frames(np.zeros((1, 160), np.int16), np.array([[level_db, level_db - 2.0]]))
+        agent._frames(pcm.copy(), np.array([[level_db, level_db - 2.0 if out_db is None else out_db]]))
 
 
 def _events(timeline: Timeline) -> list[str]:
@@ -349,16 +354,8 @@ def _uplink_levels(agent: Agent, near: list[bool], share: float, out_db: float =
     uplink meanwhile (dB re 1 LSB RMS)."""
     sent: list[bytes] = []
     agent.link.send_audio = sent.append  # type: ignore[method-assign]
-    fe = agent.frontend
-    fe.echo_gate = LearntGate()  # type: ignore[assignment]
     tone = (np.sin(np.arange(160) * 2 * np.pi * 500 / 16000) * 1414).astype(np.int16)[None, :]
-    for verdict in near:
-        fe.near, fe.raw = np.array([verdict]), tone
-        fe.echo = np.zeros((1, fe.echo.shape[1]))
-        fe.echo_share, fe.tail_share = np.array([share]), np.array([share])
-        fe.echo_left = np.array([-20.0])
-        agent.samples += 160
-        agent._frames(tone.copy(), np.array([[60.0, out_db]]))
+    _frames(agent, near, share=share, frame=tone, out_db=out_db)
     return [10 * np.log10(np.mean(np.square(np.frombuffer(c, "<i2").astype(float))) + 1e-9) for c in sent]
 
 
