@@ -390,3 +390,30 @@ def test_in_server_mode_near_end_frames_the_echo_path_explains_whole_keep_the_up
     word = _uplink_levels(agent, [False] * 8 + [True] * 4 + [False] * 8, share=1.0)
     assert max(word[:2]) < 30.0 and max(word[-3:]) > 55.0, word
     assert _events(timeline) == []  # the server decides: no pause of its own
+
+
+def test_a_word_the_echo_path_does_not_explain_leaves_the_canceller_s_measured_erle_alone() -> None:
+    # Bench, warm (human_talk_049, june, gain 0.3, no room): a word 12 dB down passed AEC3 at 55-60 dB
+    # under a 65 dB mic, the echo path explaining a fifth of it (share 0.17-0.32). The ERLE meter took
+    # the word for the canceller leaking the reply, read it unconverged, and closed the gate: Silero's
+    # chunk at 0.94 paused nothing and the word was missed.
+    agent, timeline, vad = _speaking_agent()
+    _frames(agent, [False] * 20, share=1.0, level_db=70.0, out_db=30.0)  # echo only: 40 dB taken off
+    assert agent.convergence.converged
+    _frames(agent, [False] * 5, share=0.3, level_db=70.0, out_db=64.0)  # the user over the echo
+    assert agent.convergence.converged
+    vad.last_probability = 0.94
+    _frames(agent, [False] * 4, share=0.3, level_db=70.0, out_db=64.0)
+    assert _events(timeline) == ["playback_pause"]
+
+
+def test_a_leak_the_echo_path_explains_whole_reads_as_the_canceller_unconverged() -> None:
+    # The same levels with the echo path predicting all of the mic (share 1.0): the canceller leaking
+    # the reply, not the user; the meter falls and the fast stage's chunk pauses nothing.
+    agent, timeline, vad = _speaking_agent()
+    _frames(agent, [False] * 20, share=1.0, level_db=70.0, out_db=30.0)
+    _frames(agent, [False] * 5, share=1.0, level_db=70.0, out_db=64.0)
+    assert not agent.convergence.converged
+    vad.last_probability = 0.94
+    _frames(agent, [False] * 4, share=1.0, level_db=70.0, out_db=64.0)
+    assert _events(timeline) == []
