@@ -409,7 +409,8 @@ def test_a_word_the_echo_path_does_not_explain_leaves_the_canceller_s_measured_e
 
 def test_a_leak_the_echo_path_explains_whole_reads_as_the_canceller_unconverged() -> None:
     # The same levels with the echo path predicting all of the mic (share 1.0): the canceller leaking
-    # the reply, not the user; the meter falls and the fast stage's chunk pauses nothing.
+    # the reply, not the user. The meter falls (and, the path explaining the mic whole, the fast
+    # stage's chunk pauses nothing).
     agent, timeline, vad = _speaking_agent()
     _frames(agent, [False] * 20, share=1.0, level_db=70.0, out_db=30.0)
     _frames(agent, [False] * 5, share=1.0, level_db=70.0, out_db=64.0)

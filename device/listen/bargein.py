@@ -71,7 +71,7 @@ class Convergence:
     Fed per 10 ms frame with the canceller's (mic dB, cleaned dB) and whether the frame is echo
     alone (the echo gate's bound and the echo path's prediction both explain it: a user's word
     through the canceller is not a leak). Only frames whose mic is at least `loud_db` (dB re 1 LSB RMS)
-    and that the gate calls echo count: an exponential average of mic - cleaned over them
+    and that are echo alone count: an exponential average of mic - cleaned over them
     (`alpha` per frame, ~50 ms). AEC3 can leak 8-10 dB of a reply for half a second 1-2 s
     into it (its linear filter not converged yet), more on female and human voices; Silero
     calls that leak speech. `converged` is False until the average reaches `erle_db`, and
