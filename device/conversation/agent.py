@@ -112,7 +112,7 @@ class Agent:
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
-        self._up_run = 0  # ... and the echo path did not explain (the uplink's gate)
+        self._up_run = 0  # ... of those that count towards opening the uplink (see _frames)
         self._run_converged = False  # the canceller was converged as the near-end run began
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
@@ -361,8 +361,7 @@ class Agent:
                     if counts and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until):
                         self._uplink_until = self.now + self.UPLINK_HOLD_S
                 else:
-                    self._near_run = 0
-                    self._up_run = 0
+                    self._near_run = self._up_run = 0
                 if levels is not None and gate is not None and gate.active:
                     # The ERLE is measured on echo alone: frames the gate's bound and the echo path's
                     # prediction both explain. A word the path does not explain, read as the canceller
