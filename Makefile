@@ -17,8 +17,9 @@ DEPS_STAMP := $(VENV)/.stamp-deps
 # systemd (systemd-analyze) and shellcheck (the unit's and install script's tests), nodejs + npm
 # (the npm openai client against `voxbox serve`), openssl (test certificates for wss:), and what pip
 # needs where a package has no wheel and compiles (always PyAudio; on ARM also spidev and friends):
-# gcc, the Python headers, PortAudio's (PyAudio) and ALSA's (pyalsaaudio).
-APT_PACKAGES := portaudio19-dev libasound2-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all \
+# gcc, the Python headers, PortAudio's (PyAudio) and ALSA's (pyalsaaudio); and libspeexdsp1, the
+# linear echo canceller the barge-in's residual gate runs (device/audio/speex.py, through ctypes).
+APT_PACKAGES := libspeexdsp1 portaudio19-dev libasound2-dev pulseaudio libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all \
                 bc systemd shellcheck nodejs npm openssl python3 python3-venv python3-dev gcc libc6-dev \
                 codec2-examples asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 \
                 asterisk-core-sounds-it-g722 ktuberling-data

@@ -105,6 +105,9 @@ class AecSettings:
     # While the device speaks, barge-in decisions and the uplink need the raw mic to hold more
     # than the predicted echo of the reference (device/audio/echogate.py); false = off.
     echo_gate: bool = True
+    # ... and a linear canceller's residual to hold more than its predicted residual, for barge-in
+    # (device/audio/residualgate.py: SpeexDSP, the Debian package libspeexdsp1); false = off.
+    residual_gate: bool = True
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,9 @@ FACTS="$(profile_facts)"
 
 echo "== Debian packages"
 # gcc + headers: PyAudio (portaudio19-dev) and pyalsaaudio (libasound2-dev) compile at pip time;
-# on ARM so may spidev and others without a wheel for this Python.
-PKGS="python3 python3-venv python3-dev gcc libc6-dev portaudio19-dev libasound2-dev alsa-utils libasound2-plugins"
+# on ARM so may spidev and others without a wheel for this Python. libspeexdsp1: the barge-in's
+# linear echo canceller (device/audio/speex.py loads it through ctypes).
+PKGS="python3 python3-venv python3-dev gcc libc6-dev portaudio19-dev libasound2-dev alsa-utils libasound2-plugins libspeexdsp1"
 # gpiozero's pin factory on a Pi 5 (and its default on Bookworm) is lgpio: Raspberry Pi OS packages it.
 LGPIO_FROM_APT=0
 if apt-cache show python3-lgpio >/dev/null 2>&1; then PKGS="$PKGS python3-lgpio"; LGPIO_FROM_APT=1; fi

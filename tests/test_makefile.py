@@ -51,8 +51,10 @@ def test_apt_packages_cover_the_fixture_scripts_and_source_builds() -> None:
     m = re.search(r"^APT_PACKAGES := ((?:.*\\\n)*.*)$", text, re.M)
     assert m
     pkgs = set(m.group(1).replace("\\\n", " ").split())
-    # bc: make_fixtures.sh's sums; gcc + headers: PyAudio always, pyalsaaudio and spidev on ARM, compile.
-    assert {"bc", "espeak-ng", "sox", "gcc", "python3-dev", "portaudio19-dev", "libasound2-dev"} <= pkgs
+    # bc: make_fixtures.sh's sums; gcc + headers: PyAudio always, pyalsaaudio and spidev on ARM, compile;
+    # libspeexdsp1: the residual gate's linear canceller, loaded through ctypes.
+    assert {"bc", "espeak-ng", "sox", "gcc", "python3-dev", "portaudio19-dev", "libasound2-dev",
+            "libspeexdsp1"} <= pkgs
     for script in (REPO / "scripts").glob("*.sh"):
         if re.search(r"\bbc\b", script.read_text()):
             assert "bc" in pkgs, script

@@ -166,7 +166,7 @@ def test_install_dry_run_writes_the_overlay_spi_and_unit_once(tmp_path):
     assert (tmp_path / "opt/voxbox/device/cli.py").is_file()
     # What it would do to the machine: compiler and headers, the four groups, the WM8960 mixer, the service.
     apt = next(line for line in out.splitlines() if line.startswith("would run: apt-get install"))
-    assert {"gcc", "python3-dev", "portaudio19-dev", "libasound2-dev"} <= set(apt.split())
+    assert {"gcc", "python3-dev", "portaudio19-dev", "libasound2-dev", "libspeexdsp1"} <= set(apt.split())
     assert re.search(r"would run: (useradd|usermod) .*--?[Gg]\w* gpio\\?,spi\\?,i2c\\?,audio", out), out
     assert "would run: amixer -q -c wm8960soundcard sset Left\\ Input\\ Mixer\\ Boost on" in out
     assert "would run: alsactl store wm8960soundcard" in out

@@ -87,6 +87,8 @@ class EchoGate:
         self.tail_share = 1.0  # the same with the prediction held at the room's decay (a pause's tail)
         self.echo_left_db = np.inf  # the last frame's bound on the echo over the mic's noise floor (dB; inf: unknown)
         self.near = False  # the last frame's verdict
+        self.loud = False  # the last frame's echo envelope was loud (the echo path learnt from it)
+        self.ref_bands = np.zeros(nb)  # the last frame's reference band powers
         self.history: deque[bool] = deque(maxlen=64)  # verdicts per frame, for the agent to drain
 
     @property
@@ -114,7 +116,7 @@ class EchoGate:
         """Echo is (or may still be) arriving: the prediction is not negligible."""
         return bool(self._env.sum() > self.ref_floor * 1e-3)
 
-    def _bands(self, prev: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    def band_powers(self, prev: np.ndarray, frame: np.ndarray) -> np.ndarray:
         """Band powers of the last 20 ms (Hann-windowed); rows of prev/frame are sides (one FFT call)."""
         x = np.concatenate((prev, frame), axis=-1) * self._win
         p = np.square(np.abs(np.fft.rfft(x)))
@@ -128,7 +130,7 @@ class EchoGate:
         of the loudest of the whole window, a bound several dB tighter on speech."""
         m = mic.astype(np.float32)
         r = np.zeros(FRAME, dtype=np.float32) if ref is None else ref.astype(np.float32)
-        pm, pr = self._bands(np.stack((self._prev_mic, self._prev_ref)), np.stack((m, r)))
+        pm, pr = self.band_powers(np.stack((self._prev_mic, self._prev_ref)), np.stack((m, r)))
         self._prev_mic, self._prev_ref = m, r
         self._refs[self._w % self.window] = pr
         self._w += 1
@@ -140,12 +142,14 @@ class EchoGate:
         self._env = np.maximum(now, self._env * self.decay)
         self._tail_env = np.maximum(now, self._tail_env * self.tail_decay)
         self._left_env = np.maximum(now, self._left_env * self.left_decay)
+        self.ref_bands = pr
         ref_power = float(pr.sum())
         quiet = ref_power < self.ref_floor  # the reference fell silent: its echo, 40+ dB down, under the noise
         loud = self._env.sum() > self.ref_floor
         # The gain is learnt against the envelope at decay_db, as it always was; a room whose tail is
         # slower keeps the bound up after the reference falls (the tail envelope is the larger then).
         echo = self.gain * self._tail_env
+        self.loud = loud
         if loud:
             self.learnt += 1
         total = float(pm.sum()) + 1e-9

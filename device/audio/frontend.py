@@ -16,6 +16,7 @@ import numpy as np
 from device.audio import dsp
 from device.audio.echogate import BANDS as ECHO_BANDS
 from device.audio.echogate import EchoGate
+from device.audio.residualgate import ResidualGate
 
 DETECT_RATE = 16000
 FRAME = DETECT_RATE // 100  # 10 ms at 16 kHz
@@ -75,13 +76,18 @@ class Framer:
 
 class Frontend:
     def __init__(self, in_rate: int, channels: list[int] | None = None, aec: EchoCanceller | None = None,
-                 out_rate: int = UPLINK_RATE, echo_gate: EchoGate | None = None) -> None:
+                 out_rate: int = UPLINK_RATE, echo_gate: EchoGate | None = None,
+                 residual_gate: ResidualGate | None = None) -> None:
         self.in_rate = in_rate
         self.channels = channels or None
         self.aec = aec
         # Per frame: does the raw mic hold more than the reference's echo? (barge-in, uplink)
         self.echo_gate = echo_gate
         self.near = np.zeros(0, dtype=bool)  # echo_gate's verdict for each frame of the last mic()
+        # ... and the linear canceller's residual's (needs the echo gate: its bands and verdict)
+        self.residual_gate = residual_gate if echo_gate is not None else None
+        self.residual_near = np.zeros(0, dtype=bool)
+        self.residual_db = np.zeros(0)  # ... and the linear canceller's output level (ResidualGate.level_db)
         # ... and its echo envelope for each (EchoGate.envelope; zeros where no echo was expected)
         self.echo = np.zeros((0, ECHO_BANDS))
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
@@ -137,8 +143,10 @@ class Frontend:
         bool[k], the echo gate's verdict per frame (all False without one), `echo` [k, 16] its
         echo envelope per frame (zeros without one, or where it expected no echo), `echo_share`
         float[k] its EchoGate.echo_share (0.0 there), `tail_share` float[k] its EchoGate.tail_share
-        (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db (-inf there), and `raw` the
-        frames before the canceller."""
+        (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db (-inf there), `residual_near`
+        bool[k] the ResidualGate's verdict (False there, or without one), `residual_db` float[k] its
+        level_db (-inf there), and `raw` the frames
+        before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
@@ -147,6 +155,8 @@ class Frontend:
         self.echo_share = np.zeros(len(frames))  # the gate skips frames with no echo to expect
         self.echo_left = np.full(len(frames), -np.inf)  # ... and there is no echo left over the noise
         self.tail_share = np.zeros(len(frames))
+        self.residual_near = np.zeros(len(frames), dtype=bool)
+        self.residual_db = np.full(len(frames), -np.inf)
         if self.aec is None or len(frames) == 0:
             return MicFrames(frames, None)
         out = np.empty_like(frames)
@@ -166,6 +176,9 @@ class Frontend:
                 self.echo_share[i] = gate.echo_share
                 self.echo_left[i] = gate.echo_left_db
                 self.tail_share[i] = gate.tail_share
+                if self.residual_gate is not None:
+                    self.residual_near[i] = self.residual_gate.push(ref, frame, gate)
+                    self.residual_db[i] = self.residual_gate.level_db
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels
             if lv is None:

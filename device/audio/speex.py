@@ -1,0 +1,86 @@
+"""SpeexDSP's echo canceller (MDF, a linear adaptive filter), through its C API.
+
+The one module that touches libspeexdsp (Debian/Raspberry Pi OS package `libspeexdsp1`). Its
+echo API (speex/speex_echo.h) has been stable since speexdsp 1.2; the Python bindings on PyPI
+either pin numpy >= 2 (speexaec, which the tflite-runtime venv's numpy 1.x excludes) or carry no
+usable licence, so the five functions are called through ctypes here.
+
+`LinearCanceller` gives the *linear* canceller's output: the mic less the filter's echo
+estimate, with no suppressor after it. The user's voice passes it whole during double talk,
+where AEC3's output (device/audio/aec.py) hides it for 100-300 ms; the barge-in's residual
+detector (device/audio/residualgate.py) listens to it. Not for the uplink: it leaves 15-30 dB
+of echo that AEC3 takes out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import numpy as np
+
+from device.errors import VoxboxError
+
+_SET_SAMPLING_RATE = 24  # SPEEX_ECHO_SET_SAMPLING_RATE
+_SONAME = "libspeexdsp.so.1"
+
+
+def _load() -> ctypes.CDLL:
+    """The library, its five echo functions typed; VoxboxError with one line if it is missing."""
+    name = ctypes.util.find_library("speexdsp") or _SONAME
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as e:
+        raise VoxboxError(f"libspeexdsp not found ({e}): install the Debian package libspeexdsp1") from None
+    lib.speex_echo_state_init.restype = ctypes.c_void_p
+    lib.speex_echo_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.speex_echo_state_destroy.restype = None
+    lib.speex_echo_state_destroy.argtypes = [ctypes.c_void_p]
+    lib.speex_echo_cancellation.restype = None
+    lib.speex_echo_cancellation.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 3
+    lib.speex_echo_ctl.restype = ctypes.c_int
+    lib.speex_echo_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.speex_echo_state_reset.restype = None
+    lib.speex_echo_state_reset.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+_lib: ctypes.CDLL | None = None
+
+
+class LinearCanceller:
+    """SpeexDSP MDF echo canceller on int16 frames of `frame` samples at `rate` Hz; its filter
+    spans `taps` samples (4096 at 16 kHz: 256 ms, the echo's lag and a living room's tail)."""
+
+    def __init__(self, frame: int = 160, taps: int = 4096, rate: int = 16000) -> None:
+        global _lib
+        if _lib is None:
+            _lib = _load()
+        self._lib = _lib
+        self.frame = frame
+        self._st: ctypes.c_void_p | None = ctypes.c_void_p(_lib.speex_echo_state_init(frame, taps))
+        if not self._st or not self._st.value:
+            raise VoxboxError("libspeexdsp: speex_echo_state_init failed")
+        r = ctypes.c_int(rate)
+        _lib.speex_echo_ctl(self._st, _SET_SAMPLING_RATE, ctypes.byref(r))
+        self._out = np.zeros(frame, dtype=np.int16)
+
+    def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """One frame: mic and the reference played in step (int16[frame] each) -> the mic less
+        the echo estimate (int16[frame], a new array)."""
+        m = np.ascontiguousarray(mic, dtype=np.int16)
+        r = np.ascontiguousarray(ref, dtype=np.int16)
+        if m.shape != (self.frame,) or r.shape != (self.frame,):
+            raise ValueError(f"LinearCanceller: frames of {self.frame} samples, got {m.shape} and {r.shape}")
+        self._lib.speex_echo_cancellation(self._st, m.ctypes.data, r.ctypes.data, self._out.ctypes.data)
+        return self._out.copy()
+
+    def reset(self) -> None:
+        """Forget the learnt filter (a new echo path)."""
+        self._lib.speex_echo_state_reset(self._st)
+
+    def __del__(self) -> None:
+        st = getattr(self, "_st", None)
+        if st:
+            self._lib.speex_echo_state_destroy(st)
+            self._st = None

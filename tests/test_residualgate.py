@@ -1,0 +1,143 @@
+"""The linear canceller (device/audio/speex.py, libspeexdsp through ctypes) and the residual gate
+(device/audio/residualgate.py) on synthetic signals: a reply-like reference (noise, syllable-like
+4 Hz envelope), its echo through a short room, and a "user" (a 180 Hz pulse train) under it."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from device.audio import speex
+from device.audio.echogate import FRAME, EchoGate
+from device.audio.residualgate import ResidualGate
+from device.audio.speex import LinearCanceller
+
+RATE = 16000
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * float(np.log10(np.mean(np.square(x.astype(np.float64))) + 1e-9))
+
+
+def _reply(seconds: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, mic with its echo): a 30 ms delay, a 60 ms decaying tail, the mic's noise floor."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    ref = rng.standard_normal(n) * 6000 * (0.2 + 0.8 * np.abs(np.sin(2 * np.pi * 4 * t)))
+    room = np.zeros(480 + 960)
+    room[480:] = rng.standard_normal(960) * np.exp(-np.arange(960) / 200) * 0.15
+    room[480] = 0.6
+    echo = np.convolve(ref, room)[:n]
+    mic = echo + rng.standard_normal(n) * 30
+    return np.clip(ref, -32768, 32767).astype(np.int16), mic
+
+
+def _voice(n: int, level_db: float) -> np.ndarray:
+    x = np.zeros(n)
+    x[:: RATE // 180] = 1.0
+    x = np.convolve(x, np.hanning(40), mode="same")
+    x -= x.mean()  # a voice has no DC (the canceller's input filter takes it out)
+    return x / np.sqrt(np.mean(x**2)) * 10 ** (level_db / 20)
+
+
+def _run(ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the residual gate's verdict, and the echo gate's echo_share."""
+    gate, residual = EchoGate(), ResidualGate()
+    m = np.clip(mic, -32768, 32767).astype(np.int16)
+    near, share = [], []
+    for k in range(len(ref) // FRAME):
+        r, f = ref[k * FRAME : (k + 1) * FRAME], m[k * FRAME : (k + 1) * FRAME]
+        gate.push(r, f, 3)
+        near.append(residual.push(r, f, gate))
+        share.append(gate.echo_share)
+    return np.array(near), np.array(share)
+
+
+def test_the_library_s_echo_functions_are_there() -> None:
+    # The fence around libspeexdsp's C API: the five functions it calls exist under these names.
+    lib = ctypes.CDLL(speex._SONAME)
+    for name in ("speex_echo_state_init", "speex_echo_state_destroy", "speex_echo_cancellation",
+                 "speex_echo_ctl", "speex_echo_state_reset"):
+        assert hasattr(lib, name), name
+
+
+def test_the_linear_canceller_takes_the_echo_out_and_leaves_the_user_whole() -> None:
+    ref, mic = _reply(6.0)
+    n = len(ref)
+    user = np.zeros(n)
+    user[4 * RATE : 5 * RATE] = _voice(RATE, 60.0)  # 1 s of a voice 4 s in, during the reply
+    ec = LinearCanceller()
+    m = np.clip(mic + user, -32768, 32767).astype(np.int16)
+    out = np.concatenate([ec.process(m[i : i + FRAME], ref[i : i + FRAME]) for i in range(0, n, FRAME)])
+    echo_db, out_db = _db(mic[3 * RATE : 4 * RATE]), _db(out[3 * RATE : 4 * RATE])
+    assert echo_db - out_db > 20.0  # converged: 20+ dB of the echo gone
+    # In double talk the user comes through within 2 dB of itself: the filter does not cancel it.
+    u, o = user[4 * RATE : 5 * RATE], out[4 * RATE : 5 * RATE].astype(np.float64)
+    gain = float(o @ u / (u @ u))
+    assert 10 ** (-2 / 20) < gain < 10 ** (2 / 20)
+    with pytest.raises(ValueError):
+        ec.process(m[:100], ref[:100])
+
+
+def test_a_word_12_db_under_the_reply_s_echo_is_near_end_to_the_residual_gate_alone() -> None:
+    ref, mic = _reply(7.0)
+    on = 5 * RATE
+    user = np.zeros(len(ref))
+    user[on : on + RATE // 2] = _voice(RATE // 2, _db(mic[4 * RATE : on]) - 12.0)
+    near, share = _run(ref, mic + user)
+    f0 = on // FRAME
+    # The echo path explains the mic whole with its 6 dB margin: the echo gate cannot see the word.
+    assert share[f0 : f0 + 50].min() >= 1.0
+    # The residual gate calls the word near-end, in a run long enough to pause the reply (8 frames)
+    # within 150 ms of its onset ...
+    runs = np.convolve(near[f0 : f0 + 50].astype(int), np.ones(8, int), mode="valid")
+    assert (runs[:8] == 8).any()
+    # ... and not one frame of the reply's echo alone once it learnt it (the first 2 s).
+    assert not near[200:f0].any()
+
+
+def test_the_reply_s_echo_alone_is_never_near_end_even_in_another_voice() -> None:
+    # 3 s in, the reply's spectrum changes (low-passed: a deeper voice): the residual's bands
+    # change with it, and the residual path must predict that from the reference, not flag it.
+    ref, _ = _reply(6.0, seed=2)
+    x = ref.astype(np.float64)
+    x[3 * RATE :] = np.convolve(x, np.ones(6) / 6 * 2.0, mode="same")[3 * RATE :]
+    ref = np.clip(x, -32768, 32767).astype(np.int16)
+    room = np.zeros(480 + 960)
+    room[480] = 0.6
+    room[481:] = np.random.default_rng(3).standard_normal(959) * np.exp(-np.arange(1, 960) / 200) * 0.15
+    noise = np.random.default_rng(4).standard_normal(len(ref)) * 30
+    mic = np.convolve(ref.astype(np.float64), room)[: len(ref)] + noise
+    near, _ = _run(ref, mic)
+    assert not near[200:].any()
+
+
+def test_without_libspeexdsp_the_agent_runs_on_its_other_detectors_and_says_so_once(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from device import config as cfg
+    from device.audio.aec import build_aec
+    from device.audio.player import Player
+    from device.audio.sim import SimAudio
+    from device.conversation.agent import Agent
+    from device.errors import VoxboxError
+    from device.link.twin import RecordingLink
+    from device.listen.vad import build_vad
+    from device.listen.wakeword import NoWake
+    from device.timeline import Timeline
+
+    monkeypatch.setattr(speex, "_lib", None)
+    monkeypatch.setattr(speex.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(speex, "_SONAME", "libspeexdsp-not-here.so.9")
+    with pytest.raises(VoxboxError, match="libspeexdsp1"):
+        LinearCanceller()
+    settings = cfg.Settings()
+    sim = SimAudio(np.zeros((RATE, 1), np.int16), RATE, Player(settings.audio.output_rate), speed=1e9)
+    with caplog.at_level("WARNING", logger="voxbox.agent"):
+        agent = Agent(settings, sim, Timeline(None, keep=True), wake=NoWake(), vad=build_vad(settings.vad),
+                      link=RecordingLink().attach, aec=build_aec(settings.aec))
+    assert agent.frontend.echo_gate is not None and agent.frontend.residual_gate is None
+    lines = [r.getMessage() for r in caplog.records if "residual_gate" in r.getMessage()]
+    assert len(lines) == 1 and "libspeexdsp1" in lines[0]
