@@ -108,14 +108,17 @@ def _speaking_agent(barge_in: cfg.BargeInMode = "local") -> tuple[Agent, Timelin
 
 def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float = 60.0,
             echo_left_db: float = -20.0, tail_share: float | None = None,
-            frame: np.ndarray | None = None, out_db: float | None = None) -> None:
+            frame: np.ndarray | None = None, out_db: float | None = None, residual: bool = False,
+            residual_db: float | None = None) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
     the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
     the echo over the mic's noise floor (EchoGate.echo_left_db); tail_share: the share with the
     prediction held at the room's decay (EchoGate.tail_share; None: the same as share); frame: the
     canceller's output, [1, 160] int16 (None: silence), no echo expected in it by the post-filter;
-    out_db: its level as the canceller measured it (None: level_db - 2)."""
+    out_db: its level as the canceller measured it (None: level_db - 2); residual: the residual
+    gate's verdict (ResidualGate.near) for every frame; residual_db: the linear canceller's output
+    level (ResidualGate.level_db; None: not measured)."""
     fe = agent.frontend
     fe.echo_gate = LearntGate()  # type: ignore[assignment]
     pcm = np.zeros((1, 160), np.int16) if frame is None else frame
@@ -126,6 +129,8 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
         fe.echo_share = np.array([share])
         fe.echo_left = np.array([echo_left_db])
         fe.tail_share = np.array([share if tail_share is None else tail_share])
+        fe.residual_near = np.array([residual])
+        fe.residual_db = np.zeros(0) if residual_db is None else np.array([residual_db])
         agent.samples += 160
         agent._frames(pcm.copy(), np.array([[level_db, level_db - 2.0 if out_db is None else out_db]]))
 
@@ -418,3 +423,44 @@ def test_a_leak_the_echo_path_explains_whole_reads_as_the_canceller_unconverged(
     vad.last_probability = 0.94
     _frames(agent, [False] * 4, share=1.0, level_db=70.0, out_db=64.0)
     assert _events(timeline) == []
+
+
+def test_a_word_only_the_residual_gate_hears_pauses_the_reply_and_confirms_in_the_pause() -> None:
+    # Bench, warm (human_talk_073, carlo, 12 dB down, gain 0.5): the echo path explained the mic whole
+    # (share 1.0), the echo gate saw nothing and Silero on AEC3's output peaked at 0.42: missed. The
+    # linear canceller's output held the word over the reply's predicted residual from 15.01 s.
+    agent, timeline, _ = _speaking_agent()
+    agent.linear = ConvergedCanceller()  # type: ignore[assignment]
+    _frames(agent, [False] * 7, share=1.0, residual=True)
+    assert _events(timeline) == []  # 7 frames: not yet (single frames and short runs come from the echo)
+    _frames(agent, [False], share=1.0, residual=True)
+    assert _events(timeline) == ["playback_pause"]
+    assert timeline.records[-1].get("detector") == "echo_residual"
+    # The frames that paused do not confirm it; a run heard in the pause does.
+    _frames(agent, [False] * 7, share=1.0, residual=True)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [False], share=1.0, residual=True)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_residual_runs_broken_by_a_frame_of_echo_pause_nothing() -> None:
+    agent, timeline, _ = _speaking_agent()
+    agent.linear = ConvergedCanceller()  # type: ignore[assignment]
+    for _ in range(5):
+        _frames(agent, [False] * 6, share=1.0, residual=True)
+        _frames(agent, [False], share=1.0, residual=False)
+    assert _events(timeline) == []
+
+
+def test_the_residual_gate_decides_nothing_until_the_linear_canceller_has_converged() -> None:
+    # Bench, the first reply of human_talk_105 (carlo, RT60 500 ms, gain 1.0): 0.8 s in, the linear
+    # canceller took 3-9 dB off the echo; in the pause the reply's tail stood over the residual's
+    # prediction for 8 frames and confirmed a false barge-in.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=61.0)  # 9 dB off the echo
+    _frames(agent, [False] * 30, share=1.0, level_db=70.0, residual_db=61.0, residual=True)
+    assert _events(timeline) == []
+    # ... and once it takes 25 dB off, the same run pauses the reply.
+    _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=45.0)
+    _frames(agent, [False] * 8, share=1.0, level_db=70.0, residual_db=61.0, residual=True)
+    assert _events(timeline) == ["playback_pause"]

@@ -34,6 +34,7 @@ from device.audio.echogate import EchoGate
 from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.audio.res import ResidualEchoSuppressor
+from device.audio.residualgate import ResidualGate
 from device.config import Settings
 from device.conversation import machine as cv
 from device.errors import VoxboxError
@@ -104,15 +105,27 @@ class Agent:
         self.dtd = EchoDoubleTalk(settings.vad.dtd_ratio_db, settings.vad.dtd_level_db, settings.vad.dtd_frames)
         self.indicator: Indicator = indicator or NullIndicator()
         gate = EchoGate() if aec is not None and settings.aec.echo_gate else None
+        residual = None
+        if gate is not None and settings.aec.residual_gate:
+            try:
+                residual = ResidualGate()
+            except VoxboxError as e:  # no libspeexdsp: barge-in runs on the other detectors
+                log.warning("aec.residual_gate off: %s", e)
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
-                                 echo_gate=gate)
+                                 echo_gate=gate, residual_gate=residual)
         self.res = ResidualEchoSuppressor() if gate is not None else None  # the uplink's post-filter
         self._res_idle = True  # the post-filter rested: it restarts from the preroll's last frame
         self.convergence = Convergence()
+        # ... and the linear canceller's (the residual gate's): its verdicts count once it takes this
+        # much off the reply's echo (bench: 20-35 dB warm, 2-18 dB 1 s into the first reply; not
+        # converged, the reply's tail in a pause stood over its predicted residual and confirmed a
+        # false barge-in: human_talk_105's first reply, RT60 500 ms, gain 1.0).
+        self.linear = Convergence(erle_db=15.0)
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
         self._up_run = 0  # ... of those that count towards opening the uplink (see _frames)
+        self._res_run = 0  # consecutive frames the residual gate called near-end speech
         self._run_converged = False  # the canceller was converged as the near-end run began
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
@@ -367,8 +380,14 @@ class Agent:
                     # prediction both explain. A word the path does not explain, read as the canceller
                     # leaking, closed the gate on the word itself (bench, warm, human_talk_049: a word
                     # 12 dB down, share 0.17-0.32, Silero at 0.94, missed).
-                    self.convergence.update(float(levels[i, 0]), float(levels[i, 1]),
-                                            echo=not (i < len(near) and near[i]) and share >= 1.0)
+                    echo = not (i < len(near) and near[i]) and share >= 1.0
+                    self.convergence.update(float(levels[i, 0]), float(levels[i, 1]), echo=echo)
+                    if i < len(self.frontend.residual_db):
+                        self.linear.update(float(levels[i, 0]), float(self.frontend.residual_db[i]),
+                                           echo=echo and not self.frontend.residual_near[i])
+                residual = (i < len(self.frontend.residual_near) and bool(self.frontend.residual_near[i])
+                            and self.linear.converged)
+                self._res_run = self._res_run + 1 if residual else 0
                 paused = m.paused_until is not None
                 # Whether the mic is loud: with no echo left, the gate calls a room's quiet tail, or its
                 # noise once its floor estimate is stale, near-end.
@@ -428,6 +447,17 @@ class Agent:
                         # ... and another run in the pause, the reply's echo dying away: the user.
                         self.log("speech_start", source="local_vad", detector="echo_gate")
                         self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+                if (self._res_run >= self.RESIDUAL_NEAR_FRAMES and not masked
+                        and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
+                    # The linear canceller's output holds more than the reply's predicted residual: the
+                    # user, though the mic is within the echo path's margin (device/audio/residualgate.py).
+                    # A run in the pause (the pause resets it) confirms: the canceller and the residual's
+                    # prediction follow the reply's echo as it dies away.
+                    if not paused:
+                        self._pause_first("echo_residual")
+                    else:
+                        self.log("speech_start", source="local_vad", detector="echo_residual")
+                        self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
                 # A pause made just now counts for the rest of this frame: what confirms it comes after.
                 paused = m.paused_until is not None
                 events = self.vad.process(f)
@@ -465,7 +495,7 @@ class Agent:
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
             self.dtd.disarm()
-            self._near_run = self._up_run = 0  # the next reply's runs start afresh
+            self._near_run = self._up_run = self._res_run = 0  # the next reply's runs start afresh
             self._near_times.clear()
             self._vad_events(self.vad.process(pcm))
         # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
@@ -510,6 +540,9 @@ class Agent:
     # with 30, 22 false pauses in 11 min of espeak replies came 0.4-0.5 s into the first one; with
     # 50, 12 in 9.3 min of echo-only espeak replies, 0.5-0.7 s in; with 80, 8).
     PAUSE_LEARNT_FRAMES = 80
+    # ... or after this many frames in a row the residual gate calls near-end (offline, warm, runs on
+    # the reply's echo alone per 10 min of espeak and human replies: 0 and 7.6 with 5; none with 8).
+    RESIDUAL_NEAR_FRAMES = 8
     # In a pause, a run of CONFIRM_NEAR_FRAMES near-end frames confirms the barge-in, once the
     # pause is CONFIRM_AFTER_S old (frames before it were judged against the reply still playing).
     CONFIRM_NEAR_FRAMES = 3
@@ -549,7 +582,7 @@ class Agent:
         if was is None and m.paused_until is not None:
             self._paused_at = self._peak_at = self.now
             self._left_at_pause = self._left_peak = self._left_now
-            self._near_run = 0
+            self._near_run = self._res_run = 0
 
     def _near_recent(self, after: float) -> bool:
         """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S,
