@@ -3,7 +3,7 @@
 AEC3's output hides a user's first 100-300 ms of double talk behind its suppressor, and the
 echo gate (device/audio/echogate.py) sees a word only where it adds more than its margin to the
 echo at the mic: a word 6-12 dB under a loud reply does not. A linear canceller (SpeexDSP's MDF,
-device/audio/speex.py) takes 15-30 dB of the reply out and nothing of the user, so there the word
+device/audio/speex.py) takes 20-35 dB of the reply out once converged and nothing of the user, so there the word
 stands over what is left. What is left is still the reply's voice, though, and a level alone
 cannot tell it from the user's (bench, warm: 76-105 false fires per 10 min at the rates that
 catch the words). So `ResidualGate` predicts it too: a second echo path (device/audio/echopath.py)
@@ -17,8 +17,8 @@ the reply's echo alone. In the agent (device/conversation/agent.py: 8 frames pau
 more in the pause confirm it, once the linear canceller takes 15 dB off), warm: caught 66 and 59.
 
 Inputs per frame, after EchoGate.push on the same frame: the reference (None: the speaker plays
-nothing of a reply) and the raw mic, int16[160] at 16 kHz, in step. Cost: the linear canceller
-(~0.011 CPU s per audio s here, 4096 taps) and one 320-point FFT.
+nothing of a reply) and the raw mic, int16[160] at 16 kHz, in step. Cost: ~0.010 CPU s per audio
+s here, about half of it the linear canceller (4096 taps), the rest one 320-point FFT and the path.
 """
 
 from __future__ import annotations

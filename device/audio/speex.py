@@ -1,15 +1,15 @@
 """SpeexDSP's echo canceller (MDF, a linear adaptive filter), through its C API.
 
-The one module that touches libspeexdsp (Debian/Raspberry Pi OS package `libspeexdsp1`). Its
-echo API (speex/speex_echo.h) has been stable since speexdsp 1.2; the Python bindings on PyPI
-either pin numpy >= 2 (speexaec, which the tflite-runtime venv's numpy 1.x excludes) or carry no
-usable licence, so the five functions are called through ctypes here.
+The one module that touches libspeexdsp (Debian/Raspberry Pi OS package `libspeexdsp1`, 1.2.1
+in Debian 12 and 13; API in speex/speex_echo.h). Of the bindings on PyPI, speexaec 0.1.3 needs
+numpy >= 2 (the tflite-runtime venv runs numpy 1.x) and speexdsp-aec 0.1.0 is proprietary, so
+the five functions are called through ctypes here (the same output as speexaec's, bit for bit).
 
 `LinearCanceller` gives the *linear* canceller's output: the mic less the filter's echo
 estimate, with no suppressor after it. The user's voice passes it whole during double talk,
 where AEC3's output (device/audio/aec.py) hides it for 100-300 ms; the barge-in's residual
-detector (device/audio/residualgate.py) listens to it. Not for the uplink: it leaves 15-30 dB
-of echo that AEC3 takes out.
+detector (device/audio/residualgate.py) listens to it. Not for the uplink: it leaves the echo
+AEC3's suppressor takes out.
 """
 
 from __future__ import annotations
