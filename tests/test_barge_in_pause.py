@@ -426,9 +426,9 @@ def test_a_leak_the_echo_path_explains_whole_reads_as_the_canceller_unconverged(
 
 
 def test_a_word_only_the_residual_gate_hears_pauses_the_reply_and_confirms_in_the_pause() -> None:
-    # Bench, warm (human_talk_073, carlo, 12 dB down, gain 0.5): the echo path explained the mic whole
-    # (share 1.0), the echo gate saw nothing and Silero on AEC3's output peaked at 0.42: missed. The
-    # linear canceller's output held the word over the reply's predicted residual from 15.01 s.
+    # Bench, warm (human_talk_081, june, 12 dB down, gain 0.5, RT60 500 ms): missed on 6dece99, where
+    # only the echo gate and the VAD on AEC3's output could pause. The residual gate paused the reply
+    # at 15.60 s and confirmed it at 15.65 s, 108 ms from the word's onset to a silent speaker.
     agent, timeline, _ = _speaking_agent()
     agent.linear = ConvergedCanceller()  # type: ignore[assignment]
     _frames(agent, [False] * 7, share=1.0, residual=True)
