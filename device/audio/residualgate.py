@@ -35,6 +35,13 @@ _BAND_DB = 42.8
 
 
 class ResidualGate:
+    """Near-end verdicts from the linear canceller's residual, per 10 ms frame (see the module doc).
+
+    margin_db: how far over its predicted residual the residual must stand; share: the part of its
+    power that must do so; level_db: the least residual that counts (dB re 1 LSB RMS); taps: the
+    linear canceller's filter length in samples at 16 kHz. VoxboxError (one line) if libspeexdsp is
+    missing."""
+
     def __init__(self, margin_db: float = 10.0, share: float = 0.3, level_db: float = 50.0,
                  taps: int = 4096) -> None:
         self.margin = 10 ** (margin_db / 10)
