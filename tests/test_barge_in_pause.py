@@ -465,3 +465,15 @@ def test_the_residual_gate_decides_nothing_until_the_linear_canceller_has_conver
     _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=45.0)
     _frames(agent, [False] * 8, share=1.0, level_db=70.0, residual_db=61.0, residual=True)
     assert _events(timeline) == ["playback_pause"]
+
+
+def test_a_frame_the_residual_gate_did_not_look_at_leaves_its_convergence_alone() -> None:
+    # The frontend marks such frames -inf. Read as a level, the ERLE would be infinite and the meter's
+    # average NaN: the residual gate deaf for the session. (Today those frames also carry the echo
+    # gate's share 0.0, which keeps them out; the meter must not depend on that.)
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=45.0)
+    _frames(agent, [False] * 2, share=1.0, level_db=70.0, residual_db=-np.inf)
+    assert agent.linear.converged
+    _frames(agent, [False] * 8, share=1.0, level_db=70.0, residual_db=61.0, residual=True)
+    assert _events(timeline) == ["playback_pause"]
