@@ -3,7 +3,7 @@
 The one module that touches libspeexdsp (Debian/Raspberry Pi OS package `libspeexdsp1`, 1.2.1
 in Debian 12 and 13; API in speex/speex_echo.h). Of the bindings on PyPI, speexaec 0.1.3 needs
 numpy >= 2 (the tflite-runtime venv runs numpy 1.x) and speexdsp-aec 0.1.0 is proprietary, so
-the five functions are called through ctypes here (the same output as speexaec's, bit for bit).
+the four functions are called through ctypes here (the same output as speexaec's, bit for bit).
 
 `LinearCanceller` gives the *linear* canceller's output: the mic less the filter's echo
 estimate, with no suppressor after it. The user's voice passes it whole during double talk,
@@ -26,7 +26,7 @@ _SONAME = "libspeexdsp.so.1"
 
 
 def _load() -> ctypes.CDLL:
-    """The library, its five echo functions typed; VoxboxError with one line if it is missing."""
+    """The library, its four echo functions typed; VoxboxError with one line if it is missing."""
     name = ctypes.util.find_library("speexdsp") or _SONAME
     try:
         lib = ctypes.CDLL(name)
@@ -40,8 +40,6 @@ def _load() -> ctypes.CDLL:
     lib.speex_echo_cancellation.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 3
     lib.speex_echo_ctl.restype = ctypes.c_int
     lib.speex_echo_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
-    lib.speex_echo_state_reset.restype = None
-    lib.speex_echo_state_reset.argtypes = [ctypes.c_void_p]
     return lib
 
 
@@ -74,10 +72,6 @@ class LinearCanceller:
             raise ValueError(f"LinearCanceller: frames of {self.frame} samples, got {m.shape} and {r.shape}")
         self._lib.speex_echo_cancellation(self._st, m.ctypes.data, r.ctypes.data, self._out.ctypes.data)
         return self._out.copy()
-
-    def reset(self) -> None:
-        """Forget the learnt filter (a new echo path)."""
-        self._lib.speex_echo_state_reset(self._st)
 
     def __del__(self) -> None:
         st = getattr(self, "_st", None)

@@ -382,10 +382,8 @@ class Agent:
                     # 12 dB down, share 0.17-0.32, Silero at 0.94, missed).
                     echo = not (i < len(near) and near[i]) and share >= 1.0
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]), echo=echo)
-                    # (-inf: the residual gate did not look at this frame. The echo gate's share reads
-                    # 0.0 there, so `echo` is False already; kept out anyway: one infinite ERLE would
-                    # turn the meter's average to NaN, and the residual gate deaf, for good.)
-                    if i < len(self.frontend.residual_db) and np.isfinite(self.frontend.residual_db[i]):
+                    # (-inf where the residual gate did not look: Convergence.update skips it.)
+                    if i < len(self.frontend.residual_db):
                         self.linear.update(float(levels[i, 0]), float(self.frontend.residual_db[i]),
                                            echo=echo and not self.frontend.residual_near[i])
                 residual = (i < len(self.frontend.residual_near) and bool(self.frontend.residual_near[i])

@@ -11,6 +11,8 @@ conversation.confirm_ms, does not (the reply resumes where it paused).
 
 from __future__ import annotations
 
+import math
+
 from device.listen.vad import SAMPLE_RATE, VadSegmenter
 
 
@@ -83,7 +85,8 @@ class Convergence:
         self.erle: float | None = None
 
     def update(self, mic_db: float, out_db: float, echo: bool) -> None:
-        if not echo or mic_db < self.loud_db:
+        # A level not measured (-inf) would make the average NaN, and `converged` False, for good.
+        if not echo or mic_db < self.loud_db or not math.isfinite(out_db):
             return
         att = mic_db - out_db
         self.erle = att if self.erle is None else self.erle + self.alpha * (att - self.erle)
