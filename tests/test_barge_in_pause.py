@@ -68,6 +68,10 @@ class LearntGate:
 
     learnt, active, ready = 500, True, True
     tail_db = 2.5  # the room's decay it measured, dB per frame (RT60 240 ms)
+    unconfirmed = 0  # pauses it was told ended with nothing confirmed (EchoGate.pause_unconfirmed)
+
+    def pause_unconfirmed(self) -> None:
+        self.unconfirmed += 1
 
 
 class ConvergedCanceller:
@@ -170,6 +174,33 @@ def test_a_vad_start_right_after_a_gate_pause_needs_near_end_frames_heard_in_the
     vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
     _frames(agent, [True, True, True])
     assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def _resume(agent: Agent) -> None:
+    """The pause's confirm_ms passes with nothing confirmed: the machine's tick resumes the reply."""
+    assert agent.machine.paused_until is not None
+    agent.samples = max(agent.samples, int(np.ceil(agent.machine.paused_until * agent.audio.in_rate)))
+    agent._apply(agent.machine.handle(cv.Tick(agent.now)))
+    assert agent.machine.paused_until is None
+
+
+def test_a_resumed_reply_needs_a_new_run_to_pause_again_and_the_gate_measures_the_room_on_its_pause() -> None:
+    # Bench, cold, RT60 500 ms (human_silent_007): the room's tail beat the gate's bound all through
+    # a pause and nothing confirmed it; the run of 14 tail frames then paused the resumed reply on
+    # its first frame, three times in a row.
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
+    _frames(agent, [True] * 5, share=1.0, echo_left_db=40.0)  # a pause on five near-end frames
+    # the room's tail in the pause, the gate's bound still 40 dB over the noise: nothing confirms
+    _frames(agent, [True] * 12, share=1.0, echo_left_db=40.0)
+    assert _events(timeline) == ["playback_pause"]
+    gate = agent.frontend.echo_gate
+    _resume(agent)
+    assert gate.unconfirmed == 1  # type: ignore[union-attr]  # its silence held the room's tail alone
+    _frames(agent, [True] * 4, share=1.0, echo_left_db=40.0)
+    assert _events(timeline) == ["playback_pause"]  # four frames of the resumed reply: not yet a run
+    _frames(agent, [True], share=1.0, echo_left_db=40.0)
+    assert _events(timeline) == ["playback_pause", "playback_pause"]  # five: a new run pauses it
 
 
 def test_a_vad_start_that_pauses_the_reply_lets_the_voice_start_again_in_the_pause() -> None:

@@ -198,3 +198,30 @@ def test_our_own_earcon_after_a_reply_is_not_measured_as_the_room_s_tail() -> No
         gate.push(None, np.rint(chime).astype(np.int16), 3)
     reply(5)  # the next reply starts: the gap is over
     assert all(x > 2.0 for x in gate.tail.slopes), list(gate.tail.slopes)
+
+
+def test_a_pause_nothing_confirmed_measures_the_room_on_its_own() -> None:
+    # A reply in a voice with few clean gaps: one gap, the reply's pause. Told that nothing in it was
+    # the user (the agent resumes the reply), the meter takes its slope as the room's decay at once;
+    # an ordinary gap waits for a second one.
+    tail = _tail_db(90.0, 1.2, 30)
+    waiting = TailMeter()
+    _feed(waiting, [tail])
+    assert waiting.rate_db is None
+    for told_before_it_ends in (True, False):
+        meter = TailMeter()
+        for _ in range(20):
+            meter.push(False, 1e12, 1e4, 3, ref_loud=True)
+        for p in tail[: 30 if told_before_it_ends else 12]:
+            meter.push(True, p, 1e4, 3)
+        if not told_before_it_ends:  # a new sound ended the measurement before the reply resumed
+            for p in [10 ** 8.5] * 6:
+                meter.push(True, p, 1e4, 3)
+            assert meter.slopes and meter.rate_db is None
+        assert meter.echo_only() is (not told_before_it_ends)
+        meter.push(False, 1e12, 1e4, 3, ref_loud=True)  # the reply resumes
+        assert meter.rate_db == pytest.approx(1.2, rel=0.15)
+    # Outside a gap (the reference playing) there is nothing to vouch for.
+    playing = TailMeter()
+    playing.push(False, 1e12, 1e4, 3, ref_loud=True)
+    assert playing.echo_only() is False

@@ -122,6 +122,17 @@ class EchoGate:
         p = np.square(np.abs(np.fft.rfft(x)))
         return np.add.reduceat(p, _EDGES[:-1], axis=-1)[..., : len(_EDGES) - 1]
 
+    def _room_measured(self) -> None:
+        """The tail meter's rate changed: the bound and the held predictions decay at it from now on."""
+        self.tail_decay = self.left_decay = 10 ** (-self.tail_db / 10)
+        self.held_decay = 10 ** (-float(self.tail.rate_db or self.cold_decay_db) / 10)
+
+    def pause_unconfirmed(self) -> None:
+        """The reply paused and resumes: nothing in the pause was the user, so its silence held the
+        room's tail alone, a measurement of the room's decay (TailMeter.echo_only)."""
+        if self.tail.echo_only():
+            self._room_measured()
+
     def push(self, ref: np.ndarray | None, mic: np.ndarray, lag: int | None = None) -> bool:
         """One frame of each side; True when the mic holds near-end speech (see the module doc).
 
@@ -158,8 +169,7 @@ class EchoGate:
             self.tail.abort()  # an earcon of ours (or no reference): not the replies' room tail
         elif self.tail.push(quiet, total, float(self.floor.sum()), 3 if lag is None else lag,
                             ref_loud=ref_power > 1e3 * self.ref_floor):
-            self.tail_decay = self.left_decay = 10 ** (-self.tail_db / 10)
-            self.held_decay = 10 ** (-float(self.tail.rate_db or self.cold_decay_db) / 10)
+            self._room_measured()
         # power the echo (with margin) and the noise floor (x10, 10 dB) cannot explain
         excess = np.clip(pm - self.margin * echo - 10.0 * self.floor, 0.0, None)
         near = bool(self.ready and float(excess.sum()) / total >= self.share)

@@ -12,7 +12,8 @@ is already under 10 dB over the floor when it would arrive, the slope is how fas
 there from its peak in the reply's last frames, if that peak was 30 dB over the floor and the
 fall at least `dry_db` (`_fell`): speech fades into its gaps, and in a dry room its echo fades
 with it. The room's decay is the slow end (`quantile`) of the last `keep` gaps' slopes,
-clipped to [slowest, fastest] dB per frame.
+clipped to [slowest, fastest] dB per frame. A pause of the reply that nothing confirmed
+(`echo_only`) is a gap the mic held only the room's tail in: it counts on its own.
 
 The echo gate (device/audio/echogate.py) lets its bound decay at this rate where it is slower
 than its own: a room whose tail outlasts 2.5 dB per frame (RT60 240 ms) would otherwise have
@@ -51,6 +52,8 @@ class TailMeter:
         self._low = 0  # the index of its lowest frame
         self._was_loud = self._abrupt = False  # the reference before this gap was loud
         self._recent: deque[float] = deque(maxlen=self.RECENT)  # the mic over its floor (power ratio), last frames
+        self._echo_only = False  # the gap open now is a pause that nothing confirmed (echo_only())
+        self._gap_slopes = 0  # slopes recorded since the reference last fell silent
         # The room's decay in dB per frame (the slow end of the gaps measured); None before `need` gaps.
         self.rate_db: float | None = None
 
@@ -69,6 +72,7 @@ class TailMeter:
         if self._quiet < 0:
             self._quiet, self._peak, self._db, self._low = 0, 0.0, [], 0
             self._abrupt, self._was_loud = self._was_loud, False
+            self._echo_only, self._gap_slopes = False, 0
         self._quiet += 1
         excess = mic - floor
         if self._quiet <= lag + 2:
@@ -123,9 +127,22 @@ class TailMeter:
             self._low = len(self._db)
         self._db.append(db)
 
+    def echo_only(self) -> bool:
+        """The reference's silence now is the reply's pause, and nothing in it confirmed a barge-in:
+        the mic held the room's tail alone. Its slope is the room's decay without waiting for `need`
+        gaps (a reply in a voice with few clean gaps gives them late or never: bench, RT60 500 ms,
+        recorded voices: 14 of 30 first replies had not measured two gaps by their end). Call it before the
+        reference resumes: a slope this silence already gave counts at once, one still being
+        measured when it ends. True when this changed `rate_db`."""
+        if self._quiet < 0:
+            return False
+        self._echo_only = True
+        return bool(self._gap_slopes and self.rate_db is None and self._set_rate())
+
     def abort(self) -> None:
         """Drop the gap being measured, if any (the mic holds a sound of ours that is not the reply's)."""
         self._db, self._low, self._peak, self._quiet, self._was_loud = [], 0, 0.0, -1, False
+        self._echo_only = False
         self._recent.clear()  # frames around our sound are not in step with the reply's
 
     def _end(self, reached: float | None = None) -> bool:
@@ -150,7 +167,11 @@ class TailMeter:
     def _record(self, slope: float) -> bool:
         """Keep one gap's slope (dB per frame); True when `rate_db` changed."""
         self.slopes.append(slope)
-        if len(self.slopes) < self.need:
+        self._gap_slopes += 1
+        if len(self.slopes) < self.need and not self._echo_only:
             return False
+        return self._set_rate()
+
+    def _set_rate(self) -> bool:
         self.rate_db = float(np.clip(np.quantile(np.asarray(self.slopes), self.quantile), self.slowest, self.fastest))
         return True

@@ -945,6 +945,12 @@ class Agent:
                          item_id=self._playing, played_ms=self.player.played_ms(self._playing) if self._playing else 0)
             elif isinstance(a, cv.ResumePlayback):
                 self.player.resume()
+                # The pause did not confirm, so its near-end runs were the room's tail, not the user:
+                # a new pause needs a new run (bench, cold, RT60 500 ms: a run of 14 tail frames
+                # paused the resumed reply on its first frame, 3 times in a row, human_silent_007).
+                self._near_run = self._res_run = 0
+                if self.frontend.echo_gate is not None:
+                    self.frontend.echo_gate.pause_unconfirmed()
                 self.log("playback_resume", reason=a.reason, item_id=self._playing,
                          played_ms=self.player.played_ms(self._playing) if self._playing else 0)
             elif isinstance(a, cv.BargeIn):
