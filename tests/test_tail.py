@@ -225,3 +225,24 @@ def test_a_pause_nothing_confirmed_measures_the_room_on_its_own() -> None:
     playing = TailMeter()
     playing.push(False, 1e12, 1e4, 3, ref_loud=True)
     assert playing.echo_only() is False
+
+
+def test_in_a_pause_nothing_confirmed_the_tail_after_a_new_sound_counts_too() -> None:
+    # Bench, cold, RT60 500 ms (human_silent_030): in the pause, the last of the reply still arriving
+    # rose over the tail, which ended the measurement after a few frames and too little a fall; the
+    # 20 frames of tail after it said nothing. In an ordinary gap that rise may be the user, and
+    # what follows theirs; in a pause that nothing confirmed it was the reply's echo.
+    bump = _tail_db(100.0, 1.5, 6) + [10 ** 10.4] + _tail_db(105.0, 1.2, 24)
+    for vouched in (False, True):
+        meter = TailMeter()
+        for _ in range(20):
+            meter.push(False, 1e12, 1e4, 3, ref_loud=True)
+        for p in bump:
+            meter.push(True, p, 1e4, 3)
+        if vouched:
+            meter.echo_only()
+        meter.push(False, 1e12, 1e4, 3, ref_loud=True)  # the reply resumes
+        if vouched:
+            assert meter.rate_db == pytest.approx(1.2, rel=0.15)
+        else:
+            assert meter.rate_db is None and not meter.slopes

@@ -54,6 +54,11 @@ class TailMeter:
         self._recent: deque[float] = deque(maxlen=self.RECENT)  # the mic over its floor (power ratio), last frames
         self._echo_only = False  # the gap open now is a pause that nothing confirmed (echo_only())
         self._gap_slopes = 0  # slopes recorded since the reference last fell silent
+        # A gap's tail measured in segments: a new sound ends one, and the tail after it is the next.
+        # Only the first counts in an ordinary gap (the sound may be the user's, the tail after it
+        # theirs); the later ones wait here in case the gap turns out to be echo alone (echo_only).
+        self._segments = 0
+        self._pending: list[float] = []
         # The room's decay in dB per frame (the slow end of the gaps measured); None before `need` gaps.
         self.rate_db: float | None = None
 
@@ -72,7 +77,7 @@ class TailMeter:
         if self._quiet < 0:
             self._quiet, self._peak, self._db, self._low = 0, 0.0, [], 0
             self._abrupt, self._was_loud = self._was_loud, False
-            self._echo_only, self._gap_slopes = False, 0
+            self._echo_only, self._gap_slopes, self._segments, self._pending = False, 0, 0, []
         self._quiet += 1
         excess = mic - floor
         if self._quiet <= lag + 2:
@@ -88,14 +93,21 @@ class TailMeter:
                 if fell is not None:
                     return self._record(fell)
             return False
+        db = 10 * float(np.log10(excess)) if excess >= 10 * floor else None
         if not self._db:
+            if db is not None and self._segments:
+                self._db, self._low = [db], 0  # the tail again after a new sound: the gap's next segment
             return False
-        if excess < 10 * floor:
+        if db is None:
             return self._end(10 * np.log10(10 * floor))  # down to 10 dB above the floor: measured
-        db = 10 * np.log10(excess)
+        if self._segments and db >= self._db[0]:
+            self._db, self._low = [db], 0  # a later segment starts at its top
+            return False
         if db > self._db[self._low] + 3.0:
             del self._db[self._low + 1 :]  # a new sound: the tail ended at its lowest frame
-            return self._end()
+            changed = self._end()
+            self._db, self._low = [db], 0
+            return changed
         self._append(db)
         return False
 
@@ -137,12 +149,15 @@ class TailMeter:
         if self._quiet < 0:
             return False
         self._echo_only = True
-        return bool(self._gap_slopes and self.rate_db is None and self._set_rate())
+        self.slopes.extend(self._pending)
+        self._gap_slopes += len(self._pending)
+        self._pending = []
+        return bool(self._gap_slopes) and self._set_rate()
 
     def abort(self) -> None:
         """Drop the gap being measured, if any (the mic holds a sound of ours that is not the reply's)."""
         self._db, self._low, self._peak, self._quiet, self._was_loud = [], 0, 0.0, -1, False
-        self._echo_only = False
+        self._echo_only, self._segments, self._pending = False, 0, []
         self._recent.clear()  # frames around our sound are not in step with the reply's
 
     def _end(self, reached: float | None = None) -> bool:
@@ -152,6 +167,8 @@ class TailMeter:
         self._peak, self._low = 0.0, 0
         if not db:
             return False
+        first = self._segments == 0
+        self._segments += 1
         if len(db) < self.min_frames:
             if reached is None or db[0] - reached < self.min_drop:
                 return False
@@ -161,6 +178,9 @@ class TailMeter:
         else:
             slope = -float(np.polyfit(np.arange(len(db)), db, 1)[0])
         if slope <= 0:
+            return False
+        if not (first or self._echo_only):
+            self._pending.append(slope)
             return False
         return self._record(slope)
 
