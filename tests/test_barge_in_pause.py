@@ -205,8 +205,8 @@ def test_a_resumed_reply_needs_a_new_run_to_pause_again_and_the_gate_measures_th
 
 def test_a_vad_start_that_pauses_the_reply_lets_the_voice_start_again_in_the_pause() -> None:
     agent, timeline, vad = _speaking_agent()
-    vad.script = {vad.frames + 1: [VadEvent("start", 0.0)]}
-    _frames(agent, [True])
+    vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
+    _frames(agent, [True] * 3)  # (a voice: the gate hears more than a frame of it)
     assert _events(timeline) == ["playback_pause"]
     # The segment was dropped: without it the VAD would stay in it past confirm_ms, and nothing
     # could confirm the pause where there is no canceller.
@@ -507,4 +507,49 @@ def test_a_frame_the_residual_gate_did_not_look_at_leaves_its_convergence_alone(
     _frames(agent, [False] * 2, share=1.0, level_db=70.0, residual_db=-np.inf)
     assert agent.linear.converged
     _frames(agent, [False] * 8, share=1.0, level_db=70.0, residual_db=61.0, residual=True)
+    assert _events(timeline) == ["playback_pause"]
+
+
+class ScriptedSuspect:
+    """The fast stage (SuspectGate): fires on the given calls, one call per frame (from 1)."""
+
+    def __init__(self, fire: set[int]) -> None:
+        self.fire, self.calls = fire, 0
+
+    def check(self) -> bool:
+        self.calls += 1
+        return self.calls in self.fire
+
+
+@pytest.mark.parametrize("converged,learnt", [(False, 500), (True, 60), (True, 500)])
+@pytest.mark.parametrize("detector", ["vad_chunk", "local_vad"])
+def test_early_in_a_reply_a_silero_decision_needs_a_few_near_end_frames_not_one(
+        monkeypatch: pytest.MonkeyPatch, converged: bool, learnt: int, detector: str) -> None:
+    # Bench, cold, rooms, 0.6-1.0 s into the first reply: AEC3 not converged leaks the reply at the
+    # mic's level, Silero hears a voice in it, and the room's tail beat the gate's bound in one
+    # frame (human_silent_030: share 0.97, then a Silero chunk 50 ms later paused the reply). The
+    # canceller's ERLE meter can read converged there too, a frame at a time (human_silent_039).
+    monkeypatch.setattr(LearntGate, "learnt", learnt)
+    agent, timeline, vad = _speaking_agent()
+    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    if converged:
+        agent.convergence = ConvergedCanceller()  # type: ignore[assignment]
+
+    def silero_on_frame(n: int) -> None:
+        if detector == "vad_chunk":
+            agent.suspect = ScriptedSuspect({n})  # type: ignore[assignment]
+        else:
+            vad.script = {vad.frames + n: [VadEvent("start", 0.0)]}
+
+    silero_on_frame(5)
+    _frames(agent, [True, False, False, False, False], share=0.97)
+    # Converged, with the echo path learnt, the canceller's output is the user's: one near-end frame
+    # opens it.
+    settled = converged and learnt >= Agent.PAUSE_LEARNT_FRAMES
+    assert _events(timeline) == (["playback_pause"] if settled else [])
+    if settled:
+        return
+    # A voice the gate hears in three frames of 150 ms opens it then too.
+    silero_on_frame(5)
+    _frames(agent, [True, False, True, True, False], share=0.97)
     assert _events(timeline) == ["playback_pause"]

@@ -134,6 +134,7 @@ class Agent:
         self._left_peak = -np.inf  # ... or of a later frame of that pause it rose at (the echo in flight)
         self._peak_at = -1.0  # mic time of that frame
         self._near_times: deque[float] = deque(maxlen=8)  # mic times of the last near-end frames
+        self._near_all: deque[float] = deque(maxlen=8)  # ... the same whatever the echo path predicted
         self._pause_detector = ""  # which detector asked for it (the timeline's playback_pause)
         self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed
         self._uplink_gain = 1.0
@@ -349,6 +350,7 @@ class Agent:
                     self._unexplained_until = self.now + self.NEAR_HOLD_S
                 if i < len(near) and near[i]:
                     self._near_until = self.now + self.NEAR_HOLD_S
+                    self._near_all.append(self.now)
                     if share < 1.0:
                         # ... what a VAD start in a pause needs (_near_recent): just after a pause,
                         # the reverberant echo of the reply can still beat the gate's bound (bench,
@@ -462,8 +464,9 @@ class Agent:
                 # A pause made just now counts for the rest of this frame: what confirms it comes after.
                 paused = m.paused_until is not None
                 events = self.vad.process(f)
-                if (m.phase == "speaking" and (not self._gate_open() or (not masked and self._explained()))
-                        and any(e.kind == "start" for e in events)):
+                if (m.phase == "speaking" and any(e.kind == "start" for e in events)
+                        and (not self._gate_open() or (not masked and self._explained())
+                             or (not paused and not self._heard_enough()))):
                     # The VAD heard the reply's own voice leaking through the canceller: forget that
                     # segment, so the user, if it was them, starts a new one once the gate opens.
                     self.vad.reset()
@@ -484,7 +487,8 @@ class Agent:
                 paused = m.paused_until is not None
                 if masked:
                     continue
-                if m.phase == "speaking" and self.suspect.check() and self._gate_open() and not self._explained():
+                if (m.phase == "speaking" and self.suspect.check() and self._gate_open() and not self._explained()
+                        and self._heard_enough()):
                     self._suspect("vad_chunk")
                     paused = m.paused_until is not None
                 # The double-talk test sees a leak of the canceller as well as the user: it needs the
@@ -498,6 +502,7 @@ class Agent:
             self.dtd.disarm()
             self._near_run = self._up_run = self._res_run = 0  # the next reply's runs start afresh
             self._near_times.clear()
+            self._near_all.clear()
             self._vad_events(self.vad.process(pcm))
         # The uplink (and its preroll) carries the canceller's output less its predictable residual echo.
         up = frames
@@ -614,6 +619,26 @@ class Agent:
         gate = self.frontend.echo_gate
         return (gate is None or not gate.active or not gate.ready or self.convergence.converged
                 or self.now <= self._near_until)
+
+    YOUNG_NEAR_FRAMES = 3
+
+    def _heard_enough(self) -> bool:
+        """A Silero decision (a fast-stage chunk, a VAD start) may pause the reply: as _gate_open,
+        except while the canceller has not converged, or the gate has learnt the echo path for less
+        than its own pause needs (PAUSE_LEARNT_FRAMES): then a near-end frame or two of the gate do
+        not open it, YOUNG_NEAR_FRAMES within NEAR_HOLD_S do. Early in a first reply AEC3 leaks the
+        reply at up to the mic's level (its ERLE meter reads converged in one frame, leaking in the
+        next), Silero hears a voice in it, and a room's tail beats the gate's young bound in a
+        frame here and there; a user's voice makes more (bench, cold, rooms, 0.6-1.1 s into the
+        first reply: 22 of 41 false pauses, 20 of them a Silero decision, 21 after at most two
+        near-end frames in NEAR_HOLD_S)."""
+        gate = self.frontend.echo_gate
+        if gate is None or not gate.active or not gate.ready:
+            return True
+        if self.convergence.converged and gate.learnt >= self.PAUSE_LEARNT_FRAMES:
+            return True
+        start = self.now - self.NEAR_HOLD_S
+        return sum(1 for t in self._near_all if t >= start) >= self.YOUNG_NEAR_FRAMES
 
     def _explained(self) -> bool:
         """While the reply plays, the echo path has predicted all of the mic (EchoGate.echo_share
