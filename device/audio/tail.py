@@ -13,7 +13,8 @@ there from its peak in the reply's last frames, if that peak was 30 dB over the 
 fall at least `dry_db` (`_fell`): speech fades into its gaps, and in a dry room its echo fades
 with it. The room's decay is the slow end (`quantile`) of the last `keep` gaps' slopes,
 clipped to [slowest, fastest] dB per frame. A pause of the reply that nothing confirmed
-(`echo_only`) is a gap the mic held only the room's tail in: it counts on its own.
+(`echo_only`) is a gap the mic held only the room's tail in: it is measured whole, and counts
+on its own.
 
 The echo gate (device/audio/echogate.py) lets its bound decay at this rate where it is slower
 than its own: a room whose tail outlasts 2.5 dB per frame (RT60 240 ms) would otherwise have
@@ -31,6 +32,12 @@ import numpy as np
 
 
 class TailMeter:
+    # A pause measured whole (echo_only): the tail's peak is looked for this many frames past the
+    # echo's lag (the last of the reply still on its way: the player's buffer), and a rise this far
+    # over its lowest frame is a new sound that ends it (a voice's tail swings 4-5 dB; bench).
+    IN_FLIGHT = 6
+    NEW_SOUND_DB = 6.0
+    TRACE = 100  # frames of a gap kept for it (a pause is 30)
     # Frames of the mic kept for _fell: the last ones the reference played, and the gap's first.
     RECENT = 16
     # A room's reverberation sits up to ~20 dB under its direct sound (see _fell).
@@ -52,13 +59,10 @@ class TailMeter:
         self._low = 0  # the index of its lowest frame
         self._was_loud = self._abrupt = False  # the reference before this gap was loud
         self._recent: deque[float] = deque(maxlen=self.RECENT)  # the mic over its floor (power ratio), last frames
-        self._echo_only = False  # the gap open now is a pause that nothing confirmed (echo_only())
+        self._lag = 3  # the echo's lag behind the reference, frames (the last push's)
+        self._echo_only = False  # the gap open now was a pause that nothing confirmed, measured whole
         self._gap_slopes = 0  # slopes recorded since the reference last fell silent
-        # A gap's tail measured in segments: a new sound ends one, and the tail after it is the next.
-        # Only the first counts in an ordinary gap (the sound may be the user's, the tail after it
-        # theirs); the later ones wait here in case the gap turns out to be echo alone (echo_only).
-        self._segments = 0
-        self._pending: list[float] = []
+        self._trace: list[float | None] = []  # the mic over its floor in dB, each frame of the gap (None: < 10 dB)
         # The room's decay in dB per frame (the slow end of the gaps measured); None before `need` gaps.
         self.rate_db: float | None = None
 
@@ -69,6 +73,7 @@ class TailMeter:
         floor is a room with no tail to speak of, or a speaker the mic does not hear: fast).
         True when this frame changed `rate_db`."""
         self._recent.append(max(mic - floor, 1e-12) / max(floor, 1e-12))  # in dB only when _fell reads it
+        self._lag = lag
         if not ref_quiet:
             changed = self._end()
             self._quiet = -1
@@ -77,9 +82,13 @@ class TailMeter:
         if self._quiet < 0:
             self._quiet, self._peak, self._db, self._low = 0, 0.0, [], 0
             self._abrupt, self._was_loud = self._was_loud, False
-            self._echo_only, self._gap_slopes, self._segments, self._pending = False, 0, 0, []
+            self._echo_only, self._gap_slopes, self._trace = False, 0, []
         self._quiet += 1
         excess = mic - floor
+        if self._echo_only:
+            return False  # measured whole already (echo_only)
+        if len(self._trace) < self.TRACE:
+            self._trace.append(10 * float(np.log10(excess)) if excess >= 10 * floor else None)
         if self._quiet <= lag + 2:
             if excess > self._peak:
                 self._peak, self._low = excess, 0
@@ -93,21 +102,14 @@ class TailMeter:
                 if fell is not None:
                     return self._record(fell)
             return False
-        db = 10 * float(np.log10(excess)) if excess >= 10 * floor else None
         if not self._db:
-            if db is not None and self._segments:
-                self._db, self._low = [db], 0  # the tail again after a new sound: the gap's next segment
             return False
-        if db is None:
+        if excess < 10 * floor:
             return self._end(10 * np.log10(10 * floor))  # down to 10 dB above the floor: measured
-        if self._segments and db >= self._db[0]:
-            self._db, self._low = [db], 0  # a later segment starts at its top
-            return False
+        db = 10 * np.log10(excess)
         if db > self._db[self._low] + 3.0:
             del self._db[self._low + 1 :]  # a new sound: the tail ended at its lowest frame
-            changed = self._end()
-            self._db, self._low = [db], 0
-            return changed
+            return self._end()
         self._append(db)
         return False
 
@@ -141,23 +143,50 @@ class TailMeter:
 
     def echo_only(self) -> bool:
         """The reference's silence now is the reply's pause, and nothing in it confirmed a barge-in:
-        the mic held the room's tail alone. Its slope is the room's decay without waiting for `need`
-        gaps (a reply in a voice with few clean gaps gives them late or never: bench, RT60 500 ms,
-        recorded voices: 14 of 30 first replies had not measured two gaps by their end). Call it before the
-        reference resumes: a slope this silence already gave counts at once, one still being
-        measured when it ends. True when this changed `rate_db`."""
-        if self._quiet < 0:
+        the mic held the room's tail alone, so the whole pause is one measurement (a reply in a voice
+        with few clean gaps gives them late or never: bench, RT60 500 ms, recorded voices, 14 of 30
+        first replies had not measured two gaps by their end). Its slope is the room's decay at
+        once, without waiting for `need` gaps, in place of what the gap's first fall gave: a line
+        fitted from the tail's peak (within the echo still arriving, lag + IN_FLIGHT frames) to
+        where it reaches 10 dB over the floor, or a sound rises NEW_SOUND_DB over its lowest.
+        Fitted whole: the tail of a voice swings a few dB frame to frame, and the fall from one
+        swing's top to the next one's bottom is steeper than the room's (bench, RT60 500 ms:
+        falls between swings read 2.0-3.3 dB per frame where the room's is 1.2). Call it before
+        the reference resumes. True when this changed `rate_db`."""
+        if self._quiet < 0 or self._echo_only:
             return False
+        slope = self._whole(self._trace)
+        if slope is None:
+            return False
+        for _ in range(self._gap_slopes):  # the gap's first fall, measured on its own: replaced
+            self.slopes.pop()
+        self._db, self._low, self._peak = [], 0, 0.0
         self._echo_only = True
-        self.slopes.extend(self._pending)
-        self._gap_slopes += len(self._pending)
-        self._pending = []
-        return bool(self._gap_slopes) and self._set_rate()
+        self.slopes.append(slope)
+        self._gap_slopes = 1
+        return self._set_rate()
+
+    def _whole(self, trace: list[float | None]) -> float | None:
+        """The slope (dB per frame) of a line fitted to a gap's whole tail (see echo_only); None
+        when it spans fewer than min_frames frames or falls less than min_drop_db."""
+        head = [v for v in trace[: self._lag + self.IN_FLIGHT] if v is not None]
+        if not head:
+            return None
+        k = trace.index(max(head))
+        tail: list[float] = []
+        for v in trace[k:]:
+            if v is None or (tail and v > min(tail) + self.NEW_SOUND_DB):
+                break
+            tail.append(v)
+        if len(tail) < self.min_frames or tail[0] - min(tail) < self.min_drop:
+            return None
+        slope = -float(np.polyfit(np.arange(len(tail)), tail, 1)[0])
+        return slope if slope > 0 else None
 
     def abort(self) -> None:
         """Drop the gap being measured, if any (the mic holds a sound of ours that is not the reply's)."""
         self._db, self._low, self._peak, self._quiet, self._was_loud = [], 0, 0.0, -1, False
-        self._echo_only, self._segments, self._pending = False, 0, []
+        self._echo_only, self._trace = False, []
         self._recent.clear()  # frames around our sound are not in step with the reply's
 
     def _end(self, reached: float | None = None) -> bool:
@@ -167,8 +196,6 @@ class TailMeter:
         self._peak, self._low = 0.0, 0
         if not db:
             return False
-        first = self._segments == 0
-        self._segments += 1
         if len(db) < self.min_frames:
             if reached is None or db[0] - reached < self.min_drop:
                 return False
@@ -179,16 +206,13 @@ class TailMeter:
             slope = -float(np.polyfit(np.arange(len(db)), db, 1)[0])
         if slope <= 0:
             return False
-        if not (first or self._echo_only):
-            self._pending.append(slope)
-            return False
         return self._record(slope)
 
     def _record(self, slope: float) -> bool:
         """Keep one gap's slope (dB per frame); True when `rate_db` changed."""
         self.slopes.append(slope)
         self._gap_slopes += 1
-        if len(self.slopes) < self.need and not self._echo_only:
+        if len(self.slopes) < self.need:
             return False
         return self._set_rate()
 
