@@ -164,6 +164,10 @@ def test_in_a_long_room_a_reply_in_a_recorded_voice_does_not_interrupt_itself(re
     assert r["room_rt60_ms"] == 500.0 and r["echo_gain"] == 1.0
     assert r["barge_ins"] == [], r
     assert r["reply_played_s"] > 10.0, r
+    # ... and it stutters at most once: the one pause whose tail then measures the room (7.6 s).
+    # Before ea5e285 it paused 0.6 and 0.9 s into the reply: Silero on AEC3's early leak, let
+    # through by one frame of the gate's young bound.
+    assert r["false_pauses"] <= 1, r
     assert result["summary"]["by_room"]["room_500"]["cold"]["false_barge_ins"] == 0
 
 
