@@ -553,3 +553,19 @@ def test_early_in_a_reply_a_silero_decision_needs_a_few_near_end_frames_not_one(
     silero_on_frame(5)
     _frames(agent, [True, False, True, True, False], share=0.97)
     assert _events(timeline) == ["playback_pause"]
+
+
+def test_what_the_gate_heard_in_a_pause_that_did_not_confirm_opens_nothing_after_the_resume() -> None:
+    # The same kind as the run above: the pause's tail frames also held the gate open (150 ms) and
+    # counted as near-end frames for a Silero decision; a chunk on the resumed reply's first frame
+    # would have paused it again.
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    _frames(agent, [True] * 5, share=0.9, echo_left_db=90.0)
+    # the room's tail to the pause's end, more than the path predicts, its bound still high
+    _frames(agent, [True] * 29, share=0.9, echo_left_db=90.0)
+    assert _events(timeline) == ["playback_pause"]
+    _resume(agent)
+    agent.suspect = ScriptedSuspect({1})  # type: ignore[assignment]
+    _frames(agent, [False], share=1.0)
+    assert _events(timeline) == ["playback_pause"]

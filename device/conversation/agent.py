@@ -974,6 +974,10 @@ class Agent:
                 # a new pause needs a new run (bench, cold, RT60 500 ms: a run of 14 tail frames
                 # paused the resumed reply on its first frame, 3 times in a row, human_silent_007).
                 self._near_run = self._res_run = 0
+                # ... and so was the rest of what the gate heard in it: it opens nothing after the resume.
+                self._near_all.clear()
+                self._near_times.clear()
+                self._near_until = self._unexplained_until = self.now
                 if self.frontend.echo_gate is not None:
                     self.frontend.echo_gate.pause_unconfirmed()
                 self.log("playback_resume", reason=a.reason, item_id=self._playing,
