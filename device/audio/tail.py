@@ -62,7 +62,8 @@ class TailMeter:
         self._lag = 3  # the echo's lag behind the reference, frames (the last push's)
         self._echo_only = False  # the gap open now was a pause that nothing confirmed, measured whole
         self._gap_slopes = 0  # slopes recorded since the reference last fell silent
-        self._trace: list[float | None] = []  # the mic over its floor in dB, each frame of the gap (None: < 10 dB)
+        # the mic over its floor (power, in dB only when echo_only fits it), each frame of the gap (None: < 10 dB)
+        self._trace: list[float | None] = []
         # The room's decay in dB per frame (the slow end of the gaps measured); None before `need` gaps.
         self.rate_db: float | None = None
 
@@ -88,7 +89,7 @@ class TailMeter:
         if self._echo_only:
             return False  # measured whole already (echo_only)
         if len(self._trace) < self.TRACE:
-            self._trace.append(10 * float(np.log10(excess)) if excess >= 10 * floor else None)
+            self._trace.append(excess if excess >= 10 * floor else None)
         if self._quiet <= lag + 2:
             if excess > self._peak:
                 self._peak, self._low = excess, 0
@@ -155,7 +156,7 @@ class TailMeter:
         the reference resumes. True when this changed `rate_db`."""
         if self._quiet < 0 or self._echo_only:
             return False
-        slope = self._whole(self._trace)
+        slope = self._whole()
         if slope is None:
             return False
         for _ in range(self._gap_slopes):  # the gap's first fall, measured on its own: replaced
@@ -166,9 +167,10 @@ class TailMeter:
         self._gap_slopes = 1
         return self._set_rate()
 
-    def _whole(self, trace: list[float | None]) -> float | None:
-        """The slope (dB per frame) of a line fitted to a gap's whole tail (see echo_only); None
+    def _whole(self) -> float | None:
+        """The slope (dB per frame) of a line fitted to the gap's whole tail (see echo_only); None
         when it spans fewer than min_frames frames or falls less than min_drop_db."""
+        trace = [None if p is None else 10 * float(np.log10(p)) for p in self._trace]
         head = [v for v in trace[: self._lag + self.IN_FLIGHT] if v is not None]
         if not head:
             return None
