@@ -26,18 +26,25 @@ same share with the prediction held at the room's measured decay (`tail.rate_db`
 a long room's until measured), for the pause's frames.
 
 Inputs: int16[160] frames at 16 kHz, the reference (None: speaker silent) and the raw mic
-in step, as the echo canceller gets them. Cost: one FFT call (2 x 320 points) per frame,
-~0.01 CPU s per audio s here.
+in step, as the echo canceller gets them. Cost: one FFT call (2 x 320 points) per frame, ~0.005
+CPU s per audio s here (x86-64, bench frames replayed); paired with the residual gate (`pair`: its
+FFT row, echo path and verdict run here too), ~0.011 for both, 0.0046 of it the linear canceller
+(in the running agent, caches colder: ~0.015 for both).
 """
 
 from __future__ import annotations
 
+import copy
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from device.audio.echopath import EchoPath
+from device.audio.echopath import EchoPath, PathStack
 from device.audio.tail import TailMeter
+
+if TYPE_CHECKING:
+    from device.audio.residualgate import ResidualGate
 
 RATE = 16000
 FRAME = 160
@@ -45,6 +52,11 @@ NFFT = 320
 # 16 bands, 125 Hz - 8 kHz, log-spaced (rfft bins of 50 Hz)
 _EDGES = np.unique(np.round(np.geomspace(125, 8000, 17) / (RATE / NFFT)).astype(int))
 BANDS = len(_EDGES) - 1
+_STARTS = _EDGES[:-1]  # reduceat's segments: the last runs to the top bin, _EDGES[-1]
+# numpy >= 2 transforms float32 in float32 and writes into a given array; 1.x does neither
+_SPECTRUM = np.fft.rfft(np.zeros(NFFT, dtype=np.float32)).dtype
+_POWER = np.abs(np.zeros(1, dtype=_SPECTRUM)).dtype
+_FFT_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
 
 class EchoGate:
@@ -55,6 +67,10 @@ class EchoGate:
         self.window = window
         self.decay_db = decay_db
         self.cold_decay_db = cold_decay_db
+        nb = len(_EDGES) - 1
+        # The three envelopes (rows of _envs) decay by these each frame, in one op (rows of _decays:
+        # the properties decay, tail_decay and left_decay).
+        self._decays = np.empty((3, nb))
         self.decay = 10 ** (-decay_db / 10)
         self.tail_decay = self.decay  # until the room's decay is measured
         self.left_decay = 10 ** (-cold_decay_db / 10)  # ... and for echo_left_db, a long room's till then
@@ -63,15 +79,24 @@ class EchoGate:
         self.learn_frames = learn_frames
         self.forget = 10 ** (-forget_db_per_s / 10 / 100)
         self.ref_floor = (10 ** (ref_floor_db / 10)) * FRAME  # band-summed power of a "loud" reference
-        nb = len(_EDGES) - 1
+        self._ref_eps = 1e-3 * self.ref_floor  # the echo path's regulariser where the reference is silent
         self._win = np.hanning(NFFT).astype(np.float32)
-        self._prev_ref = np.zeros(FRAME, dtype=np.float32)
-        self._prev_mic = np.zeros(FRAME, dtype=np.float32)
+        self._win_halves = (self._win[:FRAME], self._win[FRAME:])
+        # The sides' last two frames, one row each (mic, reference; and a paired residual gate's linear
+        # canceller output): the newest in half _cur, the one before in the other, so nothing is shifted.
+        self._halves = np.zeros((2, 2, FRAME), dtype=np.float32)
+        self._cur = 0
+        self._sides(2)
         self._refs = np.zeros((window, nb))  # band powers of the last `window` reference frames
         self._w = 0
-        self._env = np.zeros(nb)
-        self._tail_env = np.zeros(nb)  # the same at the room's decay, once measured
-        self._left_env = np.zeros(nb)  # the same at tail_db (a long room's until measured)
+        # The envelope, the same at the room's decay (once measured), and at tail_db (a long room's until
+        # measured); a new array each frame, so an envelope handed out is never changed.
+        self._envs = np.zeros((3, nb))
+        self._env = self._envs[0]
+        self._now = np.zeros(nb)
+        # push's scratch, rows: the power the bound, the path's prediction and a paired residual gate
+        # path's cannot explain; the echo left
+        self._work = np.zeros((4, nb))
         self._path_left = 0.0  # the echo path's prediction (with margin), held and decaying at tail_db
         self._held = 0.0  # the same at the room's own decay, however fast (tail_share)
         self.held_decay = self.left_decay
@@ -80,7 +105,7 @@ class EchoGate:
         self._rise = 10 ** (1.0 / 10 / 100)
         self._grow = 10 ** (0.5 / 10)
         self.learnt = 0  # frames of loud reference seen
-        self.path = EchoPath(nb)
+        self.path = EchoPath(nb)  # its reference history is pushed here (a paired residual gate's path reads it)
         self.tail = TailMeter()  # the room's decay, measured in the reply's gaps
         self.path_margin = 10 ** (path_margin_db / 10)
         self.echo_share = 1.0  # the last frame's predicted echo power / the mic's, with margin (1.0: unknown)
@@ -90,6 +115,38 @@ class EchoGate:
         self.loud = False  # the last frame's echo envelope was loud (the echo path learnt from it)
         self.ref_bands = np.zeros(nb)  # the last frame's reference band powers
         self.history: deque[bool] = deque(maxlen=64)  # verdicts per frame, for the agent to drain
+        self.residual: ResidualGate | None = None  # the paired residual gate (see pair)
+        # Paired: both echo paths stacked, their margins, and both noise floors (rows handed out as floor)
+        self._paths: PathStack | None = None
+        self._margins = np.zeros((2, 1))
+        self._floors = np.zeros((2, nb))
+
+    @property
+    def decay(self) -> float:
+        """The envelope's decay per frame (power ratio, decay_db's)."""
+        return float(self._decays[0, 0])
+
+    @decay.setter
+    def decay(self, v: float) -> None:
+        self._decays[0] = v
+
+    @property
+    def tail_decay(self) -> float:
+        """The same for the bound at the room's decay (decay's until that is measured)."""
+        return float(self._decays[1, 0])
+
+    @tail_decay.setter
+    def tail_decay(self, v: float) -> None:
+        self._decays[1] = v
+
+    @property
+    def left_decay(self) -> float:
+        """The same for echo_left_db's bound and the echo path's held prediction (tail_db's)."""
+        return float(self._decays[2, 0])
+
+    @left_decay.setter
+    def left_decay(self, v: float) -> None:
+        self._decays[2] = v
 
     @property
     def ready(self) -> bool:
@@ -118,9 +175,52 @@ class EchoGate:
 
     def band_powers(self, prev: np.ndarray, frame: np.ndarray) -> np.ndarray:
         """Band powers of the last 20 ms (Hann-windowed); rows of prev/frame are sides (one FFT call)."""
-        x = np.concatenate((prev, frame), axis=-1) * self._win
-        p = np.square(np.abs(np.fft.rfft(x)))
-        return np.add.reduceat(p, _EDGES[:-1], axis=-1)[..., : len(_EDGES) - 1]
+        return self._bands(np.concatenate((prev, frame), axis=-1) * self._win)
+
+    @staticmethod
+    def _bands(xw: np.ndarray, spec: np.ndarray | None = None, pw: np.ndarray | None = None) -> np.ndarray:
+        """Band powers of windowed 20 ms rows [..., NFFT] (a new array: ref_bands keeps this frame's);
+        spec, pw: buffers for the spectrum and its powers [..., NFFT // 2 + 1] (numpy >= 2)."""
+        p = np.abs(np.fft.rfft(xw, out=spec) if spec is not None else np.fft.rfft(xw), out=pw)
+        np.square(p, out=p)
+        return np.add.reduceat(p, _STARTS, axis=-1)
+
+    def _sides(self, n: int) -> None:
+        """n rows of the FFT's input (2: mic, reference; 3: and a paired residual gate's), buffers to match."""
+        h = self._halves
+        self._halves = np.zeros((2, n, FRAME), dtype=np.float32)
+        k = min(n, h.shape[1])
+        self._halves[:, :k] = h[:, :k]
+        self._xw = np.empty((n, NFFT), dtype=np.float32)
+        self._spec = np.empty((n, NFFT // 2 + 1), dtype=_SPECTRUM) if _FFT_OUT else None
+        self._pow = np.empty((n, NFFT // 2 + 1), dtype=_POWER) if _FFT_OUT else None
+
+    def pair(self, residual: ResidualGate | None) -> None:
+        """Run `residual` in this gate's push: its linear canceller, its band powers in this gate's
+        FFT call, its echo path stacked with this gate's on this gate's reference history (one
+        product predicts both, one step teaches both) and its verdict; its push takes the verdict,
+        and must follow this gate's on every frame (as the frontend's does). ValueError once this
+        gate has been pushed or the residual gate has seen a reference. None: unpair (the residual
+        gate, if pushed on, goes on from where it was, on its own)."""
+        old = self.residual
+        if old is not None and old is not residual:
+            old.path.history = copy.deepcopy(old.path.history)
+            self.path.history.mags = self.path.history.mags.copy()  # off the stack's rows
+            self.path.h, old.path.h = self.path.h.copy(), old.path.h.copy()
+            old.prev_out = self._halves[self._cur, 2].copy()
+            self.residual, self._paths = None, None
+            self._sides(2)
+        if residual is None or residual is old:
+            return
+        if self._w or residual.path.history.mags.any():
+            raise ValueError("EchoGate.pair: pair the gates before either is pushed")
+        residual.path.history = self.path.history
+        self.residual = residual
+        self._paths = PathStack([self.path, residual.path])
+        self._margins = np.array([[self.path_margin], [residual.margin]])
+        self._floors = np.stack((self.floor, residual.floor))
+        self._sides(3)
+        self._halves[self._cur, 2] = residual.prev_out
 
     def _room_measured(self) -> None:
         """The tail meter's rate changed: the bound and the held predictions decay at it from now on."""
@@ -139,64 +239,119 @@ class EchoGate:
         lag: the echo's delay behind the reference in frames, if known (the canceller's delay
         estimate): the prediction then takes the reference from lag-1..lag+1 frames back instead
         of the loudest of the whole window, a bound several dB tighter on speech."""
-        m = mic.astype(np.float32)
-        r = np.zeros(FRAME, dtype=np.float32) if ref is None else ref.astype(np.float32)
-        pm, pr = self.band_powers(np.stack((self._prev_mic, self._prev_ref)), np.stack((m, r)))
-        self._prev_mic, self._prev_ref = m, r
-        self._refs[self._w % self.window] = pr
+        residual, paths = self.residual, self._paths
+        prev = self._halves[self._cur]
+        self._cur ^= 1
+        cur = self._halves[self._cur]
+        cur[0] = mic
+        cur[1] = 0.0 if ref is None else ref
+        if residual is not None:
+            residual.cancel(ref, mic, out=cur[2])
+        xw = self._xw
+        np.multiply(prev, self._win_halves[0], out=xw[:, :FRAME])
+        np.multiply(cur, self._win_halves[1], out=xw[:, FRAME:])
+        bands = self._bands(xw, self._spec, self._pow)
+        sums = np.add.reduce(bands, axis=1).tolist()  # each side's, as its own sum
+        mags = np.sqrt(bands)
+        pm, pr = bands[0], bands[1]
+        refs = self._refs
+        w = self._w % self.window
+        refs[w] = pr
         self._w += 1
         if lag is not None and 0 <= lag < self.window - 1:
-            ages = [(self._w - 1 - a) % self.window for a in range(max(0, lag - 1), lag + 2)]
-            now = self._refs[ages].max(axis=0)
+            # the max over the frames lag-1..lag+1 back (max is exact: any order)
+            now = np.maximum(refs[(w - lag) % self.window], refs[(w - lag - 1) % self.window], out=self._now)
+            if lag:
+                np.maximum(now, refs[(w - lag + 1) % self.window], out=now)
         else:
-            now = self._refs.max(axis=0)
-        self._env = np.maximum(now, self._env * self.decay)
-        self._tail_env = np.maximum(now, self._tail_env * self.tail_decay)
-        self._left_env = np.maximum(now, self._left_env * self.left_decay)
+            now = np.maximum.reduce(refs, axis=0)
+        self._envs = envs = np.maximum(now, self._envs * self._decays)
+        self._env = env = envs[0]
         self.ref_bands = pr
-        ref_power = float(pr.sum())
+        ref_power = sums[1]
         quiet = ref_power < self.ref_floor  # the reference fell silent: its echo, 40+ dB down, under the noise
-        loud = self._env.sum() > self.ref_floor
-        # The gain is learnt against the envelope at decay_db, as it always was; a room whose tail is
-        # slower keeps the bound up after the reference falls (the tail envelope is the larger then).
-        echo = self.gain * self._tail_env
+        loud = np.add.reduce(env) > self.ref_floor
         self.loud = loud
         if loud:
             self.learnt += 1
-        total = float(pm.sum()) + 1e-9
-        self.floor = np.minimum(self.floor * self._rise, pm)
+        ready = self.learnt >= self.learn_frames
+        total = sums[0] + 1e-9
+        if residual is None:
+            self.floor = floor = np.minimum(self.floor * self._rise, pm)
+        else:  # the residual's floor too, by the same rule
+            self._floors = floors = np.minimum(self._floors * self._rise, bands[::2])
+            self.floor = floor = floors[0]
+            residual.floor = floors[1]
+        floor_power = float(np.add.reduce(floor))
         if ref is None:
             self.tail.abort()  # an earcon of ours (or no reference): not the replies' room tail
-        elif self.tail.push(quiet, total, float(self.floor.sum()), 3 if lag is None else lag,
+        elif self.tail.push(quiet, total, floor_power, 3 if lag is None else lag,
                             ref_loud=ref_power > 1e3 * self.ref_floor):
             self._room_measured()
-        # power the echo (with margin) and the noise floor (x10, 10 dB) cannot explain
-        excess = np.clip(pm - self.margin * echo - 10.0 * self.floor, 0.0, None)
-        near = bool(self.ready and float(excess.sum()) / total >= self.share)
-        predicted = self.path.predict(pr)
-        self.echo_share = min(1.0, self.path_margin * float(predicted.sum()) / total) if self.ready else 1.0
+        self.path.history.push(mags[1])
+        if paths is None:
+            predicted = self.path.predict()
+        else:  # this gate's path and the paired residual gate's, in one product
+            predicted_both = paths.predict()
+            predicted = predicted_both[0]
+        expected = self.path_margin * float(np.add.reduce(predicted))
         # The echo left: the bound at the room's decay, or the echo path's prediction where lower (the
         # bound's learnt gain is loose in bands the reply seldom fills; with no echo at all, very). The
         # prediction is held at the room's decay too: the path's late taps learn to zero, and a tail
         # longer than the path would read as no echo at all.
-        expected = self.path_margin * float(predicted.sum())
         self._path_left = max(expected, self._path_left * self.left_decay)
-        left = min(float((self.gain * self._left_env).sum()), self._path_left)
         self._held = max(expected, self._held * self.held_decay)
-        self.tail_share = min(1.0, self._held / total) if self.ready else 1.0
-        self.echo_left_db = (10 * float(np.log10((left + 1e-9) / (float(self.floor.sum()) + 1e-9)))
-                             if self.ready else np.inf)
-        # what the prediction cannot explain: the echo path learns from such frames at a tenth of its step
-        unexplained = np.clip(pm - self.path_margin * predicted - 10.0 * self.floor, 0.0, None)
-        path_near = self.ready and float(unexplained.sum()) / total >= self.share
+        near = path_near = False
+        res_unexplained = None
+        if ready:
+            # Rows of wk: the power the echo bound (its gain is learnt against the envelope at decay_db,
+            # as it always was; a room whose tail is slower keeps the bound up after the reference falls:
+            # the tail envelope is the larger then), the echo path's prediction and a paired residual
+            # gate path's (each with its margin), and the noise floor (x10, 10 dB) cannot explain; and
+            # the echo left, the bound at tail_db.
+            wk = self._work
+            np.multiply(self.gain, envs[1:], out=wk[::3])
+            if self.margin != 1.0:  # x 1.0 is exact: skipped
+                wk[0] *= self.margin
+            if residual is None:
+                rows = wk[:2]
+                np.multiply(predicted, self.path_margin, out=wk[1])
+                np.subtract(pm, rows, out=rows)
+                np.subtract(rows, 10.0 * floor, out=rows)
+            else:
+                rows = wk[:3]
+                np.multiply(predicted_both, self._margins, out=wk[1:3])
+                floors10 = 10.0 * floors
+                np.subtract(pm, wk[:2], out=wk[:2])
+                np.subtract(wk[:2], floors10[0], out=wk[:2])
+                np.subtract(bands[2], wk[2], out=wk[2])
+                np.subtract(wk[2], floors10[1], out=wk[2])
+            np.maximum(rows, 0.0, out=rows)
+            excess, unexplained, res_unexplained, left_bound = np.add.reduce(wk, axis=1).tolist()
+            near = excess / total >= self.share
+            # what the prediction cannot explain: the echo path learns from such frames at a tenth of its step
+            path_near = unexplained / total >= self.share
+            self.echo_share = min(1.0, expected / total)
+            left = min(left_bound, self._path_left)
+            self.tail_share = min(1.0, self._held / total)
+            self.echo_left_db = 10 * float(np.log10((left + 1e-9) / (floor_power + 1e-9)))
+        else:
+            self.echo_share = self.tail_share = 1.0
+            self.echo_left_db = np.inf
+        self.near = near
+        if residual is not None and paths is not None:
+            # the paired residual gate's verdict (its push hands it on); both paths learn in one step
+            res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self)
+            if loud:
+                paths.learn(mags[::2], (not (near or path_near), res_echo_only), self._ref_eps)
+        elif loud:
+            self.path.learn(pm, echo_only=not (near or path_near), floor=self._ref_eps, mic_mags=mags[0])
         if loud:
-            self.path.learn(pm, echo_only=not (near or path_near), floor=1e-3 * self.ref_floor)
             # Learn the echo path: the largest mic/reference ratio seen, forgotten slowly. Frames
             # the prediction explains teach at once; near-end frames only 0.5 dB per frame, so a
             # short word is not learnt as echo but a band the gate had wrong is within ~20 frames.
-            ratio = pm / (self._env + 1e-3 * self.ref_floor)
-            grown = np.maximum(self.gain * self.forget, ratio)
-            self.gain = np.minimum(grown, self.gain * self._grow) if near else grown
-        self.near = near
+            ratio = pm / (env + self._ref_eps)
+            grown = np.maximum(self.gain * self.forget, ratio, out=ratio)
+            self.gain = np.minimum(grown, self.gain * self._grow, out=grown) if near else grown
         self.history.append(near)
         return near

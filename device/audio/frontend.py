@@ -86,6 +86,8 @@ class Frontend:
         self.near = np.zeros(0, dtype=bool)  # echo_gate's verdict for each frame of the last mic()
         # ... and the linear canceller's residual's (needs the echo gate: its bands and verdict)
         self.residual_gate = residual_gate if echo_gate is not None else None
+        if echo_gate is not None and echo_gate.residual is not self.residual_gate:
+            echo_gate.pair(self.residual_gate)  # one FFT call and one reference history for both
         self.residual_near = np.zeros(0, dtype=bool)
         self.residual_db = np.zeros(0)  # ... and the linear canceller's output level (ResidualGate.level_db)
         # ... and its echo envelope for each (EchoGate.envelope; zeros where no echo was expected)

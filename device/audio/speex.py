@@ -61,17 +61,26 @@ class LinearCanceller:
             raise VoxboxError("libspeexdsp: speex_echo_state_init failed")
         r = ctypes.c_int(rate)
         _lib.speex_echo_ctl(self._st, _SET_SAMPLING_RATE, ctypes.byref(r))
+        # The C call's buffers, their addresses taken once (ndarray.ctypes costs more than the copies)
+        self._mic = np.zeros(frame, dtype=np.int16)
+        self._ref = np.zeros(frame, dtype=np.int16)
         self._out = np.zeros(frame, dtype=np.int16)
+        self._args = (self._st, self._mic.ctypes.data, self._ref.ctypes.data, self._out.ctypes.data)
+        self._cancel = _lib.speex_echo_cancellation
 
-    def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    def process(self, mic: np.ndarray, ref: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One frame: mic and the reference played in step (int16[frame] each) -> the mic less
-        the echo estimate (int16[frame], a new array)."""
-        m = np.ascontiguousarray(mic, dtype=np.int16)
-        r = np.ascontiguousarray(ref, dtype=np.int16)
-        if m.shape != (self.frame,) or r.shape != (self.frame,):
-            raise ValueError(f"LinearCanceller: frames of {self.frame} samples, got {m.shape} and {r.shape}")
-        self._lib.speex_echo_cancellation(self._st, m.ctypes.data, r.ctypes.data, self._out.ctypes.data)
-        return self._out.copy()
+        the echo estimate (int16[frame], a new array; or written into `out`, any dtype, and it)."""
+        ms, rs = np.shape(mic), np.shape(ref)
+        if ms != (self.frame,) or rs != (self.frame,):
+            raise ValueError(f"LinearCanceller: frames of {self.frame} samples, got {ms} and {rs}")
+        self._mic[:] = mic
+        self._ref[:] = ref
+        self._cancel(*self._args)
+        if out is None:
+            return self._out.copy()
+        out[...] = self._out
+        return out
 
     def __del__(self) -> None:
         st = getattr(self, "_st", None)
