@@ -142,6 +142,15 @@ def test_as_a_second_turn_the_first_reply_plays_whole_and_the_interruption_is_ca
     assert 0 < r["latency_ms"] <= 300 and r["truncate_err_ms"] <= 20, r
 
 
+def test_as_a_second_turn_in_server_mode_the_uplink_is_measured_on_the_second_reply(result: dict) -> None:
+    # The uplink's measures took the onset on the run's clock and moved it by the warm-up again: the
+    # user's words, 14 s before that, counted as the device's echo (server VAD "on echo").
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "talk_003_g0.5_d60")
+    up = bb.run_scenario(sc, d, warm=True, server_mode=True)["uplink"]
+    assert up["vad_on_user"] and up["vad_on_echo"] == 0, up
+
+
 def test_a_reply_in_a_recorded_female_voice_does_not_interrupt_itself_at_echo_gain_1(result: dict) -> None:
     r = rows(result, "silent", "human")["human_silent_000_allison_g1.0_d30_room"]
     assert r["reply_sex"] == "f" and r["echo_gain"] == 1.0

@@ -274,8 +274,10 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         warm_barges = sum(1 for r in recs if r["event"] == "barge_in" and r["t"] < pre_s)
         recs = [r for r in recs if r["t"] >= pre_s - 1e-9]
         out[: int(round(pre_s * settings.audio.output_rate))] = 0
-        sc = {**sc, "onset_s": None if sc.get("onset_s") is None else round(sc["onset_s"] + pre_s, 4)}
-    res = measure(sc, recs, out, settings.audio.output_rate)
+    # The scenario's times on the run's clock (its onset after the warm-up's pre_s); uplink_echo takes
+    # the scenario's own and pre_s (given the run's, it counted the user's word as echo, warm).
+    timed = {**sc, "onset_s": None if sc.get("onset_s") is None else round(sc["onset_s"] + pre_s, 4)}
+    res = measure(timed, recs, out, settings.audio.output_rate)
     if chime is not None:
         res["chime"] = chime
     if warm:
@@ -298,7 +300,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     if server_mode or backend is not None:
         res["uplink"] = uplink_echo(sc, timeline.records, sim.mic_audio(), server.uplink(), pre_s)
     if backend is not None:
-        res["backend"] = server.report(sc, pre_s)
+        res["backend"] = server.report(timed, pre_s)
     if keep_audio:
         res["out"] = out
         res["uplink_pcm"] = server.uplink()  # 24 kHz, from the wake (t = 0)
