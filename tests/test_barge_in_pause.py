@@ -569,3 +569,27 @@ def test_what_the_gate_heard_in_a_pause_that_did_not_confirm_opens_nothing_after
     agent.suspect = ScriptedSuspect({1})  # type: ignore[assignment]
     _frames(agent, [False], share=1.0)
     assert _events(timeline) == ["playback_pause"]
+
+
+def test_a_word_within_the_gates_margins_that_both_cancellers_let_through_pauses_the_reply() -> None:
+    # Bench, warm (human_talk_068, carlo, a word 6 dB under a reply at gain 0.5, no room): the word
+    # stayed within the echo path's margin and the gate's bound (share 1.0, never near-end), but AEC3's
+    # output rose from 28 to 50 dB under a 72 dB mic and the linear canceller's from 40 to 60. Both
+    # ERLE meters read it as a leak, the residual gate's 13 frames over its prediction in the pause
+    # then counted for nothing, and the word was missed.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 60, share=1.0, level_db=70.0, out_db=35.0, residual_db=45.0)
+    assert agent.convergence.converged and agent.linear.converged
+    # AEC3 alone leaking is not the user (the linear canceller keeps its 25 dB)
+    _frames(agent, [False] * 10, share=1.0, level_db=70.0, out_db=66.0, residual_db=45.0)
+    assert _events(timeline) == []
+    _frames(agent, [False] * 40, share=1.0, level_db=70.0, out_db=35.0, residual_db=45.0)
+    assert agent.convergence.converged
+    _frames(agent, [False] * 2, share=1.0, level_db=71.0, out_db=66.0, residual_db=65.0)
+    assert _events(timeline) == []
+    _frames(agent, [False], share=1.0, level_db=71.0, out_db=66.0, residual_db=65.0)
+    assert _events(timeline) == ["playback_pause"]
+    pause = [r for r in timeline.records if r["event"] == "playback_pause"][-1]
+    assert pause["detector"] == "echo_erle"
+    # ... and the word did not read as the cancellers leaking: the gates stay open for what confirms it
+    assert agent.convergence.converged and agent.linear.converged

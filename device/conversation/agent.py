@@ -42,7 +42,7 @@ from device.link.base import Link, LinkFactory
 from device.link.dialect import Dialect, json_object, json_text
 from device.link.dialect import for_settings as dialect_for
 from device.link.protocol import ProtocolError, ServerEvent
-from device.listen.bargein import Convergence, EchoDoubleTalk, SuspectGate
+from device.listen.bargein import Convergence, EchoDoubleTalk, ErleDrop, SuspectGate
 from device.listen.vad import VadSegmenter
 from device.listen.wakeword import WakeDetector
 from device.timeline import Timeline
@@ -121,6 +121,7 @@ class Agent:
         # converged, the reply's tail in a pause stood over its predicted residual and confirmed a
         # false barge-in: human_talk_105's first reply, RT60 500 ms, gain 1.0).
         self.linear = Convergence(erle_db=15.0)
+        self.erle_drop = ErleDrop()  # double talk: both cancellers' ERLE falls at once
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
@@ -377,17 +378,29 @@ class Agent:
                         self._uplink_until = self.now + self.UPLINK_HOLD_S
                 else:
                     self._near_run = self._up_run = 0
+                erle_drop = False
                 if levels is not None and gate is not None and gate.active:
                     # The ERLE is measured on echo alone: frames the gate's bound and the echo path's
                     # prediction both explain. A word the path does not explain, read as the canceller
                     # leaking, closed the gate on the word itself (bench, warm, human_talk_049: a word
                     # 12 dB down, share 0.17-0.32, Silero at 0.94, missed).
                     echo = not (i < len(near) and near[i]) and share >= 1.0
+                    # (-inf where the residual gate did not look: the meters skip it.)
+                    res_db = float(self.frontend.residual_db[i]) if i < len(self.frontend.residual_db) else -np.inf
+                    if m.paused_until is None:  # in a pause the reply's echo is dying: no ERLE to fall
+                        erle_drop = self.erle_drop.update(float(levels[i, 0]), float(levels[i, 1]), res_db,
+                                                          echo=echo, converged=self.convergence.converged)
+                    else:
+                        self.erle_drop.end_run()
+                    # ... and a frame both cancellers' ERLE fell in at once is double talk, not a leak: read
+                    # as one, the user's word made both meters read unconverged and closed the residual
+                    # gate on it (bench, warm, human_talk_068: 13 frames over the residual's prediction
+                    # in the pause, none counted).
+                    echo = echo and not self.erle_drop.double_talk
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]), echo=echo)
-                    # (-inf where the residual gate did not look: Convergence.update skips it.)
-                    if i < len(self.frontend.residual_db):
-                        self.linear.update(float(levels[i, 0]), float(self.frontend.residual_db[i]),
-                                           echo=echo and not self.frontend.residual_near[i])
+                    self.linear.update(float(levels[i, 0]), res_db,
+                                       echo=echo and not (i < len(self.frontend.residual_near)
+                                                          and self.frontend.residual_near[i]))
                 residual = (i < len(self.frontend.residual_near) and bool(self.frontend.residual_near[i])
                             and self.linear.converged)
                 self._res_run = self._res_run + 1 if residual else 0
@@ -461,6 +474,11 @@ class Agent:
                     else:
                         self.log("speech_start", source="local_vad", detector="echo_residual")
                         self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+                if (erle_drop and not masked and not paused and gate is not None
+                        and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
+                    # Both cancellers take far less off the mic than they take off the reply: double
+                    # talk, though the word is within the gates' margins (listen/bargein.ErleDrop).
+                    self._pause_first("echo_erle")
                 # A pause made just now counts for the rest of this frame: what confirms it comes after.
                 paused = m.paused_until is not None
                 events = self.vad.process(f)
@@ -501,6 +519,7 @@ class Agent:
         else:
             self.dtd.disarm()
             self._near_run = self._up_run = self._res_run = 0  # the next reply's runs start afresh
+            self.erle_drop.end_run()
             self._near_times.clear()
             self._near_all.clear()
             self._vad_events(self.vad.process(pcm))

@@ -1,0 +1,68 @@
+"""Double talk from both echo cancellers' ERLE at once (listen/bargein.ErleDrop)."""
+
+from __future__ import annotations
+
+from device.listen.bargein import ErleDrop
+
+# A warm canceller on a loud reply: AEC3 takes 35 dB off the mic, the linear canceller 25 dB.
+ECHO = (70.0, 35.0, 45.0)
+# A word 6 dB under the reply: both outputs rise to the word, ~5 dB under the mic.
+WORD = (71.0, 66.0, 65.0)
+
+
+def feed(d: ErleDrop, frames: list[tuple[float, float, float]], echo: bool = True,
+         converged: bool = True) -> list[int]:
+    return [i for i, (mic, out, lin) in enumerate(frames)
+            if d.update(mic, out, lin, echo=echo, converged=converged)]
+
+
+def test_a_word_both_cancellers_let_through_fires_on_the_third_frame() -> None:
+    d = ErleDrop()
+    assert feed(d, [ECHO] * 50) == []
+    assert feed(d, [WORD] * 6) == [2]  # once per run
+    assert d.double_talk
+
+
+def test_the_reply_s_echo_alone_never_fires_however_long() -> None:
+    d = ErleDrop()
+    # ... swinging 10 dB in both outputs, as a voice's residual does
+    frames = [ECHO, (70.0, 45.0, 55.0)] * 500
+    assert feed(d, frames) == []
+
+
+def test_one_canceller_leaking_is_not_double_talk() -> None:
+    # AEC3 leaks the reply for a while (1-2 s into a first reply); the linear canceller does not.
+    d = ErleDrop()
+    feed(d, [ECHO] * 50)
+    assert feed(d, [(70.0, 66.0, 45.0)] * 20) == []
+    # ... nor the linear canceller alone
+    assert feed(d, [(70.0, 35.0, 66.0)] * 20) == []
+
+
+def test_a_run_begun_with_aec3_not_converged_does_not_fire() -> None:
+    d = ErleDrop()
+    feed(d, [ECHO] * 50)
+    assert feed(d, [WORD] * 6, converged=False) == []
+    feed(d, [ECHO])  # the run ends
+    assert feed(d, [WORD] * 6) == [2]
+
+
+def test_nothing_fires_before_the_averages_have_learnt_and_quiet_frames_end_a_run() -> None:
+    d = ErleDrop()
+    assert feed(d, [ECHO] * 5 + [WORD] * 6) == []  # 5 echo frames: too few to know the ERLEs
+    feed(d, [ECHO] * 50)
+    quiet = (50.0, 45.0, 45.0)  # the mic under loud_db: says nothing either way
+    assert feed(d, [WORD, WORD, quiet, WORD, WORD]) == []
+    feed(d, [ECHO])
+    unseen = (71.0, 66.0, float("-inf"))  # the linear canceller did not look at this frame
+    assert feed(d, [WORD, WORD, unseen, WORD, WORD]) == []
+
+
+def test_double_talk_frames_teach_the_averages_nothing() -> None:
+    d = ErleDrop()
+    feed(d, [ECHO] * 50)
+    before = (d.erle, d.linear_erle)
+    feed(d, [WORD] * 40)
+    assert (d.erle, d.linear_erle) == before
+    d.end_run()
+    assert not d.double_talk
