@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -383,15 +384,15 @@ def test_with_no_echo_reaching_the_mic_the_echo_path_s_prediction_does_not_hold_
     assert _events(timeline) == ["playback_pause", "barge_in"]
 
 
-def _uplink_levels(agent: Agent, near: list[bool], share: float, out_db: float = 58.0) -> list[float]:
+def _uplink_levels(agent: Agent, near: list[bool], share: float, out_db: float = 58.0, **kw: Any) -> list[float]:
     """Frames of a 60 dB tone (the canceller's output; the post-filter expects no echo in it) through
     the agent with the echo gate's verdicts `near`, the echo path's `share` and the canceller's
-    levels (mic 60 dB, its output `out_db`); returns the level of each 40 ms append the agent sent
-    uplink meanwhile (dB re 1 LSB RMS)."""
+    levels (mic 60 dB, its output `out_db`), and the rest of _frames' keywords; returns the level of
+    each 40 ms append the agent sent uplink meanwhile (dB re 1 LSB RMS)."""
     sent: list[bytes] = []
     agent.link.send_audio = sent.append  # type: ignore[method-assign]
     tone = (np.sin(np.arange(160) * 2 * np.pi * 500 / 16000) * 1414).astype(np.int16)[None, :]
-    _frames(agent, near, share=share, frame=tone, out_db=out_db)
+    _frames(agent, near, share=share, frame=tone, out_db=out_db, **kw)
     return [10 * np.log10(np.mean(np.square(np.frombuffer(c, "<i2").astype(float))) + 1e-9) for c in sent]
 
 
@@ -593,3 +594,19 @@ def test_a_word_within_the_gates_margins_that_both_cancellers_let_through_pauses
     assert pause["detector"] == "echo_erle"
     # ... and the word did not read as the cancellers leaking: the gates stay open for what confirms it
     assert agent.convergence.converged and agent.linear.converged
+
+
+def test_in_server_mode_double_talk_in_both_cancellers_opens_the_uplink() -> None:
+    # Bench, second turns in server mode, human voices: a word within the echo path's margin never
+    # opened the uplink, and the server heard the user in 39 of 72; with both cancellers' ERLE falling
+    # at once opening it, in 46, with not a dB more echo sent up.
+    agent, timeline, _ = _speaking_agent("server")
+    echo = dict(level_db=70.0, residual_db=45.0)  # AEC3 takes 35 dB off, the linear canceller 25
+    quiet = _uplink_levels(agent, [False] * 60, share=1.0, out_db=35.0, **echo)
+    assert max(quiet[5:]) < 30.0, quiet
+    leak = _uplink_levels(agent, [False] * 12, share=1.0, out_db=66.0, **echo)  # AEC3 alone leaks
+    assert max(leak) < 30.0, leak
+    _uplink_levels(agent, [False] * 60, share=1.0, out_db=35.0, **echo)  # the hold runs out
+    word = _uplink_levels(agent, [False] * 12, share=1.0, out_db=66.0, level_db=71.0, residual_db=65.0)
+    assert max(word[-2:]) > 55.0, word
+    assert _events(timeline) == []  # the server decides: no pause of its own

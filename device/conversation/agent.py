@@ -474,11 +474,17 @@ class Agent:
                     else:
                         self.log("speech_start", source="local_vad", detector="echo_residual")
                         self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
-                if (erle_drop and not masked and not paused and gate is not None
-                        and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
+                if erle_drop and not masked:
                     # Both cancellers take far less off the mic than they take off the reply: double
                     # talk, though the word is within the gates' margins (listen/bargein.ErleDrop).
-                    self._pause_first("echo_erle")
+                    if not paused and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES:
+                        self._pause_first("echo_erle")
+                    # ... the user, for the uplink too (server mode, GPT-Live): bench, second turns, human
+                    # voices, server mode: the server heard the user in 39 -> 46 of 72, its VAD on echo
+                    # and the uplink's residual echo unchanged.
+                    self._uplink_until = self.now + self.UPLINK_HOLD_S
+                elif not masked and self.erle_drop.double_talk and self.now <= self._uplink_until:
+                    self._uplink_until = self.now + self.UPLINK_HOLD_S  # ... open while the double talk goes on
                 # A pause made just now counts for the rest of this frame: what confirms it comes after.
                 paused = m.paused_until is not None
                 events = self.vad.process(f)
