@@ -120,3 +120,14 @@ def test_echo_share_is_low_in_the_pause_when_the_user_speaks() -> None:
     mic[at : at + RATE // 2] += _voice(RATE // 2, 1000.0)  # the user, 0.3 s into the silence
     shares = _shares(ref, mic)
     assert shares[232:280].max() < 0.1  # the user's frames: no echo to explain them
+
+
+def test_the_mic_s_noise_floor_is_read_in_db_re_1_lsb_rms() -> None:
+    # The barge-in's pause takes a voice well over it as loud enough to confirm (agent SOFT_OVER_FLOOR_DB).
+    gate = EchoGate()
+    assert gate.floor_db == np.inf  # nothing heard yet
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        gate.push(None, (rng.standard_normal(FRAME) * 100).astype(np.int16))  # 40 dB re 1 LSB RMS
+    # the floor follows the quietest frames, per band: a few dB under the noise's mean level
+    assert 34.0 <= gate.floor_db <= 40.5, gate.floor_db

@@ -35,6 +35,7 @@ FFT row, echo path and verdict run here too), ~0.011 for both, 0.0046 of it the 
 from __future__ import annotations
 
 import copy
+import math
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,9 @@ NFFT = 320
 # 16 bands, 125 Hz - 8 kHz, log-spaced (rfft bins of 50 Hz)
 _EDGES = np.unique(np.round(np.geomspace(125, 8000, 17) / (RATE / NFFT)).astype(int))
 BANDS = len(_EDGES) - 1
+# Band powers (Hann-windowed 20 ms, rfft bins summed: band_powers) over a frame's power in dB re
+# 1 LSB RMS: 320/2 x 320 x 0.375 (white noise measures 42.75 dB more).
+BAND_DB = 42.8
 _STARTS = _EDGES[:-1]  # reduceat's segments: the last runs to the top bin, _EDGES[-1]
 # numpy >= 2 transforms float32 in float32 and writes into a given array; 1.x does neither
 _SPECTRUM = np.fft.rfft(np.zeros(NFFT, dtype=np.float32)).dtype
@@ -111,6 +115,7 @@ class EchoGate:
         self.echo_share = 1.0  # the last frame's predicted echo power / the mic's, with margin (1.0: unknown)
         self.tail_share = 1.0  # the same with the prediction held at the room's decay (a pause's tail)
         self.echo_left_db = np.inf  # the last frame's bound on the echo over the mic's noise floor (dB; inf: unknown)
+        self.floor_db = np.inf  # the mic's noise floor as of the last frame (dB re 1 LSB RMS; inf: unknown)
         self.near = False  # the last frame's verdict
         self.loud = False  # the last frame's echo envelope was loud (the echo path learnt from it)
         self.ref_bands = np.zeros(nb)  # the last frame's reference band powers
@@ -283,6 +288,7 @@ class EchoGate:
             self.floor = floor = floors[0]
             residual.floor = floors[1]
         floor_power = float(np.add.reduce(floor))
+        self.floor_db = 10 * math.log10(floor_power + 1e-9) - BAND_DB
         if ref is None:
             self.tail.abort()  # an earcon of ours (or no reference): not the replies' room tail
         elif self.tail.push(quiet, total, floor_power, 3 if lag is None else lag,

@@ -95,6 +95,7 @@ class Frontend:
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
         self.echo_share = np.zeros(0)  # per frame: EchoGate.echo_share (0.0 where it did not look)
         self.echo_left = np.zeros(0)  # per frame: EchoGate.echo_left_db (-inf where it did not look)
+        self.floor_db = np.zeros(0)  # ... and EchoGate.floor_db (inf: not known there)
         self.tail_share = np.zeros(0)  # per frame: EchoGate.tail_share
         self._mic_rs = dsp.StreamResampler(in_rate, DETECT_RATE)
         self._mic_framer = Framer(FRAME)
@@ -145,7 +146,8 @@ class Frontend:
         bool[k], the echo gate's verdict per frame (all False without one), `echo` [k, 16] its
         echo envelope per frame (zeros without one, or where it expected no echo), `echo_share`
         float[k] its EchoGate.echo_share (0.0 there), `tail_share` float[k] its EchoGate.tail_share
-        (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db (-inf there), `residual_near`
+        (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db (-inf there), `floor_db` float[k]
+        its EchoGate.floor_db, the mic's noise floor (inf there), `residual_near`
         bool[k] the ResidualGate's verdict (False there, or without one), `residual_db` float[k] its
         level_db (-inf there), and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
@@ -155,6 +157,7 @@ class Frontend:
         self.raw = frames
         self.echo_share = np.zeros(len(frames))  # the gate skips frames with no echo to expect
         self.echo_left = np.full(len(frames), -np.inf)  # ... and there is no echo left over the noise
+        self.floor_db = np.full(len(frames), np.inf)
         self.tail_share = np.zeros(len(frames))
         self.residual_near = np.zeros(len(frames), dtype=bool)
         self.residual_db = np.full(len(frames), -np.inf)
@@ -176,6 +179,7 @@ class Frontend:
                 self.echo[i] = gate.envelope
                 self.echo_share[i] = gate.echo_share
                 self.echo_left[i] = gate.echo_left_db
+                self.floor_db[i] = gate.floor_db
                 self.tail_share[i] = gate.tail_share
                 if self.residual_gate is not None:
                     self.residual_near[i] = self.residual_gate.push(ref, frame, gate)

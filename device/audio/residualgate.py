@@ -29,13 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.audio.echogate import BANDS, FRAME, EchoGate
+from device.audio.echogate import BAND_DB, BANDS, FRAME, EchoGate
 from device.audio.echopath import EchoPath
 from device.audio.speex import LinearCanceller
-
-# Band powers (Hann-windowed 20 ms, rfft bins summed, see EchoGate.band_powers) over a frame's
-# power in dB re 1 LSB RMS: 320/2 x 320 x 0.375 (white noise measures 42.75 dB more).
-_BAND_DB = 42.8
 
 
 class ResidualGate:
@@ -50,7 +46,7 @@ class ResidualGate:
                  taps: int = 4096) -> None:
         self.margin = 10 ** (margin_db / 10)
         self.share = share
-        self.level = 10 ** ((level_db + _BAND_DB) / 10)  # in band-power units
+        self.level = 10 ** ((level_db + BAND_DB) / 10)  # in band-power units
         self.canceller = LinearCanceller(FRAME, taps)
         self.path = EchoPath(BANDS)  # its history becomes the echo gate's when paired (EchoGate.pair)
         self.floor = np.full(BANDS, np.inf)  # the residual's noise floor per band: falls at once, rises 1 dB/s
@@ -100,7 +96,7 @@ class ResidualGate:
         total, the residual's band power; unexplained, what its predicted residual (x margin) and
         its floor (x10) cannot explain, summed over bands (None: the echo gate is not ready). The
         echo path's lesson, learnt on loud frames (the caller's): True when at the full step."""
-        self.level_db = 10 * float(np.log10(total + 1e-9)) - _BAND_DB
+        self.level_db = 10 * float(np.log10(total + 1e-9)) - BAND_DB
         over = unexplained is not None and unexplained >= self.share * (total + 1e-9)
         self.near = bool(over and total >= self.level)
         self._judged = True
