@@ -594,14 +594,14 @@ class Agent:
     CONFIRM_STRONG_FRAMES = 2
     # The VAD hears the raw mic in frames whose predicted echo is at most this share of it.
     PAUSE_ECHO_SHARE = 0.1
-    # In a pause the mic is loud enough to confirm at this much over its noise floor (see _frames).
-    # Harness, 240 runs each: caught cold 58 -> 59 and 36 -> 37, warm 70 -> 70 and 64 -> 65 (espeak,
-    # human); false pauses and barge-ins unchanged.
-    SOFT_OVER_FLOOR_DB = 15.0
     # ... and in every frame of the pause once the gate's bound on the echo is at most this far over
     # the mic's noise floor, or the pause is old enough for the room's tail to have fallen from that
     # bound as it was at the pause (or at its peak after) to there, at the room's decay (_echo_gone).
     PAUSE_ECHO_LEFT_DB = 5.0
+    # In a pause the mic is loud enough to confirm at this much over its noise floor (see _frames).
+    # Harness, 240 runs each: caught cold 58 -> 59 and 36 -> 37, warm 70 -> 70 and 64 -> 65 (espeak,
+    # human); false pauses and barge-ins unchanged.
+    SOFT_OVER_FLOOR_DB = 15.0
 
     def _echo_gone(self, left: float, paused: bool, since: float, from_db: float) -> bool:
         """The reply's echo is down in the noise: the gate's bound on it this frame (`left`,
