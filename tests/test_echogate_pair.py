@@ -95,7 +95,9 @@ def test_the_frontend_pairs_its_gates_and_unpairs_them_without_a_residual_gate()
     gate, residual = EchoGate(), ResidualGate()
     Frontend(RATE, echo_gate=gate, residual_gate=residual)
     assert gate.residual is residual
-    Frontend(RATE, echo_gate=gate)  # the agent's reopened audio keeps the echo gate alone
+    Frontend(RATE, echo_gate=gate, residual_gate=residual)  # the agent's reopened audio: as they were
+    assert gate.residual is residual
+    Frontend(RATE, echo_gate=gate)  # a frontend without one
     assert gate.residual is None
 
 

@@ -141,3 +141,36 @@ def test_without_libspeexdsp_the_agent_runs_on_its_other_detectors_and_says_so_o
     assert agent.frontend.echo_gate is not None and agent.frontend.residual_gate is None
     lines = [r.getMessage() for r in caplog.records if "residual_gate" in r.getMessage()]
     assert len(lines) == 1 and "libspeexdsp1" in lines[0]
+
+
+def test_reopened_audio_keeps_the_residual_gate_and_what_the_detectors_learnt() -> None:
+    # The reopened frontend was built without the residual gate: after a lost and reopened mic the
+    # residual gate and the cancellers' double talk (ErleDrop) were off until the daemon restarted.
+    pytest.importorskip("livekit.rtc")
+    import asyncio
+
+    from device import config as cfg
+    from device.audio.aec import build_aec
+    from device.audio.player import Player
+    from device.audio.sim import SimAudio
+    from device.conversation.agent import Agent
+    from device.link.twin import RecordingLink
+    from device.listen.vad import build_vad
+    from device.listen.wakeword import NoWake
+    from device.timeline import Timeline
+
+    settings = cfg.Settings()
+    sim = SimAudio(np.zeros((RATE, 1), np.int16), RATE, Player(settings.audio.output_rate), speed=1e9)
+    agent = Agent(settings, sim, Timeline(None, keep=True), wake=NoWake(), vad=build_vad(settings.vad),
+                  link=RecordingLink().attach, aec=build_aec(settings.aec))
+    fe = agent.frontend
+    assert fe.echo_gate is not None and fe.residual_gate is not None
+
+    async def reopen() -> None:
+        pass
+
+    sim.reopen = reopen  # type: ignore[attr-defined]
+    assert asyncio.run(agent._recover_audio("test: the mic went away"))
+    assert agent.frontend is not fe and agent.frontend.aec is fe.aec
+    assert agent.frontend.echo_gate is fe.echo_gate and agent.frontend.residual_gate is fe.residual_gate
+    assert fe.echo_gate.residual is fe.residual_gate  # still one FFT call for both

@@ -246,8 +246,10 @@ class Agent:
             await reopen()
         except VoxboxError:
             return False
+        # What the detectors learnt carries over, the residual gate's too (dropped here, barge-in lost
+        # the residual gate and the cancellers' double talk until the daemon restarted).
         self.frontend = Frontend(self.audio.in_rate, self.settings.audio.channels, aec=self.frontend.aec,
-                                 echo_gate=self.frontend.echo_gate,
+                                 echo_gate=self.frontend.echo_gate, residual_gate=self.frontend.residual_gate,
                                  out_rate=self.player.rate)
         self.log("audio_reopened")
         self._apply(self.machine.handle(cv.FaultCleared(self.now)))
