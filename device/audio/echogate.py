@@ -72,12 +72,11 @@ class EchoGate:
         self.decay_db = decay_db
         self.cold_decay_db = cold_decay_db
         nb = len(_EDGES) - 1
-        # The three envelopes (rows of _envs) decay by these each frame, in one op (rows of _decays:
-        # the properties decay, tail_decay and left_decay).
-        self._decays = np.empty((3, nb))
-        self.decay = 10 ** (-decay_db / 10)
-        self.tail_decay = self.decay  # until the room's decay is measured
-        self.left_decay = 10 ** (-cold_decay_db / 10)  # ... and for echo_left_db, a long room's till then
+        # Per frame, the three envelopes (rows of _envs) decay by these (power ratios), in one op: the
+        # bound's at decay_db; the bound at the room's decay, decay_db's until that is measured; and
+        # echo_left_db's and the held prediction's at tail_db, a long room's until measured.
+        decay = 10 ** (-decay_db / 10)
+        self._decays = np.repeat([[decay], [decay], [10 ** (-cold_decay_db / 10)]], nb, axis=1)
         self.margin = 10 ** (margin_db / 10)
         self.share = share
         self.learn_frames = learn_frames
@@ -103,7 +102,7 @@ class EchoGate:
         self._work = np.zeros((4, nb))
         self._path_left = 0.0  # the echo path's prediction (with margin), held and decaying at tail_db
         self._held = 0.0  # the same at the room's own decay, however fast (tail_share)
-        self.held_decay = self.left_decay
+        self.held_decay = float(self._decays[2, 0])
         self.gain = np.zeros(nb)  # echo path band gain (mic / reference power), learnt
         self.floor = np.full(nb, np.inf)  # the mic's noise floor per band: falls at once, rises 1 dB/s
         self._rise = 10 ** (1.0 / 10 / 100)
@@ -125,33 +124,6 @@ class EchoGate:
         self._paths: PathStack | None = None
         self._margins = np.zeros((2, 1))
         self._floors = np.zeros((2, nb))
-
-    @property
-    def decay(self) -> float:
-        """The envelope's decay per frame (power ratio, decay_db's)."""
-        return float(self._decays[0, 0])
-
-    @decay.setter
-    def decay(self, v: float) -> None:
-        self._decays[0] = v
-
-    @property
-    def tail_decay(self) -> float:
-        """The same for the bound at the room's decay (decay's until that is measured)."""
-        return float(self._decays[1, 0])
-
-    @tail_decay.setter
-    def tail_decay(self, v: float) -> None:
-        self._decays[1] = v
-
-    @property
-    def left_decay(self) -> float:
-        """The same for echo_left_db's bound and the echo path's held prediction (tail_db's)."""
-        return float(self._decays[2, 0])
-
-    @left_decay.setter
-    def left_decay(self, v: float) -> None:
-        self._decays[2] = v
 
     @property
     def ready(self) -> bool:
@@ -229,7 +201,7 @@ class EchoGate:
 
     def _room_measured(self) -> None:
         """The tail meter's rate changed: the bound and the held predictions decay at it from now on."""
-        self.tail_decay = self.left_decay = 10 ** (-self.tail_db / 10)
+        self._decays[1:] = 10 ** (-self.tail_db / 10)
         self.held_decay = 10 ** (-float(self.tail.rate_db or self.cold_decay_db) / 10)
 
     def pause_unconfirmed(self) -> None:
@@ -305,7 +277,7 @@ class EchoGate:
         # bound's learnt gain is loose in bands the reply seldom fills; with no echo at all, very). The
         # prediction is held at the room's decay too: the path's late taps learn to zero, and a tail
         # longer than the path would read as no echo at all.
-        self._path_left = max(expected, self._path_left * self.left_decay)
+        self._path_left = max(expected, self._path_left * float(self._decays[2, 0]))
         self._held = max(expected, self._held * self.held_decay)
         near = path_near = False
         res_unexplained = None

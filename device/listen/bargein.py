@@ -123,15 +123,26 @@ class ErleDrop:
     def __init__(self, drop_db: float = 15.0, linear_drop_db: float = 15.0, frames: int = 3,
                  alpha: float = 0.02, loud_db: float = 60.0, learn_frames: int = 10) -> None:
         self.drop_db, self.linear_drop_db, self.frames = drop_db, linear_drop_db, frames
-        self.alpha, self.loud_db, self.learn_frames = alpha, loud_db, learn_frames
-        self.erle: float | None = None  # AEC3's ERLE on echo alone, slowly averaged (dB)
-        self.linear_erle: float | None = None  # the linear canceller's (dB)
+        self.loud_db, self.learn_frames = loud_db, learn_frames
+        # AEC3's ERLE and the linear canceller's on echo alone, slowly averaged (Convergence's average)
+        self._aec3 = Convergence(loud_db=loud_db, alpha=alpha)
+        self._linear = Convergence(loud_db=loud_db, alpha=alpha)
         self.learnt = 0  # echo-alone frames averaged
         self._run = 0
         self._converged = False  # AEC3 was converged as the run began
         # The last frame was double talk by both ERLEs: the caller's convergence meters must not read
         # it as a leak (they would close the gates on the word itself).
         self.double_talk = False
+
+    @property
+    def erle(self) -> float | None:
+        """AEC3's ERLE on echo alone, slowly averaged (dB; None before any such frame)."""
+        return self._aec3.erle
+
+    @property
+    def linear_erle(self) -> float | None:
+        """The same for the linear canceller (dB)."""
+        return self._linear.erle
 
     def end_run(self) -> None:
         """A pause or the end of the reply: the next run starts afresh (the averages stay)."""
@@ -154,10 +165,7 @@ class ErleDrop:
             return self._run == self.frames and self._converged
         self._run = 0
         if echo:
-            if self.erle is None or self.linear_erle is None:
-                self.erle, self.linear_erle = att, lin
-            else:
-                self.erle += self.alpha * (att - self.erle)
-                self.linear_erle += self.alpha * (lin - self.linear_erle)
+            self._aec3.update(mic_db, out_db, echo=True)
+            self._linear.update(mic_db, linear_db, echo=True)
             self.learnt += 1
         return False
