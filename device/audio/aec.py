@@ -2,9 +2,11 @@
 
 `WebRtcAec` implements the frontend's EchoCanceller protocol on 10 ms frames at
 16 kHz: `reference(frame)` gets what the speaker played (far end),
-`process(frame)` returns the cleaned mic frame (near end). One AudioFrame per
-direction wraps a bytearray that numpy views in place, so a frame costs two
-160-sample copies and one FFI call per direction (~0.01 CPU s per audio s).
+`process(frame)` returns the cleaned mic frame (near end). One bytearray per
+direction, viewed by numpy in place, is what AEC3 reads and writes, so a frame
+costs two 160-sample copies and one FFI call per direction, each a request
+serialised once per APM (`device.audio._apm_ffi.ApmPort`; ~0.011 CPU s per
+audio s with the delay estimator, in the bench's pipeline).
 
 Stream delay: `stream_delay_ms >= 0` is handed to the APM as is; `-1` turns on
 a cheap estimator (`DelayEstimator`): 1 kHz envelopes of both sides, a
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from device.audio._apm_ffi import ApmPort
 from device.config import AecSettings
 from device.errors import ConfigError
 
@@ -89,7 +92,8 @@ class DelayEstimator:
 
     @staticmethod
     def _env(frame: np.ndarray) -> np.ndarray:
-        return np.abs(frame.reshape(ENV_PER_FRAME, ENV_DECIM).astype(np.float32)).mean(axis=1)
+        # a sum and a power-of-two divide: .mean()'s float32 values without its Python overhead
+        return np.add.reduce(np.abs(frame.reshape(ENV_PER_FRAME, ENV_DECIM).astype(np.float32)), axis=1) / ENV_DECIM
 
     def push(self, ref: np.ndarray | None, mic: np.ndarray) -> int | None:
         """One 10 ms frame of each side (ref None = speaker silent). Returns a new agreed delay or None."""
@@ -165,11 +169,6 @@ class WebRtcAec:
         s = settings or AecSettings()
         self._rtc = _rtc()
         self.settings = s
-        try:
-            self._apm = self._new_apm()
-        except (ImportError, OSError) as exc:
-            why = (str(exc).splitlines() or [type(exc).__name__])[0]  # livekit's message has 3 lines
-            raise ConfigError(NO_NATIVE_LIB.format(why=why)) from None
         rtc = self._rtc
         # One buffer per direction, wrapped once by an AudioFrame and viewed by numpy.
         self._near_buf = bytearray(FRAME * 2)
@@ -178,6 +177,11 @@ class WebRtcAec:
         self._far = np.frombuffer(self._far_buf, dtype=np.int16)
         self._near_frame = rtc.AudioFrame(self._near_buf, RATE, 1, FRAME)
         self._far_frame = rtc.AudioFrame(self._far_buf, RATE, 1, FRAME)
+        try:
+            self._apm = self._new_apm()
+        except (ImportError, OSError) as exc:
+            why = (str(exc).splitlines() or [type(exc).__name__])[0]  # livekit's message has 3 lines
+            raise ConfigError(NO_NATIVE_LIB.format(why=why)) from None
         self._estimator = DelayEstimator(max_lead_ms=self.MAX_HOLD * 10 - self.MIN_LEAD_MS) \
             if s.stream_delay_ms < 0 else None
         self._ref_for_est: np.ndarray | None = None  # the reference paired with the next mic frame
@@ -199,22 +203,25 @@ class WebRtcAec:
         # test (the frontend collects them per block); None when that frame was bypassed (idle).
         self.last_levels: tuple[float, float] | None = None
         self.bypassed = 0  # mic frames passed through while idle
-        self._earcon_apm: Any = None  # the APM of the earcon playing now (None: none is)
-        self._spare_apm: Any = self._warm(self._new_apm())  # the next earcon's, warmed up
+        self._earcon_apm: ApmPort | None = None  # the APM of the earcon playing now (None: none is)
+        self._spare_apm: ApmPort | None = self._warm(self._new_apm())  # the next earcon's, warmed up
         self.earcons = 0  # earcons cancelled by an APM of their own
 
-    def _new_apm(self) -> Any:
+    def _new_apm(self) -> ApmPort:
+        """A fresh APM bound to this canceller's two frame buffers."""
         s = self.settings
-        return self._rtc.AudioProcessingModule(
+        apm = self._rtc.AudioProcessingModule(
             echo_cancellation=True, noise_suppression=s.noise_suppression,
             high_pass_filter=s.high_pass, auto_gain_control=s.auto_gain)
+        return ApmPort(apm, self._near_buf, self._far_buf, self._near_frame, self._far_frame)
 
-    def _warm(self, apm: Any) -> Any:
-        """`apm` after WARM_FRAMES of silence on both sides (uses the far buffer: between frames only)."""
+    def _warm(self, apm: ApmPort) -> ApmPort:
+        """`apm` after WARM_FRAMES of silence on both sides (uses both buffers: between frames only)."""
         self._far[:] = 0
         for _ in range(self.WARM_FRAMES):
-            apm.process_reverse_stream(self._far_frame)
-            apm.process_stream(self._far_frame)
+            self._near[:] = 0
+            apm.render()
+            apm.capture()
         return apm
 
     @property
@@ -234,7 +241,7 @@ class WebRtcAec:
             self._earcon_apm = None
             self._spare_apm = self._warm(self._new_apm())  # now, not at the next earcon's onset
 
-    def _current(self) -> Any:
+    def _current(self) -> ApmPort:
         """The APM for this frame: the earcon's while one plays alone, else the replies'."""
         return self._apm if self._earcon_apm is None else self._earcon_apm
 
@@ -252,7 +259,7 @@ class WebRtcAec:
                 self._ref_for_est = self._ref_copy
             else:
                 self._ref_for_est = None
-        apm.process_reverse_stream(self._far_frame)
+        apm.render()
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Near end: 160 int16 mic samples in, the echo-cancelled frame out (a new array)."""
@@ -282,7 +289,7 @@ class WebRtcAec:
             self.last_levels = None
             return self._near.copy()
         mic_db = _level_db(self._near)  # the (held-back) mic frame the APM is about to clean
-        self._current().process_stream(self._near_frame)
+        self._current().capture()
         self.last_levels = (mic_db, _level_db(self._near))
         self.frames += 1
         return self._near.copy()
