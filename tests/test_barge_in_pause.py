@@ -114,7 +114,8 @@ def _speaking_agent(barge_in: cfg.BargeInMode = "local") -> tuple[Agent, Timelin
 def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float = 60.0,
             echo_left_db: float = -20.0, tail_share: float | None = None,
             frame: np.ndarray | None = None, out_db: float | None = None, residual: bool = False,
-            residual_db: float | None = None, floor_db: float = np.inf) -> None:
+            residual_db: float | None = None, floor_db: float = np.inf,
+            near_tail: list[bool] | None = None) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
     the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
@@ -124,12 +125,14 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
     out_db: its level as the canceller measured it (None: level_db - 2); residual: the residual
     gate's verdict (ResidualGate.near) for every frame; residual_db: the linear canceller's output
     level (ResidualGate.level_db; None: not measured); floor_db: the mic's noise floor the gate
-    measured (EchoGate.floor_db; inf: not known)."""
+    measured (EchoGate.floor_db; inf: not known); near_tail: the verdicts against the bound at the
+    room's decay (EchoGate.near_tail; None: the same as near, a room measured)."""
     fe = agent.frontend
     fe.echo_gate = LearntGate()  # type: ignore[assignment]
     pcm = np.zeros((1, 160), np.int16) if frame is None else frame
-    for verdict in near:
+    for verdict, tail in zip(near, near if near_tail is None else near_tail, strict=True):
         fe.near = np.array([verdict])
+        fe.near_tail = np.array([tail])
         fe.raw = pcm
         fe.echo = np.zeros((1, fe.echo.shape[1]))
         fe.echo_share = np.array([share])
@@ -625,3 +628,38 @@ def test_in_a_pause_a_soft_voice_well_over_the_mic_s_noise_floor_confirms() -> N
         _frames(agent, [False] * 12, share=0.2, level_db=35.0, floor_db=floor_db)  # its echo dies away
         _frames(agent, [True] * 4, share=0.2, level_db=45.0, floor_db=floor_db)  # 11 or 18 dB over the floor
         assert (_events(timeline) == ["playback_pause", "barge_in"]) == confirmed, (floor_db, _events(timeline))
+
+
+def test_before_the_room_is_measured_its_tail_beating_the_gate_s_fast_bound_pauses_nothing() -> None:
+    # Bench, cold, RT60 500 ms (silent_015, 7.07 s into the first reply, no gap measured yet): 6 of 7
+    # frames of the room's tail in a gap near-end against the bound at decay_db, none against the
+    # bound at the room's decay; they paused the reply (echo_gate), as did a double-talk test on such
+    # a frame (echo_dtd, talk_095 and 4 more).
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
+    _frames(agent, [True] * 8, share=1.0, near_tail=[False] * 8)
+    assert _events(timeline) == []
+    # The same frames near-end against both bounds are the user: the double-talk test pauses on its frame.
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
+    _frames(agent, [True] * 3, share=1.0)
+    assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_dtd"]
+    # ... and so does the gate's run of them.
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    _frames(agent, [True] * 4 + [True] * 5, share=1.0, near_tail=[False] * 4 + [True] * 5)
+    assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_gate"]
+
+
+def test_in_server_mode_a_long_room_s_tail_the_gate_s_fast_bound_misses_keeps_the_uplink_suppressed() -> None:
+    # Bench, server mode, cold, RT60 500 ms (silent_039, gain 1.0): the room not yet measured, its tail
+    # in a gap near-end against the bound at decay_db and unexplained by the echo path (share < 1),
+    # opened the uplink and the server's VAD heard it; near-end against the bound at the room's decay
+    # too, the user opens it as before.
+    agent, timeline, _ = _speaking_agent("server")
+    _uplink_levels(agent, [False] * 40, share=1.0)  # the uplink's gain ramps down from 1
+    tail = _uplink_levels(agent, [True] * 12 + [False] * 8, share=0.6, near_tail=[False] * 20)
+    assert tail and max(tail) < 30.0, tail
+    heard = _uplink_levels(agent, [True] * 3 + [False] * 17, share=0.6)
+    assert heard and max(heard) > 55.0, heard
+    assert _events(timeline) == []

@@ -263,3 +263,52 @@ def test_in_a_pause_nothing_confirmed_the_tail_after_a_new_sound_counts_too() ->
             assert meter.rate_db == pytest.approx(1.2, rel=0.15)
         else:
             assert meter.rate_db is None and not meter.slopes
+
+
+def _voice(n: int, level: float) -> np.ndarray:
+    """A 180 Hz pulse train (a voice's harmonics) at RMS `level`."""
+    x = np.zeros(n)
+    x[:: RATE // 180] = 1.0
+    x = np.convolve(x, np.hanning(40), mode="same")
+    return x / np.sqrt(np.mean(x**2)) * level
+
+
+def _tail_verdicts(gate: EchoGate, ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The gate's near and near_tail per frame."""
+    frames = len(ref) // FRAME
+    near, tail = np.zeros(frames, dtype=bool), np.zeros(frames, dtype=bool)
+    for k in range(frames):
+        sl = slice(k * FRAME, (k + 1) * FRAME)
+        near[k] = gate.push(np.rint(ref[sl]).astype(np.int16), np.rint(mic[sl]).astype(np.int16), 3)
+        tail[k] = gate.near_tail
+    return near, tail
+
+
+def test_before_the_room_is_measured_its_tail_is_not_near_end_against_the_bound_at_a_long_room_s_decay() -> None:
+    # Cold, before the meter has measured a gap, the bound decays at decay_db (2.5 dB per frame) and a
+    # long room's tail outlasts it in the reply's gaps; near_tail holds the bound at cold_decay_db (a
+    # long room's) meanwhile, and the barge-in's pause goes by it (bench, cold, RT60 500 ms: the tail
+    # in a gap paused first replies 2.5-7.2 s in, before any gap was measured).
+    ref, _, mic, on = _room_reply(500.0, 6.0, 0.7)
+    user = mic.copy()
+    gap = int(round(2.1 * RATE)) + 3 * FRAME + RATE // 10  # 100 ms into the 2nd gap's echo
+    user[gap : gap + RATE // 4] += _voice(RATE // 4, float(np.sqrt(np.mean(mic[on] ** 2))) / 4)  # 12 dB down
+    silent = ~on[::FRAME][: len(ref) // FRAME]
+    quiet = EchoGate()
+    quiet.tail.push = lambda *a, **k: False  # type: ignore[method-assign]  # no gap measured, ever
+    near, tail = _tail_verdicts(quiet, ref, mic)
+    assert quiet.tail.rate_db is None
+    assert (near & silent).sum() >= 5  # the bound at decay_db calls the tail the user
+    assert not (tail & silent).any(), np.flatnonzero(tail & silent)[:10]
+    # The user's voice in such a gap is near-end against it all the same.
+    talker = EchoGate()
+    talker.tail.push = lambda *a, **k: False  # type: ignore[method-assign]
+    _, tail = _tail_verdicts(talker, ref, user)
+    k = gap // FRAME
+    assert tail[k : k + 25].sum() >= 10, np.flatnonzero(tail[k : k + 25])
+    # Once the room is measured, the bound decays at its rate: the two verdicts are one.
+    measured = EchoGate()
+    near, tail = _tail_verdicts(measured, ref, mic)
+    assert measured.tail.rate_db is not None
+    after = np.arange(len(near)) >= 4 * 130
+    assert np.array_equal(near[after], tail[after])

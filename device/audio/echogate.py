@@ -12,6 +12,14 @@ prediction by `margin_db`, and its own noise floor by 10 dB, in bands that hold 
 `share` of its power: the user's voice adds power the reply cannot explain, whatever voice
 the reply is in, and however far the echo canceller has converged.
 
+`near_tail` is the same verdict against the bound decaying at `tail_db` instead: the room's
+decay as far as the gate knows, a long room's (`cold_decay_db`, RT60 500 ms) until measured, and
+then the bound itself (the two verdicts are one). The bound keeps decay_db until then (see
+`tail_db`), so in an unmeasured long room its gaps' tail is near-end, not near_tail; the
+barge-in's pause and the uplink go by near_tail (device/conversation/agent.py). Recorded voices
+leave few gaps quiet enough to measure a room in (their reference rarely falls under
+`ref_floor_db`): bench, RT60 500 ms, first replies 2.5-7.2 s in, the room not measured yet.
+
 Until the gate has seen `learn_frames` frames of loud reference it cannot tell (`ready` is
 False): it counts nothing as near-end then. What it learnt persists across replies, as the
 echo path does.
@@ -116,6 +124,9 @@ class EchoGate:
         self.echo_left_db = np.inf  # the last frame's bound on the echo over the mic's noise floor (dB; inf: unknown)
         self.floor_db = np.inf  # the mic's noise floor as of the last frame (dB re 1 LSB RMS; inf: unknown)
         self.near = False  # the last frame's verdict
+        # ... and near-end against the bound decaying at tail_db too (see the module doc)
+        self.near_tail = False
+        self._tail_row = np.zeros(BANDS)
         self.loud = False  # the last frame's echo envelope was loud (the echo path learnt from it)
         self.ref_bands = np.zeros(nb)  # the last frame's reference band powers
         self.history: deque[bool] = deque(maxlen=64)  # verdicts per frame, for the agent to drain
@@ -279,7 +290,7 @@ class EchoGate:
         # longer than the path would read as no echo at all.
         self._path_left = max(expected, self._path_left * float(self._decays[2, 0]))
         self._held = max(expected, self._held * self.held_decay)
-        near = path_near = False
+        near = path_near = near_tail = False
         res_unexplained = None
         if ready:
             # Rows of wk: the power the echo bound (its gain is learnt against the envelope at decay_db,
@@ -307,6 +318,12 @@ class EchoGate:
             np.maximum(rows, 0.0, out=rows)
             excess, unexplained, res_unexplained, left_bound = np.add.reduce(wk, axis=1).tolist()
             near = excess / total >= self.share
+            if near:  # ... and against the bound at tail_db (wk[3], still whole)
+                np.multiply(wk[3], self.margin, out=self._tail_row)
+                np.subtract(pm, self._tail_row, out=self._tail_row)
+                np.subtract(self._tail_row, 10.0 * floor, out=self._tail_row)
+                np.maximum(self._tail_row, 0.0, out=self._tail_row)
+                near_tail = float(np.add.reduce(self._tail_row)) / total >= self.share
             # what the prediction cannot explain: the echo path learns from such frames at a tenth of its step
             path_near = unexplained / total >= self.share
             self.echo_share = min(1.0, expected / total)
@@ -317,6 +334,7 @@ class EchoGate:
             self.echo_share = self.tail_share = 1.0
             self.echo_left_db = np.inf
         self.near = near
+        self.near_tail = near_tail
         if residual is not None and paths is not None:
             # the paired residual gate's verdict (its push hands it on); both paths learn in one step
             res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self)
