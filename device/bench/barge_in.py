@@ -28,6 +28,8 @@ the VAD alone on the user's speech (vad_floor_ms), and the whole run again with 
 in the mic while the canceller still gets the reply as reference (run_scenario(echo=False)).
 Each scenario also runs as a second turn (full set only; run_scenario(warm=True)): the
 device played another reply first, as in a conversation, so the canceller is not cold.
+In server mode (run_scenario(server_mode=True): the uplink open while the device speaks) each
+runs cold and as a second turn too; the report gives what the uplink carried in each.
 Earcons are on, as the device plays them: the wake chime when the bench's wake opens the
 conversation (t = 0, alone: the canceller's own APM for lone earcons cleans it), the `done`
 sound when the turn ends, under the reply's start. Measured apart: the wake chime's echo left
@@ -619,6 +621,7 @@ def _job(args: tuple[dict, str, bool]) -> dict:
     row["warm"] = {k: w[k] for k in ("warm_up_barge_ins", "false_barge_ins", "false_pauses", "reply_played_s",
                                      "reply_before_onset_s", "detected", "latency_ms", "truncate_err_ms") if k in w}
     row["server"] = run_scenario(sc, Path(d), server_mode=True)["uplink"]
+    row["server_warm"] = run_scenario(sc, Path(d), warm=True, server_mode=True)["uplink"]
     if sc["family"] == "talk" and bounds:
         # Bounds: the VAD on the user alone, and the whole pipeline without the echo.
         row["vad_floor_ms"] = vad_floor_ms(sc, Path(d))
@@ -729,18 +732,24 @@ def _warm(rows: list[dict]) -> dict | None:
 def _family(rows: list[dict]) -> dict:
     """One voice family: cold, warm (second turn) and the server mode's uplink."""
     out: dict[str, Any] = {"cold": _outcome(rows), "warm": _warm(rows)}
-    up = [{"family": r["family"], **r["server"]} for r in rows if "server" in r]
-    if up:
-        res = [u["residual_db"] for u in up if "residual_db" in u]
-        heard = [u["vad_on_user"] for u in up if "vad_on_user" in u]
-        minutes = out["cold"]["reply_minutes"]
-        fires = sum(u["vad_on_echo"] for u in up)
-        out["server"] = {"runs": len(up), "residual_p50_db": _pct(res, 50),
-                         "residual_max_db": max(res) if res else None,
-                         "vad_on_echo": fires, "vad_on_echo_per_10min": round(fires / max(minutes / 10, 1e-9), 2),
-                         "runs_with_vad_on_echo": sum(1 for u in up if u["vad_on_echo"]),
-                         "vad_on_user": sum(heard), "talk": len(heard)}
+    for key in ("server", "server_warm"):  # first replies; second turns (run_scenario(warm=True))
+        up = [r[key] for r in rows if key in r]
+        if up:
+            out[key] = _uplink(up, out["cold"]["reply_minutes"])
     return out
+
+
+def _uplink(up: list[dict], minutes: float) -> dict:
+    """Server mode over a set of runs (their `uplink`s): the residual echo sent up, in dB re the reply
+    at the mic (p50, worst), the server VAD's starts on echo (count, per 10 min of `minutes` of
+    reply, runs with any) and on the user (runs, of the interruptions)."""
+    res = [u["residual_db"] for u in up if "residual_db" in u]
+    heard = [u["vad_on_user"] for u in up if "vad_on_user" in u]
+    fires = sum(u["vad_on_echo"] for u in up)
+    return {"runs": len(up), "residual_p50_db": _pct(res, 50), "residual_max_db": max(res) if res else None,
+            "vad_on_echo": fires, "vad_on_echo_per_10min": round(fires / max(minutes / 10, 1e-9), 2),
+            "runs_with_vad_on_echo": sum(1 for u in up if u["vad_on_echo"]),
+            "vad_on_user": sum(heard), "talk": len(heard)}
 
 
 def _bounds(talk: list[dict]) -> dict:
@@ -841,12 +850,13 @@ def format_table(result: dict) -> str:
                              f" {o['false_pauses_per_10min']:>10}"
                              f"          {o['detection_rate'] * 100:5.1f} % ({o['detected']}/{o['talk']})"
                              f"  {o['latency_p50_ms']}/{o['latency_p95_ms']} ms")
-            sv = f.get("server")
-            if sv:
-                lines.append(f"    {v:<7} server: uplink echo vs mic p50 {sv['residual_p50_db']} dB, worst "
-                             f"{sv['residual_max_db']} dB (goal <= -30); server VAD on echo {sv['vad_on_echo']} "
-                             f"({sv['runs_with_vad_on_echo']} of {sv['runs']} runs; goal 0); on the user "
-                             f"{sv['vad_on_user']}/{sv['talk']}")
+            for key, when in (("server", "cold"), ("server_warm", "warm")):
+                sv = f.get(key)
+                if sv:
+                    lines.append(f"    {v:<7} server, {when}: uplink echo vs mic p50 {sv['residual_p50_db']} dB, worst "
+                                 f"{sv['residual_max_db']} dB (goal <= -30); server VAD on echo {sv['vad_on_echo']} "
+                                 f"({sv['runs_with_vad_on_echo']} of {sv['runs']} runs; goal 0); on the user "
+                                 f"{sv['vad_on_user']}/{sv['talk']}")
     ec = s.get("earcons") or {}
     if ec.get("chime_runs"):
         lines.append(row("wake chime's echo in the uplink p50/max", f"{ec['chime_residual_p50_db']}/"
