@@ -115,7 +115,7 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
             echo_left_db: float = -20.0, tail_share: float | None = None,
             frame: np.ndarray | None = None, out_db: float | None = None, residual: bool = False,
             residual_db: float | None = None, floor_db: float = np.inf,
-            near_tail: list[bool] | None = None) -> None:
+            near_tail: list[bool] | None = None, near_onset: list[bool] | None = None) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
     the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
@@ -126,13 +126,16 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
     gate's verdict (ResidualGate.near) for every frame; residual_db: the linear canceller's output
     level (ResidualGate.level_db; None: not measured); floor_db: the mic's noise floor the gate
     measured (EchoGate.floor_db; inf: not known); near_tail: the verdicts against the bound at the
-    room's decay (EchoGate.near_tail; None: the same as near, a room measured)."""
+    room's decay (EchoGate.near_tail; None: the same as near, a room measured); near_onset: those
+    or the mic rising over the fast bound (EchoGate.near_onset; None: the same as near_tail)."""
     fe = agent.frontend
     fe.echo_gate = LearntGate()  # type: ignore[assignment]
     pcm = np.zeros((1, 160), np.int16) if frame is None else frame
-    for verdict, tail in zip(near, near if near_tail is None else near_tail, strict=True):
+    tails = near if near_tail is None else near_tail
+    for verdict, tail, onset in zip(near, tails, tails if near_onset is None else near_onset, strict=True):
         fe.near = np.array([verdict])
         fe.near_tail = np.array([tail])
+        fe.near_onset = np.array([onset])
         fe.raw = pcm
         fe.echo = np.zeros((1, fe.echo.shape[1]))
         fe.echo_share = np.array([share])
@@ -649,6 +652,23 @@ def test_before_the_room_is_measured_its_tail_beating_the_gate_s_fast_bound_paus
     agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
     _frames(agent, [True] * 4 + [True] * 5, share=1.0, near_tail=[False] * 4 + [True] * 5)
     assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_gate"]
+
+
+def test_before_the_room_is_measured_a_word_rising_in_a_dip_of_the_reply_pauses_it() -> None:
+    # Quick set ("shoe" 6 dB under a reply in allison's voice at gain 1.0, no room, 1.5 s in): 5
+    # near-end frames in a dip of the reply, the first 2 under the bound at a long room's decay but
+    # rising over the fast bound (EchoGate.near_onset). The gate's run pauses on them; double talk
+    # on such a frame alone does not (a leak of the canceller rises too).
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd({1, 2})  # type: ignore[assignment]
+    _frames(agent, [True] * 5, share=1.0, near_tail=[False] * 2 + [True] * 3, near_onset=[True] * 5)
+    pauses = [(r["t"], r.get("detector")) for r in timeline.records if r["event"] == "playback_pause"]
+    assert [d for _, d in pauses] == ["echo_gate"], pauses
+    # ... while a run with a frame falling (the room's tail swinging) pauses nothing.
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    _frames(agent, [True] * 8, share=1.0, near_tail=[False] * 8, near_onset=[True, True, False] * 2 + [True] * 2)
+    assert _events(timeline) == []
 
 
 def test_in_server_mode_a_long_room_s_tail_the_gate_s_fast_bound_misses_keeps_the_uplink_suppressed() -> None:

@@ -273,15 +273,21 @@ def _voice(n: int, level: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x**2)) * level
 
 
-def _tail_verdicts(gate: EchoGate, ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The gate's near and near_tail per frame."""
+def _longest(run: np.ndarray) -> int:
+    """The longest run of True in a bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(int), [0]))))
+    return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+
+
+def _tail_verdicts(gate: EchoGate, ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gate's near, near_tail and near_onset per frame."""
     frames = len(ref) // FRAME
-    near, tail = np.zeros(frames, dtype=bool), np.zeros(frames, dtype=bool)
+    near, tail, onset = (np.zeros(frames, dtype=bool) for _ in range(3))
     for k in range(frames):
         sl = slice(k * FRAME, (k + 1) * FRAME)
         near[k] = gate.push(np.rint(ref[sl]).astype(np.int16), np.rint(mic[sl]).astype(np.int16), 3)
-        tail[k] = gate.near_tail
-    return near, tail
+        tail[k], onset[k] = gate.near_tail, gate.near_onset
+    return near, tail, onset
 
 
 def test_before_the_room_is_measured_its_tail_is_not_near_end_against_the_bound_at_a_long_room_s_decay() -> None:
@@ -296,19 +302,23 @@ def test_before_the_room_is_measured_its_tail_is_not_near_end_against_the_bound_
     silent = ~on[::FRAME][: len(ref) // FRAME]
     quiet = EchoGate()
     quiet.tail.push = lambda *a, **k: False  # type: ignore[method-assign]  # no gap measured, ever
-    near, tail = _tail_verdicts(quiet, ref, mic)
+    near, tail, onset = _tail_verdicts(quiet, ref, mic)
     assert quiet.tail.rate_db is None
-    assert (near & silent).sum() >= 5  # the bound at decay_db calls the tail the user
+    assert _longest(near & silent) >= 5  # the bound at decay_db calls the tail the user: a run that paused
     assert not (tail & silent).any(), np.flatnonzero(tail & silent)[:10]
+    # Rising over the fast bound (near_onset): a frame here and there where the tail swings up, never
+    # the run of 5 the gate's pause needs (Agent.PAUSE_NEAR_FRAMES).
+    assert _longest(onset & silent) < 5, np.flatnonzero(onset & silent)[:20]
     # The user's voice in such a gap is near-end against it all the same.
     talker = EchoGate()
     talker.tail.push = lambda *a, **k: False  # type: ignore[method-assign]
-    _, tail = _tail_verdicts(talker, ref, user)
+    _, tail, onset = _tail_verdicts(talker, ref, user)
     k = gap // FRAME
     assert tail[k : k + 25].sum() >= 10, np.flatnonzero(tail[k : k + 25])
-    # Once the room is measured, the bound decays at its rate: the two verdicts are one.
+    assert _longest(onset[k : k + 25]) >= 5, np.flatnonzero(onset[k : k + 25])
+    # Once the room is measured, the bound decays at its rate: near and near_tail are one.
     measured = EchoGate()
-    near, tail = _tail_verdicts(measured, ref, mic)
+    near, tail, _ = _tail_verdicts(measured, ref, mic)
     assert measured.tail.rate_db is not None
     after = np.arange(len(near)) >= 4 * 130
     assert np.array_equal(near[after], tail[after])

@@ -15,10 +15,14 @@ the reply is in, and however far the echo canceller has converged.
 `near_tail` is the same verdict against the bound decaying at `tail_db` instead: the room's
 decay as far as the gate knows, a long room's (`cold_decay_db`, RT60 500 ms) until measured, and
 then the bound itself (the two verdicts are one). The bound keeps decay_db until then (see
-`tail_db`), so in an unmeasured long room its gaps' tail is near-end, not near_tail; the
-barge-in's pause and the uplink go by near_tail (device/conversation/agent.py). Recorded voices
-leave few gaps quiet enough to measure a room in (their reference rarely falls under
+`tail_db`), so in an unmeasured long room its gaps' tail is near-end, not near_tail. Recorded
+voices leave few gaps quiet enough to measure a room in (their reference rarely falls under
 `ref_floor_db`): bench, RT60 500 ms, first replies 2.5-7.2 s in, the room not measured yet.
+`near_onset` is near_tail, or near-end with the mic's power in the bands over the bound not
+under the last frame's: a room's tail only falls, a word under a reply's dip rises, where
+near_tail, in a dry room not measured yet, holds it under the long room's bound. The barge-in's
+double-talk pause and the uplink go by near_tail, the gate's own pause by near_onset
+(device/conversation/agent.py).
 
 Until the gate has seen `learn_frames` frames of loud reference it cannot tell (`ready` is
 False): it counts nothing as near-end then. What it learnt persists across replies, as the
@@ -126,6 +130,8 @@ class EchoGate:
         self.near = False  # the last frame's verdict
         # ... and near-end against the bound decaying at tail_db too (see the module doc)
         self.near_tail = False
+        self.near_onset = False  # ... or near-end and the mic not falling over the bound (see the module doc)
+        self._pm_prev = np.zeros(BANDS)  # the last frame's mic band powers
         self._tail_row = np.zeros(BANDS)
         self.loud = False  # the last frame's echo envelope was loud (the echo path learnt from it)
         self.ref_bands = np.zeros(nb)  # the last frame's reference band powers
@@ -290,7 +296,7 @@ class EchoGate:
         # longer than the path would read as no echo at all.
         self._path_left = max(expected, self._path_left * float(self._decays[2, 0]))
         self._held = max(expected, self._held * self.held_decay)
-        near = path_near = near_tail = False
+        near = path_near = near_tail = near_onset = False
         res_unexplained = None
         if ready:
             # Rows of wk: the power the echo bound (its gain is learnt against the envelope at decay_db,
@@ -324,6 +330,10 @@ class EchoGate:
                 np.subtract(self._tail_row, 10.0 * floor, out=self._tail_row)
                 np.maximum(self._tail_row, 0.0, out=self._tail_row)
                 near_tail = float(np.add.reduce(self._tail_row)) / total >= self.share
+                # ... or not falling where the mic is over the bound (wk[0] > 0): a room's tail only falls
+                over = wk[0] > 0.0
+                near_onset = near_tail or (float(np.add.reduce(pm[over]))
+                                           >= float(np.add.reduce(self._pm_prev[over])))
             # what the prediction cannot explain: the echo path learns from such frames at a tenth of its step
             path_near = unexplained / total >= self.share
             self.echo_share = min(1.0, expected / total)
@@ -335,6 +345,8 @@ class EchoGate:
             self.echo_left_db = np.inf
         self.near = near
         self.near_tail = near_tail
+        self.near_onset = near_onset
+        self._pm_prev = pm
         if residual is not None and paths is not None:
             # the paired residual gate's verdict (its push hands it on); both paths learn in one step
             res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self)

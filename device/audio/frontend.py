@@ -85,6 +85,7 @@ class Frontend:
         self.echo_gate = echo_gate
         self.near = np.zeros(0, dtype=bool)  # echo_gate's verdict for each frame of the last mic()
         self.near_tail = np.zeros(0, dtype=bool)  # ... and its EchoGate.near_tail
+        self.near_onset = np.zeros(0, dtype=bool)  # ... and its EchoGate.near_onset
         # ... and the linear canceller's residual's (needs the echo gate: its bands and verdict)
         self.residual_gate = residual_gate if echo_gate is not None else None
         if echo_gate is not None and echo_gate.residual is not self.residual_gate:
@@ -144,8 +145,8 @@ class Frontend:
 
     def process(self, block: np.ndarray) -> MicFrames:
         """Like `mic`, with the echo canceller's per-frame levels (see MicFrames); `near` is then
-        bool[k], the echo gate's verdict per frame (all False without one), `near_tail` bool[k] its
-        EchoGate.near_tail (False there), `echo` [k, 16] its
+        bool[k], the echo gate's verdict per frame (all False without one), `near_tail` and
+        `near_onset` bool[k] its EchoGate.near_tail and near_onset (False there), `echo` [k, 16] its
         echo envelope per frame (zeros without one, or where it expected no echo), `echo_share`
         float[k] its EchoGate.echo_share (0.0 there), `tail_share` float[k] its EchoGate.tail_share
         (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db (-inf there), `floor_db` float[k]
@@ -156,6 +157,7 @@ class Frontend:
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
         self.near_tail = np.zeros(len(frames), dtype=bool)
+        self.near_onset = np.zeros(len(frames), dtype=bool)
         self.echo = np.zeros((len(frames), ECHO_BANDS))
         self.raw = frames
         self.echo_share = np.zeros(len(frames))  # the gate skips frames with no echo to expect
@@ -180,6 +182,7 @@ class Frontend:
                 delay = self.aec.estimated_delay_ms
                 self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))
                 self.near_tail[i] = gate.near_tail
+                self.near_onset[i] = gate.near_onset
                 self.echo[i] = gate.envelope
                 self.echo_share[i] = gate.echo_share
                 self.echo_left[i] = gate.echo_left_db

@@ -125,7 +125,7 @@ class Agent:
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
-        self._tail_run = 0  # ... and near-end even against its bound at the room's decay (EchoGate.near_tail)
+        self._onset_run = 0  # ... of them EchoGate.near_onset: not a room's tail the gate's bound missed
         self._up_run = 0  # ... of those that count towards opening the uplink (see _frames)
         self._res_run = 0  # consecutive frames the residual gate called near-end speech
         self._run_converged = False  # the canceller was converged as the near-end run began
@@ -354,8 +354,10 @@ class Agent:
                     self._unexplained_until = self.now + self.NEAR_HOLD_S
                 # Near-end against the gate's bound at the room's decay too (EchoGate.near_tail): until
                 # the room is measured, a long room's tail beats the bound at decay_db in the reply's
-                # gaps (bench, cold, RT60 500 ms: 7 of 27 false pauses, paused on 5 frames of tail, and
-                # the tail in the server-mode uplink: the server's VAD heard it in 4 of 60 runs).
+                # gaps; double talk on such frames paused the reply (bench, cold, RT60 500 ms: talk_095
+                # and 4 more) and they opened the server-mode uplink (its VAD heard the tail in 4 of 60
+                # runs there). A frame that is rising only does not count for these (measured: the
+                # false pauses came back, and the server VAD on echo 2 -> 3 runs).
                 tail_near = i < len(near) and bool(near[i]) and bool(self.frontend.near_tail[i])
                 if i < len(near) and near[i]:
                     self._near_until = self.now + self.NEAR_HOLD_S
@@ -368,7 +370,12 @@ class Agent:
                         # confirmed 1 of 24 echo-only runs in that room.)
                         self._near_times.append(self.now)
                     self._near_run += 1
-                    self._tail_run = self._tail_run + 1 if tail_near else 0
+                    # A run of them pauses the reply where each is near-end against the bound at the room's
+                    # decay or the mic did not fall over the bound (EchoGate.near_onset): the tail of an
+                    # unmeasured long room only falls (bench, cold, RT60 500 ms: 7 false pauses of 27
+                    # were 5 frames of it), a word rises (quick set: "shoe" 6 dB down in a dip of a
+                    # reply, a room not measured yet, was near_tail in 3 of the 5 frames that caught it).
+                    self._onset_run = self._onset_run + 1 if bool(self.frontend.near_onset[i]) else 0
                     # The uplink opens on near-end frames the echo path does not explain whole, or,
                     # in a run begun with the canceller converged, frames where its output rose to
                     # within its converged ERLE of the mic: the echo it removes is there, and what it
@@ -388,7 +395,7 @@ class Agent:
                     if counts and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until):
                         self._uplink_until = self.now + self.UPLINK_HOLD_S
                 else:
-                    self._near_run = self._up_run = self._tail_run = 0
+                    self._near_run = self._up_run = self._onset_run = 0
                 erle_drop = False
                 if levels is not None and gate is not None and gate.active:
                     # The ERLE is measured on echo alone: frames the gate's bound and the echo path's
@@ -472,7 +479,7 @@ class Agent:
                 clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
                                         or (gone and (share < 1.0 or not self.convergence.converged)))
                 if i < len(near) and near[i] and not masked:
-                    if (not paused and self._tail_run >= self.PAUSE_NEAR_FRAMES
+                    if (not paused and self._onset_run >= self.PAUSE_NEAR_FRAMES
                             and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
                         self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
                     elif ((clear_tail and self._near_run >= self.CONFIRM_NEAR_FRAMES)
@@ -541,7 +548,7 @@ class Agent:
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
             self.dtd.disarm()
-            self._near_run = self._up_run = self._res_run = self._tail_run = 0  # the next reply's runs start afresh
+            self._near_run = self._up_run = self._res_run = self._onset_run = 0  # the next reply's runs start afresh
             self.erle_drop.end_run()
             self._near_times.clear()
             self._near_all.clear()
@@ -638,7 +645,7 @@ class Agent:
         if was is None and m.paused_until is not None:
             self._paused_at = self._peak_at = self.now
             self._left_at_pause = self._left_peak = self._left_now
-            self._near_run = self._res_run = self._tail_run = 0
+            self._near_run = self._res_run = self._onset_run = 0
 
     def _near_recent(self, after: float) -> bool:
         """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S,
@@ -1019,7 +1026,7 @@ class Agent:
                 # The pause did not confirm, so its near-end runs were the room's tail, not the user:
                 # a new pause needs a new run (bench, cold, RT60 500 ms: a run of 14 tail frames
                 # paused the resumed reply on its first frame, 3 times in a row, human_silent_007).
-                self._near_run = self._res_run = self._tail_run = 0
+                self._near_run = self._res_run = self._onset_run = 0
                 # ... and so was the rest of what the gate heard in it: it opens nothing after the resume.
                 self._near_all.clear()
                 self._near_times.clear()
