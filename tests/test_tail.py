@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_echogate import _voice  # a 180 Hz pulse train: the user's voice
 
 from device.audio.echogate import FRAME, EchoGate
 from device.audio.sim import room_response
@@ -263,14 +264,6 @@ def test_in_a_pause_nothing_confirmed_the_tail_after_a_new_sound_counts_too() ->
             assert meter.rate_db == pytest.approx(1.2, rel=0.15)
         else:
             assert meter.rate_db is None and not meter.slopes
-
-
-def _voice(n: int, level: float) -> np.ndarray:
-    """A 180 Hz pulse train (a voice's harmonics) at RMS `level`."""
-    x = np.zeros(n)
-    x[:: RATE // 180] = 1.0
-    x = np.convolve(x, np.hanning(40), mode="same")
-    return x / np.sqrt(np.mean(x**2)) * level
 
 
 def _longest(run: np.ndarray) -> int:
