@@ -27,12 +27,8 @@ def _port(fast: bool):  # type: ignore[no-untyped-def]
 
     near, far = bytearray(FRAME * 2), bytearray(FRAME * 2)
     apm = rtc.AudioProcessingModule(echo_cancellation=True, high_pass_filter=True)
-    port = ApmPort(apm, near, far, rtc.AudioFrame(near, 16000, 1, FRAME), rtc.AudioFrame(far, 16000, 1, FRAME))
-    if not fast:  # livekit's public methods, as the fallback uses them
-        port = ApmPort.__new__(ApmPort)
-        port.apm, port.fast = apm, False
-        nf, ff = rtc.AudioFrame(near, 16000, 1, FRAME), rtc.AudioFrame(far, 16000, 1, FRAME)
-        port._capture, port._render = (lambda: apm.process_stream(nf)), (lambda: apm.process_reverse_stream(ff))
+    port = ApmPort(apm, near, far, rtc.AudioFrame(near, 16000, 1, FRAME), rtc.AudioFrame(far, 16000, 1, FRAME),
+                   prebuilt=fast)  # False: livekit's public methods, as the fallback uses them
     return port, np.frombuffer(near, dtype=np.int16), np.frombuffer(far, dtype=np.int16)
 
 

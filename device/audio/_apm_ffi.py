@@ -108,21 +108,25 @@ class ApmPort:
     """An AudioProcessingModule bound to two 10 ms mono 16 kHz int16 buffers (bytearrays of 320 bytes).
 
     `render()` runs process_reverse_stream on `far` in place (the speaker's side), `capture()`
-    process_stream on `near` in place (the mic's side). `fast` says whether the prebuilt requests
-    are in use (False: livekit's public methods, the same results)."""
+    process_stream on `near` in place (the mic's side); near_frame and far_frame are livekit
+    AudioFrames over the same two buffers. `fast` says whether the prebuilt requests are in use
+    (False: livekit's public methods, the same results; prebuilt=False asks for those)."""
 
-    def __init__(self, apm: Any, near: bytearray, far: bytearray, near_frame: Any, far_frame: Any) -> None:
+    def __init__(self, apm: Any, near: bytearray, far: bytearray, near_frame: Any, far_frame: Any,
+                 prebuilt: bool = True) -> None:
         self.apm = apm
-        try:
-            lib, pb = _internals()
-            handle = int(apm._ffi_handle.handle)
-            self._capture: Any = _Call(lib, pb, handle, near, reverse=False)
-            self._render: Any = _Call(lib, pb, handle, far, reverse=True)
-            self.fast = True
-        except (ImportError, AttributeError, TypeError):
-            self._capture = lambda: apm.process_stream(near_frame)
-            self._render = lambda: apm.process_reverse_stream(far_frame)
-            self.fast = False
+        self.fast = False
+        self._capture: Any = lambda: apm.process_stream(near_frame)
+        self._render: Any = lambda: apm.process_reverse_stream(far_frame)
+        if prebuilt:
+            try:
+                lib, pb = _internals()
+                handle = int(apm._ffi_handle.handle)
+                self._capture = _Call(lib, pb, handle, near, reverse=False)
+                self._render = _Call(lib, pb, handle, far, reverse=True)
+                self.fast = True
+            except (ImportError, AttributeError, TypeError):
+                pass  # moved: livekit's public methods (internals_moved() says what)
 
     def capture(self) -> None:
         self._capture()
