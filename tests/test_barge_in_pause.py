@@ -683,3 +683,18 @@ def test_in_server_mode_a_long_room_s_tail_the_gate_s_fast_bound_misses_keeps_th
     heard = _uplink_levels(agent, [True] * 3 + [False] * 17, share=0.6)
     assert heard and max(heard) > 55.0, heard
     assert _events(timeline) == []
+
+
+def test_before_the_room_is_measured_its_tail_does_not_open_the_gate_for_a_vad_decision() -> None:
+    # Bench, cold, RT60 500 ms (human_silent_047, 7.82 s into the first reply): frames of the room's
+    # tail in a gap, near-end against the gate's fast bound only (not EchoGate.near_onset), let a
+    # decision of Silero's through and it paused the reply.
+    agent, timeline, vad = _speaking_agent()
+    _frames(agent, [False] * 16, share=1.0)
+    vad.script = {vad.frames + 4: [VadEvent("start", 0.0)]}
+    _frames(agent, [True] * 3 + [False], share=0.6, near_tail=[False] * 4, near_onset=[False] * 4)
+    assert _events(timeline) == []
+    # A word rising over the bound opens the gate as before.
+    vad.script = {vad.frames + 4: [VadEvent("start", 0.0)]}
+    _frames(agent, [True] * 3 + [False], share=0.6, near_tail=[False] * 4, near_onset=[True] * 3 + [False])
+    assert _events(timeline) == ["playback_pause"]

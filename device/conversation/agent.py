@@ -360,7 +360,11 @@ class Agent:
                 # false pauses came back, and the server VAD on echo 2 -> 3 runs).
                 tail_near = i < len(near) and bool(near[i]) and bool(self.frontend.near_tail[i])
                 if i < len(near) and near[i]:
-                    self._near_until = self.now + self.NEAR_HOLD_S
+                    if self.frontend.near_onset[i]:
+                        # ... and the gate lets Silero's decisions through (_gate_open): not on an
+                        # unmeasured long room's tail in a gap (bench, cold, RT60 500 ms: a fast-stage
+                        # chunk paused human_silent_047 7.82 s in; the only change in 480 runs)
+                        self._near_until = self.now + self.NEAR_HOLD_S
                     self._near_all.append(self.now)
                     if share < 1.0:
                         # ... what a VAD start in a pause needs (_near_recent): just after a pause,
