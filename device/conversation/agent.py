@@ -672,7 +672,7 @@ class Agent:
         """Barge-in decisions may go through: no echo gate, no echo expected, the gate still
         learning the echo path (the first ~0.3 s of reply after start, while AEC3 suppresses
         everything anyway), the canceller converged (its output is the user's), or the gate
-        found near-end speech just now."""
+        found near-end speech just now (EchoGate.near_onset: not a room's tail it missed)."""
         gate = self.frontend.echo_gate
         return (gate is None or not gate.active or not gate.ready or self.convergence.converged
                 or self.now <= self._near_until)
