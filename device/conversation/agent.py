@@ -358,7 +358,7 @@ class Agent:
                 # and 4 more) and they opened the server-mode uplink (its VAD heard the tail in 4 of 60
                 # runs there). A frame that is rising only does not count for these (measured: the
                 # false pauses came back, and the server VAD on echo 2 -> 3 runs).
-                tail_near = i < len(near) and bool(near[i]) and bool(self.frontend.near_tail[i])
+                tail_near = i < len(self.frontend.near_tail) and bool(self.frontend.near_tail[i])  # implies near
                 if i < len(near) and near[i]:
                     if self.frontend.near_onset[i]:
                         # ... and the gate lets Silero's decisions through (_gate_open): not on an
