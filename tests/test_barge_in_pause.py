@@ -115,7 +115,8 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
             echo_left_db: float = -20.0, tail_share: float | None = None,
             frame: np.ndarray | None = None, out_db: float | None = None, residual: bool = False,
             residual_db: float | None = None, floor_db: float = np.inf,
-            near_tail: list[bool] | None = None, near_onset: list[bool] | None = None) -> None:
+            near_tail: list[bool] | None = None, near_onset: list[bool] | None = None,
+            learnt: int | None = None) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
     the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
@@ -127,9 +128,12 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
     level (ResidualGate.level_db; None: not measured); floor_db: the mic's noise floor the gate
     measured (EchoGate.floor_db; inf: not known); near_tail: the verdicts against the bound at the
     room's decay (EchoGate.near_tail; None: the same as near, a room measured); near_onset: those
-    or the mic rising over the fast bound (EchoGate.near_onset; None: the same as near_tail)."""
+    or the mic rising over the fast bound (EchoGate.near_onset; None: the same as near_tail); learnt:
+    the frames of loud reference the gate has learnt the echo path on (EchoGate.learnt; None: LearntGate's)."""
     fe = agent.frontend
-    fe.echo_gate = LearntGate()  # type: ignore[assignment]
+    fe.echo_gate = gate = LearntGate()  # type: ignore[assignment]
+    if learnt is not None:
+        gate.learnt = learnt
     pcm = np.zeros((1, 160), np.int16) if frame is None else frame
     tails = near if near_tail is None else near_tail
     for verdict, tail, onset in zip(near, tails, tails if near_onset is None else near_onset, strict=True):
@@ -491,6 +495,23 @@ def test_residual_runs_broken_by_a_frame_of_echo_pause_nothing() -> None:
         _frames(agent, [False] * 6, share=1.0, residual=True)
         _frames(agent, [False], share=1.0, residual=False)
     assert _events(timeline) == []
+
+
+def test_once_the_gate_has_learnt_ten_seconds_of_reply_a_shorter_residual_run_pauses_it() -> None:
+    # Harness, second turns (240 runs, earcons on): with runs of 6 there, onset -> silent p50 85 ->
+    # 66 ms (espeak) and 150 -> 137 ms (human), and 2 + 1 more words caught; no false pause more.
+    agent, timeline, _ = _speaking_agent()
+    agent.linear = ConvergedCanceller()  # type: ignore[assignment]
+    _frames(agent, [False] * 6, share=1.0, residual=True, learnt=999)
+    _frames(agent, [False], share=1.0, residual=False, learnt=999)
+    assert _events(timeline) == []  # first replies: runs of 6 came on the echo alone, 3.5-8.1 s in
+    for _ in range(3):
+        _frames(agent, [False] * 5, share=1.0, residual=True, learnt=1000)
+        _frames(agent, [False], share=1.0, residual=False, learnt=1000)
+    assert _events(timeline) == []
+    _frames(agent, [False] * 6, share=1.0, residual=True, learnt=1000)
+    assert _events(timeline) == ["playback_pause"]
+    assert timeline.records[-1].get("detector") == "echo_residual"
 
 
 def test_the_residual_gate_decides_nothing_until_the_linear_canceller_has_converged() -> None:

@@ -491,7 +491,7 @@ class Agent:
                         # ... and another run in the pause, the reply's echo dying away: the user.
                         self.log("speech_start", source="local_vad", detector="echo_gate")
                         self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
-                if (self._res_run >= (self.RESIDUAL_CONFIRM_FRAMES if paused else self.RESIDUAL_NEAR_FRAMES)
+                if (self._res_run >= (self.RESIDUAL_CONFIRM_FRAMES if paused else self._residual_frames())
                         and not masked and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
                     # The linear canceller's output holds more than the reply's predicted residual: the
                     # user, though the mic is within the echo path's margin (device/audio/residualgate.py).
@@ -602,6 +602,14 @@ class Agent:
     # ... or after this many frames in a row the residual gate calls near-end (offline, warm, runs on
     # the reply's echo alone per 10 min of espeak and human replies: 0 and 7.6 with 5; none with 8).
     RESIDUAL_NEAR_FRAMES = 8
+    # ... or this many, once the gate has learnt the echo path on RESIDUAL_WARM_LEARNT frames (10 s of
+    # reply): the residual's predicted level is learnt by then. Recorded per frame over the bench set
+    # (240 runs, earcons on), a run of 6 on echo alone came only in first replies, 3.5-8.1 s in (gate
+    # learnt 294-760 frames); none at 1,083 frames or more (second turns, and first replies past 10 s).
+    # Harness, second turns: caught 70 -> 72 (espeak) and 65 -> 66 (human) of 72, onset -> silent p50
+    # 85 -> 66 and 150 -> 137 ms, false pauses unchanged (0 and 3); first replies unchanged.
+    RESIDUAL_WARM_FRAMES = 6
+    RESIDUAL_WARM_LEARNT = 1000
     # ... and a run of this many in the pause confirms the barge-in (harness, warm: with 8, a short
     # word was often over first, caught 66 and 59 of 72 espeak and human; with 5, 70 and 61, false
     # barge-ins 0 cold and warm either way).
@@ -650,6 +658,12 @@ class Agent:
             self._paused_at = self._peak_at = self.now
             self._left_at_pause = self._left_peak = self._left_now
             self._near_run = self._res_run = self._onset_run = 0
+
+    def _residual_frames(self) -> int:
+        """How long a run of the residual gate's near-end frames pauses the reply (frames of 10 ms)."""
+        gate = self.frontend.echo_gate
+        warm = gate is not None and gate.learnt >= self.RESIDUAL_WARM_LEARNT
+        return self.RESIDUAL_WARM_FRAMES if warm else self.RESIDUAL_NEAR_FRAMES
 
     def _near_recent(self, after: float) -> bool:
         """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S,
