@@ -126,6 +126,7 @@ class Agent:
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
         self._onset_run = 0  # ... of them EchoGate.near_onset: not a room's tail the gate's bound missed
+        self._onset_shown = False  # ... and one of the onset run's frames was more than the reply's echo (_beyond_echo)
         self._up_run = 0  # ... of those that count towards opening the uplink (see _frames)
         self._res_run = 0  # consecutive frames the residual gate called near-end speech
         self._run_converged = False  # the canceller was converged as the near-end run began
@@ -380,6 +381,12 @@ class Agent:
                     # were 5 frames of it), a word rises (quick set: "shoe" 6 dB down in a dip of a
                     # reply, a room not measured yet, was near_tail in 3 of the 5 frames that caught it).
                     self._onset_run = self._onset_run + 1 if bool(self.frontend.near_onset[i]) else 0
+                    # ... and one frame of the run, at least, is more than the echo by a second measure
+                    # (_beyond_echo): the bound alone fell short of the reply's echo in every one of the
+                    # gate's false pauses on the bench (first replies and second turns, earcons on).
+                    if self._onset_run:
+                        shown = self._onset_shown and self._onset_run > 1
+                        self._onset_shown = shown or self._beyond_echo(i, share, levels)
                     # The uplink opens on near-end frames the echo path does not explain whole, or,
                     # in a run begun with the canceller converged, frames where its output rose to
                     # within its converged ERLE of the mic: the echo it removes is there, and what it
@@ -483,7 +490,7 @@ class Agent:
                 clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
                                         or (gone and (share < 1.0 or not self.convergence.converged)))
                 if i < len(near) and near[i] and not masked:
-                    if (not paused and self._onset_run >= self.PAUSE_NEAR_FRAMES
+                    if (not paused and self._onset_run >= self.PAUSE_NEAR_FRAMES and self._onset_shown
                             and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
                         self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
                     elif ((clear_tail and self._near_run >= self.CONFIRM_NEAR_FRAMES)
@@ -658,6 +665,29 @@ class Agent:
             self._paused_at = self._peak_at = self.now
             self._left_at_pause = self._left_peak = self._left_now
             self._near_run = self._res_run = self._onset_run = 0
+
+    LINEAR_DROP_DB = 6.0
+
+    def _beyond_echo(self, i: int, share: float, levels: np.ndarray | None) -> bool:
+        """Frame i holds more than the reply's echo by a second measure than the echo gate's bound:
+        the echo path's prediction leaves part of the mic unexplained (share < 1), the residual gate
+        calls it near-end, or, on a loud frame (ErleDrop.loud_db, where its average is learnt), the
+        linear canceller takes LINEAR_DROP_DB less off the mic than it takes off the reply's echo
+        (ErleDrop.linear_erle; its output, ResidualGate.level_db). Recorded per frame over the bench
+        set (earcons on, first replies and second turns): none of this was in the runs of the gate's
+        12 false pauses (the bound missing the reply's echo where the echo's lag settles, 2.5 s into
+        a first reply, and a long room's reverberation building up over it), and it was in 89 of the
+        93 runs that paused on a word within DETECT_WINDOW_S of its onset. On quiet frames the linear
+        canceller's ERLE is no measure: a long room's tail it cannot model stood 10 dB over the mic
+        less its average (bench, warm, RT60 500 ms: a false pause)."""
+        fe = self.frontend
+        if share < 1.0 or (i < len(fe.residual_near) and fe.residual_near[i]):
+            return True
+        avg = self.erle_drop.linear_erle
+        if avg is None or levels is None or i >= len(fe.residual_db):
+            return False
+        mic, lin = float(levels[i, 0]), float(fe.residual_db[i])
+        return bool(mic >= self.erle_drop.loud_db and np.isfinite(lin) and lin >= mic - avg + self.LINEAR_DROP_DB)
 
     def _residual_frames(self) -> int:
         """How long a run of the residual gate's near-end frames pauses the reply (frames of 10 ms)."""
