@@ -127,6 +127,7 @@ class Agent:
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
         self._onset_run = 0  # ... of them EchoGate.near_onset: not a room's tail the gate's bound missed
         self._onset_shown = False  # ... and one of the onset run's frames was more than the reply's echo (_beyond_echo)
+        self._young_run = 0  # ... of them with the echo path predicting at most YOUNG_PAUSE_SHARE of the mic
         self._up_run = 0  # ... of those that count towards opening the uplink (see _frames)
         self._res_run = 0  # consecutive frames the residual gate called near-end speech
         self._run_converged = False  # the canceller was converged as the near-end run began
@@ -387,6 +388,7 @@ class Agent:
                     if self._onset_run:
                         shown = self._onset_shown and self._onset_run > 1
                         self._onset_shown = shown or self._beyond_echo(i, share, levels)
+                    self._young_run = self._young_run + 1 if self._onset_run and share <= self.YOUNG_PAUSE_SHARE else 0
                     # The uplink opens on near-end frames the echo path does not explain whole, or,
                     # in a run begun with the canceller converged, frames where its output rose to
                     # within its converged ERLE of the mic: the echo it removes is there, and what it
@@ -406,7 +408,7 @@ class Agent:
                     if counts and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until):
                         self._uplink_until = self.now + self.UPLINK_HOLD_S
                 else:
-                    self._near_run = self._up_run = self._onset_run = 0
+                    self._near_run = self._up_run = self._onset_run = self._young_run = 0
                 erle_drop = False
                 if levels is not None and gate is not None and gate.active:
                     # The ERLE is measured on echo alone: frames the gate's bound and the echo path's
@@ -490,8 +492,10 @@ class Agent:
                 clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
                                         or (gone and (share < 1.0 or not self.convergence.converged)))
                 if i < len(near) and near[i] and not masked:
-                    if (not paused and self._onset_run >= self.PAUSE_NEAR_FRAMES and self._onset_shown
-                            and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
+                    learnt = gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES
+                    if not paused and gate is not None and (
+                            (learnt and self._onset_run >= self.PAUSE_NEAR_FRAMES and self._onset_shown)
+                            or (not learnt and self._young_run >= self.PAUSE_NEAR_FRAMES)):
                         self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
                     elif ((clear_tail and self._near_run >= self.CONFIRM_NEAR_FRAMES)
                           or self._strong_run >= self.CONFIRM_STRONG_FRAMES):
@@ -559,7 +563,8 @@ class Agent:
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
         else:
             self.dtd.disarm()
-            self._near_run = self._up_run = self._res_run = self._onset_run = 0  # the next reply's runs start afresh
+            # the next reply's runs start afresh
+            self._near_run = self._up_run = self._res_run = self._onset_run = self._young_run = 0
             self.erle_drop.end_run()
             self._near_times.clear()
             self._near_all.clear()
@@ -606,6 +611,13 @@ class Agent:
     # with 30, 22 false pauses in 11 min of espeak replies came 0.4-0.5 s into the first one; with
     # 50, 12 in 9.3 min of echo-only espeak replies, 0.5-0.7 s in; with 80, 8).
     PAUSE_LEARNT_FRAMES = 80
+    # ... and before that, a run whose every frame the echo path predicts at most this share of
+    # (recorded per frame, first replies with earcons on: 0.5 adds no pause on the echo alone, 0.8
+    # adds 3 in 120 espeak runs; a word 0.4-0.6 s into the first reply makes such runs, the echo
+    # gate's own verdict alone may not pause before PAUSE_LEARNT_FRAMES). Harness, cold, earcons off:
+    # no false pause more; 4 espeak words caught sooner (talk_102: 723 -> 103 ms), human_talk_098
+    # caught, human_talk_058 missed (its young pause did not confirm).
+    YOUNG_PAUSE_SHARE = 0.5
     # ... or after this many frames in a row the residual gate calls near-end (offline, warm, runs on
     # the reply's echo alone per 10 min of espeak and human replies: 0 and 7.6 with 5; none with 8).
     RESIDUAL_NEAR_FRAMES = 8
@@ -664,7 +676,7 @@ class Agent:
         if was is None and m.paused_until is not None:
             self._paused_at = self._peak_at = self.now
             self._left_at_pause = self._left_peak = self._left_now
-            self._near_run = self._res_run = self._onset_run = 0
+            self._near_run = self._res_run = self._onset_run = self._young_run = 0
 
     LINEAR_DROP_DB = 6.0
 
@@ -1074,7 +1086,7 @@ class Agent:
                 # The pause did not confirm, so its near-end runs were the room's tail, not the user:
                 # a new pause needs a new run (bench, cold, RT60 500 ms: a run of 14 tail frames
                 # paused the resumed reply on its first frame, 3 times in a row, human_silent_007).
-                self._near_run = self._res_run = self._onset_run = 0
+                self._near_run = self._res_run = self._onset_run = self._young_run = 0
                 # ... and so was the rest of what the gate heard in it: it opens nothing after the resume.
                 self._near_all.clear()
                 self._near_times.clear()
