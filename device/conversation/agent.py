@@ -124,6 +124,7 @@ class Agent:
         self.erle_drop = ErleDrop()  # double talk: both cancellers' ERLE falls at once
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
+        self._sign_until = -1.0  # ... and a frame was beyond the echo for a Silero decision (_heard_enough)
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
         self._onset_run = 0  # ... of them EchoGate.near_onset: not a room's tail the gate's bound missed
         self._onset_shown = False  # ... and one of the onset run's frames was more than the reply's echo (_beyond_echo)
@@ -354,6 +355,8 @@ class Agent:
                     share = max(share, float(self.frontend.tail_share[i]))
                 if share < 1.0:  # the mic holds more than the echo path predicts, with its margin
                     self._unexplained_until = self.now + self.NEAR_HOLD_S
+                if self._beyond_echo(i, share, levels, share_below=self.SILERO_SIGN_SHARE):
+                    self._sign_until = self.now + self.NEAR_HOLD_S
                 # Near-end against the gate's bound at the room's decay too (EchoGate.near_tail): until
                 # the room is measured, a long room's tail beats the bound at decay_db in the reply's
                 # gaps; double talk on such frames paused the reply (bench, cold, RT60 500 ms: talk_095
@@ -680,7 +683,7 @@ class Agent:
 
     LINEAR_DROP_DB = 6.0
 
-    def _beyond_echo(self, i: int, share: float, levels: np.ndarray | None) -> bool:
+    def _beyond_echo(self, i: int, share: float, levels: np.ndarray | None, share_below: float = 1.0) -> bool:
         """Frame i holds more than the reply's echo by a second measure than the echo gate's bound:
         the echo path's prediction leaves part of the mic unexplained (share < 1), the residual gate
         calls it near-end, or, on a loud frame (ErleDrop.loud_db, where its average is learnt), the
@@ -691,9 +694,10 @@ class Agent:
         a first reply, and a long room's reverberation building up over it), and it was in 89 of the
         93 runs that paused on a word within DETECT_WINDOW_S of its onset. On quiet frames the linear
         canceller's ERLE is no measure: a long room's tail it cannot model stood 10 dB over the mic
-        less its average (bench, warm, RT60 500 ms: a false pause)."""
+        less its average (bench, warm, RT60 500 ms: a false pause). share_below: the share under
+        which the echo path's prediction alone counts (1.0; SILERO_SIGN_SHARE for Silero)."""
         fe = self.frontend
-        if share < 1.0 or (i < len(fe.residual_near) and fe.residual_near[i]):
+        if share < share_below or (i < len(fe.residual_near) and fe.residual_near[i]):
             return True
         avg = self.erle_drop.linear_erle
         if avg is None or levels is None or i >= len(fe.residual_db):
@@ -744,14 +748,23 @@ class Agent:
         next), Silero hears a voice in it, and a room's tail beats the gate's young bound in a
         frame here and there; a user's voice makes more (bench, cold, rooms, 0.6-1.1 s into the
         first reply: 22 of 41 false pauses, 20 of them a Silero decision, 21 after at most two
-        near-end frames in NEAR_HOLD_S)."""
+        near-end frames in NEAR_HOLD_S). Either way a frame within NEAR_HOLD_S must be beyond the
+        echo by a second measure (_beyond_echo, the echo path's share under SILERO_SIGN_SHARE)."""
         gate = self.frontend.echo_gate
         if gate is None or not gate.active or not gate.ready:
             return True
+        if self.now > self._sign_until:
+            return False
         if self.convergence.converged and gate.learnt >= self.PAUSE_LEARNT_FRAMES:
             return True
         start = self.now - self.NEAR_HOLD_S
         return sum(1 for t in self._near_all if t >= start) >= self.YOUNG_NEAR_FRAMES
+
+    # Recorded per frame over the bench set (earcons on, first replies and second turns): of the 9
+    # Silero decisions that made a reply's first false pause, 8 had none of the residual gate's
+    # verdict, the linear canceller's drop or a share under 0.4 in NEAR_HOLD_S before them; of the 53
+    # that paused on a user within DETECT_WINDOW_S, 1 had none (talk_063, cold: share 0.49 at least).
+    SILERO_SIGN_SHARE = 0.4
 
     def _explained(self) -> bool:
         """While the reply plays, the echo path has predicted all of the mic (EchoGate.echo_share
@@ -1090,7 +1103,7 @@ class Agent:
                 # ... and so was the rest of what the gate heard in it: it opens nothing after the resume.
                 self._near_all.clear()
                 self._near_times.clear()
-                self._near_until = self._unexplained_until = self.now
+                self._near_until = self._unexplained_until = self._sign_until = self.now
                 if self.frontend.echo_gate is not None:
                     self.frontend.echo_gate.pause_unconfirmed()
                 self.log("playback_resume", reason=a.reason, item_id=self._playing,
