@@ -124,10 +124,10 @@ class Agent:
         self.erle_drop = ErleDrop()  # double talk: both cancellers' ERLE falls at once
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
-        self._sign_until = -1.0  # ... and a frame was beyond the echo for a Silero decision (_heard_enough)
+        self._sign_until = -1.0  # ... and a frame showed the user for a Silero decision (_heard_enough)
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
         self._onset_run = 0  # ... of them EchoGate.near_onset: not a room's tail the gate's bound missed
-        self._onset_shown = False  # ... and one of the onset run's frames was more than the reply's echo (_beyond_echo)
+        self._onset_shown = False  # ... and one of the onset run's frames showed the user by a second measure
         self._young_run = 0  # ... of them with the echo path predicting at most YOUNG_PAUSE_SHARE of the mic
         self._up_run = 0  # ... of those that count towards opening the uplink (see _frames)
         self._res_run = 0  # consecutive frames the residual gate called near-end speech
@@ -355,7 +355,10 @@ class Agent:
                     share = max(share, float(self.frontend.tail_share[i]))
                 if share < 1.0:  # the mic holds more than the echo path predicts, with its margin
                     self._unexplained_until = self.now + self.NEAR_HOLD_S
-                if self._beyond_echo(i, share, levels, share_below=self.SILERO_SIGN_SHARE):
+                # A second measure than the gate's bound shows the user (for the gate's own pause, and
+                # with the path's share lower, for Silero's decisions: _heard_enough).
+                cancellers = self._beyond_echo(i, levels)
+                if cancellers or share < self.SILERO_SIGN_SHARE:
                     self._sign_until = self.now + self.NEAR_HOLD_S
                 # Near-end against the gate's bound at the room's decay too (EchoGate.near_tail): until
                 # the room is measured, a long room's tail beats the bound at decay_db in the reply's
@@ -385,12 +388,15 @@ class Agent:
                     # were 5 frames of it), a word rises (quick set: "shoe" 6 dB down in a dip of a
                     # reply, a room not measured yet, was near_tail in 3 of the 5 frames that caught it).
                     self._onset_run = self._onset_run + 1 if bool(self.frontend.near_onset[i]) else 0
-                    # ... and one frame of the run, at least, is more than the echo by a second measure
-                    # (_beyond_echo): the bound alone fell short of the reply's echo in every one of the
-                    # gate's false pauses on the bench (first replies and second turns, earcons on).
+                    # ... and one frame of the run, at least, shows the user by a second measure: the echo
+                    # path leaves part of the mic unexplained (share < 1), or the cancellers show it
+                    # (_beyond_echo). The bound alone fell short of the reply's echo in every one of the
+                    # gate's 12 false pauses on the bench (first replies and second turns, earcons on),
+                    # and a second measure was in 89 of the 93 runs that paused on a word within
+                    # DETECT_WINDOW_S of its onset.
                     if self._onset_run:
                         shown = self._onset_shown and self._onset_run > 1
-                        self._onset_shown = shown or self._beyond_echo(i, share, levels)
+                        self._onset_shown = shown or share < 1.0 or cancellers
                     self._young_run = self._young_run + 1 if self._onset_run and share <= self.YOUNG_PAUSE_SHARE else 0
                     # The uplink opens on near-end frames the echo path does not explain whole, or,
                     # in a run begun with the canceller converged, frames where its output rose to
@@ -683,21 +689,19 @@ class Agent:
 
     LINEAR_DROP_DB = 6.0
 
-    def _beyond_echo(self, i: int, share: float, levels: np.ndarray | None, share_below: float = 1.0) -> bool:
-        """Frame i holds more than the reply's echo by a second measure than the echo gate's bound:
-        the echo path's prediction leaves part of the mic unexplained (share < 1), the residual gate
+    def _beyond_echo(self, i: int, levels: np.ndarray | None) -> bool:
+        """Frame i holds more than the reply's echo by the cancellers' measures: the residual gate
         calls it near-end, or, on a loud frame (ErleDrop.loud_db, where its average is learnt), the
         linear canceller takes LINEAR_DROP_DB less off the mic than it takes off the reply's echo
         (ErleDrop.linear_erle; its output, ResidualGate.level_db). Recorded per frame over the bench
-        set (earcons on, first replies and second turns): none of this was in the runs of the gate's
-        12 false pauses (the bound missing the reply's echo where the echo's lag settles, 2.5 s into
-        a first reply, and a long room's reverberation building up over it), and it was in 89 of the
-        93 runs that paused on a word within DETECT_WINDOW_S of its onset. On quiet frames the linear
-        canceller's ERLE is no measure: a long room's tail it cannot model stood 10 dB over the mic
-        less its average (bench, warm, RT60 500 ms: a false pause). share_below: the share under
-        which the echo path's prediction alone counts (1.0; SILERO_SIGN_SHARE for Silero)."""
+        set (earcons on, first replies and second turns): neither this nor a share under 1 was in
+        the runs of the echo gate's 12 false pauses (the bound missing the reply's echo where the
+        echo's lag settles, 2.5 s into a first reply, and a long room's reverberation building up
+        over it). On quiet frames the linear canceller's ERLE is no measure: a long room's tail it
+        cannot model stood 10 dB over the mic less its average (bench, warm, RT60 500 ms: a false
+        pause)."""
         fe = self.frontend
-        if share < share_below or (i < len(fe.residual_near) and fe.residual_near[i]):
+        if i < len(fe.residual_near) and fe.residual_near[i]:
             return True
         avg = self.erle_drop.linear_erle
         if avg is None or levels is None or i >= len(fe.residual_db):
@@ -748,8 +752,9 @@ class Agent:
         next), Silero hears a voice in it, and a room's tail beats the gate's young bound in a
         frame here and there; a user's voice makes more (bench, cold, rooms, 0.6-1.1 s into the
         first reply: 22 of 41 false pauses, 20 of them a Silero decision, 21 after at most two
-        near-end frames in NEAR_HOLD_S). Either way a frame within NEAR_HOLD_S must be beyond the
-        echo by a second measure (_beyond_echo, the echo path's share under SILERO_SIGN_SHARE)."""
+        near-end frames in NEAR_HOLD_S). Either way a frame within NEAR_HOLD_S must show the user by
+        a second measure: the cancellers' (_beyond_echo), or the echo path's share under
+        SILERO_SIGN_SHARE."""
         gate = self.frontend.echo_gate
         if gate is None or not gate.active or not gate.ready:
             return True
