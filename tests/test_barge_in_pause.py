@@ -441,6 +441,26 @@ def test_in_server_mode_near_end_frames_the_echo_path_explains_whole_keep_the_up
     assert _events(timeline) == []  # the server decides: no pause of its own
 
 
+def test_in_server_mode_the_closed_uplink_carries_silence_where_the_canceller_leaks_the_reply_loud() -> None:
+    # Bench, server mode, cold, RT60 500 ms (human_silent_031, carlo, gain 0.7): 1-2 s into the first
+    # reply AEC3 leaked the reply at 60-72 dB. At -40 dB the closed uplink still carried it at 20-32 dB,
+    # and the server's VAD (Silero) started on it at 1.73 s, the uplink never open.
+    agent, timeline, _ = _speaking_agent("server")
+    sent: list[bytes] = []
+    agent.link.send_audio = sent.append  # type: ignore[method-assign]
+    leak = (np.sin(np.arange(160) * 2 * np.pi * 500 / 16000) * 5600).astype(np.int16)[None, :]  # 72 dB
+    _frames(agent, [False] * 8, share=1.0, frame=leak, level_db=75.0, out_db=72.0)  # the gain ramps down
+    sent.clear()
+    _frames(agent, [False] * 40, share=1.0, frame=leak, level_db=75.0, out_db=72.0)
+    pcm = np.frombuffer(b"".join(sent), "<i2")
+    # 24 kHz: all of it silence (the uplink resampler's +-1 LSB dither)
+    assert len(pcm) >= 30 * 240 and np.abs(pcm).max() <= 1, np.abs(pcm).max()
+    # The user, the path leaving most of the mic unexplained, opens it at once, unsuppressed.
+    heard = _uplink_levels(agent, [True] * 3 + [False] * 17, share=0.3)
+    assert heard and max(heard) > 55.0, heard
+    assert _events(timeline) == []
+
+
 def test_a_word_the_echo_path_does_not_explain_leaves_the_canceller_s_measured_erle_alone() -> None:
     # Bench, warm (human_talk_049, june, gain 0.3, no room): a word 12 dB down passed AEC3 at 55-60 dB
     # under a 65 dB mic, the echo path explaining a fifth of it (share 0.17-0.32). The ERLE meter took

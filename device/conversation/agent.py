@@ -603,11 +603,14 @@ class Agent:
     # After a frame the echo gate found near-end speech in, barge-in decisions may go through this
     # long: Silero's 32 ms chunks and the strict VAD's 64 ms come after the frames that made them.
     NEAR_HOLD_S = 0.15
-    # The uplink while the device speaks and the gate is closed: the post-filter's output this much
-    # quieter (so the server's VAD, or GPT-Live's model, does not hear the device); once open, the
-    # post-filter (device/audio/res.py) still takes out the residual echo band by band. With the
-    # gate alone the parrot heard itself on a human reply at gain 1.0 (bench live: allison, 2.8 s in).
-    SUPPRESS_DB = -40.0
+    # The uplink while the device speaks and the gate is closed carries silence (gain 0), so the
+    # server's VAD, or GPT-Live's model, does not hear the device; once open, the post-filter
+    # (device/audio/res.py) still takes out the residual echo band by band. With the gate alone the
+    # parrot heard itself on a human reply at gain 1.0 (bench live: allison, 2.8 s in). A closed
+    # gate at -40 dB was not enough: Silero hears speech 40 dB down, and early in a cold first reply
+    # AEC3 leaks the reply at 60-72 dB (bench, server mode, cold, RT60 500 ms: the server's VAD
+    # started on echo in 3 of 120 human runs, the uplink never open).
+    CLOSED_GAIN = 0.0
     # ... and opens after this many near-end frames in a row (single frames come from the echo too),
     # each unexplained by the echo path or, in a run begun with the canceller converged, with its
     # output within its converged ERLE of the mic (see _frames).
@@ -783,15 +786,16 @@ class Agent:
                 and self.now > self._unexplained_until)
 
     def _suppress(self, frames: np.ndarray) -> np.ndarray:
-        """Residual echo suppression on the uplink: a gain ramped per frame, 1 while the echo gate
-        hears near-end speech (or expects no echo), SUPPRESS_DB otherwise."""
+        """Residual echo suppression on the uplink: [k, 160] int16 → [k, 160] int16, times a gain
+        ramped over each frame from the last frame's: 1 while the echo gate hears near-end speech
+        (or expects no echo), CLOSED_GAIN otherwise."""
         gate = self.frontend.echo_gate
         if gate is None:
             return frames
         # Only the gate's own verdict counts here: a converged canceller still leaves 25-45 dB of
         # echo, and its leaks are what the server's VAD takes for the user.
         passes = not gate.active or self.now <= self._uplink_until
-        target = 1.0 if passes else 10 ** (self.SUPPRESS_DB / 20)
+        target = 1.0 if passes else self.CLOSED_GAIN
         n = frames.size
         ramp = np.linspace(self._uplink_gain, target, n, dtype=np.float32)
         self._uplink_gain = target
