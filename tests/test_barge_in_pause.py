@@ -461,6 +461,24 @@ def test_in_server_mode_the_closed_uplink_carries_silence_where_the_canceller_le
     assert _events(timeline) == []
 
 
+def test_in_server_mode_a_young_gate_opens_the_uplink_where_the_echo_path_explains_at_most_half_the_mic() -> None:
+    # Bench, server mode, cold, RT60 500 ms (talk_119, gain 1.0): 0.36 s into the first reply, the
+    # gate having learnt 34 frames, a run of near-end frames the echo path predicted 0.9 of opened
+    # the uplink; the reply's echo went through it and the server's VAD started on it at 1.57 s.
+    agent, timeline, _ = _speaking_agent("server")
+    _uplink_levels(agent, [False] * 20, share=1.0, learnt=34)  # the uplink's gain ramps down from 1
+    leak = _uplink_levels(agent, [True] * 12 + [False] * 8, share=0.9, learnt=34)
+    assert leak and max(leak) < 30.0, leak
+    # A word the path predicts a third of opens it at once, young gate or not.
+    heard = _uplink_levels(agent, [True] * 3 + [False] * 17, share=0.3, learnt=34)
+    assert heard and max(heard) > 55.0, heard
+    _uplink_levels(agent, [False] * 60, share=1.0, learnt=34)  # its hold (0.5 s) runs out
+    # Once the path is learnt, share 0.9 is the user (as before).
+    word = _uplink_levels(agent, [True] * 3 + [False] * 17, share=0.9, learnt=200)
+    assert word and max(word) > 55.0, word
+    assert _events(timeline) == []
+
+
 def test_a_word_the_echo_path_does_not_explain_leaves_the_canceller_s_measured_erle_alone() -> None:
     # Bench, warm (human_talk_049, june, gain 0.3, no room): a word 12 dB down passed AEC3 at 55-60 dB
     # under a 65 dB mic, the echo path explaining a fifth of it (share 0.17-0.32). The ERLE meter took

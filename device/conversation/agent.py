@@ -407,10 +407,16 @@ class Agent:
                     # mode, cold, RT60 500 ms: human_silent_038's leak uplinked, the server VAD heard
                     # it); and with its output still at the floor the gate's bound was loose (RT60
                     # 250 ms: silent_019, the leak that came next in the open uplink). Either way against
-                    # the bound at the room's decay (tail_near).
+                    # the bound at the room's decay (tail_near). Before the gate has learnt the echo
+                    # path (PAUSE_LEARNT_FRAMES) its prediction is short of the echo: there, as for a
+                    # young pause, the path must explain at most YOUNG_PAUSE_SHARE of the mic (bench,
+                    # server mode, cold: 0.3-0.7 s into a first reply, runs at share 0.53-0.95 opened
+                    # the uplink on echo and the server's VAD started on it in 2 of 120 espeak runs).
                     if self._near_run == 1:
                         self._run_converged = self.convergence.converged
-                    counts = tail_near and (share < 1.0 or (
+                    young = gate is not None and gate.learnt < self.PAUSE_LEARNT_FRAMES
+                    unexplained = share < 1.0 and (not young or share <= self.YOUNG_PAUSE_SHARE)
+                    counts = tail_near and (unexplained or (
                         self._run_converged and levels is not None
                         and float(levels[i, 0] - levels[i, 1]) < self.convergence.erle_db))
                     self._up_run = self._up_run + 1 if counts else 0
