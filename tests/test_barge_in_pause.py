@@ -692,6 +692,32 @@ def test_in_a_pause_a_soft_voice_well_over_the_mic_s_noise_floor_confirms() -> N
         assert (_events(timeline) == ["playback_pause", "barge_in"]) == confirmed, (floor_db, _events(timeline))
 
 
+def test_a_double_talk_run_pauses_only_with_the_residual_gate_s_verdict_or_the_path_explaining_little() -> None:
+    # Bench, cold, RT60 500 ms (human_silent_022, june, gain 0.5): 4.07 s into the first reply the mic
+    # fell from 73 to 57 dB, the reply's reverberation; AEC3's output stayed at 55-57 dB (and the linear
+    # canceller's at 51-56), the gate called the frame near-end, the echo path explained all of it
+    # (share 1.0), and the double-talk test paused the reply.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 20, share=1.0)  # the reply's echo, explained: no sign of the user lately
+    agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
+    _frames(agent, [False, False, True], share=1.0, level_db=57.0, out_db=55.0)
+    assert _events(timeline) == []
+    # The user (human_talk_074, june, 0.14 s after the onset): the residual gate called the word
+    # 6 frames before the double-talk run completed.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 20, share=1.0)
+    agent.dtd = ScriptedDtd({4})  # type: ignore[assignment]
+    _frames(agent, [False], share=1.0, residual=True)
+    _frames(agent, [False, False, True], share=1.0, level_db=66.0, out_db=65.0)
+    assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_dtd"]
+    # ... and so it pauses on frames the echo path explains under 0.4 of.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 20, share=1.0)
+    agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
+    _frames(agent, [False, False, True], share=0.3, level_db=66.0, out_db=65.0)
+    assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_dtd"]
+
+
 def test_before_the_room_is_measured_its_tail_beating_the_gate_s_fast_bound_pauses_nothing() -> None:
     # Bench, cold, RT60 500 ms (silent_015, 7.07 s into the first reply, no gap measured yet): 6 of 7
     # frames of the room's tail in a gap near-end against the bound at decay_db, none against the
@@ -701,10 +727,11 @@ def test_before_the_room_is_measured_its_tail_beating_the_gate_s_fast_bound_paus
     agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
     _frames(agent, [True] * 8, share=0.9, near_tail=[False] * 8)
     assert _events(timeline) == []
-    # The same frames near-end against both bounds are the user: the double-talk test pauses on its frame.
+    # The same frames near-end against both bounds are the user: the double-talk test pauses on its
+    # frame (with the residual gate's verdict: see the test above).
     agent, timeline, _ = _speaking_agent()
     agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
-    _frames(agent, [True] * 3, share=1.0)
+    _frames(agent, [True] * 3, share=1.0, residual=True)
     assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_dtd"]
     # ... and so does the gate's run of them.
     agent, timeline, _ = _speaking_agent()

@@ -125,6 +125,7 @@ class Agent:
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._sign_until = -1.0  # ... and a frame showed the user for a Silero decision (_heard_enough)
+        self._residual_until = -1.0  # ... and the residual gate called one near-end (for a double-talk pause)
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
         self._onset_run = 0  # ... of them EchoGate.near_onset: not a room's tail the gate's bound missed
         self._onset_shown = False  # ... and one of the onset run's frames showed the user by a second measure
@@ -360,6 +361,10 @@ class Agent:
                 cancellers = self._beyond_echo(i, levels)
                 if cancellers or share < self.SILERO_SIGN_SHARE:
                     self._sign_until = self.now + self.NEAR_HOLD_S
+                # ... and the residual gate's verdict, or that share, for a double-talk pause (below).
+                if share < self.SILERO_SIGN_SHARE or (i < len(self.frontend.residual_near)
+                                                       and bool(self.frontend.residual_near[i])):
+                    self._residual_until = self.now + self.NEAR_HOLD_S
                 # Near-end against the gate's bound at the room's decay too (EchoGate.near_tail): until
                 # the room is measured, a long room's tail beats the bound at decay_db in the reply's
                 # gaps; double talk on such frames paused the reply (bench, cold, RT60 500 ms: talk_095
@@ -570,9 +575,16 @@ class Agent:
                     self._suspect("vad_chunk")
                     paused = m.paused_until is not None
                 # The double-talk test sees a leak of the canceller as well as the user: it needs the
-                # gate's own verdict on this very frame (to pause: against the bound at the room's decay).
+                # gate's own verdict on this very frame (to pause: against the bound at the room's decay)
+                # and, to pause, the residual gate's verdict or the echo path's share under
+                # SILERO_SIGN_SHARE within NEAR_HOLD_S. In a long room early in a first reply AEC3 and
+                # the linear canceller both leak the reverberation, on a loud frame too: recorded per
+                # frame (bench, cold, earcons on), the 10 double-talk runs on echo alone that made a
+                # reply's first pause had neither; 14 of the 16 on a user had the residual gate's
+                # verdict in the run itself, and 15 within NEAR_HOLD_S.
                 if (m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i])
-                        and (gate is None or (clear_tail and i < len(near) and bool(near[i]) if paused else tail_near))
+                        and (gate is None or (clear_tail and i < len(near) and bool(near[i]) if paused
+                                              else tail_near and self.now <= self._residual_until))
                         and not self._pause_first("echo_dtd")):
                     self.log("speech_start", source="local_vad", detector="echo_dtd")
                     self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
@@ -1118,7 +1130,7 @@ class Agent:
                 # ... and so was the rest of what the gate heard in it: it opens nothing after the resume.
                 self._near_all.clear()
                 self._near_times.clear()
-                self._near_until = self._unexplained_until = self._sign_until = self.now
+                self._near_until = self._unexplained_until = self._sign_until = self._residual_until = self.now
                 if self.frontend.echo_gate is not None:
                     self.frontend.echo_gate.pause_unconfirmed()
                 self.log("playback_resume", reason=a.reason, item_id=self._playing,
