@@ -479,6 +479,25 @@ def test_in_server_mode_a_young_gate_opens_the_uplink_where_the_echo_path_explai
     assert _events(timeline) == []
 
 
+def test_in_server_mode_a_word_a_local_detector_hears_opens_the_uplink_the_reply_playing_on() -> None:
+    # Bench, server mode, cold: words the local detectors catch (human_talk_107, carlo, gain 1.0,
+    # RT60 500 ms: Silero's fast stage, 0.31 s after the onset; talk_088: the echo gate's run) left the
+    # uplink silent, and the server never heard the user. Local mode pauses the reply on such a
+    # decision (here the residual gate's run, echo_residual); in server mode the server decides, so
+    # the decision opens the uplink to it instead, and the reply plays on.
+    agent, timeline, _ = _speaking_agent("server")
+    agent.linear = ConvergedCanceller()  # type: ignore[assignment]
+    _uplink_levels(agent, [False] * 20, share=1.0)  # the uplink's gain ramps down from 1
+    before = _uplink_levels(agent, [False] * 7, share=1.0, residual=True)
+    assert before and max(before) < 30.0, before  # 7 frames: not yet
+    word = _uplink_levels(agent, [False] * 13, share=1.0, residual=True)
+    assert word and max(word[-2:]) > 55.0, word
+    assert _events(timeline) == [] and agent.machine.paused_until is None
+    # ... and it stays open for UPLINK_HOLD_S after the run, then closes.
+    after = _uplink_levels(agent, [False] * 80, share=1.0)
+    assert max(after[:10]) > 55.0 and max(after[-4:]) < 30.0, after
+
+
 def test_a_word_the_echo_path_does_not_explain_leaves_the_canceller_s_measured_erle_alone() -> None:
     # Bench, warm (human_talk_049, june, gain 0.3, no room): a word 12 dB down passed AEC3 at 55-60 dB
     # under a 65 dB mic, the echo path explaining a fifth of it (share 0.17-0.32). The ERLE meter took
