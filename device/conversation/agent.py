@@ -403,26 +403,29 @@ class Agent:
                         shown = self._onset_shown and self._onset_run > 1
                         self._onset_shown = shown or share < 1.0 or cancellers
                     self._young_run = self._young_run + 1 if self._onset_run and share <= self.YOUNG_PAUSE_SHARE else 0
-                    # The uplink opens on near-end frames the echo path does not explain whole, or,
-                    # in a run begun with the canceller converged, frames where its output rose to
-                    # within its converged ERLE of the mic: the echo it removes is there, and what it
-                    # lets through over it is the user (a word 6 dB under the reply is within the
-                    # path's margin: share 1.0). A canceller not converged leaks the reply at the mic's
-                    # level, near-end to the gate's bound but not to the prediction (bench, server
-                    # mode, cold, RT60 500 ms: human_silent_038's leak uplinked, the server VAD heard
-                    # it); and with its output still at the floor the gate's bound was loose (RT60
-                    # 250 ms: silent_019, the leak that came next in the open uplink). Either way against
-                    # the bound at the room's decay (tail_near). Before the gate has learnt the echo
-                    # path (PAUSE_LEARNT_FRAMES) its prediction is short of the echo: there, as for a
-                    # young pause, the path must explain at most YOUNG_PAUSE_SHARE of the mic (bench,
-                    # server mode, cold: 0.3-0.7 s into a first reply, runs at share 0.53-0.95 opened
-                    # the uplink on echo and the server's VAD started on it in 2 of 120 espeak runs).
+                    # The uplink opens on near-end frames (against the bound at the room's decay,
+                    # tail_near) that the echo path does not explain whole, or, in a run begun with
+                    # the canceller converged, where its output rose to within its converged ERLE of
+                    # the mic and the cancellers show the user (_beyond_echo): the echo it removes is
+                    # there, and what it lets through over it is the user (a word 6 dB under the
+                    # reply is within the path's margin: share 1.0). Bench, server mode, cold, each
+                    # a run the server's VAD started on: a canceller not converged leaks the reply at
+                    # the mic's level, near-end to the gate's bound but not to the prediction (RT60
+                    # 500 ms, human_silent_038); with its output at the floor the bound was loose
+                    # (RT60 250 ms, silent_019); in a long room AEC3's fast ERLE meter reads converged
+                    # between leaks (RT60 500 ms, talk_057 and talk_106: echo uplinked at up to -11 dB
+                    # re the reply at the mic, without the cancellers' sign). Before the gate has
+                    # learnt the echo path (PAUSE_LEARNT_FRAMES) its prediction falls short of the
+                    # echo: there, as for a young pause, the path must explain at most
+                    # YOUNG_PAUSE_SHARE of the mic (0.3-0.7 s into a first reply, runs at share
+                    # 0.53-0.95: silent_047 and talk_119). The local detectors open it for the
+                    # words these miss (_open_for_user).
                     if self._near_run == 1:
                         self._run_converged = self.convergence.converged
                     young = gate is not None and gate.learnt < self.PAUSE_LEARNT_FRAMES
                     unexplained = share < 1.0 and (not young or share <= self.YOUNG_PAUSE_SHARE)
                     counts = tail_near and (unexplained or (
-                        self._run_converged and levels is not None
+                        self._run_converged and levels is not None and cancellers
                         and float(levels[i, 0] - levels[i, 1]) < self.convergence.erle_db))
                     self._up_run = self._up_run + 1 if counts else 0
                     if counts and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until):
