@@ -719,6 +719,22 @@ def test_in_a_pause_a_soft_voice_well_over_the_mic_s_noise_floor_confirms() -> N
         assert (_events(timeline) == ["playback_pause", "barge_in"]) == confirmed, (floor_db, _events(timeline))
 
 
+def test_in_server_mode_a_local_vad_start_on_the_user_opens_the_uplink() -> None:
+    # The same for Silero's VAD start: frames the uplink's own run does not count (near-end to the
+    # gate's fast bound only), the echo path explaining little of them.
+    agent, timeline, vad = _speaking_agent("server")
+    _uplink_levels(agent, [False] * 20, share=1.0)  # the uplink's gain ramps down from 1
+    kw: dict[str, Any] = {"share": 0.3, "near_tail": [False] * 12, "near_onset": [True] * 3 + [False] * 9}
+    shut = _uplink_levels(agent, [True] * 3 + [False] * 9, **kw)
+    assert max(shut) < 30.0, shut  # no decision: it stays shut
+    _uplink_levels(agent, [False] * 20, share=1.0)
+    vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
+    heard = _uplink_levels(agent, [True] * 3 + [False] * 9, **kw)
+    assert max(heard[-2:]) > 55.0, heard
+    assert [r["event"] for r in timeline.records if r["event"] == "speech_start"] == ["speech_start"]
+    assert _events(timeline) == [] and agent.machine.phase == "speaking"
+
+
 def test_a_double_talk_run_pauses_only_with_the_residual_gate_s_verdict_or_the_path_explaining_little() -> None:
     # Bench, cold, RT60 500 ms (human_silent_022, june, gain 0.5): 4.07 s into the first reply the mic
     # fell from 73 to 57 dB, the reply's reverberation; AEC3's output stayed at 55-57 dB (and the linear

@@ -125,7 +125,7 @@ class Agent:
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._sign_until = -1.0  # ... and a frame showed the user for a Silero decision (_heard_enough)
-        self._residual_until = -1.0  # ... and the residual gate called one near-end (for a double-talk pause)
+        self._residual_until = -1.0  # ... and the residual gate called one near-end, or share < 0.4 (double talk)
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
         self._onset_run = 0  # ... of them EchoGate.near_onset: not a room's tail the gate's bound missed
         self._onset_shown = False  # ... and one of the onset run's frames showed the user by a second measure
@@ -634,7 +634,8 @@ class Agent:
     CLOSED_GAIN = 0.0
     # ... and opens after this many near-end frames in a row (single frames come from the echo too),
     # each unexplained by the echo path or, in a run begun with the canceller converged, with its
-    # output within its converged ERLE of the mic (see _frames).
+    # output within its converged ERLE of the mic and the cancellers' sign (see _frames for both),
+    # or on a local barge-in decision (_open_for_user).
     UPLINK_NEAR_FRAMES = 3
     UPLINK_HOLD_S = 0.5  # then it stays open this long after each such frame: the rest of a word
     # The reply pauses after this many near-end frames in a row (the VAD on AEC3's output in double
@@ -718,8 +719,8 @@ class Agent:
         barge-in mode, GPT-Live), where it does not pause the reply: the uplink passes for
         UPLINK_HOLD_S, so the server hears them. Its own opening (near-end runs the echo path does
         not explain) missed most words under the reply that the local detectors catch (bench, server
-        mode, cold: the server's VAD heard 54 and 41 of 72 users, the uplink not open for 13 and 28
-        of the others)."""
+        mode, cold: the server's VAD heard 54 and 41 of 72 users; its own runs had not opened it for
+        13 and 28 of the others)."""
         if self.uplink_open and self.machine.phase == "speaking":
             self._uplink_until = max(self._uplink_until, self.now + self.UPLINK_HOLD_S)
 
@@ -847,8 +848,6 @@ class Agent:
                 self.appliance.stop_ring(self.now, "speech")
             if start and self.machine.phase == "speaking" and masked:
                 continue  # our own sound in the mic, or the "stop" for a ring: no barge-in
-            if start:
-                self._open_for_user()
             cls = cv.SpeechStart if start else cv.SpeechEnd
             self._apply(self.machine.handle(cls(self.now, "local_vad")))
 
