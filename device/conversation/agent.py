@@ -346,7 +346,11 @@ class Agent:
             near = self.frontend.near
             gate = self.frontend.echo_gate
             masked = self._masked()  # our own earcon or ring in the mic: no barge-in from it
+            residual_near = self.frontend.residual_near
+            # The gate has learnt the echo path for its own pause (the same for every frame of the block).
+            learnt = gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES
             for i, f in enumerate(frames):
+                res_near = i < len(residual_near) and bool(residual_near[i])  # the residual gate's verdict
                 # The echo path's predicted echo as a share of the mic (1.0: not known, or all of it).
                 share = float(self.frontend.echo_share[i]) if i < len(self.frontend.echo_share) else 1.0
                 if m.paused_until is not None and i < len(self.frontend.tail_share):
@@ -356,14 +360,15 @@ class Agent:
                     share = max(share, float(self.frontend.tail_share[i]))
                 if share < 1.0:  # the mic holds more than the echo path predicts, with its margin
                     self._unexplained_until = self.now + self.NEAR_HOLD_S
-                # A second measure than the gate's bound shows the user (for the gate's own pause, and
-                # with the path's share lower, for Silero's decisions: _heard_enough).
-                cancellers = self._beyond_echo(i, levels)
-                if cancellers or share < self.SILERO_SIGN_SHARE:
+                # A second measure than the gate's bound shows the user: the cancellers' (the residual
+                # gate's verdict, the linear canceller's drop), for the gate's own pause, and with the
+                # path's share lower, for Silero's decisions (_heard_enough).
+                cancellers = res_near or self._linear_drop(i, levels)
+                little = share < self.SILERO_SIGN_SHARE
+                if cancellers or little:
                     self._sign_until = self.now + self.NEAR_HOLD_S
                 # ... and the residual gate's verdict, or that share, for a double-talk pause (below).
-                if share < self.SILERO_SIGN_SHARE or (i < len(self.frontend.residual_near)
-                                                       and bool(self.frontend.residual_near[i])):
+                if res_near or little:
                     self._residual_until = self.now + self.NEAR_HOLD_S
                 # Near-end against the gate's bound at the room's decay too (EchoGate.near_tail): until
                 # the room is measured, a long room's tail beats the bound at decay_db in the reply's
@@ -395,7 +400,7 @@ class Agent:
                     self._onset_run = self._onset_run + 1 if bool(self.frontend.near_onset[i]) else 0
                     # ... and one frame of the run, at least, shows the user by a second measure: the echo
                     # path leaves part of the mic unexplained (share < 1), or the cancellers show it
-                    # (_beyond_echo). The bound alone fell short of the reply's echo in every one of the
+                    # (`cancellers`). The bound alone fell short of the reply's echo in every one of the
                     # gate's 12 false pauses on the bench (first replies and second turns, earcons on),
                     # and a second measure was in 89 of the 93 runs that paused on a word within
                     # DETECT_WINDOW_S of its onset.
@@ -406,7 +411,7 @@ class Agent:
                     # The uplink opens on near-end frames (against the bound at the room's decay,
                     # tail_near) that the echo path does not explain whole, or, in a run begun with
                     # the canceller converged, where its output rose to within its converged ERLE of
-                    # the mic and the cancellers show the user (_beyond_echo): the echo it removes is
+                    # the mic and the cancellers show the user (`cancellers`): the echo it removes is
                     # there, and what it lets through over it is the user (a word 6 dB under the
                     # reply is within the path's margin: share 1.0). Bench, server mode, cold, each
                     # a run the server's VAD started on: a canceller not converged leaks the reply at
@@ -422,7 +427,7 @@ class Agent:
                     # words these miss (_open_for_user).
                     if self._near_run == 1:
                         self._run_converged = self.convergence.converged
-                    young = gate is not None and gate.learnt < self.PAUSE_LEARNT_FRAMES
+                    young = gate is not None and not learnt
                     unexplained = share < 1.0 and (not young or share <= self.YOUNG_PAUSE_SHARE)
                     counts = tail_near and (unexplained or (
                         self._run_converged and levels is not None and cancellers
@@ -453,10 +458,8 @@ class Agent:
                     echo = echo and not self.erle_drop.double_talk
                     self.convergence.update(float(levels[i, 0]), float(levels[i, 1]), echo=echo)
                     self.linear.update(float(levels[i, 0]), res_db,
-                                       echo=echo and not (i < len(self.frontend.residual_near)
-                                                          and self.frontend.residual_near[i]))
-                residual = (i < len(self.frontend.residual_near) and bool(self.frontend.residual_near[i])
-                            and self.linear.converged)
+                                       echo=echo and not res_near)
+                residual = res_near and self.linear.converged
                 self._res_run = self._res_run + 1 if residual else 0
                 paused = m.paused_until is not None
                 # Whether the mic is loud: with no echo left, the gate calls a room's quiet tail, or its
@@ -515,7 +518,6 @@ class Agent:
                 clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
                                         or (gone and (share < 1.0 or not self.convergence.converged)))
                 if i < len(near) and near[i] and not masked:
-                    learnt = gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES
                     if not paused and gate is not None and (
                             (learnt and self._onset_run >= self.PAUSE_NEAR_FRAMES and self._onset_shown)
                             or (not learnt and self._young_run >= self.PAUSE_NEAR_FRAMES)):
@@ -707,9 +709,11 @@ class Agent:
         was = m.paused_until
         self._pause_detector = detector
         self._apply(m.handle(cv.SuspectSpeech(self.now)))
-        if was is None and m.paused_until is None:
+        if was is not None:
+            return
+        if m.paused_until is None:
             self._open_for_user()  # server mode: the server decides, on what the uplink carries
-        if was is None and m.paused_until is not None:
+        else:
             self._paused_at = self._peak_at = self.now
             self._left_at_pause = self._left_peak = self._left_now
             self._near_run = self._res_run = self._onset_run = self._young_run = 0
@@ -726,20 +730,18 @@ class Agent:
 
     LINEAR_DROP_DB = 6.0
 
-    def _beyond_echo(self, i: int, levels: np.ndarray | None) -> bool:
-        """Frame i holds more than the reply's echo by the cancellers' measures: the residual gate
-        calls it near-end, or, on a loud frame (ErleDrop.loud_db, where its average is learnt), the
-        linear canceller takes LINEAR_DROP_DB less off the mic than it takes off the reply's echo
-        (ErleDrop.linear_erle; its output, ResidualGate.level_db). Recorded per frame over the bench
-        set (earcons on, first replies and second turns): neither this nor a share under 1 was in
-        the runs of the echo gate's 12 false pauses (the bound missing the reply's echo where the
-        echo's lag settles, 2.5 s into a first reply, and a long room's reverberation building up
-        over it). On quiet frames the linear canceller's ERLE is no measure: a long room's tail it
-        cannot model stood 10 dB over the mic less its average (bench, warm, RT60 500 ms: a false
-        pause)."""
+    def _linear_drop(self, i: int, levels: np.ndarray | None) -> bool:
+        """On a loud frame i (ErleDrop.loud_db, where its average is learnt), the linear canceller
+        takes LINEAR_DROP_DB less off the mic than it takes off the reply's echo (ErleDrop.linear_erle;
+        its output, ResidualGate.level_db). With the residual gate's verdict, the cancellers' sign
+        that frame i holds more than the reply's echo (`cancellers` in _frames). Recorded per frame
+        over the bench set (earcons on, first replies and second turns): neither that sign nor a
+        share under 1 was in the runs of the echo gate's 12 false pauses (the bound missing the
+        reply's echo where the echo's lag settles, 2.5 s into a first reply, and a long room's
+        reverberation building up over it). On quiet frames the linear canceller's ERLE is no
+        measure: a long room's tail it cannot model stood 10 dB over the mic less its average
+        (bench, warm, RT60 500 ms: a false pause)."""
         fe = self.frontend
-        if i < len(fe.residual_near) and fe.residual_near[i]:
-            return True
         avg = self.erle_drop.linear_erle
         if avg is None or levels is None or i >= len(fe.residual_db):
             return False
@@ -790,8 +792,8 @@ class Agent:
         frame here and there; a user's voice makes more (bench, cold, rooms, 0.6-1.1 s into the
         first reply: 22 of 41 false pauses, 20 of them a Silero decision, 21 after at most two
         near-end frames in NEAR_HOLD_S). Either way a frame within NEAR_HOLD_S must show the user by
-        a second measure: the cancellers' (_beyond_echo), or the echo path's share under
-        SILERO_SIGN_SHARE."""
+        a second measure: the cancellers' (the residual gate's verdict, _linear_drop), or the echo
+        path's share under SILERO_SIGN_SHARE."""
         gate = self.frontend.echo_gate
         if gate is None or not gate.active or not gate.ready:
             return True
