@@ -893,3 +893,21 @@ def test_a_silero_decision_needs_a_second_sign_of_the_user_beyond_the_gate_s_ver
         decide(agent, vad)
         _frames(agent, [True, True, True], **{"share": 0.6, **sign})  # type: ignore[arg-type]
         assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == [detector], sign
+
+
+def test_before_the_echo_path_is_learnt_a_run_both_gates_call_near_end_pauses_the_reply() -> None:
+    # Bench, cold (human_talk_060, carlo's "no" 6 dB under a reply at gain 0.3, 0.47 s into it): the
+    # echo gate and the residual gate both called 3, then 5 frames in a row near-end, the echo path
+    # explaining all of the mic (share 1.0) and the linear canceller not converged: nothing paused.
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gates' runs alone
+    # Either gate alone pauses nothing there: a young gate's bound, an unconverged linear canceller.
+    _frames(agent, [True] * 8, share=1.0, learnt=50)
+    _frames(agent, [False] * 8, share=1.0, residual=True, learnt=50)
+    # ... nor both, where the echo gate's verdict is only against its fast bound (a long room's tail).
+    _frames(agent, [True] * 8, share=1.0, residual=True, near_tail=[False] * 8, learnt=50)
+    _frames(agent, [False], share=1.0, learnt=50)
+    _frames(agent, [True] * 4, share=1.0, residual=True, learnt=50)
+    assert _events(timeline) == []
+    _frames(agent, [True], share=1.0, residual=True, learnt=50)
+    assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_agree"]
