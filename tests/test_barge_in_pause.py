@@ -911,3 +911,31 @@ def test_before_the_echo_path_is_learnt_a_run_both_gates_call_near_end_pauses_th
     assert _events(timeline) == []
     _frames(agent, [True], share=1.0, residual=True, learnt=50)
     assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_agree"]
+
+
+@pytest.mark.parametrize("detector", ["vad_chunk", "local_vad"])
+def test_a_silero_decision_the_echo_path_explains_goes_through_where_both_gates_called_a_frame_near_end(
+        detector: str) -> None:
+    # Bench, cold (talk_108, a phrase 12 dB under a reply at gain 1.0, 0.53 s in; human_talk_113): the
+    # echo gate and the residual gate both called frames near-end, the echo path explaining all of the
+    # mic (share 1.0); Silero heard the voice 100 ms later, held back as a leak of the canceller
+    # (_explained): both missed. The residual gate's verdict alone does not let it through (bench,
+    # cold, human_silent_015, RT60 500 ms: a false pause 2.19 s into a first reply).
+    def pauses(agree: bool) -> list[str | None]:
+        agent, timeline, vad = _speaking_agent()
+        agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+        _frames(agent, [False] * 16, share=1.0)
+        if agree:
+            _frames(agent, [True] * 3, share=1.0, residual=True)
+        else:
+            _frames(agent, [False], share=1.0, residual=True)  # the residual gate's verdict alone
+            _frames(agent, [True] * 3, share=1.0)  # ... and the echo gate's on other frames
+        if detector == "vad_chunk":
+            agent.suspect = ScriptedSuspect({1})  # type: ignore[assignment]
+        else:
+            vad.script = {vad.frames + 1: [VadEvent("start", 0.0)]}
+        _frames(agent, [False], share=1.0)
+        return [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"]
+
+    assert pauses(agree=False) == []
+    assert pauses(agree=True) == [detector]
