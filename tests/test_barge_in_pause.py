@@ -939,3 +939,22 @@ def test_a_silero_decision_the_echo_path_explains_goes_through_where_both_gates_
 
     assert pauses(agree=False) == []
     assert pauses(agree=True) == [detector]
+
+
+def test_in_a_young_pause_a_run_both_gates_call_near_end_confirms_it_before_the_room_s_tail_is_timed_out() -> None:
+    # Bench, cold (human_talk_060, no room, the pause 0.7 s into the first reply; talk_106): the word
+    # went on in the pause, but the gate's bound held an unmeasured room's tail (RT60 500 ms assumed)
+    # and the linear canceller had not converged: the pause resumed unconfirmed 300 ms later.
+    agent, timeline, _ = _speaking_agent()
+    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gates' runs alone
+    young: dict[str, Any] = {"share": 1.0, "learnt": 50, "echo_left_db": 60.0}  # the tail timed out 220 ms on
+    _frames(agent, [True] * 5, residual=True, **young)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True] * 3, residual=True, **young)  # frames of the pause's first 100 ms do not count
+    _frames(agent, [False] * 7, **young)
+    _frames(agent, [True] * 3, **young)  # ... nor the echo gate's verdict alone (the room's tail, maybe)
+    _frames(agent, [False], **young)
+    _frames(agent, [True] * 2, residual=True, **young)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True], residual=True, **young)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
