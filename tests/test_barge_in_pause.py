@@ -958,3 +958,5 @@ def test_in_a_young_pause_a_run_both_gates_call_near_end_confirms_it_before_the_
     assert _events(timeline) == ["playback_pause"]
     _frames(agent, [True], residual=True, **young)
     assert _events(timeline) == ["playback_pause", "barge_in"]
+    starts = [r.get("detector") for r in timeline.records if r["event"] == "speech_start"]
+    assert starts == ["echo_agree"]

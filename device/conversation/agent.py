@@ -529,12 +529,12 @@ class Agent:
                         self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
                     elif not paused and gate is not None and self._agree_run >= self.AGREE_NEAR_FRAMES:
                         self._pause_first("echo_agree")  # ... or both gates call near-end (AGREE_NEAR_FRAMES)
-                    elif ((clear_tail and self._near_run >= self.CONFIRM_NEAR_FRAMES)
-                          or self._strong_run >= self.CONFIRM_STRONG_FRAMES
+                    elif ((gate_run := (clear_tail and self._near_run >= self.CONFIRM_NEAR_FRAMES)
+                           or self._strong_run >= self.CONFIRM_STRONG_FRAMES)
                           or (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
                               and self._agree_run >= self.AGREE_CONFIRM_FRAMES)):
                         # ... and another run in the pause, the reply's echo dying away: the user.
-                        self.log("speech_start", source="local_vad", detector="echo_gate")
+                        self.log("speech_start", source="local_vad", detector="echo_gate" if gate_run else "echo_agree")
                         self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
                 if (self._res_run >= (self.RESIDUAL_CONFIRM_FRAMES if paused else self._residual_frames())
                         and not masked and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
