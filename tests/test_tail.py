@@ -315,3 +315,38 @@ def test_before_the_room_is_measured_its_tail_is_not_near_end_against_the_bound_
     assert measured.tail.rate_db is not None
     after = np.arange(len(near)) >= 4 * 130
     assert np.array_equal(near[after], tail[after])
+
+
+@pytest.mark.parametrize("rt60_ms", [250.0, 500.0])
+def test_the_room_s_decay_is_read_off_a_linear_canceller_that_has_learnt_the_room(rt60_ms: float) -> None:
+    # Recorded voices fade into their gaps about as fast as a room's tail falls, so the gaps rarely
+    # measure it (bench, human voices: 0-1 of 2 in 12 first replies); the linear canceller's filter
+    # is the echo path itself, and its energy decay is the room's.
+    from device.audio.speex import LinearCanceller
+    from device.audio.tail import decay_from_response
+
+    rng = np.random.default_rng(3)
+    ref = (rng.standard_normal(RATE * 4) * 3000).astype(np.int16)
+    echo = np.convolve(ref.astype(np.float64), room_response(RATE, rt60_ms=rt60_ms))[: len(ref)]
+    mic = np.clip(echo * 0.5 + rng.standard_normal(len(ref)) * 3, -32768, 32767).astype(np.int16)
+    ec = LinearCanceller()
+    assert decay_from_response(ec.impulse_response()) is None  # nothing learnt: nothing to read
+    for k in range(0, len(ref), FRAME):
+        ec.process(mic[k : k + FRAME], ref[k : k + FRAME])
+    slope = decay_from_response(ec.impulse_response())
+    assert slope is not None and slope == pytest.approx(60.0 / (rt60_ms / 10), rel=0.2)
+
+
+def test_the_pause_waits_out_the_room_the_filter_read_until_the_gaps_measure_it() -> None:
+    gate = EchoGate()
+    assert gate.pause_tail_db == gate.cold_decay_db  # not measured: a long room (RT60 500 ms) assumed
+    gate.filter_decay(None)
+    assert gate.pause_tail_db == gate.cold_decay_db
+    gate.filter_decay(2.0)
+    assert gate.pause_tail_db == 2.0  # RT60 300 ms: the pause waits for this room's tail
+    assert gate.tail_db == gate.cold_decay_db  # ... the gate's own bounds keep a long room's
+    gate.filter_decay(40.0)
+    assert gate.pause_tail_db == gate.decay_db  # a dry room: the gate's own fast decay at most
+    _feed(gate.tail, [_tail_db(90.0, 2.4, 40)] * 3)  # the gaps measured it: theirs is the room's decay
+    assert gate.pause_tail_db == pytest.approx(2.4, rel=0.1)
+

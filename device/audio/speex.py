@@ -22,6 +22,8 @@ import numpy as np
 from device.errors import VoxboxError
 
 _SET_SAMPLING_RATE = 24  # SPEEX_ECHO_SET_SAMPLING_RATE
+_GET_IMPULSE_RESPONSE_SIZE = 27  # SPEEX_ECHO_GET_IMPULSE_RESPONSE_SIZE
+_GET_IMPULSE_RESPONSE = 29  # SPEEX_ECHO_GET_IMPULSE_RESPONSE (spx_int32_t[size])
 _SONAME = "libspeexdsp.so.1"
 
 
@@ -67,6 +69,18 @@ class LinearCanceller:
         self._out = np.zeros(frame, dtype=np.int16)
         self._args = (self._st, self._mic.ctypes.data, self._ref.ctypes.data, self._out.ctypes.data)
         self._cancel = _lib.speex_echo_cancellation
+
+    def impulse_response(self) -> np.ndarray:
+        """The filter's estimate of the echo path, float64[n] at `rate` (n: the library's size, the
+        filter's taps and a frame), in the library's fixed scale: what it learnt of the room (its
+        decay is the room's, see device/audio/tail.py decay_from_response). Raises VoxboxError if closed."""
+        if self._st is None:
+            raise VoxboxError("libspeexdsp: the canceller is closed")
+        n = ctypes.c_int(0)
+        self._lib.speex_echo_ctl(self._st, _GET_IMPULSE_RESPONSE_SIZE, ctypes.byref(n))
+        buf = (ctypes.c_int32 * max(n.value, 0))()
+        self._lib.speex_echo_ctl(self._st, _GET_IMPULSE_RESPONSE, buf)
+        return np.frombuffer(bytes(buf), dtype=np.int32).astype(np.float64)
 
     def process(self, mic: np.ndarray, ref: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One frame: mic and the reference played in step (int16[frame] each) -> the mic less

@@ -66,6 +66,17 @@ class TailMeter:
         self._trace: list[float | None] = []
         # The room's decay in dB per frame (the slow end of the gaps measured); None before `need` gaps.
         self.rate_db: float | None = None
+        # ... and as the linear canceller's filter last read it (filter_reading; None: not read).
+        self.filter_db: float | None = None
+
+    def filter_reading(self, slope: float | None) -> None:
+        """The room's decay read off the linear canceller's converged filter (decay_from_response;
+        dB per frame, None: nothing read), clipped to [slowest, fastest]. Recorded voices fade into
+        their gaps about as fast as a room's tail falls, so their gaps rarely measure it (bench,
+        human voices: 0-1 of `need` in 12 first replies of 11 s), while the filter's decay read the
+        bench's rooms after one reply (RT60 250 ms: 260; 500 ms: 471-485)."""
+        if slope is not None:
+            self.filter_db = float(np.clip(slope, self.slowest, self.fastest))
 
     def push(self, ref_quiet: bool, mic: float, floor: float, lag: int, ref_loud: bool = False) -> bool:
         """One frame: is the reference silent, the mic's and its noise floor's power (band sums), the
@@ -221,3 +232,22 @@ class TailMeter:
     def _set_rate(self) -> bool:
         self.rate_db = float(np.clip(np.quantile(np.asarray(self.slopes), self.quantile), self.slowest, self.fastest))
         return True
+
+
+def decay_from_response(h: np.ndarray, frame: int = 160) -> float | None:
+    """The room's decay in dB per `frame` samples, from an echo path's impulse response `h` (float
+    [n], any scale; device/audio/speex.py LinearCanceller.impulse_response): Schroeder's backward-
+    integrated energy from its strongest sample on, the time it takes to fall from -5 to -15 dB
+    (T10), as a rate. None if it never falls 15 dB: a filter that has learnt no echo path, or a
+    room whose tail outlasts the filter. Not T20: the filter ends at 256 ms, and the energy it
+    cannot hold steepens the curve's end (bench, RT60 500 ms rooms: T20 read 415-467 ms, T10
+    471-485; a voice with no room at all, codec2: T20 238 ms, T10 2 ms)."""
+    e = np.square(np.asarray(h, dtype=np.float64))
+    if not len(e) or not np.isfinite(e).all() or e.max() <= 0.0:
+        return None
+    edc = np.cumsum(e[int(np.argmax(e)) :][::-1])[::-1]
+    db = 10.0 * np.log10(edc / edc[0] + 1e-30)
+    if db[-1] > -15.0:
+        return None
+    span = int(np.argmax(db <= -15.0)) - int(np.argmax(db <= -5.0))
+    return 10.0 * frame / max(span, 1)

@@ -35,6 +35,7 @@ from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.audio.res import ResidualEchoSuppressor
 from device.audio.residualgate import ResidualGate
+from device.audio.tail import decay_from_response
 from device.config import Settings
 from device.conversation import machine as cv
 from device.errors import VoxboxError
@@ -125,6 +126,7 @@ class Agent:
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._sign_until = -1.0  # ... and a frame showed the user for a Silero decision (_heard_enough)
+        self._room_read_at = -np.inf  # mic time the room's decay was last read off the linear canceller
         self._agree_until = -1.0  # ... and both gates called a frame near-end (_explained)
         self._residual_until = -1.0  # ... and the residual gate called one near-end, or share < 0.4 (double talk)
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
@@ -351,6 +353,15 @@ class Agent:
             residual_near = self.frontend.residual_near
             # The gate has learnt the echo path for its own pause (the same for every frame of the block).
             learnt = gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES
+            if (gate is not None and gate.residual is not None and self.linear.converged
+                    and self.now >= self._room_read_at + self.ROOM_READ_S):
+                # The room's decay, read off the linear canceller's converged filter, for the pause's
+                # wait for its tail (EchoGate.pause_tail_db): with a recorded voice the reply's gaps
+                # rarely measure it. Harness, second turns: human caught 65 -> 66 of 72
+                # (human_talk_073: a word 12 dB down, no room, confirmed at 236 ms; the gate had
+                # waited out RT60 500 ms); first replies and espeak unchanged.
+                self._room_read_at = self.now
+                gate.filter_decay(decay_from_response(gate.residual.canceller.impulse_response()))
             for i, f in enumerate(frames):
                 res_near = i < len(residual_near) and bool(residual_near[i])  # the residual gate's verdict
                 # The echo path's predicted echo as a share of the mic (1.0: not known, or all of it).
@@ -695,6 +706,7 @@ class Agent:
     # that). Harness, cold, 240 runs: caught 61 -> 62 and 45 -> 46 of 72 (talk_106, human_talk_060),
     # earcons off 40 -> 42 human; false barge-ins 0 and false pauses unchanged; second turns unchanged.
     AGREE_CONFIRM_FRAMES = 3
+    ROOM_READ_S = 1.0  # how often the room's decay is read off the converged linear canceller's filter
     # In a pause, a run of CONFIRM_NEAR_FRAMES near-end frames confirms the barge-in, once the
     # pause is CONFIRM_AFTER_S old (frames before it were judged against the reply still playing).
     CONFIRM_NEAR_FRAMES = 3
@@ -723,7 +735,7 @@ class Agent:
         """The reply's echo is down in the noise: the gate's bound on it this frame (`left`,
         EchoGate.echo_left_db) at most PAUSE_ECHO_LEFT_DB over the noise floor, or, in a pause, time
         enough since `since` (mic time) for it to fall from `from_db` (the bound at the pause, or at
-        its peak after; inf: not known yet, never) to there, at the room's decay (EchoGate.tail_db,
+        its peak after; inf: not known yet, never) to there, at the room's decay (EchoGate.pause_tail_db,
         dB per 10 ms frame: measured, a long room's until then). The frame's own bound can stay high
         longer: without a delay estimate the gate holds the loudest reference of 160 ms before it
         lets it decay."""
@@ -732,7 +744,7 @@ class Agent:
             return True
         if not paused or gate is None:
             return False
-        return self.now >= since + max(0.0, from_db - self.PAUSE_ECHO_LEFT_DB) / gate.tail_db / 100
+        return self.now >= since + max(0.0, from_db - self.PAUSE_ECHO_LEFT_DB) / gate.pause_tail_db / 100
 
     def _suspect(self, detector: str) -> None:
         """Pause the reply on a suspicion; what confirms it must be heard after the pause (see _pause_first)."""
