@@ -126,7 +126,6 @@ class Agent:
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._sign_until = -1.0  # ... and a frame showed the user for a Silero decision (_heard_enough)
-        self._room_read_at = -np.inf  # mic time the room's decay was last read off the linear canceller
         self._agree_until = -1.0  # ... and both gates called a frame near-end (_explained)
         self._residual_until = -1.0  # ... and the residual gate called one near-end, or share < 0.4 (double talk)
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
@@ -138,6 +137,7 @@ class Agent:
         self._agree_run = 0  # ... and the echo gate too, against its bound at the room's decay
         self._run_converged = False  # the canceller was converged as the near-end run began
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
+        self._room_read_at = -np.inf  # mic time the room's decay was last read off the linear canceller
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
         self._left_now = -np.inf  # EchoGate.echo_left_db of the frame being decided (dB)
         self._left_at_pause = -np.inf  # ... of the frame the last pause was made at
