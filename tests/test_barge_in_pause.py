@@ -69,12 +69,14 @@ class LearntGate:
 
     learnt, active, ready = 500, True, True
     tail_db = 2.5  # the room's decay it measured, dB per frame (RT60 240 ms)
-    residual = None  # no paired residual gate: no linear canceller's filter to read the room off
+    unconfirmed = 0  # pauses it was told ended with nothing confirmed (EchoGate.pause_unconfirmed)
+
+    def read_room(self) -> None:
+        pass  # no paired residual gate: no linear canceller's filter to read the room off
 
     @property
     def pause_tail_db(self) -> float:
         return self.tail_db  # the gaps measured the room: the pause waits out the same decay
-    unconfirmed = 0  # pauses it was told ended with nothing confirmed (EchoGate.pause_unconfirmed)
 
     def pause_unconfirmed(self) -> None:
         self.unconfirmed += 1

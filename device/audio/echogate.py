@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from device.audio.echopath import EchoPath, PathStack
-from device.audio.tail import TailMeter
+from device.audio.tail import TailMeter, decay_from_response
 
 if TYPE_CHECKING:
     from device.audio.residualgate import ResidualGate
@@ -220,6 +220,12 @@ class EchoGate:
         """The tail meter's rate changed: the bound and the held predictions decay at it from now on."""
         self._decays[1:] = 10 ** (-self.tail_db / 10)
         self.held_decay = 10 ** (-float(self.tail.rate_db or self.cold_decay_db) / 10)
+
+    def read_room(self) -> None:
+        """Read the room's decay off the paired residual gate's linear canceller's filter (call it
+        once that canceller has converged; nothing without a paired gate): see filter_decay."""
+        if self.residual is not None:
+            self.filter_decay(decay_from_response(self.residual.canceller.impulse_response()))
 
     def filter_decay(self, slope: float | None) -> None:
         """The room's decay read off the paired linear canceller's filter (dB per frame; None: nothing

@@ -35,7 +35,6 @@ from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.audio.res import ResidualEchoSuppressor
 from device.audio.residualgate import ResidualGate
-from device.audio.tail import decay_from_response
 from device.config import Settings
 from device.conversation import machine as cv
 from device.errors import VoxboxError
@@ -353,17 +352,17 @@ class Agent:
             residual_near = self.frontend.residual_near
             # The gate has learnt the echo path for its own pause (the same for every frame of the block).
             learnt = gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES
-            if (gate is not None and gate.residual is not None and self.linear.converged
-                    and self.now >= self._room_read_at + self.ROOM_READ_S):
+            if gate is not None and self.linear.converged and self.now >= self._room_read_at + self.ROOM_READ_S:
                 # The room's decay, read off the linear canceller's converged filter, for the pause's
                 # wait for its tail (EchoGate.pause_tail_db): with a recorded voice the reply's gaps
                 # rarely measure it. Harness, second turns: human caught 65 -> 66 of 72
                 # (human_talk_073: a word 12 dB down, no room, confirmed at 236 ms; the gate had
                 # waited out RT60 500 ms); first replies and espeak unchanged.
                 self._room_read_at = self.now
-                gate.filter_decay(decay_from_response(gate.residual.canceller.impulse_response()))
+                gate.read_room()
             for i, f in enumerate(frames):
                 res_near = i < len(residual_near) and bool(residual_near[i])  # the residual gate's verdict
+                near_i = i < len(near) and bool(near[i])  # ... and the echo gate's (against its fast bound)
                 # The echo path's predicted echo as a share of the mic (1.0: not known, or all of it).
                 share = float(self.frontend.echo_share[i]) if i < len(self.frontend.echo_share) else 1.0
                 if m.paused_until is not None and i < len(self.frontend.tail_share):
@@ -390,7 +389,7 @@ class Agent:
                 # runs there). A frame that is rising only does not count for these (measured: the
                 # false pauses came back, and the server VAD on echo 2 -> 3 runs).
                 tail_near = i < len(self.frontend.near_tail) and bool(self.frontend.near_tail[i])  # implies near
-                if i < len(near) and near[i]:
+                if near_i:
                     if self.frontend.near_onset[i]:
                         # ... and the gate lets Silero's decisions through (_gate_open): not on an
                         # unmeasured long room's tail in a gap (bench, cold, RT60 500 ms: a fast-stage
@@ -456,7 +455,7 @@ class Agent:
                     # prediction both explain. A word the path does not explain, read as the canceller
                     # leaking, closed the gate on the word itself (bench, warm, human_talk_049: a word
                     # 12 dB down, share 0.17-0.32, Silero at 0.94, missed).
-                    echo = not (i < len(near) and near[i]) and share >= 1.0
+                    echo = not near_i and share >= 1.0
                     # (-inf where the residual gate did not look: the meters skip it.)
                     res_db = float(self.frontend.residual_db[i]) if i < len(self.frontend.residual_db) else -np.inf
                     if m.paused_until is None:  # in a pause the reply's echo is dying: no ERLE to fall
@@ -475,7 +474,7 @@ class Agent:
                 residual = res_near and self.linear.converged
                 self._res_run = self._res_run + 1 if residual else 0
                 self._agree_run = self._agree_run + 1 if res_near and tail_near else 0
-                if res_near and i < len(near) and near[i]:
+                if res_near and near_i:
                     self._agree_until = self.now + self.NEAR_HOLD_S
                 paused = m.paused_until is not None
                 # Whether the mic is loud: with no echo left, the gate calls a room's quiet tail, or its
@@ -489,7 +488,7 @@ class Agent:
                         or (paused and level >= floor_db + self.SOFT_OVER_FLOOR_DB))
                 # ... and whether the gate's bound on the echo, the room's tail included, is down in the noise.
                 left = float(self.frontend.echo_left[i]) if i < len(self.frontend.echo_left) else -np.inf
-                if paused and left > self._left_now + 1.0 and not (i < len(near) and near[i]):
+                if paused and left > self._left_now + 1.0 and not near_i:
                     # The echo rose after the pause: what the speaker had already played was still on
                     # its way (output buffer, echo lag). A rise of 1 dB or less is the noise floor's
                     # estimate moving, not echo; in a near-end frame, the bound's gain growing on the
@@ -509,7 +508,7 @@ class Agent:
                 # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, loud,
                 # and the prediction under a tenth of it (never in the bench's echo-only runs). A frame
                 # not in a pause ends the run, so a new pause starts with none.
-                strong = (paused and not masked and i < len(near) and bool(near[i])
+                strong = (paused and not masked and near_i
                           and share < self.PAUSE_ECHO_SHARE and loud)
                 self._strong_run = self._strong_run + 1 if strong else 0
                 if gate is not None and i < len(self.frontend.raw):
@@ -533,7 +532,7 @@ class Agent:
                 # the mic, the path learns the noise and the user, and explains the user's voice.
                 clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
                                         or (gone and (share < 1.0 or not self.convergence.converged)))
-                if i < len(near) and near[i] and not masked:
+                if near_i and not masked:
                     if not paused and gate is not None and (
                             (learnt and self._onset_run >= self.PAUSE_NEAR_FRAMES and self._onset_shown)
                             or (not learnt and self._young_run >= self.PAUSE_NEAR_FRAMES)):
@@ -608,7 +607,7 @@ class Agent:
                 # reply's first pause had neither; 14 of the 16 on a user had the residual gate's
                 # verdict in the run itself, and 15 within NEAR_HOLD_S.
                 if (m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i])
-                        and (gate is None or (clear_tail and i < len(near) and bool(near[i]) if paused
+                        and (gate is None or (clear_tail and near_i if paused
                                               else tail_near and self.now <= self._residual_until))
                         and not self._pause_first("echo_dtd")):
                     self.log("speech_start", source="local_vad", detector="echo_dtd")
