@@ -20,6 +20,7 @@ from device.audio.player import Player
 from device.audio.sim import SimAudio
 from device.conversation import machine as cv
 from device.conversation.agent import Agent
+from device.conversation.speaking import BargeIn
 from device.link.twin import RecordingLink
 from device.listen.vad import VadEvent
 from device.listen.wakeword import NoWake
@@ -165,7 +166,7 @@ def _events(timeline: Timeline) -> list[str]:
 
 def test_a_double_talk_run_ending_on_the_frame_that_paused_does_not_confirm_it() -> None:
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd({5})  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd({5})  # type: ignore[assignment]
     _frames(agent, [True] * 5)  # five near-end frames pause the reply on the fifth
     assert _events(timeline) == ["playback_pause"]
     assert agent.machine.phase == "speaking"
@@ -176,7 +177,7 @@ def test_a_double_talk_run_ending_on_the_frame_the_vad_paused_on_does_not_confir
     # started the VAD, which paused the reply, and the double-talk test, firing on the same leak in
     # the same frame, confirmed it: the reply cut on its own echo.
     agent, timeline, vad = _speaking_agent()
-    agent.dtd = ScriptedDtd({2})  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd({2})  # type: ignore[assignment]
     vad.script = {vad.frames + 2: [VadEvent("start", 0.0)]}
     _frames(agent, [True, True])  # near-end frames keep the gate open: the VAD's start pauses
     assert _events(timeline) == ["playback_pause"]
@@ -200,7 +201,7 @@ def _resume(agent: Agent) -> None:
     """The pause's confirm_ms passes with nothing confirmed: the machine's tick resumes the reply."""
     assert agent.machine.paused_until is not None
     agent.samples = max(agent.samples, int(np.ceil(agent.machine.paused_until * agent.audio.in_rate)))
-    agent._apply(agent.machine.handle(cv.Tick(agent.now)))
+    agent.apply(agent.machine.handle(cv.Tick(agent.now)))
     assert agent.machine.paused_until is None
 
 
@@ -209,7 +210,7 @@ def test_a_resumed_reply_needs_a_new_run_to_pause_again_and_the_gate_measures_th
     # a pause and nothing confirmed it; the run of 14 tail frames then paused the resumed reply on
     # its first frame, three times in a row.
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
     _frames(agent, [True] * 5, share=0.9, echo_left_db=40.0)  # a pause on five near-end frames
     # the room's tail in the pause, the gate's bound still 40 dB over the noise: nothing confirms
     _frames(agent, [True] * 12, share=0.9, echo_left_db=40.0)
@@ -385,7 +386,7 @@ def test_once_the_tail_is_timed_out_near_end_frames_the_held_echo_prediction_exp
     # the tail was gone 170 ms into a pause while the mic still held it at 53-57 dB, the echo path's
     # held prediction all of it (share 1.0): the gate's near-end run confirmed a false barge-in.
     agent, timeline, _ = _speaking_agent()  # the room measured at 2.5 dB per frame
-    agent.convergence = ConvergedCanceller()  # type: ignore[assignment]
+    agent.barge.convergence = ConvergedCanceller()  # type: ignore[assignment]
     _frames(agent, [True] * 5, echo_left_db=20.0)  # the pause: the tail timed out 60 ms in
     _frames(agent, [True] * 15, share=1.0, echo_left_db=20.0)  # to 150 ms, past CONFIRM_AFTER_S
     assert _events(timeline) == ["playback_pause"]
@@ -435,10 +436,10 @@ def test_in_server_mode_near_end_frames_the_echo_path_explains_whole_keep_the_up
     # began and its output rises to within its converged ERLE of the mic: the user over the echo it
     # removes (bench, quick set: "shoe" 6 dB under a reply at gain 1.0 reads share 1.0 all through).
     _uplink_levels(agent, [False] * 60, share=1.0)  # its hold (0.5 s) runs out
-    assert not agent.convergence.converged  # a canceller not converged leaks the reply
+    assert not agent.barge.convergence.converged  # a canceller not converged leaks the reply
     leak = _uplink_levels(agent, [False] * 8 + [True] * 12 + [False] * 8, share=1.0)
     assert max(leak) < 30.0, leak
-    agent.convergence = ConvergedCanceller()  # type: ignore[assignment]
+    agent.barge.convergence = ConvergedCanceller()  # type: ignore[assignment]
     # Its output still 35 dB under the mic: the gate's bound was loose, nothing got through it
     # (bench, RT60 250 ms: silent_019, the leak that followed such an opening reached the server's VAD).
     floor = _uplink_levels(agent, [False] * 8 + [True] * 12 + [False] * 8, share=1.0, out_db=25.0)
@@ -501,7 +502,7 @@ def test_in_server_mode_a_word_a_local_detector_hears_opens_the_uplink_the_reply
     # decision (here the residual gate's run, echo_residual); in server mode the server decides, so
     # the decision opens the uplink to it instead, and the reply plays on.
     agent, timeline, _ = _speaking_agent("server")
-    agent.linear = ConvergedCanceller()  # type: ignore[assignment]
+    agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
     _uplink_levels(agent, [False] * 20, share=1.0)  # the uplink's gain ramps down from 1
     before = _uplink_levels(agent, [False] * 7, share=1.0, residual=True)
     assert before and max(before) < 30.0, before  # 7 frames: not yet
@@ -520,9 +521,9 @@ def test_a_word_the_echo_path_does_not_explain_leaves_the_canceller_s_measured_e
     # chunk at 0.94 paused nothing and the word was missed.
     agent, timeline, vad = _speaking_agent()
     _frames(agent, [False] * 20, share=1.0, level_db=70.0, out_db=30.0)  # echo only: 40 dB taken off
-    assert agent.convergence.converged
+    assert agent.barge.convergence.converged
     _frames(agent, [False] * 5, share=0.3, level_db=70.0, out_db=64.0)  # the user over the echo
-    assert agent.convergence.converged
+    assert agent.barge.convergence.converged
     vad.last_probability = 0.94
     _frames(agent, [False] * 4, share=0.3, level_db=70.0, out_db=64.0)
     assert _events(timeline) == ["playback_pause"]
@@ -535,7 +536,7 @@ def test_a_leak_the_echo_path_explains_whole_reads_as_the_canceller_unconverged(
     agent, timeline, vad = _speaking_agent()
     _frames(agent, [False] * 20, share=1.0, level_db=70.0, out_db=30.0)
     _frames(agent, [False] * 5, share=1.0, level_db=70.0, out_db=64.0)
-    assert not agent.convergence.converged
+    assert not agent.barge.convergence.converged
     vad.last_probability = 0.94
     _frames(agent, [False] * 4, share=1.0, level_db=70.0, out_db=64.0)
     assert _events(timeline) == []
@@ -546,7 +547,7 @@ def test_a_word_only_the_residual_gate_hears_pauses_the_reply_and_confirms_in_th
     # only the echo gate and the VAD on AEC3's output could pause. The residual gate paused the reply
     # at 15.60 s and confirmed it at 15.65 s, 108 ms from the word's onset to a silent speaker.
     agent, timeline, _ = _speaking_agent()
-    agent.linear = ConvergedCanceller()  # type: ignore[assignment]
+    agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
     _frames(agent, [False] * 7, share=1.0, residual=True)
     assert _events(timeline) == []  # 7 frames: not yet (single frames and short runs come from the echo)
     _frames(agent, [False], share=1.0, residual=True)
@@ -562,7 +563,7 @@ def test_a_word_only_the_residual_gate_hears_pauses_the_reply_and_confirms_in_th
 
 def test_residual_runs_broken_by_a_frame_of_echo_pause_nothing() -> None:
     agent, timeline, _ = _speaking_agent()
-    agent.linear = ConvergedCanceller()  # type: ignore[assignment]
+    agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
     for _ in range(5):
         _frames(agent, [False] * 6, share=1.0, residual=True)
         _frames(agent, [False], share=1.0, residual=False)
@@ -573,7 +574,7 @@ def test_once_the_gate_has_learnt_ten_seconds_of_reply_a_shorter_residual_run_pa
     # Harness, second turns (240 runs, earcons on): with runs of 6 there, onset -> silent p50 85 ->
     # 66 ms (espeak) and 150 -> 137 ms (human), and 2 + 1 more words caught; no false pause more.
     agent, timeline, _ = _speaking_agent()
-    agent.linear = ConvergedCanceller()  # type: ignore[assignment]
+    agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
     _frames(agent, [False] * 6, share=1.0, residual=True, learnt=999)
     _frames(agent, [False], share=1.0, residual=False, learnt=999)
     assert _events(timeline) == []  # first replies: runs of 6 came on the echo alone, 3.5-8.1 s in
@@ -607,7 +608,7 @@ def test_a_frame_the_residual_gate_did_not_look_at_leaves_its_convergence_alone(
     agent, timeline, _ = _speaking_agent()
     _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=45.0)
     _frames(agent, [False] * 2, share=1.0, level_db=70.0, residual_db=-np.inf)
-    assert agent.linear.converged
+    assert agent.barge.linear.converged
     _frames(agent, [False] * 8, share=1.0, level_db=70.0, residual_db=61.0, residual=True)
     assert _events(timeline) == ["playback_pause"]
 
@@ -633,13 +634,13 @@ def test_early_in_a_reply_a_silero_decision_needs_a_few_near_end_frames_not_one(
     # canceller's ERLE meter can read converged there too, a frame at a time (human_silent_039).
     monkeypatch.setattr(LearntGate, "learnt", learnt)
     agent, timeline, vad = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
     if converged:
-        agent.convergence = ConvergedCanceller()  # type: ignore[assignment]
+        agent.barge.convergence = ConvergedCanceller()  # type: ignore[assignment]
 
     def silero_on_frame(n: int) -> None:
         if detector == "vad_chunk":
-            agent.suspect = ScriptedSuspect({n})  # type: ignore[assignment]
+            agent.barge.suspect = ScriptedSuspect({n})  # type: ignore[assignment]
         else:
             vad.script = {vad.frames + n: [VadEvent("start", 0.0)]}
 
@@ -647,7 +648,7 @@ def test_early_in_a_reply_a_silero_decision_needs_a_few_near_end_frames_not_one(
     _frames(agent, [True, False, False, False, False], share=0.97)
     # Converged, with the echo path learnt, the canceller's output is the user's: one near-end frame
     # opens it.
-    settled = converged and learnt >= Agent.PAUSE_LEARNT_FRAMES
+    settled = converged and learnt >= BargeIn.PAUSE_LEARNT_FRAMES
     assert _events(timeline) == (["playback_pause"] if settled else [])
     if settled:
         return
@@ -662,13 +663,13 @@ def test_what_the_gate_heard_in_a_pause_that_did_not_confirm_opens_nothing_after
     # counted as near-end frames for a Silero decision; a chunk on the resumed reply's first frame
     # would have paused it again.
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
     _frames(agent, [True] * 5, share=0.9, echo_left_db=90.0)
     # the room's tail to the pause's end, more than the path predicts, its bound still high
     _frames(agent, [True] * 29, share=0.9, echo_left_db=90.0)
     assert _events(timeline) == ["playback_pause"]
     _resume(agent)
-    agent.suspect = ScriptedSuspect({1})  # type: ignore[assignment]
+    agent.barge.suspect = ScriptedSuspect({1})  # type: ignore[assignment]
     _frames(agent, [False], share=1.0)
     assert _events(timeline) == ["playback_pause"]
 
@@ -681,12 +682,12 @@ def test_a_word_within_the_gates_margins_that_both_cancellers_let_through_pauses
     # then counted for nothing, and the word was missed.
     agent, timeline, _ = _speaking_agent()
     _frames(agent, [False] * 60, share=1.0, level_db=70.0, out_db=35.0, residual_db=45.0)
-    assert agent.convergence.converged and agent.linear.converged
+    assert agent.barge.convergence.converged and agent.barge.linear.converged
     # AEC3 alone leaking is not the user (the linear canceller keeps its 25 dB)
     _frames(agent, [False] * 10, share=1.0, level_db=70.0, out_db=66.0, residual_db=45.0)
     assert _events(timeline) == []
     _frames(agent, [False] * 40, share=1.0, level_db=70.0, out_db=35.0, residual_db=45.0)
-    assert agent.convergence.converged
+    assert agent.barge.convergence.converged
     _frames(agent, [False] * 2, share=1.0, level_db=71.0, out_db=66.0, residual_db=65.0)
     assert _events(timeline) == []
     _frames(agent, [False], share=1.0, level_db=71.0, out_db=66.0, residual_db=65.0)
@@ -694,7 +695,7 @@ def test_a_word_within_the_gates_margins_that_both_cancellers_let_through_pauses
     pause = [r for r in timeline.records if r["event"] == "playback_pause"][-1]
     assert pause["detector"] == "echo_erle"
     # ... and the word did not read as the cancellers leaking: the gates stay open for what confirms it
-    assert agent.convergence.converged and agent.linear.converged
+    assert agent.barge.convergence.converged and agent.barge.linear.converged
 
 
 def test_in_server_mode_double_talk_in_both_cancellers_opens_the_uplink() -> None:
@@ -749,21 +750,21 @@ def test_a_double_talk_run_pauses_only_with_the_residual_gate_s_verdict_or_the_p
     # (share 1.0), and the double-talk test paused the reply.
     agent, timeline, _ = _speaking_agent()
     _frames(agent, [False] * 20, share=1.0)  # the reply's echo, explained: no sign of the user lately
-    agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd({3})  # type: ignore[assignment]
     _frames(agent, [False, False, True], share=1.0, level_db=57.0, out_db=55.0)
     assert _events(timeline) == []
     # The user (human_talk_074, june, 0.14 s after the onset): the residual gate called the word
     # 6 frames before the double-talk run completed.
     agent, timeline, _ = _speaking_agent()
     _frames(agent, [False] * 20, share=1.0)
-    agent.dtd = ScriptedDtd({4})  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd({4})  # type: ignore[assignment]
     _frames(agent, [False], share=1.0, residual=True)
     _frames(agent, [False, False, True], share=1.0, level_db=66.0, out_db=65.0)
     assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_dtd"]
     # ... and so it pauses on frames the echo path explains under 0.4 of.
     agent, timeline, _ = _speaking_agent()
     _frames(agent, [False] * 20, share=1.0)
-    agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd({3})  # type: ignore[assignment]
     _frames(agent, [False, False, True], share=0.3, level_db=66.0, out_db=65.0)
     assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_dtd"]
 
@@ -774,18 +775,18 @@ def test_before_the_room_is_measured_its_tail_beating_the_gate_s_fast_bound_paus
     # bound at the room's decay; they paused the reply (echo_gate), as did a double-talk test on such
     # a frame (echo_dtd, talk_095 and 4 more).
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd({3})  # type: ignore[assignment]
     _frames(agent, [True] * 8, share=0.9, near_tail=[False] * 8)
     assert _events(timeline) == []
     # The same frames near-end against both bounds are the user: the double-talk test pauses on its
     # frame (with the residual gate's verdict: see the test above).
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd({3})  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd({3})  # type: ignore[assignment]
     _frames(agent, [True] * 3, share=1.0, residual=True)
     assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_dtd"]
     # ... and so does the gate's run of them.
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
     _frames(agent, [True] * 4 + [True] * 5, share=0.9, near_tail=[False] * 4 + [True] * 5)
     assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_gate"]
 
@@ -796,7 +797,7 @@ def test_a_gate_run_the_echo_path_and_the_linear_canceller_both_explain_pauses_n
     # paused the reply, with the echo path predicting all of the mic and the linear canceller taking
     # as much off it as ever. So did a long room's reverberation building up over the bound.
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
     _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=45.0)  # 25 dB off the reply's echo
     _frames(agent, [True] * 10, share=1.0, level_db=70.0, residual_db=48.0)  # 22 dB off: the echo
     assert _events(timeline) == []
@@ -816,7 +817,7 @@ def test_before_the_gate_has_learnt_the_echo_path_a_run_the_path_explains_under_
     # PAUSE_LEARNT_FRAMES, made 10 near-end frames the echo path predicted 9-42 % of (human_talk_098,
     # missed); with such runs pausing, it was caught at 223 ms and talk_102 at 103 ms (was 723).
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
     _frames(agent, [True] * 8, share=0.6, learnt=50)
     assert _events(timeline) == []  # the echo path explains more than half: a young bound's verdicts
     _frames(agent, [False], learnt=50)
@@ -834,14 +835,14 @@ def test_before_the_room_is_measured_a_word_rising_in_a_dip_of_the_reply_pauses_
     # pauses nothing). The gate's run pauses on them; double talk on such a frame alone does not (a
     # leak of the canceller rises too).
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd({1, 2})  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd({1, 2})  # type: ignore[assignment]
     _frames(agent, [True] * 5, share=1.0, near_tail=[False] * 2 + [True] * 3, near_onset=[True] * 5,
             residual=True)
     pauses = [(r["t"], r.get("detector")) for r in timeline.records if r["event"] == "playback_pause"]
     assert [d for _, d in pauses] == ["echo_gate"], pauses
     # ... while a run with a frame falling (the room's tail swinging) pauses nothing.
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
     _frames(agent, [True] * 8, share=0.9, near_tail=[False] * 8, near_onset=[True, True, False] * 2 + [True] * 2)
     assert _events(timeline) == []
 
@@ -882,12 +883,12 @@ def test_a_silero_decision_needs_a_second_sign_of_the_user_beyond_the_gate_s_ver
     # of the mic; the residual gate called nothing and the linear canceller took as much off as ever.
     def decide(agent: Agent, vad: ScriptedVad) -> None:
         if detector == "vad_chunk":
-            agent.suspect = ScriptedSuspect({3})  # type: ignore[assignment]
+            agent.barge.suspect = ScriptedSuspect({3})  # type: ignore[assignment]
         else:
             vad.script = {vad.frames + 3: [VadEvent("start", 0.0)]}
 
     agent, timeline, vad = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
     _frames(agent, [False] * 16, share=1.0)
     decide(agent, vad)
     _frames(agent, [True, True, True], share=0.6)
@@ -895,7 +896,7 @@ def test_a_silero_decision_needs_a_second_sign_of_the_user_beyond_the_gate_s_ver
     # ... while the residual gate's verdict, or a share under SILERO_SIGN_SHARE, lets it through.
     for sign in ({"residual": True}, {"share": 0.3}):
         agent, timeline, vad = _speaking_agent()
-        agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+        agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
         _frames(agent, [False] * 16, share=1.0)
         decide(agent, vad)
         _frames(agent, [True, True, True], **{"share": 0.6, **sign})  # type: ignore[arg-type]
@@ -907,7 +908,7 @@ def test_before_the_echo_path_is_learnt_a_run_both_gates_call_near_end_pauses_th
     # echo gate and the residual gate both called 3, then 5 frames in a row near-end, the echo path
     # explaining all of the mic (share 1.0) and the linear canceller not converged: nothing paused.
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gates' runs alone
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gates' runs alone
     # Either gate alone pauses nothing there: a young gate's bound, an unconverged linear canceller.
     _frames(agent, [True] * 8, share=1.0, learnt=50)
     _frames(agent, [False] * 8, share=1.0, residual=True, learnt=50)
@@ -930,7 +931,7 @@ def test_a_silero_decision_the_echo_path_explains_goes_through_where_both_gates_
     # cold, human_silent_015, RT60 500 ms: a false pause 2.19 s into a first reply).
     def pauses(agree: bool) -> list[str | None]:
         agent, timeline, vad = _speaking_agent()
-        agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+        agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
         _frames(agent, [False] * 16, share=1.0)
         if agree:
             _frames(agent, [True] * 3, share=1.0, residual=True)
@@ -938,7 +939,7 @@ def test_a_silero_decision_the_echo_path_explains_goes_through_where_both_gates_
             _frames(agent, [False], share=1.0, residual=True)  # the residual gate's verdict alone
             _frames(agent, [True] * 3, share=1.0)  # ... and the echo gate's on other frames
         if detector == "vad_chunk":
-            agent.suspect = ScriptedSuspect({1})  # type: ignore[assignment]
+            agent.barge.suspect = ScriptedSuspect({1})  # type: ignore[assignment]
         else:
             vad.script = {vad.frames + 1: [VadEvent("start", 0.0)]}
         _frames(agent, [False], share=1.0)
@@ -953,7 +954,7 @@ def test_in_a_young_pause_a_run_both_gates_call_near_end_confirms_it_before_the_
     # went on in the pause, but the gate's bound held an unmeasured room's tail (RT60 500 ms assumed)
     # and the linear canceller had not converged: the pause resumed unconfirmed 300 ms later.
     agent, timeline, _ = _speaking_agent()
-    agent.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gates' runs alone
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gates' runs alone
     young: dict[str, Any] = {"share": 1.0, "learnt": 50, "echo_left_db": 60.0}  # the tail timed out 220 ms on
     _frames(agent, [True] * 5, residual=True, **young)
     assert _events(timeline) == ["playback_pause"]

@@ -169,7 +169,7 @@ def test_a_long_room_s_tail_past_the_echo_path_s_span_still_reads_as_echo() -> N
         gate.push(np.rint(ref[sl]).astype(np.int16), np.rint(mic[sl]).astype(np.int16), 3)
         tail = float(np.mean(echo[sl] ** 2) / 30**2)  # the true echo over the mic's noise, power
         if k > 300 and not on[k * FRAME] and tail > 10.0:
-            if gate.echo_share < 0.25:  # Agent.CONFIRM_ECHO_SHARE
+            if gate.echo_share < 0.25:  # BargeIn.CONFIRM_ECHO_SHARE
                 path_alone.append(k)
             if gate.tail_share < 0.25:
                 held.append(k)
@@ -300,7 +300,7 @@ def test_before_the_room_is_measured_its_tail_is_not_near_end_against_the_bound_
     assert _longest(near & silent) >= 5  # the bound at decay_db calls the tail the user: a run that paused
     assert not (tail & silent).any(), np.flatnonzero(tail & silent)[:10]
     # Rising over the fast bound (near_onset): a frame here and there where the tail swings up, never
-    # the run of 5 the gate's pause needs (Agent.PAUSE_NEAR_FRAMES).
+    # the run of 5 the gate's pause needs (BargeIn.PAUSE_NEAR_FRAMES).
     assert _longest(onset & silent) < 5, np.flatnonzero(onset & silent)[:20]
     # The user's voice in such a gap is near-end against it all the same.
     talker = EchoGate()

@@ -22,7 +22,7 @@ voices leave few gaps quiet enough to measure a room in (their reference rarely 
 under the last frame's: a room's tail only falls, a word under a reply's dip rises, where
 near_tail, in a dry room not measured yet, holds it under the long room's bound. The barge-in's
 double-talk pause and the uplink go by near_tail, the gate's own pause by near_onset
-(device/conversation/agent.py).
+(device/conversation/speaking.py).
 
 Until the gate has seen `learn_frames` frames of loud reference it cannot tell (`ready` is
 False): it counts nothing as near-end then. What it learnt persists across replies, as the

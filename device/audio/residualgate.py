@@ -13,7 +13,7 @@ learns the linear canceller's residual from the reference's band powers, and a f
 
 Measured offline (bench set, 240 scenarios, warm, runs of 8 frames): interruptions seen in
 72/72 (espeak) and 66/72 (human) against the 59 and 40 the other detectors caught, and no run on
-the reply's echo alone. In the agent (device/conversation/agent.py: 8 frames pause the reply, 6
+the reply's echo alone. In the agent (device/conversation/speaking.py: 8 frames pause the reply, 6
 once the echo gate has learnt 10 s of reply, 5 more in the pause confirm it, once the linear
 canceller takes 15 dB off), warm: caught 70 and 61 (with 8 throughout).
 

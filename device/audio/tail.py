@@ -19,7 +19,7 @@ on its own.
 The echo gate (device/audio/echogate.py) lets its bound decay at this rate where it is slower
 than its own: a room whose tail outlasts 2.5 dB per frame (RT60 240 ms) would otherwise have
 that tail called the user's speech once the speaker stops (bench: RT60 500 ms, the reply
-paused), and the barge-in's pause waits for it (device/conversation/agent.py).
+paused), and the barge-in's pause waits for it (device/conversation/speaking.py).
 
 RT60 (ms) = 60 dB / rate (dB per frame) x 10 ms. Inputs are band-summed powers, any unit.
 """

@@ -1,0 +1,667 @@
+"""Barge-in while the device speaks: per 10 ms mic frame, pause the reply, confirm the barge-in in
+the pause, open the uplink for the user.
+
+The frontend hands each frame's verdicts over (device/audio/frontend.py: the echo gate's against
+its bounds, the echo path's predicted share of the mic, the residual gate's, the cancellers'
+levels); the VAD hears the canceller's output (or the raw mic where no echo can be in it). A
+detector that fires while the reply plays pauses it (two-stage barge-in, `_pause_first`); only
+what is heard in the pause confirms it (a SpeechStart to the conversation machine), else the
+machine resumes the reply. In server barge-in mode (GPT-Live) the same decisions open the uplink
+instead (`uplink_passes`, `suppress`), so the server hears the user and never the device.
+
+Each rule below says what it was measured on: the bench's barge-in set (`voxbox bench --section
+barge_in`: espeak and recorded human replies, echo-only and interrupted runs, rooms of RT60 250
+and 500 ms; "cold" the first reply, "warm" a second turn).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Protocol
+
+import numpy as np
+
+from device.audio.frontend import Frontend
+from device.config import Settings
+from device.conversation import machine as cv
+from device.listen.bargein import Convergence, EchoDoubleTalk, ErleDrop, SuspectGate
+from device.listen.vad import VadSegmenter
+
+
+class Host(Protocol):
+    """What the barge-in decisions need of the agent (device/conversation/agent.py)."""
+
+    machine: cv.Conversation
+    frontend: Frontend
+    vad: VadSegmenter
+    uplink_open: bool
+
+    @property
+    def now(self) -> float: ...  # mic time, s
+
+    def log(self, event: str, **fields: Any) -> None: ...
+
+    def apply(self, actions: list[cv.Action]) -> None: ...  # carry out the machine's actions
+
+    def masked(self) -> bool: ...  # our own earcon or ring is in the mic
+
+    def vad_events(self, events: list[Any]) -> None: ...  # the VAD's start/end events, to the machine
+
+
+class BargeIn:
+    """The barge-in decisions of one agent (see the module doc); `frames` per mic block while the
+    device speaks, `reply_over` per block while it does not."""
+
+    def __init__(self, host: Host, settings: Settings) -> None:
+        self._host = host
+        self.settings = settings
+        self.suspect = SuspectGate(host.vad, settings.vad.suspect_threshold)
+        self.dtd = EchoDoubleTalk(settings.vad.dtd_ratio_db, settings.vad.dtd_level_db, settings.vad.dtd_frames)
+        self.convergence = Convergence()  # AEC3's ERLE on echo alone: converged, its output is the user's
+        # ... and the linear canceller's (the residual gate's): its verdicts count once it takes this
+        # much off the reply's echo (bench: 20-35 dB warm, 2-18 dB 1 s into the first reply; not
+        # converged, the reply's tail in a pause stood over its predicted residual and confirmed a
+        # false barge-in: human_talk_105's first reply, RT60 500 ms, gain 1.0).
+        self.linear = Convergence(erle_db=15.0)
+        self.erle_drop = ErleDrop()  # double talk: both cancellers' ERLE falls at once
+        self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
+        self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
+        self._sign_until = -1.0  # ... and a frame showed the user for a Silero decision (_heard_enough)
+        self._agree_until = -1.0  # ... and both gates called a frame near-end (_explained)
+        self._residual_until = -1.0  # ... and the residual gate called one near-end, or share < 0.4 (double talk)
+        self._near_run = 0  # consecutive frames the echo gate called near-end speech
+        self._onset_run = 0  # ... of them EchoGate.near_onset: not a room's tail the gate's bound missed
+        self._onset_shown = False  # ... and one of the onset run's frames showed the user by a second measure
+        self._young_run = 0  # ... of them with the echo path predicting at most YOUNG_PAUSE_SHARE of the mic
+        self._up_run = 0  # ... of those that count towards opening the uplink (see frames)
+        self._res_run = 0  # consecutive frames the residual gate called near-end speech
+        self._agree_run = 0  # ... and the echo gate too, against its bound at the room's decay
+        self._run_converged = False  # the canceller was converged as the near-end run began
+        self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
+        self._room_read_at = -np.inf  # mic time the room's decay was last read off the linear canceller
+        self._paused_at = -1.0  # mic time of the last pause on a suspicion
+        self._left_now = -np.inf  # EchoGate.echo_left_db of the frame being decided (dB)
+        self._left_at_pause = -np.inf  # ... of the frame the last pause was made at
+        self._left_peak = -np.inf  # ... or of a later frame of that pause it rose at (the echo in flight)
+        self._peak_at = -1.0  # mic time of that frame
+        self._near_times: deque[float] = deque(maxlen=8)  # mic times of the last near-end frames
+        self._near_all: deque[float] = deque(maxlen=8)  # ... the same whatever the echo path predicted
+        self._pause_detector = ""  # which detector asked for it (the timeline's playback_pause)
+        self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed
+        self._uplink_gain = 1.0
+
+    # The agent's, by the names the rules below use.
+    @property
+    def now(self) -> float:
+        return self._host.now
+
+    @property
+    def machine(self) -> cv.Conversation:
+        return self._host.machine
+
+    @property
+    def frontend(self) -> Frontend:
+        return self._host.frontend
+
+    @property
+    def vad(self) -> VadSegmenter:
+        return self._host.vad
+
+    def log(self, event: str, **fields: Any) -> None:
+        self._host.log(event, **fields)
+
+    def _apply(self, actions: list[cv.Action]) -> None:
+        self._host.apply(actions)
+
+    def _masked(self) -> bool:
+        return self._host.masked()
+
+    @property
+    def pause_detector(self) -> str:
+        """Which detector asked for the last pause (the timeline's playback_pause)."""
+        return self._pause_detector
+
+    @property
+    def uplink_passes(self) -> bool:
+        """The uplink passes the mic unsuppressed now (the user heard while the reply plays)."""
+        return self.now <= self._uplink_until
+
+    def frames(self, frames: np.ndarray, levels: np.ndarray | None) -> None:
+        """One mic block while the device speaks: `frames` [k, 160] int16, the canceller's output at
+        16 kHz, and `levels` [k, 2] its (mic dB, output dB) per frame (None: not measured); the
+        gates' verdicts on the same frames are read off the host's frontend. Pauses, confirms
+        and uplink openings are carried out through the host."""
+        m = self.machine
+        # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
+        # the double-talk test at the echo canceller's levels of the same frame. Each needs the
+        # echo gate open: the raw mic held more than the reply's predicted echo lately.
+        self.dtd.arm(self.now)
+        near = self.frontend.near
+        gate = self.frontend.echo_gate
+        masked = self._masked()  # our own earcon or ring in the mic: no barge-in from it
+        residual_near = self.frontend.residual_near
+        # The gate has learnt the echo path for its own pause (the same for every frame of the block).
+        learnt = gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES
+        if gate is not None and self.linear.converged and self.now >= self._room_read_at + self.ROOM_READ_S:
+            # The room's decay, read off the linear canceller's converged filter, for the pause's
+            # wait for its tail (EchoGate.pause_tail_db): with a recorded voice the reply's gaps
+            # rarely measure it. Harness, second turns: human caught 65 -> 66 of 72
+            # (human_talk_073: a word 12 dB down, no room, confirmed at 236 ms; the gate had
+            # waited out RT60 500 ms); first replies and espeak unchanged.
+            self._room_read_at = self.now
+            gate.read_room()
+        for i, f in enumerate(frames):
+            res_near = i < len(residual_near) and bool(residual_near[i])  # the residual gate's verdict
+            near_i = i < len(near) and bool(near[i])  # ... and the echo gate's (against its fast bound)
+            # The echo path's predicted echo as a share of the mic (1.0: not known, or all of it).
+            share = float(self.frontend.echo_share[i]) if i < len(self.frontend.echo_share) else 1.0
+            if m.paused_until is not None and i < len(self.frontend.tail_share):
+                # In a pause the path's prediction dies with its last tap (320 ms), a long room's
+                # tail does not: the prediction held at the room's decay (bench: a tail 250 ms
+                # into a pause at RT60 500 ms read 0.14 and confirmed a false barge-in).
+                share = max(share, float(self.frontend.tail_share[i]))
+            if share < 1.0:  # the mic holds more than the echo path predicts, with its margin
+                self._unexplained_until = self.now + self.NEAR_HOLD_S
+            # A second measure than the gate's bound shows the user: the cancellers' (the residual
+            # gate's verdict, the linear canceller's drop), for the gate's own pause, and with the
+            # path's share lower, for Silero's decisions (_heard_enough).
+            cancellers = res_near or self._linear_drop(i, levels)
+            little = share < self.SILERO_SIGN_SHARE
+            if cancellers or little:
+                self._sign_until = self.now + self.NEAR_HOLD_S
+            # ... and the residual gate's verdict, or that share, for a double-talk pause (below).
+            if res_near or little:
+                self._residual_until = self.now + self.NEAR_HOLD_S
+            # Near-end against the gate's bound at the room's decay too (EchoGate.near_tail): until
+            # the room is measured, a long room's tail beats the bound at decay_db in the reply's
+            # gaps; double talk on such frames paused the reply (bench, cold, RT60 500 ms: talk_095
+            # and 4 more) and they opened the server-mode uplink (its VAD heard the tail in 4 of 60
+            # runs there). A frame that is rising only does not count for these (measured: the
+            # false pauses came back, and the server VAD on echo 2 -> 3 runs).
+            tail_near = i < len(self.frontend.near_tail) and bool(self.frontend.near_tail[i])  # implies near
+            if near_i:
+                if self.frontend.near_onset[i]:
+                    # ... and the gate lets Silero's decisions through (_gate_open): not on an
+                    # unmeasured long room's tail in a gap (bench, cold, RT60 500 ms: a fast-stage
+                    # chunk paused human_silent_047 7.82 s in; the only change in 480 runs)
+                    self._near_until = self.now + self.NEAR_HOLD_S
+                self._near_all.append(self.now)
+                if share < 1.0:
+                    # ... what a VAD start in a pause needs (_near_recent): just after a pause,
+                    # the reverberant echo of the reply can still beat the gate's bound (bench,
+                    # RT60 500 ms), but not the echo path's prediction as well. (A user within
+                    # 6 dB of the echo reads 1.0 too: 70 ms into the pause, such frames still
+                    # confirmed 1 of 24 echo-only runs in that room.)
+                    self._near_times.append(self.now)
+                self._near_run += 1
+                # A run of them pauses the reply where each is near-end against the bound at the room's
+                # decay or the mic did not fall over the bound (EchoGate.near_onset): the tail of an
+                # unmeasured long room only falls (bench, cold, RT60 500 ms: 7 false pauses of 27
+                # were 5 frames of it), a word rises (quick set: "shoe" 6 dB down in a dip of a
+                # reply, a room not measured yet, was near_tail in 3 of the 5 frames that caught it).
+                self._onset_run = self._onset_run + 1 if bool(self.frontend.near_onset[i]) else 0
+                # ... and one frame of the run, at least, shows the user by a second measure: the echo
+                # path leaves part of the mic unexplained (share < 1), or the cancellers show it
+                # (`cancellers`). The bound alone fell short of the reply's echo in every one of the
+                # gate's 12 false pauses on the bench (first replies and second turns, earcons on),
+                # and a second measure was in 89 of the 93 runs that paused on a word within
+                # DETECT_WINDOW_S of its onset.
+                if self._onset_run:
+                    shown = self._onset_shown and self._onset_run > 1
+                    self._onset_shown = shown or share < 1.0 or cancellers
+                self._young_run = self._young_run + 1 if self._onset_run and share <= self.YOUNG_PAUSE_SHARE else 0
+                # The uplink opens on near-end frames (against the bound at the room's decay,
+                # tail_near) that the echo path does not explain whole, or, in a run begun with
+                # the canceller converged, where its output rose to within its converged ERLE of
+                # the mic and the cancellers show the user (`cancellers`): the echo it removes is
+                # there, and what it lets through over it is the user (a word 6 dB under the
+                # reply is within the path's margin: share 1.0). Bench, server mode, cold, each
+                # a run the server's VAD started on: a canceller not converged leaks the reply at
+                # the mic's level, near-end to the gate's bound but not to the prediction (RT60
+                # 500 ms, human_silent_038); with its output at the floor the bound was loose
+                # (RT60 250 ms, silent_019); in a long room AEC3's fast ERLE meter reads converged
+                # between leaks (RT60 500 ms, talk_057 and talk_106: echo uplinked at up to -11 dB
+                # re the reply at the mic, without the cancellers' sign). Before the gate has
+                # learnt the echo path (PAUSE_LEARNT_FRAMES) its prediction falls short of the
+                # echo: there, as for a young pause, the path must explain at most
+                # YOUNG_PAUSE_SHARE of the mic (0.3-0.7 s into a first reply, runs at share
+                # 0.53-0.95: silent_047 and talk_119). The local detectors open it for the
+                # words these miss (_open_for_user).
+                if self._near_run == 1:
+                    self._run_converged = self.convergence.converged
+                young = gate is not None and not learnt
+                unexplained = share < 1.0 and (not young or share <= self.YOUNG_PAUSE_SHARE)
+                counts = tail_near and (unexplained or (
+                    self._run_converged and levels is not None and cancellers
+                    and float(levels[i, 0] - levels[i, 1]) < self.convergence.erle_db))
+                self._up_run = self._up_run + 1 if counts else 0
+                if counts and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until):
+                    self._uplink_until = self.now + self.UPLINK_HOLD_S
+            else:
+                self._near_run = self._up_run = self._onset_run = self._young_run = 0
+            erle_drop = False
+            if levels is not None and gate is not None and gate.active:
+                # The ERLE is measured on echo alone: frames the gate's bound and the echo path's
+                # prediction both explain. A word the path does not explain, read as the canceller
+                # leaking, closed the gate on the word itself (bench, warm, human_talk_049: a word
+                # 12 dB down, share 0.17-0.32, Silero at 0.94, missed).
+                echo = not near_i and share >= 1.0
+                # (-inf where the residual gate did not look: the meters skip it.)
+                res_db = float(self.frontend.residual_db[i]) if i < len(self.frontend.residual_db) else -np.inf
+                if m.paused_until is None:  # in a pause the reply's echo is dying: no ERLE to fall
+                    erle_drop = self.erle_drop.update(float(levels[i, 0]), float(levels[i, 1]), res_db,
+                                                      echo=echo, converged=self.convergence.converged)
+                else:
+                    self.erle_drop.end_run()
+                # ... and a frame both cancellers' ERLE fell in at once is double talk, not a leak: read
+                # as one, the user's word made both meters read unconverged and closed the residual
+                # gate on it (bench, warm, human_talk_068: 13 frames over the residual's prediction
+                # in the pause, none counted).
+                echo = echo and not self.erle_drop.double_talk
+                self.convergence.update(float(levels[i, 0]), float(levels[i, 1]), echo=echo)
+                self.linear.update(float(levels[i, 0]), res_db,
+                                   echo=echo and not res_near)
+            residual = res_near and self.linear.converged
+            self._res_run = self._res_run + 1 if residual else 0
+            self._agree_run = self._agree_run + 1 if res_near and tail_near else 0
+            if res_near and near_i:
+                self._agree_until = self.now + self.NEAR_HOLD_S
+            paused = m.paused_until is not None
+            # Whether the mic is loud: with no echo left, the gate calls a room's quiet tail, or its
+            # noise once its floor estimate is stale, near-end. In a pause, SOFT_OVER_FLOOR_DB over the
+            # mic's own noise floor is loud too: a word 12 dB under a reply at gain 0.3 reaches 34-49 dB
+            # re 1 LSB, never the absolute level (bench, warm, human_talk_055: 11 near-end frames in a
+            # row in the pause, none loud, the word missed).
+            level = float(levels[i, 0]) if levels is not None else -np.inf
+            floor_db = float(self.frontend.floor_db[i]) if i < len(self.frontend.floor_db) else np.inf
+            loud = (level >= self.settings.vad.dtd_level_db
+                    or (paused and level >= floor_db + self.SOFT_OVER_FLOOR_DB))
+            # ... and whether the gate's bound on the echo, the room's tail included, is down in the noise.
+            left = float(self.frontend.echo_left[i]) if i < len(self.frontend.echo_left) else -np.inf
+            if paused and left > self._left_now + 1.0 and not near_i:
+                # The echo rose after the pause: what the speaker had already played was still on
+                # its way (output buffer, echo lag). A rise of 1 dB or less is the noise floor's
+                # estimate moving, not echo; in a near-end frame, the bound's gain growing on the
+                # user's voice (bench, no echo in the mic: re-timed on it, a word caught 170 ms
+                # after its onset was caught only after a second pause, 480 ms).
+                self._left_peak, self._peak_at = left, self.now
+            self._left_now = left  # for a pause made at this frame
+            quiet = self._echo_gone(left, paused, self._paused_at, self._left_at_pause)
+            # ... the same with the tail timed from the echo's peak in the pause, for what the tail
+            # itself can make: near-end runs of the gate and double talk (bench, warm, RT60 500 ms:
+            # the mic 55 dB at the pause and 71 dB 70 ms later; timed from the pause, the tail
+            # counted as gone 0.25 s in and the gate's near-end run in it confirmed a false
+            # barge-in). A VAD start keeps the pause's timing: the echo that rose is, as often,
+            # the last of the reply under the user's first syllables (a warm 250 ms room run
+            # caught at 83 ms is missed when its VAD start waits for the peak's tail).
+            gone = self._echo_gone(left, paused, self._peak_at, self._left_peak)
+            # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, loud,
+            # and the prediction under a tenth of it (never in the bench's echo-only runs). A frame
+            # not in a pause ends the run, so a new pause starts with none.
+            strong = (paused and not masked and near_i
+                      and share < self.PAUSE_ECHO_SHARE and loud)
+            self._strong_run = self._strong_run + 1 if strong else 0
+            if gate is not None and i < len(self.frontend.raw):
+                # AEC3's suppressor takes the user out with the reply's echo while it plays, and
+                # for 200-300 ms after it stops (bench, no echo in the mic at all: a 61 dB word
+                # left at the 27 dB floor). The VAD hears the raw mic instead where the learnt
+                # echo path predicts less than a tenth of it, and in a pause once the room's tail
+                # has died away.
+                if (paused and quiet) or share < self.PAUSE_ECHO_SHARE:
+                    f = self.frontend.raw[i]
+            # In a pause, a loud frame may confirm the barge-in once the reply's echo has died away.
+            clear = (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
+                     and (gate is None  # no canceller, no echo gate: nothing to wait for
+                          or (i < len(self.frontend.echo_share)
+                              and (share < self.CONFIRM_ECHO_SHARE or quiet) and loud)))
+            # For the gate's runs and double talk: the tail timed from its peak, and, where the
+            # canceller shows the echo is there (converged), the held prediction not explaining
+            # all of the mic even then (the meter's first gaps in a long room read its decay
+            # fast: bench, RT60 500 ms, 2.0-2.5 dB per frame where later gaps read 1.0-1.7; timed
+            # so, the tail was "gone" with the mic still 53-57 dB of it). With no echo reaching
+            # the mic, the path learns the noise and the user, and explains the user's voice.
+            clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
+                                    or (gone and (share < 1.0 or not self.convergence.converged)))
+            if near_i and not masked:
+                if not paused and gate is not None and (
+                        (learnt and self._onset_run >= self.PAUSE_NEAR_FRAMES and self._onset_shown)
+                        or (not learnt and self._young_run >= self.PAUSE_NEAR_FRAMES)):
+                    self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
+                elif not paused and gate is not None and self._agree_run >= self.AGREE_NEAR_FRAMES:
+                    self._pause_first("echo_agree")  # ... or both gates call near-end (AGREE_NEAR_FRAMES)
+                elif ((gate_run := (clear_tail and self._near_run >= self.CONFIRM_NEAR_FRAMES)
+                       or self._strong_run >= self.CONFIRM_STRONG_FRAMES)
+                      or (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
+                          and self._agree_run >= self.AGREE_CONFIRM_FRAMES)):
+                    # ... and another run in the pause, the reply's echo dying away: the user.
+                    self.log("speech_start", source="local_vad", detector="echo_gate" if gate_run else "echo_agree")
+                    self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+            if (self._res_run >= (self.RESIDUAL_CONFIRM_FRAMES if paused else self._residual_frames())
+                    and not masked and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
+                # The linear canceller's output holds more than the reply's predicted residual: the
+                # user, though the mic is within the echo path's margin (device/audio/residualgate.py).
+                # A run in the pause (the pause resets it) confirms: the canceller and the residual's
+                # prediction follow the reply's echo as it dies away.
+                if not paused:
+                    self._pause_first("echo_residual")
+                else:
+                    self.log("speech_start", source="local_vad", detector="echo_residual")
+                    self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+            if erle_drop and not masked:
+                # Both cancellers take far less off the mic than they take off the reply: double
+                # talk, though the word is within the gates' margins (listen/bargein.ErleDrop).
+                if not paused and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES:
+                    self._pause_first("echo_erle")
+                # ... the user, for the uplink too (server mode, GPT-Live): bench, second turns, human
+                # voices, server mode: the server heard the user in 39 -> 46 of 72, its VAD on echo
+                # and the uplink's residual echo unchanged.
+                self._uplink_until = self.now + self.UPLINK_HOLD_S
+            elif not masked and self.erle_drop.double_talk and self.now <= self._uplink_until:
+                self._uplink_until = self.now + self.UPLINK_HOLD_S  # ... open while the double talk goes on
+            # A pause made just now counts for the rest of this frame: what confirms it comes after.
+            paused = m.paused_until is not None
+            events = self.vad.process(f)
+            if (m.phase == "speaking" and any(e.kind == "start" for e in events)
+                    and (not self._gate_open() or (not masked and self._explained())
+                         or (not paused and not self._heard_enough()))):
+                # The VAD heard the reply's own voice leaking through the canceller: forget that
+                # segment, so the user, if it was them, starts a new one once the gate opens.
+                self.vad.reset()
+                events = [e for e in events if e.kind != "start"]
+            if not masked and any(e.kind == "start" for e in events):
+                if self._pause_first("local_vad"):
+                    # A new segment: a voice that goes on starts again in the pause and confirms it
+                    # (kept, the VAD stays in this one until 500 ms of silence, past confirm_ms).
+                    self.vad.reset()
+                    events = [e for e in events if e.kind != "start"]
+                elif not (self._gate_open() if not paused else clear or self._near_recent(self._paused_at)):
+                    self.vad.reset()
+                    events = [e for e in events if e.kind != "start"]
+            self._host.vad_events(events)
+            # ... and so does one the VAD made just now: the double-talk test below must not
+            # confirm it on the very frame that made it (bench: a leak of the canceller paused a
+            # reply and confirmed a false barge-in in one frame, RT60 500 ms, gain 1.0).
+            paused = m.paused_until is not None
+            if masked:
+                continue
+            if (m.phase == "speaking" and self.suspect.check() and self._gate_open() and not self._explained()
+                    and self._heard_enough()):
+                self._suspect("vad_chunk")
+                paused = m.paused_until is not None
+            # The double-talk test sees a leak of the canceller as well as the user: it needs the
+            # gate's own verdict on this very frame (to pause: against the bound at the room's decay)
+            # and, to pause, the residual gate's verdict or the echo path's share under
+            # SILERO_SIGN_SHARE within NEAR_HOLD_S. In a long room early in a first reply AEC3 and
+            # the linear canceller both leak the reverberation, on a loud frame too: recorded per
+            # frame (bench, cold, earcons on), the 10 double-talk runs on echo alone that made a
+            # reply's first pause had neither; 14 of the 16 on a user had the residual gate's
+            # verdict in the run itself, and 15 within NEAR_HOLD_S.
+            if (m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i])
+                    and (gate is None or (clear_tail and near_i if paused
+                                          else tail_near and self.now <= self._residual_until))
+                    and not self._pause_first("echo_dtd")):
+                self.log("speech_start", source="local_vad", detector="echo_dtd")
+                self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+
+    def reply_over(self) -> None:
+        """A mic block while the device does not speak: the next reply's runs start afresh."""
+        self.dtd.disarm()
+        self._end_runs()
+        self._up_run = 0
+        self.erle_drop.end_run()
+        self._near_times.clear()
+        self._near_all.clear()
+
+    def resumed(self) -> None:
+        """The reply resumed after a pause that did not confirm: its near-end runs were the room's
+        tail, not the user; a new pause needs a new run (bench, cold, RT60 500 ms: a run of 14 tail
+        frames paused the resumed reply on its first frame, 3 times in a row, human_silent_007), and
+        the rest of what the gate heard in it opens nothing after the resume."""
+        self._end_runs()
+        self._near_all.clear()
+        self._near_times.clear()
+        self._near_until = self._unexplained_until = self._sign_until = self._residual_until = self.now
+        if self.frontend.echo_gate is not None:
+            self.frontend.echo_gate.pause_unconfirmed()
+
+    # After a frame the echo gate found near-end speech in, barge-in decisions may go through this
+    # long: Silero's 32 ms chunks and the strict VAD's 64 ms come after the frames that made them.
+    NEAR_HOLD_S = 0.15
+    # The uplink while the device speaks and the gate is closed carries silence (gain 0), so the
+    # server's VAD, or GPT-Live's model, does not hear the device; once open, the post-filter
+    # (device/audio/res.py) still takes out the residual echo band by band. With the gate alone the
+    # parrot heard itself on a human reply at gain 1.0 (bench live: allison, 2.8 s in). A closed
+    # gate at -40 dB was not enough: Silero hears speech 40 dB down, and early in a cold first reply
+    # AEC3 leaks the reply at 60-72 dB (bench, server mode, cold, RT60 500 ms: the server's VAD
+    # started on echo in 3 of 120 human runs, the uplink never open).
+    CLOSED_GAIN = 0.0
+    # ... and opens after this many near-end frames in a row (single frames come from the echo too),
+    # each unexplained by the echo path or, in a run begun with the canceller converged, with its
+    # output within its converged ERLE of the mic and the cancellers' sign (see frames for both),
+    # or on a local barge-in decision (_open_for_user).
+    UPLINK_NEAR_FRAMES = 3
+    UPLINK_HOLD_S = 0.5  # then it stays open this long after each such frame: the rest of a word
+    # The reply pauses after this many near-end frames in a row (the VAD on AEC3's output in double
+    # talk often stays below vad.suspect_threshold through a short word).
+    PAUSE_NEAR_FRAMES = 5
+    # ... once the gate has learnt the echo path on this many frames of loud reference (measured:
+    # with 30, 22 false pauses in 11 min of espeak replies came 0.4-0.5 s into the first one; with
+    # 50, 12 in 9.3 min of echo-only espeak replies, 0.5-0.7 s in; with 80, 8).
+    PAUSE_LEARNT_FRAMES = 80
+    # ... and before that, a run whose every frame the echo path predicts at most this share of
+    # (recorded per frame, first replies with earcons on: 0.5 adds no pause on the echo alone, 0.8
+    # adds 3 in 120 espeak runs; a word 0.4-0.6 s into the first reply makes such runs, the echo
+    # gate's own verdict alone may not pause before PAUSE_LEARNT_FRAMES). Harness, cold, earcons off:
+    # no false pause more; 4 espeak words caught sooner (talk_102: 723 -> 103 ms), human_talk_098
+    # caught, human_talk_058 missed (its young pause did not confirm).
+    YOUNG_PAUSE_SHARE = 0.5
+    # ... or after this many frames in a row the residual gate calls near-end (offline, warm, runs on
+    # the reply's echo alone per 10 min of espeak and human replies: 0 and 7.6 with 5; none with 8).
+    RESIDUAL_NEAR_FRAMES = 8
+    # ... or this many, once the gate has learnt the echo path on RESIDUAL_WARM_LEARNT frames (10 s of
+    # reply): the residual's predicted level is learnt by then. Recorded per frame over the bench set
+    # (240 runs, earcons on), a run of 6 on echo alone came only in first replies, 3.5-8.1 s in (gate
+    # learnt 294-760 frames); none at 1,083 frames or more (second turns, and first replies past 10 s).
+    # Harness, second turns: caught 70 -> 72 (espeak) and 65 -> 66 (human) of 72, onset -> silent p50
+    # 85 -> 66 and 150 -> 137 ms, false pauses unchanged (0 and 3); first replies unchanged.
+    RESIDUAL_WARM_FRAMES = 6
+    RESIDUAL_WARM_LEARNT = 1000
+    # ... and a run of this many in the pause confirms the barge-in (harness, warm: with 8, a short
+    # word was often over first, caught 66 and 59 of 72 espeak and human; with 5, 70 and 61, false
+    # barge-ins 0 cold and warm either way).
+    RESIDUAL_CONFIRM_FRAMES = 5
+    # ... or after this many frames in a row both gates call near-end: the echo gate (against its bound
+    # at the room's decay) and the residual gate, neither alone enough before the echo gate has learnt
+    # the echo path (PAUSE_LEARNT_FRAMES) or the linear canceller converged (its own run needs that).
+    # A word 0.5-0.9 s into a first reply makes such runs where the echo path explains all of the mic
+    # (bench, cold, human_talk_060: a word 6 dB down at gain 0.3, runs of 3 and 5, share 1.0, missed).
+    # Harness, cold, 240 runs: earcons off, human caught 35 -> 40 of 72, espeak unchanged; earcons on,
+    # caught unchanged, 9 words sooner (talk_096 727 -> 177 ms); false pauses unchanged either way.
+    # With 4, 3 false pauses more (espeak, 1.21 s into a first reply, RT60 250 ms). Second turns and
+    # server mode: unchanged.
+    AGREE_NEAR_FRAMES = 5
+    # ... and a run of this many in the pause confirms it, once the pause is CONFIRM_AFTER_S old,
+    # though the gate's bound still holds an unmeasured room's tail (RT60 500 ms assumed: ~350 ms
+    # after a pause) and the linear canceller has not converged (the residual gate's own run needs
+    # that). Harness, cold, 240 runs: caught 61 -> 62 and 45 -> 46 of 72 (talk_106, human_talk_060),
+    # earcons off 40 -> 42 human; false barge-ins 0 and false pauses unchanged; second turns unchanged.
+    AGREE_CONFIRM_FRAMES = 3
+    ROOM_READ_S = 1.0  # how often the room's decay is read off the converged linear canceller's filter
+    # In a pause, a run of CONFIRM_NEAR_FRAMES near-end frames confirms the barge-in, once the
+    # pause is CONFIRM_AFTER_S old (frames before it were judged against the reply still playing).
+    CONFIRM_NEAR_FRAMES = 3
+    CONFIRM_AFTER_S = 0.1
+    CONFIRM_ECHO_SHARE = 0.25  # ... in frames whose predicted echo is at most this share of the mic
+    # ... or at once, however young the pause, on this many frames in a row the echo cannot be in
+    # (a short word said at the pause is over before the echo dies away: bench, espeak "talk_080").
+    CONFIRM_STRONG_FRAMES = 2
+    # The VAD hears the raw mic in frames whose predicted echo is at most this share of it.
+    PAUSE_ECHO_SHARE = 0.1
+    # ... and in every frame of the pause once the gate's bound on the echo is at most this far over
+    # the mic's noise floor, or the pause is old enough for the room's tail to have fallen from that
+    # bound as it was at the pause (or at its peak after) to there, at the room's decay (_echo_gone).
+    PAUSE_ECHO_LEFT_DB = 5.0
+    # In a pause the mic is loud enough to confirm at this much over its noise floor (see frames).
+    # Harness, 240 runs each: caught cold 58 -> 59 and 36 -> 37, warm 70 -> 70 and 64 -> 65 (espeak,
+    # human); false pauses and barge-ins unchanged.
+    SOFT_OVER_FLOOR_DB = 15.0
+
+    def _end_runs(self) -> None:
+        """The runs that pause the reply start afresh (a pause made or ended, a reply over); the
+        uplink's run goes on through a pause."""
+        self._near_run = self._res_run = self._onset_run = self._young_run = self._agree_run = 0
+
+    def _echo_gone(self, left: float, paused: bool, since: float, from_db: float) -> bool:
+        """The reply's echo is down in the noise: the gate's bound on it this frame (`left`,
+        EchoGate.echo_left_db) at most PAUSE_ECHO_LEFT_DB over the noise floor, or, in a pause, time
+        enough since `since` (mic time) for it to fall from `from_db` (the bound at the pause, or at
+        its peak after; inf: not known yet, never) to there, at the room's decay (EchoGate.pause_tail_db,
+        dB per 10 ms frame: measured, a long room's until then). The frame's own bound can stay high
+        longer: without a delay estimate the gate holds the loudest reference of 160 ms before it
+        lets it decay."""
+        gate = self.frontend.echo_gate
+        if left <= self.PAUSE_ECHO_LEFT_DB:
+            return True
+        if not paused or gate is None:
+            return False
+        return self.now >= since + max(0.0, from_db - self.PAUSE_ECHO_LEFT_DB) / gate.pause_tail_db / 100
+
+    def _suspect(self, detector: str) -> None:
+        """Pause the reply on a suspicion; what confirms it must be heard after the pause (see _pause_first)."""
+        m = self.machine
+        was = m.paused_until
+        self._pause_detector = detector
+        self._apply(m.handle(cv.SuspectSpeech(self.now)))
+        if was is not None:
+            return
+        if m.paused_until is None:
+            self._open_for_user()  # server mode: the server decides, on what the uplink carries
+        else:
+            self._paused_at = self._peak_at = self.now
+            self._left_at_pause = self._left_peak = self._left_now
+            self._end_runs()
+
+    def _open_for_user(self) -> None:
+        """A barge-in detector heard the user while the reply plays and the uplink is open (server
+        barge-in mode, GPT-Live), where it does not pause the reply: the uplink passes for
+        UPLINK_HOLD_S, so the server hears them. Its own opening (near-end runs the echo path does
+        not explain) missed most words under the reply that the local detectors catch (bench, server
+        mode, cold: the server's VAD heard 54 and 41 of 72 users; its own runs had not opened it for
+        13 and 28 of the others)."""
+        if self._host.uplink_open and self.machine.phase == "speaking":
+            self._uplink_until = max(self._uplink_until, self.now + self.UPLINK_HOLD_S)
+
+    LINEAR_DROP_DB = 6.0
+
+    def _linear_drop(self, i: int, levels: np.ndarray | None) -> bool:
+        """On a loud frame i (ErleDrop.loud_db, where its average is learnt), the linear canceller
+        takes LINEAR_DROP_DB less off the mic than it takes off the reply's echo (ErleDrop.linear_erle;
+        its output, ResidualGate.level_db). With the residual gate's verdict, the cancellers' sign
+        that frame i holds more than the reply's echo (`cancellers` in frames). Recorded per frame
+        over the bench set (earcons on, first replies and second turns): neither that sign nor a
+        share under 1 was in the runs of the echo gate's 12 false pauses (the bound missing the
+        reply's echo where the echo's lag settles, 2.5 s into a first reply, and a long room's
+        reverberation building up over it). On quiet frames the linear canceller's ERLE is no
+        measure: a long room's tail it cannot model stood 10 dB over the mic less its average
+        (bench, warm, RT60 500 ms: a false pause)."""
+        fe = self.frontend
+        avg = self.erle_drop.linear_erle
+        if avg is None or levels is None or i >= len(fe.residual_db):
+            return False
+        mic, lin = float(levels[i, 0]), float(fe.residual_db[i])
+        return bool(mic >= self.erle_drop.loud_db and np.isfinite(lin) and lin >= mic - avg + self.LINEAR_DROP_DB)
+
+    def _residual_frames(self) -> int:
+        """How long a run of the residual gate's near-end frames pauses the reply (frames of 10 ms)."""
+        gate = self.frontend.echo_gate
+        warm = gate is not None and gate.learnt >= self.RESIDUAL_WARM_LEARNT
+        return self.RESIDUAL_WARM_FRAMES if warm else self.RESIDUAL_NEAR_FRAMES
+
+    def _near_recent(self, after: float) -> bool:
+        """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S,
+        all later than `after` (mic time): in a pause, the frames that made it do not confirm it."""
+        start = self.now - self.NEAR_HOLD_S
+        return sum(1 for t in self._near_times if t >= start and t > after) >= 3
+
+    def _pause_first(self, detector: str) -> bool:
+        """A barge-in detector fired while the reply still plays: pause instead (True) when the
+        two-stage barge-in is on, so only speech heard in the pause confirms it. Measured (bench
+        barge_in, human voices): every false barge-in was a strict-VAD start on a leak of the
+        canceller, or a double-talk run on one, with the reply playing."""
+        m = self.machine
+        if m.phase != "speaking" or m.paused_until is not None:
+            return False
+        self._suspect(detector)
+        return m.paused_until is not None
+
+    def _gate_open(self) -> bool:
+        """Barge-in decisions may go through: no echo gate, no echo expected, the gate still
+        learning the echo path (the first ~0.3 s of reply after start, while AEC3 suppresses
+        everything anyway), the canceller converged (its output is the user's), or the gate
+        found near-end speech just now (EchoGate.near_onset: not a room's tail it missed)."""
+        gate = self.frontend.echo_gate
+        return (gate is None or not gate.active or not gate.ready or self.convergence.converged
+                or self.now <= self._near_until)
+
+    YOUNG_NEAR_FRAMES = 3
+
+    def _heard_enough(self) -> bool:
+        """A Silero decision (a fast-stage chunk, a VAD start) may pause the reply: as _gate_open,
+        except while the canceller has not converged, or the gate has learnt the echo path for less
+        than its own pause needs (PAUSE_LEARNT_FRAMES): then a near-end frame or two of the gate do
+        not open it, YOUNG_NEAR_FRAMES within NEAR_HOLD_S do. Early in a first reply AEC3 leaks the
+        reply at up to the mic's level (its ERLE meter reads converged in one frame, leaking in the
+        next), Silero hears a voice in it, and a room's tail beats the gate's young bound in a
+        frame here and there; a user's voice makes more (bench, cold, rooms, 0.6-1.1 s into the
+        first reply: 22 of 41 false pauses, 20 of them a Silero decision, 21 after at most two
+        near-end frames in NEAR_HOLD_S). Either way a frame within NEAR_HOLD_S must show the user by
+        a second measure: the cancellers' (the residual gate's verdict, _linear_drop), or the echo
+        path's share under SILERO_SIGN_SHARE."""
+        gate = self.frontend.echo_gate
+        if gate is None or not gate.active or not gate.ready:
+            return True
+        if self.now > self._sign_until:
+            return False
+        if self.convergence.converged and gate.learnt >= self.PAUSE_LEARNT_FRAMES:
+            return True
+        start = self.now - self.NEAR_HOLD_S
+        return sum(1 for t in self._near_all if t >= start) >= self.YOUNG_NEAR_FRAMES
+
+    # Recorded per frame over the bench set (earcons on, first replies and second turns): of the 9
+    # Silero decisions that made a reply's first false pause, 8 had none of the residual gate's
+    # verdict, the linear canceller's drop or a share under 0.4 in NEAR_HOLD_S before them; of the 53
+    # that paused on a user within DETECT_WINDOW_S, 1 had none (talk_063, cold: share 0.49 at least).
+    SILERO_SIGN_SHARE = 0.4
+
+    def _explained(self) -> bool:
+        """While the reply plays, the echo path has predicted all of the mic (EchoGate.echo_share
+        1.0: within path_margin_db) for NEAR_HOLD_S: a VAD start or a fast-stage chunk then heard
+        the canceller leaking the reply, not the user, and pauses nothing. Measured (bench, cold,
+        240 runs): 57 of the 113 false pauses came so (50 of the fast stage's 69, all 7 of the VAD
+        start's), and 23 of the 76 pauses those two made after a user's onset, most of them users
+        12 dB down under a loud reply, caught later by the gate or missed (caught: 95 -> 94 of 144).
+        Not where both gates called a frame near-end within NEAR_HOLD_S (the residual gate, and the
+        echo gate against its fast bound): the linear canceller's residual holds more than the
+        reply's. Harness, cold, 240 runs: caught 60 -> 61 and 44 -> 45 of 72 (talk_108, human_talk_113,
+        a voice 12 dB under a reply at gain 1.0), with earcons off 60 -> 61; false pauses unchanged,
+        second turns unchanged. The residual gate's verdict alone added a false pause (human_silent_015,
+        RT60 500 ms, a single frame of it 2.19 s into a first reply, the linear canceller unconverged)."""
+        gate = self.frontend.echo_gate
+        return (gate is not None and gate.active and gate.ready and self.machine.paused_until is None
+                and self.now > self._unexplained_until and self.now > self._agree_until)
+
+    def suppress(self, frames: np.ndarray) -> np.ndarray:
+        """Residual echo suppression on the uplink: [k, 160] int16 → [k, 160] int16, times a gain
+        ramped over each frame from the last frame's: 1 while the echo gate hears near-end speech
+        (or expects no echo), CLOSED_GAIN otherwise."""
+        gate = self.frontend.echo_gate
+        if gate is None:
+            return frames
+        # Only the gate's own verdict counts here: a converged canceller still leaves 25-45 dB of
+        # echo, and its leaks are what the server's VAD takes for the user.
+        passes = not gate.active or self.now <= self._uplink_until
+        target = 1.0 if passes else self.CLOSED_GAIN
+        n = frames.size
+        ramp = np.linspace(self._uplink_gain, target, n, dtype=np.float32)
+        self._uplink_gain = target
+        return np.rint(frames.reshape(-1) * ramp).astype(np.int16).reshape(frames.shape)
