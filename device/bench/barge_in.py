@@ -274,6 +274,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     if warm:
         # Only the scenario's own reply is measured: its times, and OUT.wav from its start.
         warm_barges = sum(1 for r in recs if r["event"] == "barge_in" and r["t"] < pre_s)
+        warm_pauses = sum(1 for r in recs if r["event"] == "playback_pause" and r["t"] < pre_s)
         recs = [r for r in recs if r["t"] >= pre_s - 1e-9]
         out[: int(round(pre_s * settings.audio.output_rate))] = 0
     # The scenario's times on the run's clock (its onset after the warm-up's pre_s); uplink_echo takes
@@ -286,6 +287,8 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         # The device interrupting its first reply is a false barge-in too, and leaves no second turn
         # to measure (the conversation went on without the scenario's reply): counted apart.
         res["warm_up_barge_ins"] = warm_barges
+        # ... and so is a pause in it: the first reply's echo alone, in this scenario's room and gain.
+        res["warm_up_pauses"] = warm_pauses
     if aec is not None:
         res["aec_cpu_s"] = aec.cpu
         res["detector_cpu_s"] = detector_cpu[0]
@@ -618,8 +621,9 @@ def _job(args: tuple[dict, str, bool]) -> dict:
     row = run_scenario(sc, Path(d))
     row["earcons_off"] = _off(sc, Path(d))
     w = run_scenario(sc, Path(d), warm=True)
-    row["warm"] = {k: w[k] for k in ("warm_up_barge_ins", "false_barge_ins", "false_pauses", "reply_played_s",
-                                     "reply_before_onset_s", "detected", "latency_ms", "truncate_err_ms") if k in w}
+    row["warm"] = {k: w[k] for k in ("warm_up_barge_ins", "warm_up_pauses", "false_barge_ins", "false_pauses",
+                                     "reply_played_s", "reply_before_onset_s", "detected", "latency_ms",
+                                     "truncate_err_ms") if k in w}
     row["server"] = run_scenario(sc, Path(d), server_mode=True)["uplink"]
     row["server_warm"] = run_scenario(sc, Path(d), warm=True, server_mode=True)["uplink"]
     if sc["family"] == "talk" and bounds:
@@ -726,7 +730,8 @@ def _warm(rows: list[dict]) -> dict | None:
         return None
     measured = [x for x in runs if not x["warm_up_barge_ins"]]  # a second turn took place
     return {"runs": len(runs), "measured": len(measured),
-            "first_reply_barge_ins": sum(x["warm_up_barge_ins"] for x in runs), **_outcome(measured)}
+            "first_reply_barge_ins": sum(x["warm_up_barge_ins"] for x in runs),
+            "first_reply_pauses": sum(x.get("warm_up_pauses", 0) for x in runs), **_outcome(measured)}
 
 
 def _family(rows: list[dict]) -> dict:
@@ -830,7 +835,8 @@ def format_table(result: dict) -> str:
     if w:
         lines.append(f"  the same scenarios as a second turn (another reply played first, then a 2 s gap; "
                      f"{w['measured']} of {w['runs']} reached it, {w['reply_minutes']} min of reply):")
-        lines.append(row("  false barge-ins in the first replies", str(w["first_reply_barge_ins"]), "0"))
+        lines.append(row("  false barge-ins / pauses in the first replies",
+                         f"{w['first_reply_barge_ins']} / {w.get('first_reply_pauses', '-')}", "0"))
         lines.append(row("  false barge-ins / pauses, second", f"{w['false_barge_ins']} / {w['false_pauses']}", "0"))
         lines.append(row("  interruptions detected", f"{w['detection_rate'] * 100:.1f} % ({w['detected']}/{w['talk']})",
                          ">= 95 %"))
@@ -849,7 +855,8 @@ def format_table(result: dict) -> str:
                 lines.append(f"    {v:<7} {when:<5} {o['false_barge_ins']:>12}{extra}"
                              f" {o['false_pauses_per_10min']:>10}"
                              f"          {o['detection_rate'] * 100:5.1f} % ({o['detected']}/{o['talk']})"
-                             f"  {o['latency_p50_ms']}/{o['latency_p95_ms']} ms")
+                             f"  {o['latency_p50_ms']}/{o['latency_p95_ms']} ms"
+                             + (f"; first replies' pauses {o['first_reply_pauses']}" if when == "warm" else ""))
             for key, when in (("server", "cold"), ("server_warm", "warm")):
                 sv = f.get(key)
                 if sv:
