@@ -601,6 +601,30 @@ def test_the_residual_gate_decides_nothing_until_the_linear_canceller_has_conver
     assert _events(timeline) == ["playback_pause"]
 
 
+def test_a_word_s_first_frames_read_as_the_linear_canceller_leaking_leaves_its_residual_gate_deciding() -> None:
+    # Bench, warm (human_talk_058: codec2_f 6 dB under a reply at gain 0.3, RT60 500 ms): the word's
+    # first loud frames were within the echo path's margin and not over the residual's prediction,
+    # but the linear canceller's output stood at or over the mic (-1.5 dB off). Read as a leak, they
+    # made the canceller unconverged at once, and the residual gate's run in the pause confirmed nothing.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 20, share=1.0, level_db=70.0, out_db=40.0, residual_db=45.0)  # 25 dB off
+    assert agent.barge.linear.converged
+    _frames(agent, [False] * 2, share=1.0, level_db=62.0, out_db=40.0, residual_db=63.5)
+    assert agent.barge.linear.converged
+    _frames(agent, [False] * 8, share=1.0, level_db=70.0, out_db=40.0, residual_db=61.0, residual=True)
+    assert _events(timeline) == ["playback_pause"]
+    assert timeline.records[-1].get("detector") == "echo_residual"
+    _frames(agent, [False] * 5, share=1.0, level_db=70.0, out_db=40.0, residual_db=61.0, residual=True)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+    # ... but a canceller that takes only 9 dB off the echo for 0.3 s has stopped cancelling it.
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 20, share=1.0, level_db=70.0, out_db=40.0, residual_db=45.0)
+    _frames(agent, [False] * 30, share=1.0, level_db=70.0, out_db=40.0, residual_db=61.0)
+    assert not agent.barge.linear.converged
+    _frames(agent, [False] * 8, share=1.0, level_db=70.0, out_db=40.0, residual_db=61.0, residual=True)
+    assert _events(timeline) == []
+
+
 def test_a_frame_the_residual_gate_did_not_look_at_leaves_its_convergence_alone() -> None:
     # The frontend marks such frames -inf. Read as a level, the ERLE would be infinite and the meter's
     # average NaN: the residual gate deaf for the session. (Today those frames also carry the echo

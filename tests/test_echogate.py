@@ -94,6 +94,24 @@ def test_convergence_follows_the_canceller_s_attenuation_of_loud_echo() -> None:
     assert c.erle == before
 
 
+def test_a_convergence_meter_that_falls_slowly_rides_out_a_short_drop_but_not_a_lasting_one() -> None:
+    # The linear canceller's meter (BargeIn.LINEAR_FALL_ALPHA): it rises as fast as AEC3's, falls a
+    # sixth as fast, so a word's first frames read as a leak do not make it unconverged at once.
+    fast, slow = Convergence(erle_db=15.0), Convergence(erle_db=15.0, fall_alpha=0.05)
+    for c in (fast, slow):
+        c.update(72.0, 62.0, echo=True)  # 10 dB off: not yet
+        for _ in range(5):
+            c.update(72.0, 45.0, echo=True)  # 27 dB off
+    assert fast.converged and slow.converged  # both rose within 5 frames
+    for c in (fast, slow):
+        for _ in range(2):
+            c.update(62.0, 63.0, echo=True)  # two frames of a word read as a leak: nothing taken off
+    assert slow.converged and not fast.converged
+    for _ in range(30):
+        slow.update(72.0, 64.0, echo=True)  # a canceller that stopped cancelling: 8 dB off for 0.3 s
+    assert not slow.converged
+
+
 
 def _shares(ref: np.ndarray, mic: np.ndarray) -> np.ndarray:
     gate = EchoGate()

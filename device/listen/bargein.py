@@ -77,11 +77,15 @@ class Convergence:
     (`alpha` per frame, ~50 ms). AEC3 can leak 8-10 dB of a reply for half a second 1-2 s
     into it (its linear filter not converged yet), more on female and human voices; Silero
     calls that leak speech. `converged` is False until the average reaches `erle_db`, and
-    falls back as soon as a leak pulls it below.
+    falls back as soon as a leak pulls it below. `fall_alpha` (default: `alpha`) is the step for
+    frames under the average: smaller, the meter rises as fast but falls slowly, for a canceller
+    that does not leak in bursts (a user's word under the echo's margin reads as a leak too).
     """
 
-    def __init__(self, erle_db: float = 25.0, loud_db: float = 60.0, alpha: float = 0.3) -> None:
+    def __init__(self, erle_db: float = 25.0, loud_db: float = 60.0, alpha: float = 0.3,
+                 fall_alpha: float | None = None) -> None:
         self.erle_db, self.loud_db, self.alpha = erle_db, loud_db, alpha
+        self.fall_alpha = alpha if fall_alpha is None else fall_alpha
         self.erle: float | None = None
 
     def update(self, mic_db: float, out_db: float, echo: bool) -> None:
@@ -89,7 +93,10 @@ class Convergence:
         if not echo or mic_db < self.loud_db or not math.isfinite(out_db):
             return
         att = mic_db - out_db
-        self.erle = att if self.erle is None else self.erle + self.alpha * (att - self.erle)
+        if self.erle is None:
+            self.erle = att
+        else:
+            self.erle += (self.alpha if att >= self.erle else self.fall_alpha) * (att - self.erle)
 
     @property
     def converged(self) -> bool:
