@@ -43,6 +43,29 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
+def test_an_echo_path_change_scales_and_delays_the_echo_from_its_time_on() -> None:
+    # The bench's echo path change (device/bench/barge_in.py PATH_CHANGE): from 0.5 s the echo is
+    # twice as loud and 10 ms later.
+    rate = 16000
+    player = Player(24000)
+    sim = SimAudio(np.zeros((rate, 1), dtype=np.int16), rate, player, speed=1000.0, echo_gain=0.5,
+                   echo_delay_ms=30, path_change=(0.5, 2.0, 10.0))
+
+    async def go() -> list[np.ndarray]:
+        blocks = []
+        while (b := await sim.read()) is not None:
+            if len(blocks) in (20, 70):  # 100 ms bursts at 0.2 s and 0.7 s
+                player.enqueue(f"x{len(blocks)}", np.full(2400, 8000, dtype=np.int16))
+            blocks.append(b)
+        return blocks
+
+    micsig = np.concatenate(run(go()))[:, 0].astype(np.float64)
+    loud = np.flatnonzero(np.abs(micsig) > 1000)
+    first, second = loud[loud < rate // 2], loud[loud >= rate // 2]
+    assert abs(first[0] / rate - (0.21 + 0.030)) < 0.003 and abs(np.median(micsig[first]) - 4000) < 200
+    assert abs(second[0] / rate - (0.71 + 0.040)) < 0.003 and abs(np.median(micsig[second]) - 8000) < 400
+
+
 def test_out_wav_starts_with_in_wav_and_echo_is_delayed_and_scaled() -> None:
     rate = 16000
     mic = np.zeros((rate, 2), dtype=np.int16)  # 1 s stereo silence

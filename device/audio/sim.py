@@ -34,8 +34,11 @@ def room_response(rate: int, rt60_ms: float = 250.0, seed: int = 7) -> np.ndarra
 class SimAudio:
     def __init__(self, mic: np.ndarray, in_rate: int, player: Player, *, speed: float = 1.0,
                  echo_gain: float = 0.0, echo_delay_ms: float = 0.0, room_ir: np.ndarray | None = None,
-                 block_ms: int = 10, tail_max_s: float = 60.0, keep_audio: bool = True) -> None:
-        """keep_audio=False: keep neither OUT.wav nor the mic as heard (long runs: memory tests)."""
+                 block_ms: int = 10, tail_max_s: float = 60.0, keep_audio: bool = True,
+                 path_change: tuple[float, float, float] | None = None) -> None:
+        """keep_audio=False: keep neither OUT.wav nor the mic as heard (long runs: memory tests).
+        path_change=(at_s, gain, delay_ms): from mic time at_s the echo path changes, its gain times
+        `gain` and its delay delay_ms longer (the device moved, a USB speaker's own volume knob turned)."""
         self.mic = mic if mic.ndim == 2 else mic.reshape(-1, 1)
         self.in_rate = in_rate
         self.in_channels = self.mic.shape[1]
@@ -56,6 +59,7 @@ class SimAudio:
         self._echo_buf = np.zeros(int(in_rate * echo_delay_ms / 1000), dtype=np.float32)
         self._ir = room_ir
         self._ir_tail = np.zeros(0 if room_ir is None else len(room_ir) - 1, dtype=np.float32)
+        self._path_change = path_change
         self._t0: float | None = None
         # The agent says whether the run may end once IN.wav is used up (reply still playing?).
         self.keep_going: Callable[[], bool] = lambda: player.busy
@@ -68,6 +72,13 @@ class SimAudio:
 
     def _echo(self, spk: np.ndarray, n: int) -> np.ndarray:
         assert self._echo_rs is not None
+        if self._path_change is not None and self.pos >= self._path_change[0] * self.in_rate:
+            _, gain, delay_ms = self._path_change
+            self._path_change = None
+            self.echo_gain *= gain
+            # the echo still in flight arrives that much later
+            lag = np.zeros(int(round(self.in_rate * delay_ms / 1000)), dtype=np.float32)
+            self._echo_buf = np.concatenate((lag, self._echo_buf))
         e = self._echo_rs(spk).astype(np.float32) * self.echo_gain
         if self._ir is not None:
             full = np.convolve(e, self._ir)

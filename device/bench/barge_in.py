@@ -70,6 +70,10 @@ STREAM_SPEED = 4.0  # the scripted server sends reply audio this much faster tha
 DELTA_MS = 100  # reply audio per delta event
 WARM_START_S = 0.5  # warm runs: the first reply starts here ...
 WARM_GAP_S = 2.0  # ... and the scenario's reply this long after it ended (the canceller idles after 1 s)
+# The echo path changes this long into a second turn's reply (run_scenario(path_change=...)): its gain
+# up 2.9 dB and its delay 8 ms longer, as when the device is moved or a speaker's own volume is turned.
+PATH_CHANGE_AT_S = 3.0
+PATH_CHANGE = (1.4, 8.0)  # (gain factor, extra delay ms)
 
 
 # ---------------------------------------------------------------- the scenario set
@@ -199,7 +203,7 @@ def _read16(path: Path) -> np.ndarray:
 
 def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False,
                  echo: bool = True, warm: bool = False, server_mode: bool = False,
-                 backend: BackendFactory | None = None) -> dict:
+                 backend: BackendFactory | None = None, path_change: tuple[float, float] | None = None) -> dict:
     """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O).
 
     echo=False: the same run with no echo in the mic (the canceller still gets the reference),
@@ -212,6 +216,8 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     backend: who answers (default ScriptedRealtime: Realtime events written here); with another
     one (the GPT-Live parrot, device/bench/live.py) the uplink is measured too, and what the
     backend reports of the run is in res["backend"].
+    path_change=(gain factor, extra delay ms): PATH_CHANGE_AT_S into the scenario's reply the echo
+    path changes so (SimAudio's path_change); the canceller and the gates must learn it anew.
     """
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
@@ -241,8 +247,9 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         replies = [(WARM_START_S, first, "resp_warm", "item_warm"), (pre_s + sc["reply_start_s"], reply,
                                                                       "resp_bench", "item_bench")]
     player = Player(settings.audio.output_rate)
+    change = None if path_change is None else (pre_s + sc["reply_start_s"] + PATH_CHANGE_AT_S, *path_change)
     sim = SimAudio(mic, MIC_RATE, player, speed=1e9, echo_gain=sc["echo_gain"] if echo else 0.0,
-                   echo_delay_ms=sc["echo_delay_ms"], room_ir=_room(sc))
+                   echo_delay_ms=sc["echo_delay_ms"], room_ir=_room(sc), path_change=change)
     inner = build_aec(settings.aec)
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
     timeline = Timeline(None, keep=True)
@@ -624,6 +631,9 @@ def _job(args: tuple[dict, str, bool]) -> dict:
     row["warm"] = {k: w[k] for k in ("warm_up_barge_ins", "warm_up_pauses", "false_barge_ins", "false_pauses",
                                      "reply_played_s", "reply_before_onset_s", "detected", "latency_ms",
                                      "truncate_err_ms") if k in w}
+    if sc["family"] == "silent":
+        pc = run_scenario(sc, Path(d), warm=True, path_change=PATH_CHANGE)
+        row["path_change"] = {k: pc[k] for k in ("false_barge_ins", "false_pauses", "warm_up_barge_ins")}
     row["server"] = run_scenario(sc, Path(d), server_mode=True)["uplink"]
     row["server_warm"] = run_scenario(sc, Path(d), warm=True, server_mode=True)["uplink"]
     if sc["family"] == "talk" and bounds:
@@ -695,9 +705,21 @@ def summarize(rows: list[dict]) -> dict:
         "aec_cpu_per_audio_s": round(cpu / audio, 4) if audio else None,
         "aec_and_detectors_cpu_per_audio_s": round((cpu + det_cpu) / audio, 4) if audio else None,
         "earcons": _earcons(rows),
+        "path_change": _path_change(rows),
         "missed": [r["name"] for r in talk if not r.get("detected")],
         "false_in": [r["name"] for r in rows if r["false_barge_ins"]],
     }
+
+
+def _path_change(rows: list[dict]) -> dict | None:
+    """Echo-only second turns whose echo path changed mid-reply (_job, PATH_CHANGE): how many of them
+    the device interrupted (false barge-ins) or paused."""
+    runs = [r["path_change"] for r in rows if "path_change" in r]
+    if not runs:
+        return None
+    return {"runs": len(runs), "gain": PATH_CHANGE[0], "delay_ms": PATH_CHANGE[1], "at_s": PATH_CHANGE_AT_S,
+            "runs_with_false_barge_ins": sum(1 for x in runs if x["false_barge_ins"] or x["warm_up_barge_ins"]),
+            "runs_with_false_pauses": sum(1 for x in runs if x["false_pauses"])}
 
 
 def _rooms(rows: list[dict]) -> dict[str, list[dict]]:
@@ -877,6 +899,11 @@ def format_table(result: dict) -> str:
         lines.append(row("earcons off (comparison): false b-i/pauses", f"{o['false_barge_ins']}/{o['false_pauses']}",
                          f"on: {s['false_barge_ins']}/{s.get('false_pauses')}; detected {o['detected']} off, "
                          f"{s['detected']} on"))
+    pc = s.get("path_change")
+    if pc:
+        lines.append(row("echo path change: runs false b-i/paused",
+                         f"{pc['runs_with_false_barge_ins']}/{pc['runs_with_false_pauses']} of {pc['runs']}",
+                         f"0 (second turns, echo x{pc['gain']} and +{pc['delay_ms']} ms {pc['at_s']} s in)"))
     for fam, e in s["erle"].items():
         lines.append(row(f"ERLE echo-only, {fam} (n={e['n']})", f"{e['median_db']} dB", f"min {e['min_db']} dB"))
     lines.append(row("AEC CPU per audio second", f"{s['aec_cpu_per_audio_s']} s", "<= 0.02 s"))
