@@ -493,8 +493,12 @@ class BargeIn:
     # The linear canceller's convergence meter falls by this step per frame under its average (it rises
     # by Convergence's 0.3). Harness, 240 runs each: cold, espeak caught 62 -> 64 of 72 and 4 words
     # sooner (talk_074 605 -> 155 ms); warm, human 66 -> 67 (human_talk_058) and 2 sooner (human_talk_119
-    # 319 -> 79 ms); server mode, the user heard 60 -> 61 (espeak); false pauses, false barge-ins and
-    # the server's VAD on echo unchanged. With 0.05 both ways, cold lost talk_059 (the meter rose late).
+    # 319 -> 79 ms); earcons off 106 -> 109 of 144; server mode, the user heard 60 -> 61 (espeak); false
+    # pauses, false barge-ins and the server's VAD on echo unchanged. With 0.05 both ways, cold lost
+    # talk_059 (the meter rose late); falling at 0.02, one late word more (human_talk_093 cold, 672 ms)
+    # for a meter twice as slow to see a canceller that stopped cancelling. The cost: after an echo path
+    # change (the bench's PATH_CHANGE) the residual gate's false barge-ins came in 72 of 96 second turns,
+    # 69 before; the gate itself calls the changed echo near-end (see the bench's path change row).
     LINEAR_FALL_ALPHA = 0.05
     ROOM_READ_S = 1.0  # how often the room's decay is read off the converged linear canceller's filter
     # In a pause, a run of CONFIRM_NEAR_FRAMES near-end frames confirms the barge-in, once the
