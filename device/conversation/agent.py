@@ -336,6 +336,8 @@ class Agent:
             self._send_audio(self.uplink.push(self.barge.suppress(up) if m.phase == "speaking" else up))
 
     def vad_events(self, events: list[Any]) -> None:
+        """The VAD's start/end events (device/listen/vad.VadEvent, times in s of audio fed to it) to
+        the machine, on the mic clock; a start ducks the reply and stops a ring."""
         for ev in events:
             kind = "speech_start" if ev.kind == "start" else "speech_end"
             # The VAD counts its own time (it is fed only in conversations): map to the mic clock.
@@ -611,6 +613,7 @@ class Agent:
 
     # ------------------------------------------------------------------ actions
     def apply(self, actions: list[cv.Action]) -> None:
+        """Carry out the conversation machine's actions (device/conversation/machine.py), in order."""
         for a in actions:
             if isinstance(a, cv.Show):
                 was, self._shown = self._shown, a.state
