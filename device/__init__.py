@@ -6,7 +6,8 @@ The daemon's data path, one folder a stage (docs/ARCHITECTURE.md has the picture
                    reply PCM in -> speaker out, counting every sample played
     listen/        16 kHz frames in -> wake detections, VAD speech start/end, barge-in suspicions
     conversation/  detector and server events in -> actions out (machine.py, pure);
-                   agent.py carries the actions out (the one owner of sound card, socket, LEDs)
+                   agent.py carries the actions out (the one owner of sound card, socket, LEDs);
+                   speaking.py: barge-in while the device speaks
     link/          client events and uplink audio in -> WebSocket; server events out (Link seam;
                    OpenAI Realtime and GPT-Live, each a protocol core, a client and a dialect)
     gpio/          patterns in -> LEDs; button presses out

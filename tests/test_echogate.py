@@ -141,7 +141,7 @@ def test_echo_share_is_low_in_the_pause_when_the_user_speaks() -> None:
 
 
 def test_the_mic_s_noise_floor_is_read_in_db_re_1_lsb_rms() -> None:
-    # The barge-in's pause takes a voice well over it as loud enough to confirm (agent SOFT_OVER_FLOOR_DB).
+    # The barge-in's pause takes a voice well over it as loud enough to confirm (BargeIn.SOFT_OVER_FLOOR_DB).
     gate = EchoGate()
     assert gate.floor_db == np.inf  # nothing heard yet
     rng = np.random.default_rng(3)

@@ -44,8 +44,8 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 
 def test_an_echo_path_change_scales_and_delays_the_echo_from_its_time_on() -> None:
-    # The bench's echo path change (device/bench/barge_in.py PATH_CHANGE): from 0.5 s the echo is
-    # twice as loud and 10 ms later.
+    # An echo path change as the bench makes one (device/bench/barge_in.py PATH_CHANGE, x1.4 and
+    # +8 ms there): here from 0.5 s the echo is twice as loud and 10 ms later.
     rate = 16000
     player = Player(24000)
     sim = SimAudio(np.zeros((rate, 1), dtype=np.int16), rate, player, speed=1000.0, echo_gain=0.5,

@@ -712,14 +712,16 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def _path_change(rows: list[dict]) -> dict | None:
-    """Echo-only second turns whose echo path changed mid-reply (_job, PATH_CHANGE): how many of them
-    the device interrupted (false barge-ins) or paused."""
+    """Echo-only second turns whose echo path changed mid-reply (_job, PATH_CHANGE): in how many of them
+    the device interrupted (false barge-ins) or paused its second reply."""
     runs = [r["path_change"] for r in rows if "path_change" in r]
     if not runs:
         return None
     return {"runs": len(runs), "gain": PATH_CHANGE[0], "delay_ms": PATH_CHANGE[1], "at_s": PATH_CHANGE_AT_S,
-            "runs_with_false_barge_ins": sum(1 for x in runs if x["false_barge_ins"] or x["warm_up_barge_ins"]),
-            "runs_with_false_pauses": sum(1 for x in runs if x["false_pauses"])}
+            "runs_with_false_barge_ins": sum(1 for x in runs if x["false_barge_ins"]),
+            "runs_with_false_pauses": sum(1 for x in runs if x["false_pauses"]),
+            # before the change: the first reply interrupted, no second turn to change the path in
+            "first_reply_barge_ins": sum(x["warm_up_barge_ins"] for x in runs)}
 
 
 def _rooms(rows: list[dict]) -> dict[str, list[dict]]:

@@ -37,7 +37,7 @@ from device.audio.res import ResidualEchoSuppressor
 from device.audio.residualgate import ResidualGate
 from device.config import Settings
 from device.conversation import machine as cv
-from device.conversation.speaking import BargeIn
+from device.conversation import speaking
 from device.errors import VoxboxError
 from device.link.base import Link, LinkFactory
 from device.link.dialect import Dialect, json_object, json_text
@@ -113,7 +113,7 @@ class Agent:
                                  echo_gate=gate, residual_gate=residual)
         self.res = ResidualEchoSuppressor() if gate is not None else None  # the uplink's post-filter
         self._res_idle = True  # the post-filter rested: it restarts from the preroll's last frame
-        self.barge = BargeIn(self, settings)  # pauses, confirms and the uplink while the device speaks
+        self.barge = speaking.BargeIn(self, settings)  # pauses, confirms and the uplink while the device speaks
         self.uplink = Uplink()
         self.uplink_open = False
         self.preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.conversation.preroll_ms // 10))

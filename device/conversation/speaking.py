@@ -50,7 +50,7 @@ class Host(Protocol):
 
 class BargeIn:
     """The barge-in decisions of one agent (see the module doc); `frames` per mic block while the
-    device speaks, `reply_over` per block while it does not."""
+    device speaks, `reply_over` per block of a conversation while it does not (not while idle or muted)."""
 
     def __init__(self, host: Host, settings: Settings) -> None:
         self._host = host
@@ -408,7 +408,7 @@ class BargeIn:
                 self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
 
     def reply_over(self) -> None:
-        """A mic block while the device does not speak: the next reply's runs start afresh."""
+        """A mic block of a conversation while the device does not speak: the next reply's runs start afresh."""
         self.dtd.disarm()
         self._end_runs()
         self._up_run = 0
@@ -490,15 +490,18 @@ class BargeIn:
     # that). Harness, cold, 240 runs: caught 61 -> 62 and 45 -> 46 of 72 (talk_106, human_talk_060),
     # earcons off 40 -> 42 human; false barge-ins 0 and false pauses unchanged; second turns unchanged.
     AGREE_CONFIRM_FRAMES = 3
-    # The linear canceller's convergence meter falls by this step per frame under its average (it rises
-    # by Convergence's 0.3). Harness, 240 runs each: cold, espeak caught 62 -> 64 of 72 and 4 words
-    # sooner (talk_074 605 -> 155 ms); warm, human 66 -> 67 (human_talk_058) and 2 sooner (human_talk_119
-    # 319 -> 79 ms); earcons off 106 -> 109 of 144; server mode, the user heard 60 -> 61 (espeak); false
-    # pauses, false barge-ins and the server's VAD on echo unchanged. With 0.05 both ways, cold lost
-    # talk_059 (the meter rose late); falling at 0.02, one late word more (human_talk_093 cold, 672 ms)
-    # for a meter twice as slow to see a canceller that stopped cancelling. The cost: after an echo path
-    # change (the bench's PATH_CHANGE) the residual gate's false barge-ins came in 72 of 96 second turns,
-    # 69 before; the gate itself calls the changed echo near-end (see the bench's path change row).
+    # The linear canceller's convergence meter moves by this share of the gap per frame where a frame
+    # reads under its average (over it, by Convergence's 0.3). Harness, 240 runs each: cold, espeak
+    # caught 62 -> 64 of 72 and 4 words sooner (talk_074 605 -> 155 ms); warm, human 66 -> 67
+    # (human_talk_058) and 2 sooner (human_talk_119 319 -> 79 ms); earcons off 106 -> 109 of 144;
+    # server mode, the user heard 60 -> 61 (espeak); false pauses, false barge-ins and the server's
+    # VAD on echo unchanged. The full bench after: server mode, second turns, human heard 51 -> 50
+    # (human_talk_094: the uplink opened 300 ms sooner, for both bursts of the word; the server's VAD
+    # started on neither). With 0.05 both ways, cold lost talk_059 (the meter rose late); falling at
+    # 0.02, one late word more (human_talk_093 cold, 672 ms) for a meter 2.5 times as slow to see a
+    # canceller that stopped cancelling. The cost: after an echo path change (the bench's
+    # PATH_CHANGE) the residual gate's false barge-ins came in 72 of 96 second turns, 69 before; the
+    # gate itself calls the changed echo near-end (see the bench's path change row).
     LINEAR_FALL_ALPHA = 0.05
     ROOM_READ_S = 1.0  # how often the room's decay is read off the converged linear canceller's filter
     # In a pause, a run of CONFIRM_NEAR_FRAMES near-end frames confirms the barge-in, once the
