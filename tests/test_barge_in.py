@@ -161,6 +161,18 @@ def test_the_report_counts_the_first_replies_pauses_of_second_turn_runs(result: 
     assert "first replies' pauses 2" in table
 
 
+def test_after_an_echo_path_change_the_residual_gate_does_not_interrupt_the_reply(result: dict) -> None:
+    # A recorded voice at gain 1.0 in a room, as a second turn; 3 s in the echo comes 1.4x as loud and
+    # 8 ms later. The linear canceller leaked the echo it no longer matched, the residual gate called
+    # it near-end, paused the reply and confirmed on the echo in flight (barge-in 17.53 s). With the
+    # residual's spectral shape judged (ResidualGate.echo_like) the reply pauses once and plays on.
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "human_silent_000_allison_g1.0_d30_room")
+    r = bb.run_scenario(sc, d, warm=True, path_change=bb.PATH_CHANGE)
+    assert r["warm_up_barge_ins"] == 0 and r["barge_ins"] == [], r
+    assert r["reply_played_s"] > 10.0, r
+
+
 def test_the_report_counts_the_echo_only_second_turns_an_echo_path_change_interrupted(result: dict) -> None:
     # An echo path change mid-reply (the device moved, a speaker's own volume knob turned) was in no
     # scenario: measured with it (dev harness, 96 echo-only second turns, x1.4 and +8 ms 3 s in), the

@@ -115,6 +115,20 @@ def test_the_reply_s_echo_alone_is_never_near_end_even_in_another_voice() -> Non
     assert not near[200:].any()
 
 
+def test_a_residual_with_the_echo_s_spectral_shape_is_the_canceller_s_leak() -> None:
+    # After an echo path change the linear canceller leaks the echo itself: its residual is the
+    # echo's spectrum, louder; a user's word has a shape of its own (ResidualGate.echo_like).
+    residual = ResidualGate()
+    rng = np.random.default_rng(8)
+    envelope = 10 ** np.linspace(5.0, 2.0, 16) * rng.uniform(0.5, 2.0, 16)  # a voice's falling spectrum
+    assert residual.echo_like(envelope * 4.0 * rng.uniform(0.8, 1.25, 16), envelope)  # the echo, 6 dB up
+    assert not residual.echo_like(envelope[::-1].copy(), envelope)  # another shape: the user
+    assert not residual.echo_like(np.full(16, 1e4), envelope)  # flat: no shape to compare
+    sparse = np.zeros(16)
+    sparse[:4] = envelope[:4]
+    assert not residual.echo_like(envelope, sparse)  # the echo in 4 bands only: not judged
+
+
 def test_without_libspeexdsp_the_agent_runs_on_its_other_detectors_and_says_so_once(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     from device import config as cfg

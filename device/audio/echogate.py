@@ -370,7 +370,7 @@ class EchoGate:
         self._pm_prev = pm
         if residual is not None and paths is not None:
             # the paired residual gate's verdict (its push hands it on); both paths learn in one step
-            res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self)
+            res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self, bands[2])
             if loud:
                 paths.learn(mags[::2], (not (near or path_near), res_echo_only), self._ref_eps)
         elif loud:
