@@ -501,7 +501,8 @@ class BargeIn:
     # 0.02, one late word more (human_talk_093 cold, 672 ms) for a meter 2.5 times as slow to see a
     # canceller that stopped cancelling. The cost: after an echo path change (the bench's
     # PATH_CHANGE) the residual gate's false barge-ins came in 72 of 96 second turns, 69 before; the
-    # gate itself calls the changed echo near-end (see the bench's path change row).
+    # gate itself called the changed echo near-end until its spectral-shape test (ResidualGate.echo_like:
+    # 20 of 96 then).
     LINEAR_FALL_ALPHA = 0.05
     ROOM_READ_S = 1.0  # how often the room's decay is read off the converged linear canceller's filter
     # In a pause, a run of CONFIRM_NEAR_FRAMES near-end frames confirms the barge-in, once the
