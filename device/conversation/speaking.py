@@ -94,7 +94,7 @@ class BargeIn:
         self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed
         self._uplink_gain = 1.0
 
-    # The agent's, by the names the rules below use.
+    # The agent's clock, machine, frontend and VAD, read through on every use.
     @property
     def now(self) -> float:
         return self._host.now
@@ -110,15 +110,6 @@ class BargeIn:
     @property
     def vad(self) -> VadSegmenter:
         return self._host.vad
-
-    def log(self, event: str, **fields: Any) -> None:
-        self._host.log(event, **fields)
-
-    def _apply(self, actions: list[cv.Action]) -> None:
-        self._host.apply(actions)
-
-    def _masked(self) -> bool:
-        return self._host.masked()
 
     @property
     def pause_detector(self) -> str:
@@ -142,7 +133,7 @@ class BargeIn:
         self.dtd.arm(self.now)
         near = self.frontend.near
         gate = self.frontend.echo_gate
-        masked = self._masked()  # our own earcon or ring in the mic: no barge-in from it
+        masked = self._host.masked()  # our own earcon or ring in the mic: no barge-in from it
         residual_near = self.frontend.residual_near
         # The gate has learnt the echo path for its own pause (the same for every frame of the block).
         learnt = gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES
@@ -338,8 +329,9 @@ class BargeIn:
                       or (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
                           and self._agree_run >= self.AGREE_CONFIRM_FRAMES)):
                     # ... and another run in the pause, the reply's echo dying away: the user.
-                    self.log("speech_start", source="local_vad", detector="echo_gate" if gate_run else "echo_agree")
-                    self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+                    self._host.log("speech_start", source="local_vad",
+                                   detector="echo_gate" if gate_run else "echo_agree")
+                    self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
             if (self._res_run >= (self.RESIDUAL_CONFIRM_FRAMES if paused else self._residual_frames())
                     and not masked and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
                 # The linear canceller's output holds more than the reply's predicted residual: the
@@ -349,8 +341,8 @@ class BargeIn:
                 if not paused:
                     self._pause_first("echo_residual")
                 else:
-                    self.log("speech_start", source="local_vad", detector="echo_residual")
-                    self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+                    self._host.log("speech_start", source="local_vad", detector="echo_residual")
+                    self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
             if erle_drop and not masked:
                 # Both cancellers take far less off the mic than they take off the reply: double
                 # talk, though the word is within the gates' margins (listen/bargein.ErleDrop).
@@ -404,8 +396,8 @@ class BargeIn:
                     and (gate is None or (clear_tail and near_i if paused
                                           else tail_near and self.now <= self._residual_until))
                     and not self._pause_first("echo_dtd")):
-                self.log("speech_start", source="local_vad", detector="echo_dtd")
-                self._apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+                self._host.log("speech_start", source="local_vad", detector="echo_dtd")
+                self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
 
     def reply_over(self) -> None:
         """A mic block of a conversation while the device does not speak: the next reply's runs start afresh."""
@@ -549,7 +541,7 @@ class BargeIn:
         m = self.machine
         was = m.paused_until
         self._pause_detector = detector
-        self._apply(m.handle(cv.SuspectSpeech(self.now)))
+        self._host.apply(m.handle(cv.SuspectSpeech(self.now)))
         if was is not None:
             return
         if m.paused_until is None:
