@@ -173,6 +173,17 @@ def test_after_an_echo_path_change_the_residual_gate_does_not_interrupt_the_repl
     assert r["reply_played_s"] > 10.0, r
 
 
+def test_after_an_echo_path_change_the_cancellers_leaking_does_not_pause_the_reply(result: dict) -> None:
+    # An espeak reply at gain 1.0, as a second turn; 3 s in the echo comes 1.4x as loud and 8 ms
+    # later. Both cancellers took far less off the mic at once, ErleDrop's sign of double talk, and
+    # the reply paused twice (18.13 s and 18.56 s, detector echo_erle). The linear canceller's
+    # residual had the echo's spectral shape: a leak, and the reply plays on without a pause.
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "silent_001_g1.0_d10")
+    r = bb.run_scenario(sc, d, warm=True, path_change=bb.PATH_CHANGE)
+    assert r["pauses"] == [] and r["barge_ins"] == [], r
+
+
 def test_the_report_counts_the_echo_only_second_turns_an_echo_path_change_interrupted(result: dict) -> None:
     # An echo path change mid-reply (the device moved, a speaker's own volume knob turned) was in no
     # scenario: measured with it (dev harness, 96 echo-only second turns, x1.4 and +8 ms 3 s in), the

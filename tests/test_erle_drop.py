@@ -66,3 +66,27 @@ def test_double_talk_frames_teach_the_averages_nothing() -> None:
     assert (d.erle, d.linear_erle) == before
     d.end_run()
     assert not d.double_talk
+
+
+def test_frames_whose_residual_has_the_echo_s_shape_are_a_leak_and_teach_the_averages() -> None:
+    # After an echo path change (the device moved, a speaker's volume knob turned) both cancellers
+    # take less off the mic at once, the same sign as a word; the linear canceller's residual is
+    # then the echo itself, shaped as the echo (ResidualGate.echo_like), and the caller says so.
+    d = ErleDrop()
+    feed(d, [ECHO] * 50)
+    before = d.erle
+    asked: list[int] = []
+
+    def leak() -> bool:
+        asked.append(1)
+        return True
+
+    leaked = [i for i in range(6) if d.update(*WORD, echo=True, converged=True, leak=leak)]
+    assert leaked == [] and not d.double_talk
+    assert len(asked) == 6  # asked on each frame whose ERLEs both fell ...
+    assert d.erle is not None and before is not None and d.erle < before  # ... and learnt from
+    d.update(*ECHO, echo=True, converged=True, leak=leak)
+    assert len(asked) == 6  # ... and only there (the shape test costs ~60 us a frame)
+    # the user's word: its residual has a shape of its own
+    feed(d, [ECHO] * 200)
+    assert [i for i in range(6) if d.update(*WORD, echo=True, converged=True, leak=lambda: False)] == [2]

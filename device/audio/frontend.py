@@ -92,6 +92,7 @@ class Frontend:
             echo_gate.pair(self.residual_gate)  # one FFT call and one reference history for both
         self.residual_near = np.zeros(0, dtype=bool)
         self.residual_db = np.zeros(0)  # ... and the linear canceller's output level (ResidualGate.level_db)
+        self.residual_bands = np.zeros((0, ECHO_BANDS))  # ... and its band powers (ResidualGate.bands)
         # ... and its echo envelope for each (EchoGate.envelope; zeros where no echo was expected)
         self.echo = np.zeros((0, ECHO_BANDS))
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
@@ -152,7 +153,7 @@ class Frontend:
         (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db (-inf there), `floor_db` float[k]
         its EchoGate.floor_db, the mic's noise floor (inf there), `residual_near`
         bool[k] the ResidualGate's verdict (False there, or without one), `residual_db` float[k] its
-        level_db (-inf there), and `raw` the frames before the canceller."""
+        level_db (-inf there), `residual_bands` [k, 16] its band powers (zeros there), and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
@@ -166,6 +167,7 @@ class Frontend:
         self.tail_share = np.zeros(len(frames))
         self.residual_near = np.zeros(len(frames), dtype=bool)
         self.residual_db = np.full(len(frames), -np.inf)
+        self.residual_bands = np.zeros((len(frames), ECHO_BANDS))
         if self.aec is None or len(frames) == 0:
             return MicFrames(frames, None)
         out = np.empty_like(frames)
@@ -191,6 +193,8 @@ class Frontend:
                 if self.residual_gate is not None:
                     self.residual_near[i] = self.residual_gate.push(ref, frame, gate)
                     self.residual_db[i] = self.residual_gate.level_db
+                    if self.residual_gate.bands is not None:
+                        self.residual_bands[i] = self.residual_gate.bands
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels
             if lv is None:

@@ -69,6 +69,7 @@ class ResidualGate:
         self._silence = np.zeros(FRAME, dtype=np.int16)
         self.near = False  # the last frame's verdict
         self.level_db = -np.inf  # the last frame's residual (dB re 1 LSB RMS, from its band powers)
+        self.bands: np.ndarray | None = None  # ... and its band powers [16] (None: not judged yet)
         self._judged = False  # paired: the echo gate ran this frame for it (push takes the verdict)
 
     def cancel(self, ref: np.ndarray | None, mic: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -124,6 +125,7 @@ class ResidualGate:
         the residual's band powers [16] (None: its shape is not judged). The echo path's lesson,
         learnt on loud frames (the caller's): True when at the full step."""
         self.level_db = 10 * float(np.log10(total + 1e-9)) - BAND_DB
+        self.bands = bands
         over = unexplained is not None and unexplained >= self.share * (total + 1e-9)
         if over and bands is not None and self.echo_like(bands, gate.envelope):
             over = False  # the canceller leaking the echo it no longer matches: learnt, not the user

@@ -17,6 +17,7 @@ and 500 ms; "cold" the first reply, "warm" a second turn).
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -245,7 +246,8 @@ class BargeIn:
                 res_db = float(self.frontend.residual_db[i]) if i < len(self.frontend.residual_db) else -np.inf
                 if m.paused_until is None:  # in a pause the reply's echo is dying: no ERLE to fall
                     erle_drop = self.erle_drop.update(float(levels[i, 0]), float(levels[i, 1]), res_db,
-                                                      echo=echo, converged=self.convergence.converged)
+                                                      echo=echo, converged=self.convergence.converged,
+                                                      leak=partial(self._leak, i))
                 else:
                     self.erle_drop.end_run()
                 # ... and a frame both cancellers' ERLE fell in at once is double talk, not a leak: read
@@ -398,6 +400,13 @@ class BargeIn:
                     and not self._pause_first("echo_dtd")):
                 self._host.log("speech_start", source="local_vad", detector="echo_dtd")
                 self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+
+    def _leak(self, i: int) -> bool:
+        """Frame i's linear residual has the echo's spectral shape (ResidualGate.echo_like)."""
+        res = self.frontend.residual_gate
+        fe = self.frontend
+        return (res is not None and i < len(fe.residual_bands)
+                and res.echo_like(fe.residual_bands[i], fe.echo[i]))
 
     def reply_over(self) -> None:
         """A mic block of a conversation while the device does not speak: the next reply's runs start afresh."""
