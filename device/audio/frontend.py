@@ -153,7 +153,8 @@ class Frontend:
         (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db (-inf there), `floor_db` float[k]
         its EchoGate.floor_db, the mic's noise floor (inf there), `residual_near`
         bool[k] the ResidualGate's verdict (False there, or without one), `residual_db` float[k] its
-        level_db (-inf there), `residual_bands` [k, 16] its band powers (zeros there), and `raw` the frames before the canceller."""
+        level_db (-inf there), `residual_bands` [k, 16] its band powers (zeros there), and `raw` the
+        frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)

@@ -43,7 +43,7 @@ from device.link.base import Link, LinkFactory
 from device.link.dialect import Dialect, json_object, json_text
 from device.link.dialect import for_settings as dialect_for
 from device.link.protocol import ProtocolError, ServerEvent
-from device.listen.vad import VadSegmenter
+from device.listen.vad import VadEvent, VadSegmenter
 from device.listen.wakeword import WakeDetector
 from device.timeline import Timeline
 
@@ -335,7 +335,7 @@ class Agent:
         if self.uplink_open and not m.muted:
             self._send_audio(self.uplink.push(self.barge.suppress(up) if m.phase == "speaking" else up))
 
-    def vad_events(self, events: list[Any]) -> None:
+    def vad_events(self, events: list[VadEvent]) -> None:
         """The VAD's start/end events (device/listen/vad.VadEvent, times in s of audio fed to it) to
         the machine, on the mic clock; a start ducks the reply and stops a ring."""
         for ev in events:

@@ -26,7 +26,7 @@ from device.audio.frontend import Frontend
 from device.config import Settings
 from device.conversation import machine as cv
 from device.listen.bargein import Convergence, EchoDoubleTalk, ErleDrop, SuspectGate
-from device.listen.vad import VadSegmenter
+from device.listen.vad import VadEvent, VadSegmenter
 
 
 class Host(Protocol):
@@ -46,7 +46,7 @@ class Host(Protocol):
 
     def masked(self) -> bool: ...  # our own earcon or ring is in the mic
 
-    def vad_events(self, events: list[Any]) -> None: ...  # the VAD's start/end events, to the machine
+    def vad_events(self, events: list[VadEvent]) -> None: ...  # the VAD's start/end events, to the machine
 
 
 class BargeIn:
