@@ -9,6 +9,12 @@ what is heard in the pause confirms it (a SpeechStart to the conversation machin
 machine resumes the reply. In server barge-in mode (GPT-Live) the same decisions open the uplink
 instead (`uplink_passes`, `suppress`), so the server hears the user and never the device.
 
+`BargeIn.frames` takes each frame through seven steps in order, sharing one record (`_Frame`):
+the gates' verdicts and hold times (`_measure`), the echo gate's near-end runs and the uplink
+(`_near_runs`), the cancellers' meters (`_meters`), the pause's state (`_pause_state`), the gates'
+pauses and confirmations (`_gate_decisions`), Silero (`_vad`) and its fast stage with the
+double-talk test (`_fast_stage`, not on our own sound).
+
 Each rule below says what it was measured on: the bench's barge-in set (`voxbox bench --section
 barge_in`: espeak and recorded human replies, echo-only and interrupted runs, rooms of RT60 250
 and 500 ms; "cold" the first reply, "warm" a second turn).
@@ -17,16 +23,42 @@ and 500 ms; "cold" the first reply, "warm" a second turn).
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 
+from device.audio.echogate import EchoGate
 from device.audio.frontend import Frontend
 from device.config import Settings
 from device.conversation import machine as cv
 from device.listen.bargein import Convergence, EchoDoubleTalk, ErleDrop, SuspectGate
 from device.listen.vad import VadEvent, VadSegmenter
+
+
+@dataclass(slots=True)
+class _Frame:
+    """One 10 ms frame as BargeIn.frames' steps read it: its index in the block, what the VAD hears
+    (int16[160]: the canceller's output, or the raw mic where the echo cannot be in it), the block's
+    levels [k, 2] (None: not measured), echo gate, whether it has learnt enough for its own pause
+    and whether our own sound is in the mic; then, set by the steps, the gates' verdicts and the
+    pause's state on this frame."""
+
+    i: int
+    audio: np.ndarray
+    levels: np.ndarray | None
+    gate: EchoGate | None
+    learnt: bool
+    masked: bool
+    near: bool = False  # the echo gate's verdict (against its fast bound)
+    residual: bool = False  # the residual gate's
+    share: float = 1.0  # the echo path's predicted echo as a share of the mic (held at the room's decay in a pause)
+    cancellers: bool = False  # the cancellers show the user (the residual gate, the linear canceller's drop)
+    tail_near: bool = False  # near-end against the gate's bound at the room's decay
+    paused: bool = False  # the reply is paused (as of the pause state; refreshed after the gates' decisions)
+    clear: bool = False  # in a pause, old enough and the echo gone: a loud frame may confirm it
+    clear_tail: bool = False  # ... and the room's tail too, for the gates' runs and double talk
 
 
 class Host(Protocol):
@@ -127,15 +159,12 @@ class BargeIn:
         16 kHz, and `levels` [k, 2] its (mic dB, output dB) per frame (None: not measured); the
         gates' verdicts on the same frames are read off the host's frontend. Pauses, confirms
         and uplink openings are carried out through the host."""
-        m = self.machine
         # Frame by frame: the barge-in detector's fast stage looks at every VAD chunk, and
         # the double-talk test at the echo canceller's levels of the same frame. Each needs the
         # echo gate open: the raw mic held more than the reply's predicted echo lately.
         self.dtd.arm(self.now)
-        near = self.frontend.near
         gate = self.frontend.echo_gate
         masked = self._host.masked()  # our own earcon or ring in the mic: no barge-in from it
-        residual_near = self.frontend.residual_near
         # The gate has learnt the echo path for its own pause (the same for every frame of the block).
         learnt = gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES
         if gate is not None and self.linear.converged and self.now >= self._room_read_at + self.ROOM_READ_S:
@@ -147,259 +176,310 @@ class BargeIn:
             self._room_read_at = self.now
             gate.read_room()
         for i, f in enumerate(frames):
-            res_near = i < len(residual_near) and bool(residual_near[i])  # the residual gate's verdict
-            near_i = i < len(near) and bool(near[i])  # ... and the echo gate's (against its fast bound)
-            # The echo path's predicted echo as a share of the mic (1.0: not known, or all of it).
-            share = float(self.frontend.echo_share[i]) if i < len(self.frontend.echo_share) else 1.0
-            if m.paused_until is not None and i < len(self.frontend.tail_share):
-                # In a pause the path's prediction dies with its last tap (320 ms), a long room's
-                # tail does not: the prediction held at the room's decay (bench: a tail 250 ms
-                # into a pause at RT60 500 ms read 0.14 and confirmed a false barge-in).
-                share = max(share, float(self.frontend.tail_share[i]))
-            if share < 1.0:  # the mic holds more than the echo path predicts, with its margin
-                self._unexplained_until = self.now + self.NEAR_HOLD_S
-            # A second measure than the gate's bound shows the user: the cancellers' (the residual
-            # gate's verdict, the linear canceller's drop), for the gate's own pause, and with the
-            # path's share lower, for Silero's decisions (_heard_enough).
-            cancellers = res_near or self._linear_drop(i, levels)
-            little = share < self.SILERO_SIGN_SHARE
-            if cancellers or little:
-                self._sign_until = self.now + self.NEAR_HOLD_S
-            # ... and the residual gate's verdict, or that share, for a double-talk pause (below).
-            if res_near or little:
-                self._residual_until = self.now + self.NEAR_HOLD_S
-            # Near-end against the gate's bound at the room's decay too (EchoGate.near_tail): until
-            # the room is measured, a long room's tail beats the bound at decay_db in the reply's
-            # gaps; double talk on such frames paused the reply (bench, cold, RT60 500 ms: talk_095
-            # and 4 more) and they opened the server-mode uplink (its VAD heard the tail in 4 of 60
-            # runs there). A frame that is rising only does not count for these (measured: the
-            # false pauses came back, and the server VAD on echo 2 -> 3 runs).
-            tail_near = i < len(self.frontend.near_tail) and bool(self.frontend.near_tail[i])  # implies near
-            if near_i:
-                if self.frontend.near_onset[i]:
-                    # ... and the gate lets Silero's decisions through (_gate_open): not on an
-                    # unmeasured long room's tail in a gap (bench, cold, RT60 500 ms: a fast-stage
-                    # chunk paused human_silent_047 7.82 s in; the only change in 480 runs)
-                    self._near_until = self.now + self.NEAR_HOLD_S
-                self._near_all.append(self.now)
-                if share < 1.0:
-                    # ... what a VAD start in a pause needs (_near_recent): just after a pause,
-                    # the reverberant echo of the reply can still beat the gate's bound (bench,
-                    # RT60 500 ms), but not the echo path's prediction as well. (A user within
-                    # 6 dB of the echo reads 1.0 too: 70 ms into the pause, such frames still
-                    # confirmed 1 of 24 echo-only runs in that room.)
-                    self._near_times.append(self.now)
-                self._near_run += 1
-                # A run of them pauses the reply where each is near-end against the bound at the room's
-                # decay or the mic did not fall over the bound (EchoGate.near_onset): the tail of an
-                # unmeasured long room only falls (bench, cold, RT60 500 ms: 7 false pauses of 27
-                # were 5 frames of it), a word rises (quick set: "shoe" 6 dB down in a dip of a
-                # reply, a room not measured yet, was near_tail in 3 of the 5 frames that caught it).
-                self._onset_run = self._onset_run + 1 if bool(self.frontend.near_onset[i]) else 0
-                # ... and one frame of the run, at least, shows the user by a second measure: the echo
-                # path leaves part of the mic unexplained (share < 1), or the cancellers show it
-                # (`cancellers`). The bound alone fell short of the reply's echo in every one of the
-                # gate's 12 false pauses on the bench (first replies and second turns, earcons on),
-                # and a second measure was in 89 of the 93 runs that paused on a word within
-                # DETECT_WINDOW_S of its onset.
-                if self._onset_run:
-                    shown = self._onset_shown and self._onset_run > 1
-                    self._onset_shown = shown or share < 1.0 or cancellers
-                self._young_run = self._young_run + 1 if self._onset_run and share <= self.YOUNG_PAUSE_SHARE else 0
-                # The uplink opens on near-end frames (against the bound at the room's decay,
-                # tail_near) that the echo path does not explain whole, or, in a run begun with
-                # the canceller converged, where its output rose to within its converged ERLE of
-                # the mic and the cancellers show the user (`cancellers`): the echo it removes is
-                # there, and what it lets through over it is the user (a word 6 dB under the
-                # reply is within the path's margin: share 1.0). Bench, server mode, cold, each
-                # a run the server's VAD started on: a canceller not converged leaks the reply at
-                # the mic's level, near-end to the gate's bound but not to the prediction (RT60
-                # 500 ms, human_silent_038); with its output at the floor the bound was loose
-                # (RT60 250 ms, silent_019); in a long room AEC3's fast ERLE meter reads converged
-                # between leaks (RT60 500 ms, talk_057 and talk_106: echo uplinked at up to -11 dB
-                # re the reply at the mic, without the cancellers' sign). Before the gate has
-                # learnt the echo path (PAUSE_LEARNT_FRAMES) its prediction falls short of the
-                # echo: there, as for a young pause, the path must explain at most
-                # YOUNG_PAUSE_SHARE of the mic (0.3-0.7 s into a first reply, runs at share
-                # 0.53-0.95: silent_047 and talk_119). The local detectors open it for the
-                # words these miss (_open_for_user).
-                if self._near_run == 1:
-                    self._run_converged = self.convergence.converged
-                young = gate is not None and not learnt
-                unexplained = share < 1.0 and (not young or share <= self.YOUNG_PAUSE_SHARE)
-                counts = tail_near and (unexplained or (
-                    self._run_converged and levels is not None and cancellers
-                    and float(levels[i, 0] - levels[i, 1]) < self.convergence.erle_db))
-                self._up_run = self._up_run + 1 if counts else 0
-                if counts and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until):
-                    self._uplink_until = self.now + self.UPLINK_HOLD_S
-            else:
-                self._near_run = self._up_run = self._onset_run = self._young_run = 0
-            erle_drop = False
-            if levels is not None and gate is not None and gate.active:
-                # The ERLE is measured on echo alone: frames the gate's bound and the echo path's
-                # prediction both explain. A word the path does not explain, read as the canceller
-                # leaking, closed the gate on the word itself (bench, warm, human_talk_049: a word
-                # 12 dB down, share 0.17-0.32, Silero at 0.94, missed).
-                echo = not near_i and share >= 1.0
-                # (-inf where the residual gate did not look: the meters skip it.)
-                res_db = float(self.frontend.residual_db[i]) if i < len(self.frontend.residual_db) else -np.inf
-                if m.paused_until is None:  # in a pause the reply's echo is dying: no ERLE to fall
-                    erle_drop = self.erle_drop.update(float(levels[i, 0]), float(levels[i, 1]), res_db,
-                                                      echo=echo, converged=self.convergence.converged,
-                                                      leak=partial(self._leak, i))
-                else:
-                    self.erle_drop.end_run()
-                # ... and a frame both cancellers' ERLE fell in at once is double talk, not a leak: read
-                # as one, the user's word made both meters read unconverged and closed the residual
-                # gate on it (bench, warm, human_talk_068: 13 frames over the residual's prediction
-                # in the pause, none counted).
-                echo = echo and not self.erle_drop.double_talk
-                self.convergence.update(float(levels[i, 0]), float(levels[i, 1]), echo=echo)
-                self.linear.update(float(levels[i, 0]), res_db,
-                                   echo=echo and not res_near)
-            residual = res_near and self.linear.converged
-            self._res_run = self._res_run + 1 if residual else 0
-            self._agree_run = self._agree_run + 1 if res_near and tail_near else 0
-            if res_near and near_i:
-                self._agree_until = self.now + self.NEAR_HOLD_S
-            paused = m.paused_until is not None
-            # Whether the mic is loud: with no echo left, the gate calls a room's quiet tail, or its
-            # noise once its floor estimate is stale, near-end. In a pause, SOFT_OVER_FLOOR_DB over the
-            # mic's own noise floor is loud too: a word 12 dB under a reply at gain 0.3 reaches 34-49 dB
-            # re 1 LSB, never the absolute level (bench, warm, human_talk_055: 11 near-end frames in a
-            # row in the pause, none loud, the word missed).
-            level = float(levels[i, 0]) if levels is not None else -np.inf
-            floor_db = float(self.frontend.floor_db[i]) if i < len(self.frontend.floor_db) else np.inf
-            loud = (level >= self.settings.vad.dtd_level_db
-                    or (paused and level >= floor_db + self.SOFT_OVER_FLOOR_DB))
-            # ... and whether the gate's bound on the echo, the room's tail included, is down in the noise.
-            left = float(self.frontend.echo_left[i]) if i < len(self.frontend.echo_left) else -np.inf
-            if paused and left > self._left_now + 1.0 and not near_i:
-                # The echo rose after the pause: what the speaker had already played was still on
-                # its way (output buffer, echo lag). A rise of 1 dB or less is the noise floor's
-                # estimate moving, not echo; in a near-end frame, the bound's gain growing on the
-                # user's voice (bench, no echo in the mic: re-timed on it, a word caught 170 ms
-                # after its onset was caught only after a second pause, 480 ms).
-                self._left_peak, self._peak_at = left, self.now
-            self._left_now = left  # for a pause made at this frame
-            quiet = self._echo_gone(left, paused, self._paused_at, self._left_at_pause)
-            # ... the same with the tail timed from the echo's peak in the pause, for what the tail
-            # itself can make: near-end runs of the gate and double talk (bench, warm, RT60 500 ms:
-            # the mic 55 dB at the pause and 71 dB 70 ms later; timed from the pause, the tail
-            # counted as gone 0.25 s in and the gate's near-end run in it confirmed a false
-            # barge-in). A VAD start keeps the pause's timing: the echo that rose is, as often,
-            # the last of the reply under the user's first syllables (a warm 250 ms room run
-            # caught at 83 ms is missed when its VAD start waits for the peak's tail).
-            gone = self._echo_gone(left, paused, self._peak_at, self._left_peak)
-            # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, loud,
-            # and the prediction under a tenth of it (never in the bench's echo-only runs). A frame
-            # not in a pause ends the run, so a new pause starts with none.
-            strong = (paused and not masked and near_i
-                      and share < self.PAUSE_ECHO_SHARE and loud)
-            self._strong_run = self._strong_run + 1 if strong else 0
-            if gate is not None and i < len(self.frontend.raw):
-                # AEC3's suppressor takes the user out with the reply's echo while it plays, and
-                # for 200-300 ms after it stops (bench, no echo in the mic at all: a 61 dB word
-                # left at the 27 dB floor). The VAD hears the raw mic instead where the learnt
-                # echo path predicts less than a tenth of it, and in a pause once the room's tail
-                # has died away.
-                if (paused and quiet) or share < self.PAUSE_ECHO_SHARE:
-                    f = self.frontend.raw[i]
-            # In a pause, a loud frame may confirm the barge-in once the reply's echo has died away.
-            clear = (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
-                     and (gate is None  # no canceller, no echo gate: nothing to wait for
-                          or (i < len(self.frontend.echo_share)
-                              and (share < self.CONFIRM_ECHO_SHARE or quiet) and loud)))
-            # For the gate's runs and double talk: the tail timed from its peak, and, where the
-            # canceller shows the echo is there (converged), the held prediction not explaining
-            # all of the mic even then (the meter's first gaps in a long room read its decay
-            # fast: bench, RT60 500 ms, 2.0-2.5 dB per frame where later gaps read 1.0-1.7; timed
-            # so, the tail was "gone" with the mic still 53-57 dB of it). With no echo reaching
-            # the mic, the path learns the noise and the user, and explains the user's voice.
-            clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
-                                    or (gone and (share < 1.0 or not self.convergence.converged)))
-            if near_i and not masked:
-                if not paused and gate is not None and (
-                        (learnt and self._onset_run >= self.PAUSE_NEAR_FRAMES and self._onset_shown)
-                        or (not learnt and self._young_run >= self.PAUSE_NEAR_FRAMES)):
-                    self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
-                elif not paused and gate is not None and self._agree_run >= self.AGREE_NEAR_FRAMES:
-                    self._pause_first("echo_agree")  # ... or both gates call near-end (AGREE_NEAR_FRAMES)
-                elif ((gate_run := (clear_tail and self._near_run >= self.CONFIRM_NEAR_FRAMES)
-                       or self._strong_run >= self.CONFIRM_STRONG_FRAMES)
-                      or (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
-                          and self._agree_run >= self.AGREE_CONFIRM_FRAMES)):
-                    # ... and another run in the pause, the reply's echo dying away: the user.
-                    self._host.log("speech_start", source="local_vad",
-                                   detector="echo_gate" if gate_run else "echo_agree")
-                    self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
-            if (self._res_run >= (self.RESIDUAL_CONFIRM_FRAMES if paused else self._residual_frames())
-                    and not masked and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
-                # The linear canceller's output holds more than the reply's predicted residual: the
-                # user, though the mic is within the echo path's margin (device/audio/residualgate.py).
-                # A run in the pause (the pause resets it) confirms: the canceller and the residual's
-                # prediction follow the reply's echo as it dies away.
-                if not paused:
-                    self._pause_first("echo_residual")
-                else:
-                    self._host.log("speech_start", source="local_vad", detector="echo_residual")
-                    self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
-            if erle_drop and not masked:
-                # Both cancellers take far less off the mic than they take off the reply: double
-                # talk, though the word is within the gates' margins (listen/bargein.ErleDrop).
-                if not paused and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES:
-                    self._pause_first("echo_erle")
-                # ... the user, for the uplink too (server mode, GPT-Live): bench, second turns, human
-                # voices, server mode: the server heard the user in 39 -> 46 of 72, its VAD on echo
-                # and the uplink's residual echo unchanged.
+            fr = _Frame(i, f, levels, gate, learnt, masked)
+            self._measure(fr)
+            self._near_runs(fr)
+            erle_drop = self._meters(fr)
+            self._pause_state(fr)
+            self._gate_decisions(fr, erle_drop)
+            self._vad(fr)
+            if not masked:
+                self._fast_stage(fr)
+
+    def _measure(self, fr: _Frame) -> None:
+        """Frame fr.i's verdicts off the frontend into fr (near, residual, share, cancellers, tail_near), and
+        the hold times they set."""
+        m, i, levels = self.machine, fr.i, fr.levels
+        residual_near, near = self.frontend.residual_near, self.frontend.near
+        res_near = i < len(residual_near) and bool(residual_near[i])  # the residual gate's verdict
+        near_i = i < len(near) and bool(near[i])  # ... and the echo gate's (against its fast bound)
+        # The echo path's predicted echo as a share of the mic (1.0: not known, or all of it).
+        share = float(self.frontend.echo_share[i]) if i < len(self.frontend.echo_share) else 1.0
+        if m.paused_until is not None and i < len(self.frontend.tail_share):
+            # In a pause the path's prediction dies with its last tap (320 ms), a long room's
+            # tail does not: the prediction held at the room's decay (bench: a tail 250 ms
+            # into a pause at RT60 500 ms read 0.14 and confirmed a false barge-in).
+            share = max(share, float(self.frontend.tail_share[i]))
+        if share < 1.0:  # the mic holds more than the echo path predicts, with its margin
+            self._unexplained_until = self.now + self.NEAR_HOLD_S
+        # A second measure than the gate's bound shows the user: the cancellers' (the residual
+        # gate's verdict, the linear canceller's drop), for the gate's own pause, and with the
+        # path's share lower, for Silero's decisions (_heard_enough).
+        cancellers = res_near or self._linear_drop(i, levels)
+        little = share < self.SILERO_SIGN_SHARE
+        if cancellers or little:
+            self._sign_until = self.now + self.NEAR_HOLD_S
+        # ... and the residual gate's verdict, or that share, for a double-talk pause (below).
+        if res_near or little:
+            self._residual_until = self.now + self.NEAR_HOLD_S
+        # Near-end against the gate's bound at the room's decay too (EchoGate.near_tail): until
+        # the room is measured, a long room's tail beats the bound at decay_db in the reply's
+        # gaps; double talk on such frames paused the reply (bench, cold, RT60 500 ms: talk_095
+        # and 4 more) and they opened the server-mode uplink (its VAD heard the tail in 4 of 60
+        # runs there). A frame that is rising only does not count for these (measured: the
+        # false pauses came back, and the server VAD on echo 2 -> 3 runs).
+        tail_near = i < len(self.frontend.near_tail) and bool(self.frontend.near_tail[i])  # implies near
+        fr.residual, fr.near, fr.share = res_near, near_i, share
+        fr.cancellers, fr.tail_near = cancellers, tail_near
+
+    def _near_runs(self, fr: _Frame) -> None:
+        """The echo gate's near-end runs on frame fr.i, and the uplink's opening on them."""
+        i, levels, gate, learnt = fr.i, fr.levels, fr.gate, fr.learnt
+        near_i, share, cancellers, tail_near = fr.near, fr.share, fr.cancellers, fr.tail_near
+        if near_i:
+            if self.frontend.near_onset[i]:
+                # ... and the gate lets Silero's decisions through (_gate_open): not on an
+                # unmeasured long room's tail in a gap (bench, cold, RT60 500 ms: a fast-stage
+                # chunk paused human_silent_047 7.82 s in; the only change in 480 runs)
+                self._near_until = self.now + self.NEAR_HOLD_S
+            self._near_all.append(self.now)
+            if share < 1.0:
+                # ... what a VAD start in a pause needs (_near_recent): just after a pause,
+                # the reverberant echo of the reply can still beat the gate's bound (bench,
+                # RT60 500 ms), but not the echo path's prediction as well. (A user within
+                # 6 dB of the echo reads 1.0 too: 70 ms into the pause, such frames still
+                # confirmed 1 of 24 echo-only runs in that room.)
+                self._near_times.append(self.now)
+            self._near_run += 1
+            # A run of them pauses the reply where each is near-end against the bound at the room's
+            # decay or the mic did not fall over the bound (EchoGate.near_onset): the tail of an
+            # unmeasured long room only falls (bench, cold, RT60 500 ms: 7 false pauses of 27
+            # were 5 frames of it), a word rises (quick set: "shoe" 6 dB down in a dip of a
+            # reply, a room not measured yet, was near_tail in 3 of the 5 frames that caught it).
+            self._onset_run = self._onset_run + 1 if bool(self.frontend.near_onset[i]) else 0
+            # ... and one frame of the run, at least, shows the user by a second measure: the echo
+            # path leaves part of the mic unexplained (share < 1), or the cancellers show it
+            # (`cancellers`). The bound alone fell short of the reply's echo in every one of the
+            # gate's 12 false pauses on the bench (first replies and second turns, earcons on),
+            # and a second measure was in 89 of the 93 runs that paused on a word within
+            # DETECT_WINDOW_S of its onset.
+            if self._onset_run:
+                shown = self._onset_shown and self._onset_run > 1
+                self._onset_shown = shown or share < 1.0 or cancellers
+            self._young_run = self._young_run + 1 if self._onset_run and share <= self.YOUNG_PAUSE_SHARE else 0
+            # The uplink opens on near-end frames (against the bound at the room's decay,
+            # tail_near) that the echo path does not explain whole, or, in a run begun with
+            # the canceller converged, where its output rose to within its converged ERLE of
+            # the mic and the cancellers show the user (`cancellers`): the echo it removes is
+            # there, and what it lets through over it is the user (a word 6 dB under the
+            # reply is within the path's margin: share 1.0). Bench, server mode, cold, each
+            # a run the server's VAD started on: a canceller not converged leaks the reply at
+            # the mic's level, near-end to the gate's bound but not to the prediction (RT60
+            # 500 ms, human_silent_038); with its output at the floor the bound was loose
+            # (RT60 250 ms, silent_019); in a long room AEC3's fast ERLE meter reads converged
+            # between leaks (RT60 500 ms, talk_057 and talk_106: echo uplinked at up to -11 dB
+            # re the reply at the mic, without the cancellers' sign). Before the gate has
+            # learnt the echo path (PAUSE_LEARNT_FRAMES) its prediction falls short of the
+            # echo: there, as for a young pause, the path must explain at most
+            # YOUNG_PAUSE_SHARE of the mic (0.3-0.7 s into a first reply, runs at share
+            # 0.53-0.95: silent_047 and talk_119). The local detectors open it for the
+            # words these miss (_open_for_user).
+            if self._near_run == 1:
+                self._run_converged = self.convergence.converged
+            young = gate is not None and not learnt
+            unexplained = share < 1.0 and (not young or share <= self.YOUNG_PAUSE_SHARE)
+            counts = tail_near and (unexplained or (
+                self._run_converged and levels is not None and cancellers
+                and float(levels[i, 0] - levels[i, 1]) < self.convergence.erle_db))
+            self._up_run = self._up_run + 1 if counts else 0
+            if counts and (self._up_run >= self.UPLINK_NEAR_FRAMES or self.now <= self._uplink_until):
                 self._uplink_until = self.now + self.UPLINK_HOLD_S
-            elif not masked and self.erle_drop.double_talk and self.now <= self._uplink_until:
-                self._uplink_until = self.now + self.UPLINK_HOLD_S  # ... open while the double talk goes on
-            # A pause made just now counts for the rest of this frame: what confirms it comes after.
-            paused = m.paused_until is not None
-            events = self.vad.process(f)
-            if (m.phase == "speaking" and any(e.kind == "start" for e in events)
-                    and (not self._gate_open() or (not masked and self._explained())
-                         or (not paused and not self._heard_enough()))):
-                # The VAD heard the reply's own voice leaking through the canceller: forget that
-                # segment, so the user, if it was them, starts a new one once the gate opens.
+        else:
+            self._near_run = self._up_run = self._onset_run = self._young_run = 0
+
+    def _meters(self, fr: _Frame) -> bool:
+        """The cancellers' ERLE meters on frame fr.i, and the residual gate's runs; True: ErleDrop's run
+        of double talk completed on it."""
+        m, i, levels, gate = self.machine, fr.i, fr.levels, fr.gate
+        near_i, res_near, share, tail_near = fr.near, fr.residual, fr.share, fr.tail_near
+        erle_drop = False
+        if levels is not None and gate is not None and gate.active:
+            # The ERLE is measured on echo alone: frames the gate's bound and the echo path's
+            # prediction both explain. A word the path does not explain, read as the canceller
+            # leaking, closed the gate on the word itself (bench, warm, human_talk_049: a word
+            # 12 dB down, share 0.17-0.32, Silero at 0.94, missed).
+            echo = not near_i and share >= 1.0
+            # (-inf where the residual gate did not look: the meters skip it.)
+            res_db = float(self.frontend.residual_db[i]) if i < len(self.frontend.residual_db) else -np.inf
+            if m.paused_until is None:  # in a pause the reply's echo is dying: no ERLE to fall
+                erle_drop = self.erle_drop.update(float(levels[i, 0]), float(levels[i, 1]), res_db,
+                                                  echo=echo, converged=self.convergence.converged,
+                                                  leak=partial(self._leak, i))
+            else:
+                self.erle_drop.end_run()
+            # ... and a frame both cancellers' ERLE fell in at once is double talk, not a leak: read
+            # as one, the user's word made both meters read unconverged and closed the residual
+            # gate on it (bench, warm, human_talk_068: 13 frames over the residual's prediction
+            # in the pause, none counted).
+            echo = echo and not self.erle_drop.double_talk
+            self.convergence.update(float(levels[i, 0]), float(levels[i, 1]), echo=echo)
+            self.linear.update(float(levels[i, 0]), res_db,
+                               echo=echo and not res_near)
+        residual = res_near and self.linear.converged
+        self._res_run = self._res_run + 1 if residual else 0
+        self._agree_run = self._agree_run + 1 if res_near and tail_near else 0
+        if res_near and near_i:
+            self._agree_until = self.now + self.NEAR_HOLD_S
+        return erle_drop
+
+    def _pause_state(self, fr: _Frame) -> None:
+        """Frame fr.i in or out of a pause: fr.paused, what the VAD hears (fr.audio) and whether a run
+        may confirm the pause (fr.clear, fr.clear_tail); the pause's echo and its strong run."""
+        m, i, levels, gate, masked, f = self.machine, fr.i, fr.levels, fr.gate, fr.masked, fr.audio
+        near_i, share = fr.near, fr.share
+        paused = m.paused_until is not None
+        # Whether the mic is loud: with no echo left, the gate calls a room's quiet tail, or its
+        # noise once its floor estimate is stale, near-end. In a pause, SOFT_OVER_FLOOR_DB over the
+        # mic's own noise floor is loud too: a word 12 dB under a reply at gain 0.3 reaches 34-49 dB
+        # re 1 LSB, never the absolute level (bench, warm, human_talk_055: 11 near-end frames in a
+        # row in the pause, none loud, the word missed).
+        level = float(levels[i, 0]) if levels is not None else -np.inf
+        floor_db = float(self.frontend.floor_db[i]) if i < len(self.frontend.floor_db) else np.inf
+        loud = (level >= self.settings.vad.dtd_level_db
+                or (paused and level >= floor_db + self.SOFT_OVER_FLOOR_DB))
+        # ... and whether the gate's bound on the echo, the room's tail included, is down in the noise.
+        left = float(self.frontend.echo_left[i]) if i < len(self.frontend.echo_left) else -np.inf
+        if paused and left > self._left_now + 1.0 and not near_i:
+            # The echo rose after the pause: what the speaker had already played was still on
+            # its way (output buffer, echo lag). A rise of 1 dB or less is the noise floor's
+            # estimate moving, not echo; in a near-end frame, the bound's gain growing on the
+            # user's voice (bench, no echo in the mic: re-timed on it, a word caught 170 ms
+            # after its onset was caught only after a second pause, 480 ms).
+            self._left_peak, self._peak_at = left, self.now
+        self._left_now = left  # for a pause made at this frame
+        quiet = self._echo_gone(left, paused, self._paused_at, self._left_at_pause)
+        # ... the same with the tail timed from the echo's peak in the pause, for what the tail
+        # itself can make: near-end runs of the gate and double talk (bench, warm, RT60 500 ms:
+        # the mic 55 dB at the pause and 71 dB 70 ms later; timed from the pause, the tail
+        # counted as gone 0.25 s in and the gate's near-end run in it confirmed a false
+        # barge-in). A VAD start keeps the pause's timing: the echo that rose is, as often,
+        # the last of the reply under the user's first syllables (a warm 250 ms room run
+        # caught at 83 ms is missed when its VAD start waits for the peak's tail).
+        gone = self._echo_gone(left, paused, self._peak_at, self._left_peak)
+        # A frame of the pause the reply's echo cannot be in: near-end by the gate's bound, loud,
+        # and the prediction under a tenth of it (never in the bench's echo-only runs). A frame
+        # not in a pause ends the run, so a new pause starts with none.
+        strong = (paused and not masked and near_i
+                  and share < self.PAUSE_ECHO_SHARE and loud)
+        self._strong_run = self._strong_run + 1 if strong else 0
+        if gate is not None and i < len(self.frontend.raw):
+            # AEC3's suppressor takes the user out with the reply's echo while it plays, and
+            # for 200-300 ms after it stops (bench, no echo in the mic at all: a 61 dB word
+            # left at the 27 dB floor). The VAD hears the raw mic instead where the learnt
+            # echo path predicts less than a tenth of it, and in a pause once the room's tail
+            # has died away.
+            if (paused and quiet) or share < self.PAUSE_ECHO_SHARE:
+                f = self.frontend.raw[i]
+        # In a pause, a loud frame may confirm the barge-in once the reply's echo has died away.
+        clear = (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
+                 and (gate is None  # no canceller, no echo gate: nothing to wait for
+                      or (i < len(self.frontend.echo_share)
+                          and (share < self.CONFIRM_ECHO_SHARE or quiet) and loud)))
+        # For the gate's runs and double talk: the tail timed from its peak, and, where the
+        # canceller shows the echo is there (converged), the held prediction not explaining
+        # all of the mic even then (the meter's first gaps in a long room read its decay
+        # fast: bench, RT60 500 ms, 2.0-2.5 dB per frame where later gaps read 1.0-1.7; timed
+        # so, the tail was "gone" with the mic still 53-57 dB of it). With no echo reaching
+        # the mic, the path learns the noise and the user, and explains the user's voice.
+        clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
+                                or (gone and (share < 1.0 or not self.convergence.converged)))
+        fr.paused, fr.audio, fr.clear, fr.clear_tail = paused, f, clear, clear_tail
+
+    def _gate_decisions(self, fr: _Frame, erle_drop: bool) -> None:
+        """The gates' pauses and confirmations on frame fr.i (echo gate, both gates, residual gate,
+        ErleDrop), and the uplink kept open on double talk."""
+        m, gate, learnt, masked = self.machine, fr.gate, fr.learnt, fr.masked
+        near_i, paused, clear_tail = fr.near, fr.paused, fr.clear_tail
+        if near_i and not masked:
+            if not paused and gate is not None and (
+                    (learnt and self._onset_run >= self.PAUSE_NEAR_FRAMES and self._onset_shown)
+                    or (not learnt and self._young_run >= self.PAUSE_NEAR_FRAMES)):
+                self._pause_first("echo_gate")  # a run of frames the reply's echo cannot explain
+            elif not paused and gate is not None and self._agree_run >= self.AGREE_NEAR_FRAMES:
+                self._pause_first("echo_agree")  # ... or both gates call near-end (AGREE_NEAR_FRAMES)
+            elif ((gate_run := (clear_tail and self._near_run >= self.CONFIRM_NEAR_FRAMES)
+                   or self._strong_run >= self.CONFIRM_STRONG_FRAMES)
+                  or (paused and self.now >= self._paused_at + self.CONFIRM_AFTER_S
+                      and self._agree_run >= self.AGREE_CONFIRM_FRAMES)):
+                # ... and another run in the pause, the reply's echo dying away: the user.
+                self._host.log("speech_start", source="local_vad",
+                               detector="echo_gate" if gate_run else "echo_agree")
+                self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+        if (self._res_run >= (self.RESIDUAL_CONFIRM_FRAMES if paused else self._residual_frames())
+                and not masked and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
+            # The linear canceller's output holds more than the reply's predicted residual: the
+            # user, though the mic is within the echo path's margin (device/audio/residualgate.py).
+            # A run in the pause (the pause resets it) confirms: the canceller and the residual's
+            # prediction follow the reply's echo as it dies away.
+            if not paused:
+                self._pause_first("echo_residual")
+            else:
+                self._host.log("speech_start", source="local_vad", detector="echo_residual")
+                self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+        if erle_drop and not masked:
+            # Both cancellers take far less off the mic than they take off the reply: double
+            # talk, though the word is within the gates' margins (listen/bargein.ErleDrop).
+            if not paused and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES:
+                self._pause_first("echo_erle")
+            # ... the user, for the uplink too (server mode, GPT-Live): bench, second turns, human
+            # voices, server mode: the server heard the user in 39 -> 46 of 72, its VAD on echo
+            # and the uplink's residual echo unchanged.
+            self._uplink_until = self.now + self.UPLINK_HOLD_S
+        elif not masked and self.erle_drop.double_talk and self.now <= self._uplink_until:
+            self._uplink_until = self.now + self.UPLINK_HOLD_S  # ... open while the double talk goes on
+
+    def _vad(self, fr: _Frame) -> None:
+        """Silero (the strict VAD) on what frame fr.i gives it: its starts pause, confirm or are forgotten;
+        its events go to the host; fr.paused as after them."""
+        m, masked, f, clear = self.machine, fr.masked, fr.audio, fr.clear
+        # A pause made just now counts for the rest of this frame: what confirms it comes after.
+        paused = m.paused_until is not None
+        events = self.vad.process(f)
+        if (m.phase == "speaking" and any(e.kind == "start" for e in events)
+                and (not self._gate_open() or (not masked and self._explained())
+                     or (not paused and not self._heard_enough()))):
+            # The VAD heard the reply's own voice leaking through the canceller: forget that
+            # segment, so the user, if it was them, starts a new one once the gate opens.
+            self.vad.reset()
+            events = [e for e in events if e.kind != "start"]
+        if not masked and any(e.kind == "start" for e in events):
+            if self._pause_first("local_vad"):
+                # A new segment: a voice that goes on starts again in the pause and confirms it
+                # (kept, the VAD stays in this one until 500 ms of silence, past confirm_ms).
                 self.vad.reset()
                 events = [e for e in events if e.kind != "start"]
-            if not masked and any(e.kind == "start" for e in events):
-                if self._pause_first("local_vad"):
-                    # A new segment: a voice that goes on starts again in the pause and confirms it
-                    # (kept, the VAD stays in this one until 500 ms of silence, past confirm_ms).
-                    self.vad.reset()
-                    events = [e for e in events if e.kind != "start"]
-                elif not (self._gate_open() if not paused else clear or self._near_recent(self._paused_at)):
-                    self.vad.reset()
-                    events = [e for e in events if e.kind != "start"]
-            self._host.vad_events(events)
-            # ... and so does one the VAD made just now: the double-talk test below must not
-            # confirm it on the very frame that made it (bench: a leak of the canceller paused a
-            # reply and confirmed a false barge-in in one frame, RT60 500 ms, gain 1.0).
+            elif not (self._gate_open() if not paused else clear or self._near_recent(self._paused_at)):
+                self.vad.reset()
+                events = [e for e in events if e.kind != "start"]
+        self._host.vad_events(events)
+        # ... and so does one the VAD made just now: the double-talk test below must not
+        # confirm it on the very frame that made it (bench: a leak of the canceller paused a
+        # reply and confirmed a false barge-in in one frame, RT60 500 ms, gain 1.0).
+        paused = m.paused_until is not None
+        fr.paused = paused
+
+    def _fast_stage(self, fr: _Frame) -> None:
+        """Silero's fast stage (a chunk over the suspect threshold) and the double-talk test on frame fr.i."""
+        m, i, levels, gate = self.machine, fr.i, fr.levels, fr.gate
+        near_i, tail_near, paused, clear_tail = fr.near, fr.tail_near, fr.paused, fr.clear_tail
+        if (m.phase == "speaking" and self.suspect.check() and self._gate_open() and not self._explained()
+                and self._heard_enough()):
+            self._suspect("vad_chunk")
             paused = m.paused_until is not None
-            if masked:
-                continue
-            if (m.phase == "speaking" and self.suspect.check() and self._gate_open() and not self._explained()
-                    and self._heard_enough()):
-                self._suspect("vad_chunk")
-                paused = m.paused_until is not None
-            # The double-talk test sees a leak of the canceller as well as the user: it needs the
-            # gate's own verdict on this very frame (to pause: against the bound at the room's decay)
-            # and, to pause, the residual gate's verdict or the echo path's share under
-            # SILERO_SIGN_SHARE within NEAR_HOLD_S. In a long room early in a first reply AEC3 and
-            # the linear canceller both leak the reverberation, on a loud frame too: recorded per
-            # frame (bench, cold, earcons on), the 10 double-talk runs on echo alone that made a
-            # reply's first pause had neither; 14 of the 16 on a user had the residual gate's
-            # verdict in the run itself, and 15 within NEAR_HOLD_S.
-            if (m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i])
-                    and (gate is None or (clear_tail and near_i if paused
-                                          else tail_near and self.now <= self._residual_until))
-                    and not self._pause_first("echo_dtd")):
-                self._host.log("speech_start", source="local_vad", detector="echo_dtd")
-                self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+        # The double-talk test sees a leak of the canceller as well as the user: it needs the
+        # gate's own verdict on this very frame (to pause: against the bound at the room's decay)
+        # and, to pause, the residual gate's verdict or the echo path's share under
+        # SILERO_SIGN_SHARE within NEAR_HOLD_S. In a long room early in a first reply AEC3 and
+        # the linear canceller both leak the reverberation, on a loud frame too: recorded per
+        # frame (bench, cold, earcons on), the 10 double-talk runs on echo alone that made a
+        # reply's first pause had neither; 14 of the 16 on a user had the residual gate's
+        # verdict in the run itself, and 15 within NEAR_HOLD_S.
+        if (m.phase == "speaking" and levels is not None and self.dtd.update(self.now, *levels[i])
+                and (gate is None or (clear_tail and near_i if paused
+                                      else tail_near and self.now <= self._residual_until))
+                and not self._pause_first("echo_dtd")):
+            self._host.log("speech_start", source="local_vad", detector="echo_dtd")
+            self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
 
     def _leak(self, i: int) -> bool:
         """Frame i's linear residual has the echo's spectral shape (ResidualGate.echo_like)."""
