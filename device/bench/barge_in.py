@@ -634,6 +634,9 @@ def _job(args: tuple[dict, str, bool]) -> dict:
     if sc["family"] == "silent":
         pc = run_scenario(sc, Path(d), warm=True, path_change=PATH_CHANGE)
         row["path_change"] = {k: pc[k] for k in ("false_barge_ins", "false_pauses", "warm_up_barge_ins")}
+        # ... and in server mode, where what the detectors make of the changed echo opens the uplink
+        row["path_change"]["server"] = run_scenario(sc, Path(d), warm=True, server_mode=True,
+                                                    path_change=PATH_CHANGE)["uplink"]
     row["server"] = run_scenario(sc, Path(d), server_mode=True)["uplink"]
     row["server_warm"] = run_scenario(sc, Path(d), warm=True, server_mode=True)["uplink"]
     if sc["family"] == "talk" and bounds:
@@ -713,15 +716,23 @@ def summarize(rows: list[dict]) -> dict:
 
 def _path_change(rows: list[dict]) -> dict | None:
     """Echo-only second turns whose echo path changed mid-reply (_job, PATH_CHANGE): in how many of them
-    the device interrupted (false barge-ins) or paused its second reply."""
+    the device interrupted (false barge-ins) or paused its second reply; in server mode (where there is
+    one), in how many the server's VAD started on the echo, and the uplink's echo re the reply at the
+    mic, p50 and worst (dB, uplink_echo's residual_db)."""
     runs = [r["path_change"] for r in rows if "path_change" in r]
     if not runs:
         return None
-    return {"runs": len(runs), "gain": PATH_CHANGE[0], "delay_ms": PATH_CHANGE[1], "at_s": PATH_CHANGE_AT_S,
-            "runs_with_false_barge_ins": sum(1 for x in runs if x["false_barge_ins"]),
-            "runs_with_false_pauses": sum(1 for x in runs if x["false_pauses"]),
-            # before the change: the first reply interrupted, no second turn to change the path in
-            "first_reply_barge_ins": sum(x["warm_up_barge_ins"] for x in runs)}
+    out = {"runs": len(runs), "gain": PATH_CHANGE[0], "delay_ms": PATH_CHANGE[1], "at_s": PATH_CHANGE_AT_S,
+           "runs_with_false_barge_ins": sum(1 for x in runs if x["false_barge_ins"]),
+           "runs_with_false_pauses": sum(1 for x in runs if x["false_pauses"]),
+           # before the change: the first reply interrupted, no second turn to change the path in
+           "first_reply_barge_ins": sum(x["warm_up_barge_ins"] for x in runs)}
+    ups = [x["server"] for x in runs if x.get("server")]
+    if ups:
+        res = [u["residual_db"] for u in ups if "residual_db" in u]
+        out["server"] = {"runs": len(ups), "vad_on_echo_runs": sum(1 for u in ups if u.get("vad_on_echo")),
+                         "uplink_echo_p50_db": _pct(res, 50), "uplink_echo_worst_db": max(res) if res else None}
+    return out
 
 
 def _rooms(rows: list[dict]) -> dict[str, list[dict]]:
@@ -906,6 +917,11 @@ def format_table(result: dict) -> str:
         lines.append(row("echo path change: runs false b-i/paused",
                          f"{pc['runs_with_false_barge_ins']}/{pc['runs_with_false_pauses']} of {pc['runs']}",
                          f"0 (second turns, echo x{pc['gain']} and +{pc['delay_ms']} ms {pc['at_s']} s in)"))
+        if pc.get("server"):
+            sv = pc["server"]
+            lines.append(row("... server mode: VAD on echo; uplink echo p50/worst",
+                             f"{sv['vad_on_echo_runs']} of {sv['runs']}; "
+                             f"{sv['uplink_echo_p50_db']}/{sv['uplink_echo_worst_db']} dB", "0; <= -30 dB"))
     for fam, e in s["erle"].items():
         lines.append(row(f"ERLE echo-only, {fam} (n={e['n']})", f"{e['median_db']} dB", f"min {e['min_db']} dB"))
     lines.append(row("AEC CPU per audio second", f"{s['aec_cpu_per_audio_s']} s", "<= 0.02 s"))
