@@ -188,3 +188,41 @@ def test_reopened_audio_keeps_the_residual_gate_and_what_the_detectors_learnt() 
     assert agent.frontend is not fe and agent.frontend.aec is fe.aec
     assert agent.frontend.echo_gate is fe.echo_gate and agent.frontend.residual_gate is fe.residual_gate
     assert fe.echo_gate.residual is fe.residual_gate  # still one FFT call for both
+
+
+def _path_change(seed: int, voice: bool, gate_rule: ResidualGate) -> list[int]:
+    """The runs of near-end frames (3 or more) from 12 s on, of 14 s of reply: the echo path changes
+    12 s in (gain x1.4, 8 ms later), or (voice) it does not and a voice comes 12.5 s in, 0.5 s long."""
+    rng = np.random.default_rng(seed)
+    n = 14 * RATE
+    t = np.arange(n) / RATE
+    envelope = 0.2 + 0.8 * np.abs(np.sin(2 * np.pi * 4 * t)) * (np.sin(2 * np.pi * 0.7 * t) > -0.3)
+    ref = np.clip(rng.standard_normal(n) * 6000 * envelope, -32768, 32767).astype(np.int16)
+    room = np.zeros(480 + 8000)
+    room[480:] = rng.standard_normal(8000) * np.exp(-np.arange(8000) / 200) * 0.15
+    room[480] = 0.6
+    x = ref.astype(np.float64)
+    mic = np.convolve(x, room)[:n] + rng.standard_normal(n) * 30
+    if voice:
+        mic[int(12.5 * RATE):13 * RATE] += _voice(RATE // 2, 70)
+    else:
+        mic[12 * RATE:] = 1.4 * np.convolve(x, np.concatenate((np.zeros(128), room)))[12 * RATE:n]
+    m = np.clip(mic, -32768, 32767).astype(np.int16)
+    gate, near = EchoGate(), []
+    for k in range(n // FRAME):
+        r, f = ref[k * FRAME:(k + 1) * FRAME], m[k * FRAME:(k + 1) * FRAME]
+        gate.push(r, f, 3)
+        near.append(gate_rule.push(r, f, gate, 3))
+    runs = np.diff(np.flatnonzero(np.diff(np.concatenate(([0], np.array(near[1200:], int), [0])))))[::2]
+    return [int(r) for r in runs if r >= 3]
+
+
+@pytest.mark.parametrize("seed", [6, 10])
+def test_once_warm_a_run_the_reference_explains_is_the_leak_and_a_voice_is_not(seed: int) -> None:
+    # A path change 12 s into a reply (the gate learnt 10 s of it: warm): without the coherence test
+    # (warm_learnt out of reach) the leak makes a run of 9 or more; with it, the run ends once its
+    # frames' mean coherence reaches coherent_share. The user's voice stays near-end throughout.
+    off = _path_change(seed, False, ResidualGate(warm_learnt=10**9))
+    on = _path_change(seed, False, ResidualGate())
+    assert max(off) >= 9 and max(on) < max(off)
+    assert max(_path_change(seed, True, ResidualGate())) >= 30

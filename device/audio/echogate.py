@@ -171,6 +171,10 @@ class EchoGate:
         """Band powers of the last 20 ms (Hann-windowed); rows of prev/frame are sides (one FFT call)."""
         return self._bands(np.concatenate((prev, frame), axis=-1) * self._win)
 
+    def spectra(self, prev: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        """Spectra of the last 20 ms (Hann-windowed, as band_powers'): complex [rows, NFFT // 2 + 1]."""
+        return np.fft.rfft(np.concatenate((prev, frame), axis=-1) * self._win)
+
     @staticmethod
     def _bands(xw: np.ndarray, spec: np.ndarray | None = None, pw: np.ndarray | None = None) -> np.ndarray:
         """Band powers of windowed 20 ms rows [..., NFFT] (a new array: ref_bands keeps this frame's);
@@ -370,6 +374,9 @@ class EchoGate:
         self._pm_prev = pm
         if residual is not None and paths is not None:
             # the paired residual gate's verdict (its push hands it on); both paths learn in one step
+            if residual.coherent(self):  # the reference's and the residual's spectra, rows 1 and 2
+                spec = self._spec if self._spec is not None else np.fft.rfft(xw)
+                residual.coherence.push(spec[1], spec[2], lag)
             res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self, bands[2])
             if loud:
                 paths.learn(mags[::2], (not (near or path_near), res_echo_only), self._ref_eps)

@@ -183,7 +183,8 @@ class Frontend:
                     ref = None  # for the echo gate: not the replies' echo path
             if gate is not None and (ref is not None or gate.active):
                 delay = self.aec.estimated_delay_ms
-                self.near[i] = gate.push(ref, frame, None if delay is None else int(round(delay / 10)))
+                lag = None if delay is None else int(round(delay / 10))
+                self.near[i] = gate.push(ref, frame, lag)
                 self.near_tail[i] = gate.near_tail
                 self.near_onset[i] = gate.near_onset
                 self.echo[i] = gate.envelope
@@ -192,7 +193,7 @@ class Frontend:
                 self.floor_db[i] = gate.floor_db
                 self.tail_share[i] = gate.tail_share
                 if self.residual_gate is not None:
-                    self.residual_near[i] = self.residual_gate.push(ref, frame, gate)
+                    self.residual_near[i] = self.residual_gate.push(ref, frame, gate, lag)
                     self.residual_db[i] = self.residual_gate.level_db
                     if self.residual_gate.bands is not None:
                         self.residual_bands[i] = self.residual_gate.bands
