@@ -184,6 +184,28 @@ def test_after_an_echo_path_change_the_cancellers_leaking_does_not_pause_the_rep
     assert r["pauses"] == [] and r["barge_ins"] == [], r
 
 
+def test_after_an_echo_path_change_the_leak_the_reference_explains_does_not_interrupt(result: dict) -> None:
+    # An espeak reply at gain 1.0 in a room, as a second turn; 3 s in the echo comes 1.4x as loud and
+    # 8 ms later. The residual's shape did not read as the echo's: the residual gate paused the reply
+    # (18.41 s) and confirmed on the echo in flight (18.46 s), a barge-in on the device's own voice.
+    # The linear residual follows the reference, though (RefCoherence): a leak, the reply plays on.
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "silent_000_g1.0_d30_room")
+    r = bb.run_scenario(sc, d, warm=True, path_change=bb.PATH_CHANGE)
+    assert r["pauses"] == [] and r["barge_ins"] == [], r
+
+
+def test_in_server_mode_an_echo_path_change_does_not_open_the_uplink_to_the_echo(result: dict) -> None:
+    # The same reply and change in server mode (GPT-Live: the uplink open while the device speaks):
+    # the detectors read the leak as the user and opened the uplink for them; the server got the
+    # changed echo (-39.8 dB re the reply at the mic) and its VAD started on it. Read as the leak it
+    # is, the uplink stays closed.
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "silent_000_g1.0_d30_room")
+    up = bb.run_scenario(sc, d, warm=True, server_mode=True, path_change=bb.PATH_CHANGE)["uplink"]
+    assert up["vad_on_echo"] == 0 and up["residual_db"] <= -50.0, up
+
+
 def test_the_report_counts_the_echo_only_second_turns_an_echo_path_change_interrupted(result: dict) -> None:
     # An echo path change mid-reply (the device moved, a speaker's own volume knob turned) was in no
     # scenario: measured with it (dev harness, 96 echo-only second turns, x1.4 and +8 ms 3 s in), the

@@ -93,6 +93,7 @@ class Frontend:
         self.residual_near = np.zeros(0, dtype=bool)
         self.residual_db = np.zeros(0)  # ... and the linear canceller's output level (ResidualGate.level_db)
         self.residual_bands = np.zeros((0, ECHO_BANDS))  # ... and its band powers (ResidualGate.bands)
+        self.residual_coherence = np.zeros(0)  # ... and the reference's coherence with it (RefCoherence.score)
         # ... and its echo envelope for each (EchoGate.envelope; zeros where no echo was expected)
         self.echo = np.zeros((0, ECHO_BANDS))
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
@@ -153,8 +154,9 @@ class Frontend:
         (0.0 there), `echo_left` float[k] its EchoGate.echo_left_db (-inf there), `floor_db` float[k]
         its EchoGate.floor_db, the mic's noise floor (inf there), `residual_near`
         bool[k] the ResidualGate's verdict (False there, or without one), `residual_db` float[k] its
-        level_db (-inf there), `residual_bands` [k, 16] its band powers (zeros there), and `raw` the
-        frames before the canceller."""
+        level_db (-inf there), `residual_bands` [k, 16] its band powers (zeros there),
+        `residual_coherence` float[k] the reference's coherence with its residual (RefCoherence.score,
+        once ResidualGate.coherent; nan there and before), and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
@@ -169,6 +171,7 @@ class Frontend:
         self.residual_near = np.zeros(len(frames), dtype=bool)
         self.residual_db = np.full(len(frames), -np.inf)
         self.residual_bands = np.zeros((len(frames), ECHO_BANDS))
+        self.residual_coherence = np.full(len(frames), np.nan)
         if self.aec is None or len(frames) == 0:
             return MicFrames(frames, None)
         out = np.empty_like(frames)
@@ -197,6 +200,8 @@ class Frontend:
                     self.residual_db[i] = self.residual_gate.level_db
                     if self.residual_gate.bands is not None:
                         self.residual_bands[i] = self.residual_gate.bands
+                    if self.residual_gate.coherent(gate):
+                        self.residual_coherence[i] = self.residual_gate.coherence.score
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels
             if lv is None:

@@ -482,11 +482,13 @@ class BargeIn:
             self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
 
     def _leak(self, i: int) -> bool:
-        """Frame i's linear residual has the echo's spectral shape (ResidualGate.echo_like)."""
+        """Frame i's linear residual has the echo's spectral shape (ResidualGate.echo_like), or the
+        reference explains coherent_share of it or more (RefCoherence, once the residual gate is warm)."""
         res = self.frontend.residual_gate
         fe = self.frontend
         return (res is not None and i < len(fe.residual_bands)
-                and res.echo_like(fe.residual_bands[i], fe.echo[i]))
+                and (res.echo_like(fe.residual_bands[i], fe.echo[i])
+                     or bool(fe.residual_coherence[i] >= res.coherent_share)))
 
     def reply_over(self) -> None:
         """A mic block of a conversation while the device does not speak: the next reply's runs start afresh."""
