@@ -131,9 +131,13 @@ class ErleDrop:
     canceller leaking the echo it no longer matches: the caller's `leak` (the residual's spectral
     shape) tells that from a word. Harness, 96 echo-only second turns, the path changed (x1.4, +8 ms)
     3 s in: this detector's pauses and confirmations 77 -> 10; the users' words caught the same.
-    With the reference's coherence with the residual as a second sign of the leak (once warm,
-    device/audio/coherence.py): 18 -> 0, and in server mode the uplink it opened on the changed
-    echo took the server's VAD there in 14 of 96 runs, 0 after.
+    Once the residual gate told more of the leak by its coherence with the reference (once warm,
+    device/audio/coherence.py), this detector's decisions there rose to 18 (the residual gate no
+    longer paused first); with the coherence a second sign of the leak here too: 0, and in server
+    mode the uplink this detector opened on the changed echo, where the server's VAD started in 14
+    of 96 runs, stays closed. The cost: a user's word under a reply whose residual the reference
+    explained already reads as the leak in its first frames (harness, warm: caught the same, 4 words
+    later, talk_061 66 -> 246 ms at 0.23-0.27).
     """
 
     def __init__(self, drop_db: float = 15.0, linear_drop_db: float = 15.0, frames: int = 3,
