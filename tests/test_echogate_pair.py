@@ -41,10 +41,10 @@ def _run(gate: EchoGate, residual: ResidualGate, frames: list, unpair_at: int | 
         if k == 150:
             gate.pause_unconfirmed()
         near = gate.push(ref, mic, lag)
-        rnear = residual.push(ref, mic, gate)
+        rnear = residual.push(ref, mic, gate, lag)
         rows.append((near, gate.echo_share, gate.tail_share, gate.echo_left_db, gate.envelope.copy(),
                      gate.gain.copy(), gate.path.h.copy(), rnear, residual.level_db, residual.floor.copy(),
-                     residual.path.h.copy(), gate.tail.rate_db))
+                     residual.path.h.copy(), gate.tail.rate_db, residual.coherence.score))
     return rows
 
 
@@ -55,21 +55,27 @@ def _same(a: list[tuple], b: list[tuple]) -> None:
             assert np.array_equal(x, y), k
 
 
-def test_paired_gates_give_what_the_gates_give_on_their_own() -> None:
+@pytest.mark.parametrize("warm_learnt", [1000, 100])
+def test_paired_gates_give_what_the_gates_give_on_their_own(warm_learnt: int) -> None:
+    # warm_learnt 100: the reference's coherence with the residual (RefCoherence) is computed from
+    # 1 s in, from the echo gate's spectra paired and from the residual gate's own alone.
     frames = _frames(4.0)
-    alone = _run(EchoGate(), ResidualGate(), frames)
-    gate, residual = EchoGate(), ResidualGate()
+    alone = _run(EchoGate(), ResidualGate(warm_learnt=warm_learnt), frames)
+    gate, residual = EchoGate(), ResidualGate(warm_learnt=warm_learnt)
     gate.pair(residual)
     paired = _run(gate, residual, frames)
     _same(alone, paired)
     assert any(r[0] for r in alone) and any(r[7] for r in alone)  # the voice is seen by both
     assert residual.path.history is gate.path.history
+    scores = [r[12] for r in alone]
+    assert (max(scores) > 0.0) == (warm_learnt == 100)
 
 
-def test_unpaired_mid_reply_they_go_on_as_they_were() -> None:
+@pytest.mark.parametrize("warm_learnt", [1000, 100])
+def test_unpaired_mid_reply_they_go_on_as_they_were(warm_learnt: int) -> None:
     frames = _frames(3.0)
-    alone = _run(EchoGate(), ResidualGate(), frames)
-    gate, residual = EchoGate(), ResidualGate()
+    alone = _run(EchoGate(), ResidualGate(warm_learnt=warm_learnt), frames)
+    gate, residual = EchoGate(), ResidualGate(warm_learnt=warm_learnt)
     gate.pair(residual)
     _same(alone, _run(gate, residual, frames, unpair_at=170))
     assert gate.residual is None and residual.path.history is not gate.path.history

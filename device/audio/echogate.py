@@ -206,6 +206,7 @@ class EchoGate:
             self.path.history.mags = self.path.history.mags.copy()  # off the stack's rows
             self.path.h, old.path.h = self.path.h.copy(), old.path.h.copy()
             old.prev_out = self._halves[self._cur, 2].copy()
+            old.prev_ref = self._halves[self._cur, 1].copy()
             self.residual, self._paths = None, None
             self._sides(2)
         if residual is None or residual is old:

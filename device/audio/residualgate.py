@@ -76,7 +76,8 @@ class ResidualGate:
         self.coherent_frames, self.coherent_share, self.warm_learnt = coherent_frames, coherent_share, warm_learnt
         self.coherence = RefCoherence()
         self._run, self._run_coherence = 0, 0.0  # frames in a row over the prediction, their scores' sum
-        self._prev_ref = np.zeros(FRAME, dtype=np.float32)  # unpaired: the reference's last frame
+        # unpaired: the reference's last frame (paired: the echo gate keeps it)
+        self.prev_ref = np.zeros(FRAME, dtype=np.float32)
         self.level = 10 ** ((level_db + BAND_DB) / 10)  # in band-power units
         self.canceller = LinearCanceller(FRAME, taps)
         self.path = EchoPath(BANDS)  # its history becomes the echo gate's when paired (EchoGate.pair)
@@ -108,11 +109,11 @@ class ResidualGate:
             return self.near
         out = self.cancel(ref, mic).astype(np.float32)
         po = gate.band_powers(self.prev_out[None, :], out[None, :])[0]
-        now_ref = self._prev_ref * 0.0 if ref is None else ref.astype(np.float32)
+        now_ref = self.prev_ref * 0.0 if ref is None else ref.astype(np.float32)
         if self.coherent(gate):
-            spec = gate.spectra(np.stack((self._prev_ref, self.prev_out)), np.stack((now_ref, out)))
+            spec = gate.spectra(np.stack((self.prev_ref, self.prev_out)), np.stack((now_ref, out)))
             self.coherence.push(spec[0], spec[1], lag)
-        self.prev_out, self._prev_ref = out, now_ref
+        self.prev_out, self.prev_ref = out, now_ref
         predicted = self.path.predict(gate.ref_bands)
         self.floor = floor = np.minimum(self.floor * self._rise, po)
         unexplained = None
