@@ -30,6 +30,15 @@ cold were missed (talk_090, talk_106). Harness, 96 second turns with the path ch
 with a false barge-in 18 -> 5; warm, 240 runs: caught unchanged, two words later (talk_071 84 -> 124
 ms, human_talk_070 91 -> 261 ms); cold and server mode unchanged run by run.
 
+`level_db` was 50 dB: a word's soft start (human_talk_067, warm: 70 ms at 46-47 dB, a third to
+half of it over the prediction) waited for its voiced part, 240 ms later. At 45 dB, harness, warm,
+240 runs: caught 71 -> 72 and 67 -> 68 of 72 (talk_083, human_talk_069), 39 words sooner and none
+later, onset -> silent p50/p95 69/168 -> 63/158 ms (espeak) and 158/304 -> 131/268 ms (human); one
+false pause more (talk_106, RT60 500 ms, gain 1.0, 0.5 s before the user's onset). It confirmed in
+the pause too, a false barge-in, so the agent's confirming run keeps 50 dB (speaking.py,
+RESIDUAL_CONFIRM_DB). Cold: caught the same, 2 words sooner; the path change: interrupted 5 of 96 as
+before, paused 11 -> 15.
+
 Measured offline (bench set, 240 scenarios, warm, runs of 8 frames): interruptions seen in
 72/72 (espeak) and 66/72 (human) against the 59 and 40 the other detectors caught, and no run on
 the reply's echo alone. In the agent (device/conversation/speaking.py: 8 frames pause the reply, 6
@@ -67,7 +76,7 @@ class ResidualGate:
     explains by coherent_share on average (RefCoherence) is the canceller's leak too.
     VoxboxError (one line) if libspeexdsp is missing."""
 
-    def __init__(self, margin_db: float = 10.0, share: float = 0.3, level_db: float = 50.0,
+    def __init__(self, margin_db: float = 10.0, share: float = 0.3, level_db: float = 45.0,
                  taps: int = 4096, echo_corr: float = 0.9, coherent_frames: int = 6,
                  coherent_share: float = 0.15, warm_learnt: int = 1000) -> None:
         self.margin = 10 ** (margin_db / 10)

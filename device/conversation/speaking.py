@@ -293,14 +293,14 @@ class BargeIn:
         m, i, levels, gate = self.machine, fr.i, fr.levels, fr.gate
         near_i, res_near, share, tail_near = fr.near, fr.residual, fr.share, fr.tail_near
         erle_drop = False
+        # The linear canceller's output level (-inf where the residual gate did not look: the meters skip it).
+        res_db = float(self.frontend.residual_db[i]) if i < len(self.frontend.residual_db) else -np.inf
         if levels is not None and gate is not None and gate.active:
             # The ERLE is measured on echo alone: frames the gate's bound and the echo path's
             # prediction both explain. A word the path does not explain, read as the canceller
             # leaking, closed the gate on the word itself (bench, warm, human_talk_049: a word
             # 12 dB down, share 0.17-0.32, Silero at 0.94, missed).
             echo = not near_i and share >= 1.0
-            # (-inf where the residual gate did not look: the meters skip it.)
-            res_db = float(self.frontend.residual_db[i]) if i < len(self.frontend.residual_db) else -np.inf
             if m.paused_until is None:  # in a pause the reply's echo is dying: no ERLE to fall
                 erle_drop = self.erle_drop.update(float(levels[i, 0]), float(levels[i, 1]), res_db,
                                                   echo=echo, converged=self.convergence.converged,
@@ -316,6 +316,8 @@ class BargeIn:
             self.linear.update(float(levels[i, 0]), res_db,
                                echo=echo and not res_near)
         residual = res_near and self.linear.converged
+        if residual and m.paused_until is not None:
+            residual = res_db >= self.RESIDUAL_CONFIRM_DB
         self._res_run = self._res_run + 1 if residual else 0
         self._agree_run = self._agree_run + 1 if res_near and tail_near else 0
         if res_near and near_i:
@@ -557,6 +559,13 @@ class BargeIn:
     # word was often over first, caught 66 and 59 of 72 espeak and human; with 5, 70 and 61, false
     # barge-ins 0 cold and warm either way).
     RESIDUAL_CONFIRM_FRAMES = 5
+    # ... each of them with the linear canceller's output at this level or more (dB re 1 LSB RMS):
+    # the residual gate calls frames near-end from 45 dB (ResidualGate's level_db), where a word's
+    # soft start is (device/audio/residualgate.py), and on echo alone in a long room a pause came at
+    # 45 dB and confirmed there (harness, warm, talk_106: RT60 500 ms, gain 1.0, 0.5 s before the
+    # user's onset, a false barge-in); with this, a false pause that resumed, and the rest of the warm
+    # runs the same. Cold, one word 45 dB caught here is missed again (talk_113, 192 ms at 45 dB).
+    RESIDUAL_CONFIRM_DB = 50.0
     # ... or after this many frames in a row both gates call near-end: the echo gate (against its bound
     # at the room's decay) and the residual gate, neither alone enough before the echo gate has learnt
     # the echo path (PAUSE_LEARNT_FRAMES) or the linear canceller converged (its own run needs that).
