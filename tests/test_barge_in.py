@@ -144,6 +144,17 @@ def test_as_a_second_turn_the_first_reply_plays_whole_and_the_interruption_is_ca
     assert 0 < r["latency_ms"] <= 300 and r["truncate_err_ms"] <= 20, r
 
 
+def test_a_word_s_soft_start_under_a_reply_pauses_it_before_its_voiced_part(result: dict) -> None:
+    # A recorded woman's word 12 dB under a reply at gain 1.0, as a second turn: its first frames
+    # reach 45-50 dB in the linear canceller's output, over what the reply leaves there. With the
+    # residual gate's least level at 50 dB they counted for nothing and the reply paused 120 ms after
+    # the onset; at 45 dB, 100 ms.
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "human_talk_001_allison_g1.0_d30")
+    r = bb.run_scenario(sc, d, warm=True)
+    assert r["detected"] and r["latency_ms"] <= 100.0 and r["false_pauses"] == 0, r
+
+
 def test_the_report_counts_the_first_replies_pauses_of_second_turn_runs(result: dict) -> None:
     # A pause in the reply played before the second turn is a false pause on echo alone, in the
     # scenario's room: the report said nothing of them (only of false barge-ins there).
