@@ -375,7 +375,7 @@ class EchoGate:
         self._pm_prev = pm
         if residual is not None and paths is not None:
             # the paired residual gate's verdict (its push hands it on); both paths learn in one step
-            if residual.coherent(self):  # the reference's and the residual's spectra, rows 1 and 2
+            if residual.warm(self):  # the reference's and the residual's spectra, rows 1 and 2
                 spec = self._spec if self._spec is not None else np.fft.rfft(xw)
                 residual.coherence.push(spec[1], spec[2], lag)
             res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self, bands[2])

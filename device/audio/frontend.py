@@ -156,7 +156,7 @@ class Frontend:
         bool[k] the ResidualGate's verdict (False there, or without one), `residual_db` float[k] its
         level_db (-inf there), `residual_bands` [k, 16] its band powers (zeros there),
         `residual_coherence` float[k] the reference's coherence with its residual (RefCoherence.score,
-        once ResidualGate.coherent; nan there and before), and `raw` the frames before the canceller."""
+        once ResidualGate.warm; nan there and before), and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
@@ -200,7 +200,7 @@ class Frontend:
                     self.residual_db[i] = self.residual_gate.level_db
                     if self.residual_gate.bands is not None:
                         self.residual_bands[i] = self.residual_gate.bands
-                    if self.residual_gate.coherent(gate):
+                    if self.residual_gate.warm(gate):
                         self.residual_coherence[i] = self.residual_gate.coherence.score
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels

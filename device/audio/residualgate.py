@@ -30,14 +30,15 @@ cold were missed (talk_090, talk_106). Harness, 96 second turns with the path ch
 with a false barge-in 18 -> 5; warm, 240 runs: caught unchanged, two words later (talk_071 84 -> 124
 ms, human_talk_070 91 -> 261 ms); cold and server mode unchanged run by run.
 
-`level_db` was 50 dB: a word's soft start (human_talk_067, warm: 70 ms at 46-47 dB, a third to
-half of it over the prediction) waited for its voiced part, 240 ms later. At 45 dB, harness, warm,
-240 runs: caught 71 -> 72 and 67 -> 68 of 72 (talk_083, human_talk_069), 39 words sooner and none
-later, onset -> silent p50/p95 69/168 -> 63/158 ms (espeak) and 158/304 -> 131/268 ms (human); one
-false pause more (talk_106, RT60 500 ms, gain 1.0, 0.5 s before the user's onset). It confirmed in
-the pause too, a false barge-in, so the agent's confirming run keeps 50 dB (speaking.py,
-RESIDUAL_CONFIRM_DB). Cold: caught the same, 2 words sooner; the path change: interrupted 5 of 96 as
-before, paused 11 -> 15.
+`level_db` is 50 dB: a word's soft start (human_talk_067, warm: 70 ms at 46-47 dB, a third to
+half of it over the prediction) waits for its voiced part there, 240 ms later. So once warm the
+least level is `warm_level_db`, 45 dB. Harness, warm, 240 runs: caught 71 -> 72 and 67 -> 68 of 72
+(talk_083, human_talk_069), 39 words sooner and none later, onset -> silent p50/p95 69/168 -> 63/158
+ms (espeak) and 158/304 -> 131/268 ms (human); one false pause more (talk_106, RT60 500 ms, gain
+1.0, 0.5 s before the user's onset). It confirmed in the pause too, a false barge-in, so the agent's
+confirming run keeps 50 dB (speaking.py, RESIDUAL_CONFIRM_DB). The path change: interrupted 5 of 96
+as before, paused 11 -> 15. At 45 dB before warm too, the first replies' false pauses went 3 -> 8
+(full bench on 1c9ac52); cold, caught the same, 2 words sooner.
 
 Measured offline (bench set, 240 scenarios, warm, runs of 8 frames): interruptions seen in
 72/72 (espeak) and 66/72 (human) against the 59 and 40 the other detectors caught, and no run on
@@ -73,12 +74,13 @@ class ResidualGate:
     spectral shape at which the residual is the canceller's leak, not the user (see the module doc);
     coherent_frames, coherent_share, warm_learnt: once the echo gate has learnt the echo path on
     warm_learnt frames, a run of coherent_frames or more near-end frames whose residual the reference
-    explains by coherent_share on average (RefCoherence) is the canceller's leak too.
+    explains by coherent_share on average (RefCoherence) is the canceller's leak too; warm_level_db:
+    the least residual that counts from then on.
     VoxboxError (one line) if libspeexdsp is missing."""
 
-    def __init__(self, margin_db: float = 10.0, share: float = 0.3, level_db: float = 45.0,
+    def __init__(self, margin_db: float = 10.0, share: float = 0.3, level_db: float = 50.0,
                  taps: int = 4096, echo_corr: float = 0.9, coherent_frames: int = 6,
-                 coherent_share: float = 0.15, warm_learnt: int = 1000) -> None:
+                 coherent_share: float = 0.15, warm_learnt: int = 1000, warm_level_db: float = 45.0) -> None:
         self.margin = 10 ** (margin_db / 10)
         self.share = share
         self.echo_corr = echo_corr
@@ -88,6 +90,7 @@ class ResidualGate:
         # unpaired: the reference's last frame (paired: the echo gate keeps it)
         self.prev_ref = np.zeros(FRAME, dtype=np.float32)
         self.level = 10 ** ((level_db + BAND_DB) / 10)  # in band-power units
+        self.warm_level = 10 ** ((warm_level_db + BAND_DB) / 10)
         self.canceller = LinearCanceller(FRAME, taps)
         self.path = EchoPath(BANDS)  # its history becomes the echo gate's when paired (EchoGate.pair)
         self.floor = np.full(BANDS, np.inf)  # the residual's noise floor per band: falls at once, rises 1 dB/s
@@ -119,7 +122,7 @@ class ResidualGate:
         out = self.cancel(ref, mic).astype(np.float32)
         po = gate.band_powers(self.prev_out[None, :], out[None, :])[0]
         now_ref = self.prev_ref * 0.0 if ref is None else ref.astype(np.float32)
-        if self.coherent(gate):
+        if self.warm(gate):
             spec = gate.spectra(np.stack((self.prev_ref, self.prev_out)), np.stack((now_ref, out)))
             self.coherence.push(spec[0], spec[1], lag)
         self.prev_out, self.prev_ref = out, now_ref
@@ -138,11 +141,12 @@ class ResidualGate:
             self.path.learn(po, echo_only=echo_only, floor=1e-3 * gate.ref_floor)
         return self.near
 
-    def coherent(self, gate: EchoGate) -> bool:
-        """The coherence test runs (RefCoherence is pushed, a run of coherent frames is the leak):
-        the echo gate has learnt the echo path on warm_learnt frames. Before that a user's word
-        following the reply's loud first seconds is too often coherent enough (harness, cold: two
-        espeak words missed, talk_090 and talk_106), and the path changing is a later reply's risk."""
+    def warm(self, gate: EchoGate) -> bool:
+        """The echo gate has learnt the echo path on warm_learnt frames of loud reference (10 s of
+        reply): the coherence test runs (RefCoherence is pushed, a run of coherent frames is the
+        leak) and a residual from warm_level_db counts. Before that a user's word following the
+        reply's loud first seconds is too often coherent enough (harness, cold: two espeak words
+        missed, talk_090 and talk_106), and the path changing is a later reply's risk."""
         return gate.learnt >= self.warm_learnt
 
     def echo_like(self, bands: np.ndarray, envelope: np.ndarray) -> bool:
@@ -171,12 +175,12 @@ class ResidualGate:
             self._run += 1
             self._run_coherence += self.coherence.score
             if self.echo_like(bands, gate.envelope) or (
-                    self._run >= self.coherent_frames and self.coherent(gate)
+                    self._run >= self.coherent_frames and self.warm(gate)
                     and self._run_coherence >= self.coherent_share * self._run):
                 over = False  # the canceller leaking the echo it no longer matches: learnt, not the user
         else:
             self._run, self._run_coherence = 0, 0.0
-        self.near = bool(over and total >= self.level)
+        self.near = bool(over and total >= (self.warm_level if self.warm(gate) else self.level))
         self._judged = True
         # Learn the residual from frames neither gate calls near-end; the others at a tenth of the
         # step (EchoPath.learn), so a word is not learnt as the reply's residual.

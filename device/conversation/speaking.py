@@ -560,11 +560,11 @@ class BargeIn:
     # barge-ins 0 cold and warm either way).
     RESIDUAL_CONFIRM_FRAMES = 5
     # ... each of them with the linear canceller's output at this level or more (dB re 1 LSB RMS):
-    # the residual gate calls frames near-end from 45 dB (ResidualGate's level_db), where a word's
-    # soft start is (device/audio/residualgate.py), and on echo alone in a long room a pause came at
-    # 45 dB and confirmed there (harness, warm, talk_106: RT60 500 ms, gain 1.0, 0.5 s before the
-    # user's onset, a false barge-in); with this, a false pause that resumed, and the rest of the warm
-    # runs the same. Cold, one word 45 dB caught here is missed again (talk_113, 192 ms at 45 dB).
+    # once warm the residual gate calls frames near-end from 45 dB (ResidualGate's warm_level_db),
+    # where a word's soft start is (device/audio/residualgate.py), and on echo alone in a long room a
+    # pause came at 45 dB and confirmed there (harness, warm, talk_106: RT60 500 ms, gain 1.0, 0.5 s
+    # before the user's onset, a false barge-in); with this, a false pause that resumed, and the rest
+    # of the warm runs the same.
     RESIDUAL_CONFIRM_DB = 50.0
     # ... or after this many frames in a row both gates call near-end: the echo gate (against its bound
     # at the room's decay) and the residual gate, neither alone enough before the echo gate has learnt
