@@ -548,16 +548,30 @@ def test_a_word_only_the_residual_gate_hears_pauses_the_reply_and_confirms_in_th
     # at 15.60 s and confirmed it at 15.65 s, 108 ms from the word's onset to a silent speaker.
     agent, timeline, _ = _speaking_agent()
     agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
-    _frames(agent, [False] * 7, share=1.0, residual=True)
+    _frames(agent, [False] * 7, share=1.0, residual=True, residual_db=60.0)
     assert _events(timeline) == []  # 7 frames: not yet (single frames and short runs come from the echo)
-    _frames(agent, [False], share=1.0, residual=True)
+    _frames(agent, [False], share=1.0, residual=True, residual_db=60.0)
     assert _events(timeline) == ["playback_pause"]
     assert timeline.records[-1].get("detector") == "echo_residual"
     # The frames that paused do not confirm it; a run of 5 heard in the pause does (a short word is
     # often nearly over by the pause).
-    _frames(agent, [False] * 4, share=1.0, residual=True)
+    _frames(agent, [False] * 4, share=1.0, residual=True, residual_db=60.0)
     assert _events(timeline) == ["playback_pause"]
-    _frames(agent, [False], share=1.0, residual=True)
+    _frames(agent, [False], share=1.0, residual=True, residual_db=60.0)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
+def test_in_the_pause_a_residual_run_under_50_db_confirms_nothing() -> None:
+    # Once warm the residual gate counts a residual from 45 dB (a word's soft start). On the echo
+    # alone in a long room (harness, warm, talk_106: RT60 500 ms, gain 1.0) it paused the reply there
+    # and its run at 45-50 dB in the pause confirmed it: a barge-in on the device's own voice.
+    agent, timeline, _ = _speaking_agent()
+    agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
+    _frames(agent, [False] * 8, share=1.0, residual=True, residual_db=47.0, learnt=1000)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [False] * 10, share=1.0, residual=True, residual_db=47.0, learnt=1000)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [False] * 5, share=1.0, residual=True, residual_db=55.0, learnt=1000)  # the user
     assert _events(timeline) == ["playback_pause", "barge_in"]
 
 
