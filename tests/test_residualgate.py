@@ -222,7 +222,8 @@ def test_once_warm_a_run_the_reference_explains_is_the_leak_and_a_voice_is_not(s
     # A path change 12 s into a reply (the gate learnt 10 s of it: warm): without the coherence test
     # (warm_learnt out of reach) the leak makes a run of 9 or more; with it, the run ends once its
     # frames' mean coherence reaches coherent_share. The user's voice stays near-end throughout.
+    # (Both at 50 dB: warm, the least level falls to warm_level_db too.)
     off = _path_change(seed, False, ResidualGate(warm_learnt=10**9))
-    on = _path_change(seed, False, ResidualGate())
+    on = _path_change(seed, False, ResidualGate(warm_level_db=50.0))
     assert max(off) >= 9 and max(on) < max(off)
     assert max(_path_change(seed, True, ResidualGate())) >= 30
