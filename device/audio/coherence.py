@@ -82,8 +82,8 @@ class RefCoherence:
 
     @property
     def score(self) -> float:
-        """The last frame's score (see the module doc), computed when read: the averages are kept
-        every frame, the score is read only on the residual gate's near-end runs."""
+        """The last frame's score (see the module doc), computed when first read after a push and
+        kept for the frame's other readers (the frontend's per-frame record, the residual gate's run)."""
         if self._score is None:
             n, k, p = self.lags, self._lag, self._p
             lo, hi = max(0, k - 1), min(n, k + 2)
