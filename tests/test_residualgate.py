@@ -222,8 +222,21 @@ def test_once_warm_a_run_the_reference_explains_is_the_leak_and_a_voice_is_not(s
     # A path change 12 s into a reply (the gate learnt 10 s of it: warm): without the coherence test
     # (warm_learnt out of reach) the leak makes a run of 9 or more; with it, the run ends once its
     # frames' mean coherence reaches coherent_share. The user's voice stays near-end throughout.
-    # (Both at 50 dB: warm, the least level falls to warm_level_db too.)
-    off = _path_change(seed, False, ResidualGate(warm_learnt=10**9))
-    on = _path_change(seed, False, ResidualGate(warm_level_db=50.0))
+    # (Both at 50 dB: warm, the least level falls to warm_level_db too. Both without the test on the
+    # residual over the mic, which takes this leak whole: see the next test.)
+    off = _path_change(seed, False, ResidualGate(warm_learnt=10**9, over_mic_db=np.inf))
+    on = _path_change(seed, False, ResidualGate(warm_level_db=50.0, over_mic_db=np.inf))
     assert max(off) >= 9 and max(on) < max(off)
     assert max(_path_change(seed, True, ResidualGate())) >= 30
+
+
+@pytest.mark.parametrize("seed", [6, 10])
+def test_a_run_the_canceller_adds_power_in_is_its_own_leak_and_a_voice_is_not(seed: int) -> None:
+    # The same path change, the coherence test off (warm_learnt out of reach): the canceller's
+    # estimate, 8 ms off, adds to the mic what the room no longer holds, and its output rises over
+    # its input. Without the test such frames make runs of 9 or more; with it, none long enough to
+    # pause a reply (6). A voice is not over the mic: it stays near-end for 30 frames or more.
+    off = _path_change(seed, False, ResidualGate(warm_learnt=10**9, over_mic_db=np.inf))
+    on = _path_change(seed, False, ResidualGate(warm_learnt=10**9))
+    assert max(off) >= 9 and max(on, default=0) < 6
+    assert max(_path_change(seed, True, ResidualGate(warm_learnt=10**9))) >= 30

@@ -128,6 +128,7 @@ class EchoGate:
         self.echo_left_db = np.inf  # the last frame's bound on the echo over the mic's noise floor (dB; inf: unknown)
         self.floor_db = np.inf  # the mic's noise floor as of the last frame (dB re 1 LSB RMS; inf: unknown)
         self.near = False  # the last frame's verdict
+        self.mic_power = 0.0  # the last frame's mic power, summed over the bands (band-power units)
         # ... and near-end against the bound decaying at tail_db too (see the module doc)
         self.near_tail = False
         self.near_onset = False  # ... or near-end and the mic not falling over the bound (see the module doc)
@@ -296,6 +297,7 @@ class EchoGate:
             self.learnt += 1
         ready = self.learnt >= self.learn_frames
         total = sums[0] + 1e-9
+        self.mic_power = sums[0]
         if residual is None:
             self.floor = floor = np.minimum(self.floor * self._rise, pm)
         else:  # the residual's floor too, by the same rule
