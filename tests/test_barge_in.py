@@ -230,15 +230,21 @@ def test_the_report_counts_the_echo_only_second_turns_an_echo_path_change_interr
     for i, x in enumerate(silent):
         x["path_change"] = {"false_barge_ins": int(i == 0), "false_pauses": 1, "warm_up_barge_ins": int(i == 1),
                             # server mode: the uplink carried the changed echo in one run, and the server heard it
-                            "server": {"residual_db": -18.0 if i == 0 else -60.0, "vad_on_echo": int(i == 0)}}
+                            "server": {"residual_db": -18.0 if i == 0 else -60.0, "vad_on_echo": int(i == 0)},
+                            # in a first reply: two runs paused, one of them interrupted
+                            "cold": {"false_barge_ins": int(i == 1), "false_pauses": int(i < 2)}}
     pc = bb._path_change(rows)
     assert pc is not None
     assert (pc["runs"], pc["runs_with_false_barge_ins"], pc["runs_with_false_pauses"]) == (len(silent), 1, len(silent))
     assert pc["first_reply_barge_ins"] == 1  # before the change: counted apart
     assert pc["server"]["vad_on_echo_runs"] == 1 and pc["server"]["uplink_echo_worst_db"] == -18.0
+    assert (pc["cold"]["runs"], pc["cold"]["runs_with_false_barge_ins"], pc["cold"]["runs_with_false_pauses"]) == (
+        len(silent), 1, 2)
     table = bb.format_table({**result, "summary": {**result["summary"], "path_change": pc}})
     assert f"1/{len(silent)} of {len(silent)}" in table
     assert f"1 of {len(silent)}; -60.0/-18.0 dB" in table  # server mode: the worst run shown against -30 dB
+    cold = next(line for line in table.splitlines() if "in a first reply (cold)" in line)
+    assert f"1/2 of {len(silent)}" in cold
 
 
 def test_as_a_second_turn_in_server_mode_the_uplink_is_measured_on_the_second_reply(result: dict) -> None:

@@ -634,6 +634,9 @@ def _job(args: tuple[dict, str, bool]) -> dict:
     if sc["family"] == "silent":
         pc = run_scenario(sc, Path(d), warm=True, path_change=PATH_CHANGE)
         row["path_change"] = {k: pc[k] for k in ("false_barge_ins", "false_pauses", "warm_up_barge_ins")}
+        # ... and in a first reply, where the gates have learnt PATH_CHANGE_AT_S of it when it changes
+        cold = run_scenario(sc, Path(d), path_change=PATH_CHANGE)
+        row["path_change"]["cold"] = {k: cold[k] for k in ("false_barge_ins", "false_pauses")}
         # ... and in server mode, where what the detectors make of the changed echo opens the uplink
         row["path_change"]["server"] = run_scenario(sc, Path(d), warm=True, server_mode=True,
                                                     path_change=PATH_CHANGE)["uplink"]
@@ -718,7 +721,8 @@ def _path_change(rows: list[dict]) -> dict | None:
     """Echo-only second turns whose echo path changed mid-reply (_job, PATH_CHANGE): in how many of them
     the device interrupted (false barge-ins) or paused its second reply; in server mode (where there is
     one), in how many the server's VAD started on the echo, and the uplink's echo re the reply at the
-    mic, p50 and worst (dB, uplink_echo's residual_db)."""
+    mic, p50 and worst (dB, uplink_echo's residual_db); and ("cold") the same change in a first reply, how
+    many it interrupted or paused."""
     runs = [r["path_change"] for r in rows if "path_change" in r]
     if not runs:
         return None
@@ -727,6 +731,11 @@ def _path_change(rows: list[dict]) -> dict | None:
            "runs_with_false_pauses": sum(1 for x in runs if x["false_pauses"]),
            # before the change: the first reply interrupted, no second turn to change the path in
            "first_reply_barge_ins": sum(x["warm_up_barge_ins"] for x in runs)}
+    colds = [x["cold"] for x in runs if x.get("cold")]
+    if colds:
+        out["cold"] = {"runs": len(colds),
+                       "runs_with_false_barge_ins": sum(1 for x in colds if x["false_barge_ins"]),
+                       "runs_with_false_pauses": sum(1 for x in colds if x["false_pauses"])}
     ups = [x["server"] for x in runs if x.get("server")]
     if ups:
         res = [u["residual_db"] for u in ups if "residual_db" in u]
@@ -917,6 +926,11 @@ def format_table(result: dict) -> str:
         lines.append(row("echo path change: runs false b-i/paused",
                          f"{pc['runs_with_false_barge_ins']}/{pc['runs_with_false_pauses']} of {pc['runs']}",
                          f"0 (second turns, echo x{pc['gain']} and +{pc['delay_ms']} ms {pc['at_s']} s in)"))
+        if pc.get("cold"):
+            c = pc["cold"]
+            lines.append(row("... in a first reply (cold): runs false b-i/paused",
+                             f"{c['runs_with_false_barge_ins']}/{c['runs_with_false_pauses']} of {c['runs']}",
+                             f"0 (the same change {pc['at_s']} s into the first reply)"))
         if pc.get("server"):
             sv = pc["server"]
             lines.append(row("... server mode: VAD on echo; uplink echo p50/worst",
