@@ -1006,3 +1006,20 @@ def test_in_a_young_pause_a_run_both_gates_call_near_end_confirms_it_before_the_
     assert _events(timeline) == ["playback_pause", "barge_in"]
     starts = [r.get("detector") for r in timeline.records if r["event"] == "speech_start"]
     assert starts == ["echo_agree"]
+
+
+def test_a_long_room_s_tail_under_a_falling_mic_is_not_the_linear_canceller_s_sign_of_the_user() -> None:
+    # Bench, warm (silent_031: an espeak reply at gain 0.7, RT60 500 ms, no user): at a phrase's end
+    # the mic fell 66 -> 53 dB in 10 frames while the linear canceller's output, the room's tail past
+    # its filter, held at 41-43 dB. Its ERLE fell 10 dB under its average, read as the canceller's
+    # drop, the sign of the user (_linear_drop), and Silero's fast stage paused the reply on the tail.
+    # Near-end frames of the echo gate shown by that sign alone pause a reply (_onset_shown).
+    def run(mic_db: list[float]) -> list[str]:
+        agent, timeline, _ = _speaking_agent()
+        _frames(agent, [False] * 20, share=1.0, level_db=70.0, out_db=40.0, residual_db=45.0)  # 25 dB off
+        for level in mic_db:
+            _frames(agent, [True], share=1.0, level_db=level, out_db=40.0, residual_db=46.0)
+        return _events(timeline)
+
+    assert run([66.0 - 1.5 * k for k in range(8)]) == []  # the mic falling: the reply's tail
+    assert run([64.0] * 8) == ["playback_pause"]  # the mic holding: the output rose over the echo's
