@@ -205,17 +205,9 @@ class BargeIn:
             self._unexplained_until = self.now + self.NEAR_HOLD_S
         # A second measure than the gate's bound shows the user: the cancellers' (the residual
         # gate's verdict, the linear canceller's drop), for the gate's own pause, and with the
-        # path's share lower, for Silero's decisions (_heard_enough). The drop does not count
-        # where the mic fell 1 dB or more since the last frame: at a phrase's end a long room's
-        # tail past the linear canceller's filter holds its output while the mic falls, and its ERLE
-        # falls with the mic, not with a voice (bench, warm, silent_031: RT60 500 ms, the mic 66 -> 53
-        # dB in 10 frames, the output 41-43 dB; Silero's fast stage paused the reply on the tail).
-        # Harness, 240 runs each: that false pause gone; warm, cold, earcons off and the path change
-        # otherwise the same run by run.
-        mic_db = float(levels[i, 0]) if levels is not None else -np.inf
-        falling = mic_db < self._mic_prev_db - self.LINEAR_DROP_FALL_DB
-        self._mic_prev_db = mic_db
-        cancellers = res_near or (not falling and self._linear_drop(i, levels))
+        # path's share lower, for Silero's decisions (_heard_enough).
+        drop = self._linear_drop(i, levels)  # on every frame: it keeps the mic's last level
+        cancellers = res_near or drop
         little = share < self.SILERO_SIGN_SHARE
         if cancellers or little:
             self._sign_until = self.now + self.NEAR_HOLD_S
@@ -672,7 +664,7 @@ class BargeIn:
             self._uplink_until = max(self._uplink_until, self.now + self.UPLINK_HOLD_S)
 
     LINEAR_DROP_DB = 6.0
-    # ... on a frame whose mic did not fall by this much since the last one (_measure)
+    # ... on a frame whose mic did not fall by this much since the last one (_linear_drop)
     LINEAR_DROP_FALL_DB = 1.0
 
     def _linear_drop(self, i: int, levels: np.ndarray | None) -> bool:
@@ -685,12 +677,20 @@ class BargeIn:
         reply's echo where the echo's lag settles, 2.5 s into a first reply, and a long room's
         reverberation building up over it). On quiet frames the linear canceller's ERLE is no
         measure: a long room's tail it cannot model stood 10 dB over the mic less its average
-        (bench, warm, RT60 500 ms: a false pause)."""
+        (bench, warm, RT60 500 ms: a false pause). Nor where the mic fell LINEAR_DROP_FALL_DB or
+        more since the last frame (call it on every frame: it keeps the mic's last level): at a
+        phrase's end a long room's tail past the linear canceller's filter holds its output while
+        the mic falls, and its ERLE falls with the mic, not with a voice (bench, warm, silent_031:
+        RT60 500 ms, the mic 66 -> 53 dB in 10 frames, the output 41-43 dB; Silero's fast stage
+        paused the reply on the tail). Harness, 240 runs each: that false pause gone; warm, cold,
+        earcons off and the path change otherwise the same run by run."""
+        mic = float(levels[i, 0]) if levels is not None else -np.inf
+        falling, self._mic_prev_db = mic < self._mic_prev_db - self.LINEAR_DROP_FALL_DB, mic
         fe = self.frontend
         avg = self.erle_drop.linear_erle
-        if avg is None or levels is None or i >= len(fe.residual_db):
+        if falling or avg is None or levels is None or i >= len(fe.residual_db):
             return False
-        mic, lin = float(levels[i, 0]), float(fe.residual_db[i])
+        lin = float(fe.residual_db[i])
         return bool(mic >= self.erle_drop.loud_db and np.isfinite(lin) and lin >= mic - avg + self.LINEAR_DROP_DB)
 
     def _residual_frames(self) -> int:
