@@ -124,7 +124,7 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
             frame: np.ndarray | None = None, out_db: float | None = None, residual: bool = False,
             residual_db: float | None = None, floor_db: float = np.inf,
             near_tail: list[bool] | None = None, near_onset: list[bool] | None = None,
-            learnt: int | None = None) -> None:
+            learnt: int | None = None, excess: float = 0.0, coherence: float = 0.0) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
     the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
@@ -137,7 +137,9 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
     measured (EchoGate.floor_db; inf: not known); near_tail: the verdicts against the bound at the
     room's decay (EchoGate.near_tail; None: the same as near, a room measured); near_onset: those
     or the mic rising over the fast bound (EchoGate.near_onset; None: the same as near_tail); learnt:
-    the frames of loud reference the gate has learnt the echo path on (EchoGate.learnt; None: LearntGate's)."""
+    the frames of loud reference the gate has learnt the echo path on (EchoGate.learnt; None: LearntGate's);
+    excess: the share of the linear canceller's output over its predicted residual (ResidualGate.excess);
+    coherence: the share of that output the reference explains (RefCoherence.score)."""
     fe = agent.frontend
     fe.echo_gate = gate = LearntGate()  # type: ignore[assignment]
     if learnt is not None:
@@ -156,6 +158,8 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
         fe.tail_share = np.array([share if tail_share is None else tail_share])
         fe.residual_near = np.array([residual])
         fe.residual_db = np.zeros(0) if residual_db is None else np.array([residual_db])
+        fe.residual_excess = np.array([excess])
+        fe.residual_coherence = np.array([coherence])
         agent.samples += 160
         agent._frames(pcm.copy(), np.array([[level_db, level_db - 2.0 if out_db is None else out_db]]))
 
@@ -597,6 +601,32 @@ def test_once_the_gate_has_learnt_ten_seconds_of_reply_a_shorter_residual_run_pa
         _frames(agent, [False], share=1.0, residual=False, learnt=1000)
     assert _events(timeline) == []
     _frames(agent, [False] * 6, share=1.0, residual=True, learnt=1000)
+    assert _events(timeline) == ["playback_pause"]
+    assert timeline.records[-1].get("detector") == "echo_residual"
+
+
+def test_once_warm_a_residual_run_a_voice_fills_pauses_the_reply_a_frame_sooner() -> None:
+    # Harness, second turns (240 runs, earcons on): 83 words sooner, none later; onset -> silent
+    # p50/p95 63/158 -> 54/141 ms (espeak) and 131/268 -> 125/268 ms (human); caught and false pauses
+    # unchanged. Runs of 5 at any excess: 3 false pauses more on human replies, at 0.47-0.65 on average.
+    agent, timeline, _ = _speaking_agent()
+    agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
+    _frames(agent, [False] * 5, share=1.0, residual=True, learnt=999, excess=0.9)
+    _frames(agent, [False], share=1.0, residual=False, learnt=999)
+    assert _events(timeline) == []  # not before the gate has learnt 10 s of reply
+    for _ in range(3):
+        _frames(agent, [False] * 5, share=1.0, residual=True, learnt=1000, excess=0.6)
+        _frames(agent, [False], share=1.0, residual=False, learnt=1000)
+    assert _events(timeline) == []  # the reply's own residual leaves runs just over the gate's share
+    # The canceller leaking a changed echo path can fill its residual too, but the reference
+    # explains it: the coherence test's run (6 frames) decides that (harness, the path changed 3 s
+    # into a second turn: 2 false pauses at 5 frames without this, excess 0.97, coherence 0.31).
+    _frames(agent, [False] * 5, share=1.0, residual=True, learnt=1000, excess=0.97, coherence=0.31)
+    _frames(agent, [False], share=1.0, residual=False, learnt=1000)
+    assert _events(timeline) == []
+    _frames(agent, [False] * 4, share=1.0, residual=True, learnt=1000, excess=0.95, coherence=0.05)
+    assert _events(timeline) == []
+    _frames(agent, [False], share=1.0, residual=True, learnt=1000, excess=0.95, coherence=0.05)
     assert _events(timeline) == ["playback_pause"]
     assert timeline.records[-1].get("detector") == "echo_residual"
 

@@ -43,8 +43,9 @@ def _voice(n: int, level_db: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x**2)) * 10 ** (level_db / 20)
 
 
-def _run(ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: the residual gate's verdict, and the echo gate's echo_share."""
+def _run(ref: np.ndarray, mic: np.ndarray, excess: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the residual gate's verdict, and the echo gate's echo_share (and, into `excess`, the
+    residual gate's ResidualGate.excess)."""
     gate, residual = EchoGate(), ResidualGate()
     m = np.clip(mic, -32768, 32767).astype(np.int16)
     near, share = [], []
@@ -53,6 +54,8 @@ def _run(ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gate.push(r, f, 3)
         near.append(residual.push(r, f, gate))
         share.append(gate.echo_share)
+        if excess is not None:
+            excess.append(residual.excess)
     return np.array(near), np.array(share)
 
 
@@ -87,7 +90,8 @@ def test_a_word_12_db_under_the_reply_s_echo_is_near_end_to_the_residual_gate_al
     on = 5 * RATE
     user = np.zeros(len(ref))
     user[on : on + RATE // 2] = _voice(RATE // 2, _db(mic[4 * RATE : on]) - 12.0)
-    near, share = _run(ref, mic + user)
+    excess: list[float] = []
+    near, share = _run(ref, mic + user, excess)
     f0 = on // FRAME
     # The echo path explains the mic whole with its 6 dB margin: the echo gate cannot see the word.
     assert share[f0 : f0 + 50].min() >= 1.0
@@ -95,6 +99,10 @@ def test_a_word_12_db_under_the_reply_s_echo_is_near_end_to_the_residual_gate_al
     # within 150 ms of its onset ...
     runs = np.convolve(near[f0 : f0 + 50].astype(int), np.ones(8, int), mode="valid")
     assert (runs[:8] == 8).any()
+    # The word's onset fills the residual: of its first near-end frames' power, most stands over the
+    # reply's predicted residual (once warm the agent pauses on 5 such frames, not 6: speaking.py).
+    word = np.array(excess[f0 : f0 + 50])[near[f0 : f0 + 50]]
+    assert float(word[:5].mean()) >= 0.7
     # ... and not one frame of the reply's echo alone once it learnt it (the first 2 s).
     assert not near[200:f0].any()
 

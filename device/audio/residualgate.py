@@ -119,6 +119,7 @@ class ResidualGate:
         self.near = False  # the last frame's verdict
         self.level_db = -np.inf  # the last frame's residual (dB re 1 LSB RMS, from its band powers)
         self.bands: np.ndarray | None = None  # ... and its band powers [16] (None: not judged yet)
+        self.excess = 0.0  # ... and the share of its power over the predicted residual (0.0: not judged)
         self._judged = False  # paired: the echo gate ran this frame for it (push takes the verdict)
 
     def cancel(self, ref: np.ndarray | None, mic: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -188,6 +189,7 @@ class ResidualGate:
         learnt on loud frames (the caller's): True when at the full step."""
         self.level_db = 10 * float(np.log10(total + 1e-9)) - BAND_DB
         self.bands = bands
+        self.excess = 0.0 if unexplained is None else min(1.0, unexplained / (total + 1e-9))
         over = unexplained is not None and unexplained >= self.share * (total + 1e-9)
         if over and bands is not None:
             self._run += 1

@@ -113,6 +113,8 @@ class BargeIn:
         self._young_run = 0  # ... of them with the echo path predicting at most YOUNG_PAUSE_SHARE of the mic
         self._up_run = 0  # ... of those that count towards opening the uplink (see frames)
         self._res_run = 0  # consecutive frames the residual gate called near-end speech
+        self._res_excess = 0.0  # ... the sum of their shares over the predicted residual (ResidualGate.excess)
+        self._res_coherent = 0.0  # ... and of their coherence with the reference (RefCoherence.score; nan: 1.0)
         self._agree_run = 0  # ... and the echo gate too, against its bound at the room's decay
         self._run_converged = False  # the canceller was converged as the near-end run began
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
@@ -321,6 +323,11 @@ class BargeIn:
         if residual and m.paused_until is not None:
             residual = res_db >= self.RESIDUAL_CONFIRM_DB
         self._res_run = self._res_run + 1 if residual else 0
+        fe = self.frontend
+        excess = float(fe.residual_excess[i]) if i < len(fe.residual_excess) else 0.0
+        coherent = float(fe.residual_coherence[i]) if i < len(fe.residual_coherence) else np.nan
+        self._res_excess = self._res_excess + excess if residual else 0.0
+        self._res_coherent = self._res_coherent + (1.0 if np.isnan(coherent) else coherent) if residual else 0.0
         self._agree_run = self._agree_run + 1 if res_near and tail_near else 0
         if res_near and near_i:
             self._agree_until = self.now + self.NEAR_HOLD_S
@@ -409,7 +416,7 @@ class BargeIn:
                 self._host.log("speech_start", source="local_vad",
                                detector="echo_gate" if gate_run else "echo_agree")
                 self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
-        if (self._res_run >= (self.RESIDUAL_CONFIRM_FRAMES if paused else self._residual_frames())
+        if ((self._res_run >= self.RESIDUAL_CONFIRM_FRAMES if paused else self._residual_run_pauses())
                 and not masked and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
             # The linear canceller's output holds more than the reply's predicted residual: the
             # user, though the mic is within the echo path's margin (device/audio/residualgate.py).
@@ -557,6 +564,22 @@ class BargeIn:
     # 85 -> 66 and 150 -> 137 ms, false pauses unchanged (0 and 3); first replies unchanged.
     RESIDUAL_WARM_FRAMES = 6
     RESIDUAL_WARM_LEARNT = 1000
+    # ... or this many, once warm, where the run's residual stands over its prediction by this share of
+    # its power on average (a frame is near-end from ResidualGate's share, 0.3): the reply's echo
+    # leaves runs just over that share, a voice fills the residual. Recorded per frame (harness, warm,
+    # 240 runs): the 8 runs of 5 on the reply's echo alone averaged 0.47-0.65; 109 of the 140 on
+    # users' words 0.7 or more. Harness, warm: 83 words sooner (52 espeak, 31 human; 10-190 ms, talk_061
+    # 246 -> 56 ms), none later, onset -> silent p50/p95 63.4/158.0 -> 53.7/141.4 ms (espeak) and
+    # 131.0/268.4 -> 124.8/268.4 ms (human); caught and false pauses unchanged. Runs of 5 whatever
+    # their excess: 3 false pauses more on human replies (0 -> 2.8 per 10 min).
+    RESIDUAL_STRONG_FRAMES = 5
+    RESIDUAL_STRONG_EXCESS = 0.7
+    # ... and the reference explaining less of it than this on average (RefCoherence.score): the
+    # linear canceller leaking a changed echo path fills its residual too (harness, the path changed
+    # x1.4, +8 ms 3 s into a second turn: 2 false pauses at 5 frames, 50 ms after the change, excess
+    # 0.97, coherence 0.31), and the residual gate's own coherence test, which reads that as its leak,
+    # needs a run of 6. 108 of those 109 users' runs read under 0.2 (human_talk_070, RT60 500 ms: 0.31).
+    RESIDUAL_STRONG_COHERENCE = 0.2
     # ... and a run of this many in the pause confirms the barge-in (harness, warm: with 8, a short
     # word was often over first, caught 66 and 59 of 72 espeak and human; with 5, 70 and 61, false
     # barge-ins 0 cold and warm either way).
@@ -622,6 +645,7 @@ class BargeIn:
         """The runs that pause the reply start afresh (a pause made or ended, a reply over); the
         uplink's run goes on through a pause."""
         self._near_run = self._res_run = self._onset_run = self._young_run = self._agree_run = 0
+        self._res_excess = self._res_coherent = 0.0
 
     def _echo_gone(self, left: float, paused: bool, since: float, from_db: float) -> bool:
         """The reply's echo is down in the noise: the gate's bound on it this frame (`left`,
@@ -695,9 +719,24 @@ class BargeIn:
 
     def _residual_frames(self) -> int:
         """How long a run of the residual gate's near-end frames pauses the reply (frames of 10 ms)."""
+        return self.RESIDUAL_WARM_FRAMES if self._residual_warm() else self.RESIDUAL_NEAR_FRAMES
+
+    def _residual_warm(self) -> bool:
+        """The echo gate has learnt the echo path on RESIDUAL_WARM_LEARNT frames (10 s of reply)."""
         gate = self.frontend.echo_gate
-        warm = gate is not None and gate.learnt >= self.RESIDUAL_WARM_LEARNT
-        return self.RESIDUAL_WARM_FRAMES if warm else self.RESIDUAL_NEAR_FRAMES
+        return gate is not None and gate.learnt >= self.RESIDUAL_WARM_LEARNT
+
+    def _residual_run_pauses(self) -> bool:
+        """The residual gate's run so far pauses the reply: _residual_frames long, or, once warm,
+        RESIDUAL_STRONG_FRAMES long with the residual over its prediction by RESIDUAL_STRONG_EXCESS of
+        its power on average (ResidualGate.excess; a frame counts from its `share`, 0.3) and the
+        reference explaining under RESIDUAL_STRONG_COHERENCE of it on average (RefCoherence.score)."""
+        if self._res_run >= self._residual_frames():
+            return True
+        n = self._res_run
+        return (self._residual_warm() and n >= self.RESIDUAL_STRONG_FRAMES
+                and self._res_excess >= self.RESIDUAL_STRONG_EXCESS * n
+                and self._res_coherent < self.RESIDUAL_STRONG_COHERENCE * n)
 
     def _near_recent(self, after: float) -> bool:
         """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S,
