@@ -408,6 +408,31 @@ def test_with_no_echo_reaching_the_mic_the_echo_path_s_prediction_does_not_hold_
     assert _events(timeline) == ["playback_pause", "barge_in"]
 
 
+class PairedResidual:
+    """A residual gate beside the echo gate (its verdicts and excess come per frame through _frames)."""
+
+    coherent_share = 0.15
+
+    def echo_like(self, bands: np.ndarray, envelope: np.ndarray) -> bool:
+        return False
+
+
+def test_a_tail_the_echo_path_no_longer_matches_does_not_confirm_where_the_linear_residual_holds_no_voice() -> None:
+    # Harness, the echo path changed (x1.4, +8 ms) 3 s into a first reply, RT60 500 ms
+    # (human_silent_031, carlo, gain 0.7): the echo gate paused the reply on the changed echo; AEC3
+    # no longer converged, so its tail, timed out at the room's decay, confirmed a false barge-in at
+    # 50 dB (the gate's bound 28 dB over the floor). The linear canceller's residual held nothing
+    # over its prediction (excess 0.00-0.02); a user's word in such a pause did (human_talk_057:
+    # 0.27-0.70).
+    agent, timeline, _ = _speaking_agent()
+    agent.frontend.residual_gate = PairedResidual()  # type: ignore[assignment]
+    _frames(agent, [True] * 5, echo_left_db=20.0)  # the pause
+    _frames(agent, [True] * 15, share=1.0, echo_left_db=20.0, excess=0.02)  # to 150 ms, the tail timed out
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [True] * 3, share=1.0, echo_left_db=20.0, excess=0.5)  # a voice over the residual's prediction
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+
+
 def _uplink_levels(agent: Agent, near: list[bool], share: float, out_db: float = 58.0, **kw: Any) -> list[float]:
     """Frames of a 60 dB tone (the canceller's output; the post-filter expects no echo in it) through
     the agent with the echo gate's verdicts `near`, the echo path's `share` and the canceller's

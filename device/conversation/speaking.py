@@ -391,9 +391,18 @@ class BargeIn:
         # all of the mic even then (the meter's first gaps in a long room read its decay
         # fast: bench, RT60 500 ms, 2.0-2.5 dB per frame where later gaps read 1.0-1.7; timed
         # so, the tail was "gone" with the mic still 53-57 dB of it). With no echo reaching
-        # the mic, the path learns the noise and the user, and explains the user's voice.
+        # the mic, the path learns the noise and the user, and explains the user's voice; AEC3
+        # then never converges. It does not after the echo path changed either, and there the
+        # tail the path no longer matches confirmed false barge-ins, so an unconverged AEC3 counts
+        # only on a frame the linear canceller's residual shows a voice in (with a residual gate):
+        # over its prediction by CONFIRM_RESIDUAL_EXCESS of its power (harness, the path changed x1.4,
+        # +8 ms 3 s into a first reply: 0.00-0.02 on the tails that confirmed, RT60 500 ms; a word
+        # in such a pause, human_talk_057 cold, 0.27-0.70).
+        shown = (self.frontend.residual_gate is None or (
+            i < len(self.frontend.residual_excess)
+            and float(self.frontend.residual_excess[i]) >= self.CONFIRM_RESIDUAL_EXCESS))
         clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
-                                or (gone and (share < 1.0 or not self.convergence.converged)))
+                                or (gone and (share < 1.0 or (not self.convergence.converged and shown))))
         fr.paused, fr.audio, fr.clear, fr.clear_tail = paused, f, clear, clear_tail
 
     def _gate_decisions(self, fr: _Frame, erle_drop: bool) -> None:
@@ -627,6 +636,9 @@ class BargeIn:
     CONFIRM_NEAR_FRAMES = 3
     CONFIRM_AFTER_S = 0.1
     CONFIRM_ECHO_SHARE = 0.25  # ... in frames whose predicted echo is at most this share of the mic
+    # ... or, AEC3 not converged, where the linear canceller's residual stands over its prediction by
+    # this share of its power (ResidualGate.excess, its own near-end share): see _pause_state.
+    CONFIRM_RESIDUAL_EXCESS = 0.3
     # ... or at once, however young the pause, on this many frames in a row the echo cannot be in
     # (a short word said at the pause is over before the echo dies away: bench, espeak "talk_080").
     CONFIRM_STRONG_FRAMES = 2
