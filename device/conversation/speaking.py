@@ -56,6 +56,8 @@ class _Frame:
     share: float = 1.0  # the echo path's predicted echo as a share of the mic (held at the room's decay in a pause)
     cancellers: bool = False  # the cancellers show the user (the residual gate, the linear canceller's drop)
     tail_near: bool = False  # near-end against the gate's bound at the room's decay
+    excess: float = 0.0  # the share of the linear canceller's output over its predicted residual (ResidualGate.excess)
+    coherence: float = 1.0  # ... and the share the reference explains (RefCoherence.score; 1.0: not measured)
     paused: bool = False  # the reply is paused (as of the pause state; refreshed after the gates' decisions)
     clear: bool = False  # in a pause, old enough and the echo gone: a loud frame may confirm it
     clear_tail: bool = False  # ... and the room's tail too, for the gates' runs and double talk
@@ -114,7 +116,7 @@ class BargeIn:
         self._up_run = 0  # ... of those that count towards opening the uplink (see frames)
         self._res_run = 0  # consecutive frames the residual gate called near-end speech
         self._res_excess = 0.0  # ... the sum of their shares over the predicted residual (ResidualGate.excess)
-        self._res_coherent = 0.0  # ... and of their coherence with the reference (RefCoherence.score; nan: 1.0)
+        self._res_coherent = 0.0  # ... and of their coherence with the reference (_Frame.coherence)
         self._agree_run = 0  # ... and the echo gate too, against its bound at the room's decay
         self._run_converged = False  # the canceller was converged as the near-end run began
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
@@ -225,6 +227,11 @@ class BargeIn:
         tail_near = i < len(self.frontend.near_tail) and bool(self.frontend.near_tail[i])  # implies near
         fr.residual, fr.near, fr.share = res_near, near_i, share
         fr.cancellers, fr.tail_near = cancellers, tail_near
+        fe = self.frontend
+        if i < len(fe.residual_excess):
+            fr.excess = float(fe.residual_excess[i])
+        if i < len(fe.residual_coherence) and not np.isnan(fe.residual_coherence[i]):
+            fr.coherence = float(fe.residual_coherence[i])
 
     def _near_runs(self, fr: _Frame) -> None:
         """The echo gate's near-end runs on frame fr.i, and the uplink's opening on them."""
@@ -323,11 +330,8 @@ class BargeIn:
         if residual and m.paused_until is not None:
             residual = res_db >= self.RESIDUAL_CONFIRM_DB
         self._res_run = self._res_run + 1 if residual else 0
-        fe = self.frontend
-        excess = float(fe.residual_excess[i]) if i < len(fe.residual_excess) else 0.0
-        coherent = float(fe.residual_coherence[i]) if i < len(fe.residual_coherence) else np.nan
-        self._res_excess = self._res_excess + excess if residual else 0.0
-        self._res_coherent = self._res_coherent + (1.0 if np.isnan(coherent) else coherent) if residual else 0.0
+        self._res_excess = self._res_excess + fr.excess if residual else 0.0
+        self._res_coherent = self._res_coherent + fr.coherence if residual else 0.0
         self._agree_run = self._agree_run + 1 if res_near and tail_near else 0
         if res_near and near_i:
             self._agree_until = self.now + self.NEAR_HOLD_S
@@ -398,9 +402,7 @@ class BargeIn:
         # over its prediction by CONFIRM_RESIDUAL_EXCESS of its power (harness, the path changed x1.4,
         # +8 ms 3 s into a first reply: 0.00-0.02 on the tails that confirmed, RT60 500 ms; a word
         # in such a pause, human_talk_057 cold, 0.27-0.70).
-        shown = (self.frontend.residual_gate is None or (
-            i < len(self.frontend.residual_excess)
-            and float(self.frontend.residual_excess[i]) >= self.CONFIRM_RESIDUAL_EXCESS))
+        shown = self.frontend.residual_gate is None or fr.excess >= self.CONFIRM_RESIDUAL_EXCESS
         clear_tail = clear and (gate is None or share < self.CONFIRM_ECHO_SHARE
                                 or (gone and (share < 1.0 or (not self.convergence.converged and shown))))
         fr.paused, fr.audio, fr.clear, fr.clear_tail = paused, f, clear, clear_tail
