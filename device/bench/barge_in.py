@@ -571,12 +571,17 @@ def measure(sc: dict, recs: list[dict], out: np.ndarray, out_rate: int) -> dict:
         res["false_barge_ins"] = len(barges)
         res["false_pauses"] = len(pauses)
         return res
-    res["false_barge_ins"] = sum(1 for t in barges if t < onset)
-    res["false_pauses"] = sum(1 for t in pauses if t < onset)
+    # Before the onset, and after DETECT_WINDOW_S of it (the word missed, the reply plays on over
+    # echo alone), a pause or a barge-in is not the user's. Counted only before the onset, a pause
+    # 4.5 s after a missed word went unseen (cold, human_talk_089: a false pause at 5.98 s).
+    late = onset + DETECT_WINDOW_S
+    res["false_barge_ins"] = sum(1 for t in barges if t < onset or t > late)
+    res["false_pauses"] = sum(1 for t in pauses if t < onset or t > late)
     # Played while the user was silent: the reply time that counts towards the false-alarm rate.
     res["reply_before_onset_s"] = round(max(0.0, min(onset * out_rate, silent_from) - first) / out_rate, 3)
-    hit = [t for t in barges if onset <= t <= onset + DETECT_WINDOW_S]
-    res["detected"] = bool(hit) and res["false_barge_ins"] == 0
+    res["reply_after_window_s"] = round(max(0.0, silent_from - max(late * out_rate, first)) / out_rate, 3)
+    hit = [t for t in barges if onset <= t <= late]
+    res["detected"] = bool(hit) and not any(t < onset for t in barges)
     if res["detected"]:
         res["latency_ms"] = round((silent_from / out_rate - onset) * 1000, 1)
         res["decision_ms"] = round((hit[0] - onset) * 1000, 1)
@@ -629,8 +634,8 @@ def _job(args: tuple[dict, str, bool]) -> dict:
     row["earcons_off"] = _off(sc, Path(d))
     w = run_scenario(sc, Path(d), warm=True)
     row["warm"] = {k: w[k] for k in ("warm_up_barge_ins", "warm_up_pauses", "false_barge_ins", "false_pauses",
-                                     "reply_played_s", "reply_before_onset_s", "detected", "latency_ms",
-                                     "truncate_err_ms") if k in w}
+                                     "reply_played_s", "reply_before_onset_s", "reply_after_window_s", "detected",
+                                     "latency_ms", "truncate_err_ms") if k in w}
     if sc["family"] == "silent":
         pc = run_scenario(sc, Path(d), warm=True, path_change=PATH_CHANGE)
         row["path_change"] = {k: pc[k] for k in ("false_barge_ins", "false_pauses", "warm_up_barge_ins")}
@@ -659,7 +664,8 @@ def _outcome(rows: list[dict]) -> dict:
     interruptions detected, onset -> silence, truncate accuracy."""
     silent = [r for r in rows if r["family"] == "silent"]
     talk = [r for r in rows if r["family"] == "talk"]
-    reply_s = sum(r["reply_played_s"] for r in silent) + sum(r.get("reply_before_onset_s", 0.0) for r in talk)
+    reply_s = sum(r["reply_played_s"] for r in silent) + sum(
+        r.get("reply_before_onset_s", 0.0) + r.get("reply_after_window_s", 0.0) for r in talk)
     false = sum(r["false_barge_ins"] for r in rows)
     false_p = sum(r.get("false_pauses", 0) for r in rows)
     lat = [r["latency_ms"] for r in talk if "latency_ms" in r]

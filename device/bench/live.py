@@ -165,7 +165,8 @@ def live_settings(barge_in: BargeInMode = "local") -> Any:
 
 KEPT = ("name", "family", "voices", "reply_sex", "echo_gain", "echo_delay_ms", "room", "room_rt60_ms",
         "reply_played_s",
-        "false_barge_ins", "false_pauses", "reply_before_onset_s", "detected", "latency_ms", "decision_ms",
+        "false_barge_ins", "false_pauses", "reply_before_onset_s", "reply_after_window_s", "detected",
+        "latency_ms", "decision_ms",
         "warm_up_barge_ins", "uplink", "backend")
 
 
