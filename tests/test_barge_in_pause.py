@@ -79,6 +79,10 @@ class LearntGate:
     def pause_tail_db(self) -> float:
         return self.tail_db  # the gaps measured the room: the pause waits out the same decay
 
+    @property
+    def short_room_db(self) -> float:
+        return self.tail_db  # ... and no filter reading says it is slower
+
     def pause_unconfirmed(self) -> None:
         self.unconfirmed += 1
 

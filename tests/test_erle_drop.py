@@ -90,3 +90,27 @@ def test_frames_whose_residual_has_the_echo_s_shape_are_a_leak_and_teach_the_ave
     # the user's word: its residual has a shape of its own
     feed(d, [ECHO] * 200)
     assert [i for i in range(6) if d.update(*WORD, echo=True, converged=True, leak=lambda: False)] == [2]
+
+
+def test_in_a_short_room_a_smaller_fall_of_the_linear_canceller_s_erle_is_double_talk() -> None:
+    # A word 6 dB under a reply at gain 1.0 (bench, human_talk_108): AEC3's ERLE falls ~25 dB, the
+    # linear canceller's only ~9 dB. In a long room the reverberation past the linear canceller's
+    # filter makes such falls on echo alone; in a short room its ERLE holds steady on the echo.
+    soft = (71.0, 60.0, 55.0)  # ERLEs 11 and 16 dB, under the averages (35, 25) by 24 and 9
+    for decay, fires in ((0.0, []), (1.2, []), (2.5, [2])):  # unknown, RT60 500 ms, no room
+        d = ErleDrop()
+        feed(d, [ECHO] * 50)
+        assert [i for i in range(6) if d.update(*soft, echo=True, converged=True,
+                                                room_decay_db=decay)] == fires, decay
+    # ... nor at a phrase's end, the mic falling 3 dB or more a frame while the cancellers' outputs
+    # hold the room's tail (bench, cold, RT60 250 ms: 71 -> 64 -> 66 -> 60 dB, falls of 11-16 dB)
+    d = ErleDrop()
+    feed(d, [ECHO] * 50)
+    ending = [(75.0, 64.0, 59.0), (71.0, 60.0, 55.0), (74.0, 63.0, 58.0), (70.0, 59.0, 54.0)]
+    assert [i for i, f in enumerate(ending * 2) if d.update(*f, echo=True, converged=True,
+                                                             room_decay_db=2.5)] == []
+    # ... and a fall of 5 dB is the echo's own swing, in any room
+    d = ErleDrop()
+    feed(d, [ECHO] * 50)
+    assert [i for i in range(6) if d.update(71.0, 60.0, 51.0, echo=True, converged=True,
+                                            room_decay_db=2.5)] == []

@@ -350,3 +350,18 @@ def test_the_pause_waits_out_the_room_the_filter_read_until_the_gaps_measure_it(
     _feed(gate.tail, [_tail_db(90.0, 2.4, 40)] * 3)  # the gaps measured it: theirs is the room's decay
     assert gate.pause_tail_db == pytest.approx(2.4, rel=0.1)
 
+
+
+def test_a_room_is_short_only_where_every_reading_of_it_says_so() -> None:
+    # A recorded voice fading into its gaps reads as a fast room (harness, RT60 500 ms: 2.25 dB per
+    # frame); the linear canceller's filter read it at 1.45. A decision that must not take a long
+    # room for a short one goes by the slower.
+    gate = EchoGate()
+    assert gate.short_room_db == 0.0  # not read at all: not known to be short
+    gate.filter_decay(1.45)
+    assert gate.short_room_db == 1.45
+    _feed(gate.tail, [_tail_db(90.0, 2.25, 40)] * 3)
+    assert gate.tail.rate_db == pytest.approx(2.25, rel=0.1)
+    assert gate.short_room_db == 1.45
+    gate.filter_decay(2.5)  # both fast: a short room
+    assert gate.short_room_db == pytest.approx(2.25, rel=0.1)

@@ -248,6 +248,16 @@ class EchoGate:
         rate = self.tail.rate_db if self.tail.rate_db is not None else self.tail.filter_db
         return self.cold_decay_db if rate is None else min(self.decay_db, rate)
 
+    @property
+    def short_room_db(self) -> float:
+        """The room's decay (dB per frame) as the slower of its two readings, the reply's gaps
+        (tail.rate_db) and the linear canceller's filter (tail.filter_db); 0.0 where neither has read
+        it. For a decision that must not take a long room for a short one: a recorded voice fading
+        into its gaps reads as the room's tail (harness, earcons off, RT60 500 ms, human_silent_039:
+        the gaps read 2.25 dB per frame, the filter 1.45, the room 1.2)."""
+        reads = [r for r in (self.tail.rate_db, self.tail.filter_db) if r is not None]
+        return min(reads) if reads else 0.0
+
     def pause_unconfirmed(self) -> None:
         """The reply paused and resumes: nothing in the pause was the user, so its silence held the
         room's tail alone, a measurement of the room's decay (TailMeter.echo_only)."""

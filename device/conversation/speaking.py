@@ -315,7 +315,7 @@ class BargeIn:
             if m.paused_until is None:  # in a pause the reply's echo is dying: no ERLE to fall
                 erle_drop = self.erle_drop.update(float(levels[i, 0]), float(levels[i, 1]), res_db,
                                                   echo=echo, converged=self.convergence.converged,
-                                                  leak=partial(self._leak, i))
+                                                  leak=partial(self._leak, i), room_decay_db=gate.short_room_db)
             else:
                 self.erle_drop.end_run()
             # ... and a frame both cancellers' ERLE fell in at once is double talk, not a leak: read

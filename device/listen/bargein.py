@@ -138,11 +138,36 @@ class ErleDrop:
     of 96 runs, stays closed. The cost: a user's word under a reply whose residual the reference
     explained already reads as the leak in its first frames (harness, warm: caught the same, 4 words
     later, talk_061 66 -> 246 ms at 0.23-0.27).
+
+    In a short room the linear canceller's ERLE need fall only `short_room_linear_drop_db` (see
+    __init__; the caller gives the room's decay as measured). A word 6-12 dB under a reply at gain
+    0.3-1.0 pulls AEC3's ERLE down 20-26 dB and the linear canceller's only 6-11 (bench, human voices,
+    no room: human_talk_108 warm, human_talk_055 and _103 cold, all missed). Recorded per frame over
+    the bench set (480 runs, cold and warm), the 17 echo-alone runs of 3 such frames (AEC3 15 dB down,
+    the linear canceller 6) were in rooms, where the reverberation past the linear canceller's 256 ms
+    filter swings its ERLE: 16 in the RT60 500 ms room (its decay read at 1.1-1.3 dB per frame), one
+    at a phrase's end in the 250 ms room, the mic falling 6-7 dB a frame. A room is short only where
+    both its readings say so (EchoGate.short_room_db). Harness, 240 runs each: caught, warm 68 -> 69
+    (human_talk_108) and cold 46 -> 47 (human_talk_055, earcons on or off) of 72 human; 8 words
+    sooner (talk_112 cold 222 -> 132 ms, human_talk_060 warm 207 -> 127 ms); false pauses the same.
+    The cost: the echo path changed (x1.4, +8 ms) 3 s into a first reply, one run paused more of 96
+    (human_silent_005, no room, 100 ms after the change: the linear canceller leaking it 11-25 dB
+    for 7 frames, its residual echo-shaped on 6, then AEC3 too, the shape no longer telling).
     """
 
     def __init__(self, drop_db: float = 15.0, linear_drop_db: float = 15.0, frames: int = 3,
-                 alpha: float = 0.02, loud_db: float = 60.0, learn_frames: int = 10) -> None:
+                 alpha: float = 0.02, loud_db: float = 60.0, learn_frames: int = 10,
+                 short_room_linear_drop_db: float = 6.0, short_room_decay_db: float = 2.0,
+                 short_room_fall_db: float = 3.0) -> None:
         self.drop_db, self.linear_drop_db, self.frames = drop_db, linear_drop_db, frames
+        # In a short room (decaying short_room_decay_db per 10 ms frame or faster: RT60 300 ms or
+        # less) the linear canceller's 256 ms filter holds the whole echo path and its ERLE holds
+        # steady on echo alone, so a smaller fall tells the user: short_room_linear_drop_db, on a
+        # frame whose mic did not fall short_room_fall_db or more since the last one (at a phrase's
+        # end both cancellers' outputs hold the room's tail while the mic falls).
+        self.short_room_linear_drop_db, self.short_room_decay_db = short_room_linear_drop_db, short_room_decay_db
+        self.short_room_fall_db = short_room_fall_db
+        self._mic_prev = -math.inf  # the last frame's mic (dB)
         self.loud_db, self.learn_frames = loud_db, learn_frames
         # AEC3's ERLE and the linear canceller's on echo alone, slowly averaged (Convergence's average)
         self._aec3 = Convergence(loud_db=loud_db, alpha=alpha)
@@ -170,18 +195,25 @@ class ErleDrop:
         self.double_talk = False
 
     def update(self, mic_db: float, out_db: float, linear_db: float, echo: bool, converged: bool,
-               leak: Callable[[], bool] | None = None) -> bool:
+               leak: Callable[[], bool] | None = None, room_decay_db: float = 0.0) -> bool:
         """One frame (see the class doc); True on the frame that completes a run. leak: asked only
         on a frame whose ERLEs both fell, True where the linear canceller's residual has the echo's
         spectral shape (ResidualGate.echo_like) or follows the reference (RefCoherence): the cancellers
-        leaking a changed echo path, not double talk; such a frame teaches the averages as echo alone does."""
+        leaking a changed echo path, not double talk; such a frame teaches the averages as echo alone does.
+        room_decay_db: the room's decay as measured so far (dB per 10 ms frame, EchoGate.short_room_db;
+        0: not known, a long room): from short_room_decay_db the linear canceller's ERLE need fall only
+        short_room_linear_drop_db, on a frame whose mic did not fall short_room_fall_db since the last
+        frame given (call it on every frame: it keeps the mic's last level)."""
         self.double_talk = False
+        falling, self._mic_prev = mic_db < self._mic_prev - self.short_room_fall_db, mic_db
         if mic_db < self.loud_db or not math.isfinite(out_db) or not math.isfinite(linear_db):
             self._run = 0
             return False
         att, lin = mic_db - out_db, mic_db - linear_db
+        short = room_decay_db >= self.short_room_decay_db and not falling
+        linear_drop = self.short_room_linear_drop_db if short else self.linear_drop_db
         if (self.erle is not None and self.linear_erle is not None and self.learnt >= self.learn_frames
-                and att < self.erle - self.drop_db and lin < self.linear_erle - self.linear_drop_db
+                and att < self.erle - self.drop_db and lin < self.linear_erle - linear_drop
                 and (leak is None or not leak())):
             self.double_talk = True
             if self._run == 0:
