@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from device.bench import barge_in as bb
 
@@ -35,3 +36,27 @@ def test_the_word_s_own_pause_and_barge_in_are_not_false() -> None:
     # ... and one before the onset is false, and the word is then not counted caught
     r = _run(1.5, [0.7, 1.6], [0.8, 1.8], 1.8)
     assert r["false_pauses"] == 1 and r["false_barge_ins"] == 1 and not r["detected"]
+
+
+def test_the_server_s_vad_starting_after_the_word_s_window_started_on_echo(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Server mode: the server missed the user's word and the reply plays on; a start of its VAD after
+    # the word's window is the device's echo, as one before the word is (uplink_echo counted only those
+    # before). Where it heard the user, it stops the reply: what comes after does not count.
+    from device.dev import server_vad
+
+    def starts(*times: float) -> type:
+        class Starts:
+            def process(self, pcm24: np.ndarray) -> list[server_vad.TurnEvent]:
+                return [server_vad.TurnEvent("start", int(t * 1000), int(t * 1000)) for t in times]
+        return Starts
+
+    sc = {**_talk(2.0), "reply_start_s": 0.5}
+    recs = [{"event": "playback_start", "t": 0.5}, {"event": "playback_stop", "t": 8.0}]
+    mic = np.full(8 * 16000, 1000, dtype=np.int16)
+    up = np.zeros(8 * RATE, dtype=np.int16)
+    monkeypatch.setattr(server_vad, "ServerVad", starts(1.0, 5.0))
+    r = bb.uplink_echo(sc, recs, mic, up)
+    assert r["vad_on_echo"] == 2 and not r["vad_on_user"]
+    monkeypatch.setattr(server_vad, "ServerVad", starts(1.0, 2.1, 5.0))
+    r = bb.uplink_echo(sc, recs, mic, up)
+    assert r["vad_on_echo"] == 1 and r["vad_on_user"]
