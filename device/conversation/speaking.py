@@ -106,8 +106,8 @@ class BargeIn:
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._sign_until = -1.0  # ... and a frame showed the user for a Silero decision (_heard_enough)
-        self._mic_prev_db = -np.inf  # the last frame's mic level as the canceller measured it (dB)
-        self._mic_recent: deque[float] = deque(maxlen=self.LINEAR_DROP_SPAN)  # ... and the frames' before it
+        # the last frames' mic levels as the canceller measured them (dB; the last frame's last)
+        self._mic_recent: deque[float] = deque(maxlen=self.LINEAR_DROP_SPAN)
         self._agree_until = -1.0  # ... and both gates called a frame near-end (_explained)
         self._residual_until = -1.0  # ... and the residual gate called one near-end, or share < 0.4 (double talk)
         self._near_run = 0  # consecutive frames the echo gate called near-end speech
@@ -732,10 +732,10 @@ class BargeIn:
         the tail, 2.9 s after a missed word). Harness, 240 runs each: that false pause gone; warm,
         cold, earcons off, no echo, server mode and the path change otherwise the same run by run."""
         mic = float(levels[i, 0]) if levels is not None else -np.inf
-        falling = (mic < self._mic_prev_db - self.LINEAR_DROP_FALL_DB
-                   or (len(self._mic_recent) > 0 and mic < max(self._mic_recent) - self.LINEAR_DROP_SPAN_FALL_DB))
-        self._mic_prev_db = mic
-        self._mic_recent.append(mic)
+        recent = self._mic_recent
+        falling = bool(recent) and (mic < recent[-1] - self.LINEAR_DROP_FALL_DB
+                                    or mic < max(recent) - self.LINEAR_DROP_SPAN_FALL_DB)
+        recent.append(mic)
         fe = self.frontend
         avg = self.erle_drop.linear_erle
         if falling or avg is None or levels is None or i >= len(fe.residual_db):
