@@ -217,6 +217,17 @@ def test_in_server_mode_an_echo_path_change_does_not_open_the_uplink_to_the_echo
     assert up["vad_on_echo"] == 0 and up["residual_db"] <= -50.0, up
 
 
+def test_in_server_mode_an_echo_path_change_under_a_recorded_voice_does_not_reach_the_server(result: dict) -> None:
+    # allison's reply at gain 1.0 in a long room, the echo path changed 3 s in: the linear canceller's
+    # output rose over the mic, then AEC3 leaked too, and both cancellers' ERLE falling at once opened
+    # the uplink: the server got the leak at -24.9 dB re the reply at the mic, and its VAD started on
+    # it (the model would answer its own voice). A canceller that adds power over the mic is leaking.
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "human_silent_002_allison_g1.0_d60_room500")
+    up = bb.run_scenario(sc, d, warm=True, server_mode=True, path_change=bb.PATH_CHANGE)["uplink"]
+    assert up["vad_on_echo"] == 0 and up["residual_db"] <= -28.0, up
+
+
 def test_the_report_counts_the_echo_only_second_turns_an_echo_path_change_interrupted(result: dict) -> None:
     # An echo path change mid-reply (the device moved, a speaker's own volume knob turned) was in no
     # scenario: measured with it (dev harness, 96 echo-only second turns, x1.4 and +8 ms 3 s in), the

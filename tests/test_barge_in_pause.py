@@ -128,7 +128,8 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
             frame: np.ndarray | None = None, out_db: float | None = None, residual: bool = False,
             residual_db: float | None = None, floor_db: float = np.inf,
             near_tail: list[bool] | None = None, near_onset: list[bool] | None = None,
-            learnt: int | None = None, excess: float = 0.0, coherence: float = 0.0) -> None:
+            learnt: int | None = None, excess: float = 0.0, coherence: float = 0.0,
+            adding: bool = False) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
     the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
@@ -143,7 +144,8 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
     or the mic rising over the fast bound (EchoGate.near_onset; None: the same as near_tail); learnt:
     the frames of loud reference the gate has learnt the echo path on (EchoGate.learnt; None: LearntGate's);
     excess: the share of the linear canceller's output over its predicted residual (ResidualGate.excess);
-    coherence: the share of that output the reference explains (RefCoherence.score)."""
+    coherence: the share of that output the reference explains (RefCoherence.score); adding: that
+    output's run over its prediction has had a frame over the mic (ResidualGate.adding)."""
     fe = agent.frontend
     fe.echo_gate = gate = LearntGate()  # type: ignore[assignment]
     if learnt is not None:
@@ -164,6 +166,7 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
         fe.residual_db = np.zeros(0) if residual_db is None else np.array([residual_db])
         fe.residual_excess = np.array([excess])
         fe.residual_coherence = np.array([coherence])
+        fe.residual_adding = np.array([adding])
         agent.samples += 160
         agent._frames(pcm.copy(), np.array([[level_db, level_db - 2.0 if out_db is None else out_db]]))
 
@@ -811,6 +814,26 @@ def test_in_server_mode_double_talk_in_both_cancellers_opens_the_uplink() -> Non
     assert _events(timeline) == []  # the server decides: no pause of its own
 
 
+def test_in_server_mode_both_cancellers_leaking_a_changed_echo_path_keep_the_uplink_shut() -> None:
+    # Quick set, second turn, server mode (human_silent_002, allison at gain 1.0, RT60 500 ms): the
+    # echo path changed (x1.4, +8 ms) 3 s into the reply. The linear canceller's output rose over the
+    # mic (7.7 dB on one frame), and 110 ms after the change AEC3 leaked too: both ERLEs fell as under
+    # a word, the residual neither echo-shaped nor coherent enough with the reference to read as the
+    # leak. The uplink opened, the server got the leak (-24.9 dB re the reply at the mic) and its VAD
+    # started. A canceller that no longer matches the echo adds power, a voice does not.
+    agent, timeline, _ = _speaking_agent("server")
+    agent.frontend.residual_gate = PairedResidual()  # type: ignore[assignment]
+    echo = dict(level_db=70.0, residual_db=45.0)  # AEC3 takes 35 dB off, the linear canceller 25
+    _uplink_levels(agent, [False] * 60, share=1.0, out_db=35.0, **echo)
+    leak = _uplink_levels(agent, [False] * 12, share=1.0, out_db=66.0, level_db=71.0, residual_db=65.0,
+                          adding=True)
+    assert max(leak) < 30.0, leak
+    # The same levels without the residual over the mic earlier in its run are the user (above).
+    _uplink_levels(agent, [False] * 60, share=1.0, out_db=35.0, **echo)
+    word = _uplink_levels(agent, [False] * 12, share=1.0, out_db=66.0, level_db=71.0, residual_db=65.0)
+    assert max(word[-2:]) > 55.0, word
+
+
 def test_in_a_pause_a_soft_voice_well_over_the_mic_s_noise_floor_confirms() -> None:
     # Bench, warm (human_talk_055, allison at gain 0.3, no room): a word 12 dB under the reply paused
     # it; in the pause the gate called 11 frames in a row near-end at 34-49 dB re 1 LSB, the noise
@@ -907,6 +930,29 @@ def test_a_gate_run_the_echo_path_and_the_linear_canceller_both_explain_pauses_n
     _frames(agent, [True] * 4, share=1.0, level_db=70.0, residual_db=48.0)
     _frames(agent, [True], share=1.0, level_db=70.0, residual_db=51.0)
     assert [r.get("detector") for r in timeline.records if r["event"] == "playback_pause"] == ["echo_gate"]
+
+
+def test_the_linear_canceller_leaking_a_changed_echo_path_is_not_its_sign_of_the_user() -> None:
+    # Full set, second turn, server mode (human_silent_032, june at gain 0.7): the echo path changed
+    # (x1.4, +8 ms) 3 s into the reply. The gate's bound fell short of the louder echo, and the linear
+    # canceller's output rose to the mic's level (its ERLE 22-45 dB under its average), read as its
+    # sign of the user: the gate's run opened the uplink to the leak (-27.2 dB re the reply at the
+    # mic). The reference explained 53-77 % of that output (RefCoherence): the canceller's leak.
+    def run(coherence: float, barge_in: cfg.BargeInMode = "local") -> tuple[list[str], list[float]]:
+        agent, timeline, _ = _speaking_agent(barge_in)
+        agent.frontend.residual_gate = PairedResidual()  # type: ignore[assignment]
+        agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
+        _uplink_levels(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=45.0)
+        sent = _uplink_levels(agent, [True] * 8, share=1.0, level_db=70.0, residual_db=60.0, coherence=coherence)
+        sent += _uplink_levels(agent, [False] * 8, share=1.0, level_db=70.0, residual_db=45.0)
+        return _events(timeline), sent
+
+    assert run(0.05)[0] == ["playback_pause"]  # a word: the linear canceller lets it through
+    assert run(0.6)[0] == []  # the leak
+    events, sent = run(0.6, "server")
+    assert events == [] and max(sent) < 30.0, sent
+    events, sent = run(0.05, "server")
+    assert events == [] and max(sent) > 55.0, sent
 
 
 def test_before_the_gate_has_learnt_the_echo_path_a_run_the_path_explains_under_half_of_pauses_the_reply() -> None:

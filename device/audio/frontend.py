@@ -95,6 +95,7 @@ class Frontend:
         self.residual_bands = np.zeros((0, ECHO_BANDS))  # ... and its band powers (ResidualGate.bands)
         self.residual_coherence = np.zeros(0)  # ... and the reference's coherence with it (RefCoherence.score)
         self.residual_excess = np.zeros(0)  # ... and the share of it over its prediction (ResidualGate.excess)
+        self.residual_adding = np.zeros(0, dtype=bool)  # ... and whether its run has been over the mic (.adding)
         # ... and its echo envelope for each (EchoGate.envelope; zeros where no echo was expected)
         self.echo = np.zeros((0, ECHO_BANDS))
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
@@ -158,8 +159,8 @@ class Frontend:
         level_db (-inf there), `residual_bands` [k, 16] its band powers (zeros there),
         `residual_coherence` float[k] the reference's coherence with its residual (RefCoherence.score,
         once ResidualGate.warm; nan there and before), `residual_excess` float[k] the share of the
-        residual's power over its predicted residual (ResidualGate.excess; 0.0 there), and `raw` the
-        frames before the canceller."""
+        residual's power over its predicted residual (ResidualGate.excess; 0.0 there), `residual_adding`
+        bool[k] its ResidualGate.adding (False there), and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
@@ -176,6 +177,7 @@ class Frontend:
         self.residual_bands = np.zeros((len(frames), ECHO_BANDS))
         self.residual_coherence = np.full(len(frames), np.nan)
         self.residual_excess = np.zeros(len(frames))
+        self.residual_adding = np.zeros(len(frames), dtype=bool)
         if self.aec is None or len(frames) == 0:
             return MicFrames(frames, None)
         out = np.empty_like(frames)
@@ -203,6 +205,7 @@ class Frontend:
                     self.residual_near[i] = self.residual_gate.push(ref, frame, gate, lag)
                     self.residual_db[i] = self.residual_gate.level_db
                     self.residual_excess[i] = self.residual_gate.excess
+                    self.residual_adding[i] = self.residual_gate.adding
                     if self.residual_gate.bands is not None:
                         self.residual_bands[i] = self.residual_gate.bands
                     if self.residual_gate.warm(gate):

@@ -160,6 +160,12 @@ class ResidualGate:
             self.path.learn(po, echo_only=echo_only, floor=1e-3 * gate.ref_floor)
         return self.near
 
+    @property
+    def adding(self) -> bool:
+        """The last frame is in a run over the prediction that has had a frame the canceller added
+        power in (its residual over_mic_db over the mic): the canceller leaking a changed echo path."""
+        return self._adding
+
     def warm(self, gate: EchoGate) -> bool:
         """The echo gate has learnt the echo path on warm_learnt frames of loud reference (10 s of
         reply): the coherence test runs (RefCoherence is pushed, a run of coherent frames is the

@@ -506,11 +506,18 @@ class BargeIn:
 
     def _leak(self, i: int) -> bool:
         """Frame i's linear residual has the echo's spectral shape (ResidualGate.echo_like), or the
-        reference explains coherent_share of it or more (RefCoherence, once the residual gate is warm)."""
+        reference explains coherent_share of it or more (RefCoherence, once the residual gate is warm),
+        or it is in a run over the residual's prediction that has had a frame over the mic
+        (ResidualGate.adding: a canceller that no longer matches the echo adds power, a voice does not).
+        Without the last, the echo path changing (x1.4, +8 ms) 3 s into a second turn's reply opened the
+        server-mode uplink to the leak (quick set, human_silent_002, RT60 500 ms: AEC3 leaking too from
+        110 ms after the change, its residual neither echo-shaped nor coherent enough on those frames,
+        the linear canceller's 7.7 dB over the mic 20 ms before them; -24.9 dB re the reply at the mic,
+        the server's VAD started)."""
         res = self.frontend.residual_gate
         fe = self.frontend
         return (res is not None and i < len(fe.residual_bands)
-                and (res.echo_like(fe.residual_bands[i], fe.echo[i])
+                and (bool(fe.residual_adding[i]) or res.echo_like(fe.residual_bands[i], fe.echo[i])
                      or bool(fe.residual_coherence[i] >= res.coherent_share)))
 
     def reply_over(self) -> None:
@@ -730,7 +737,12 @@ class BargeIn:
         falls in steps, some under 1 dB (bench, cold, talk_094: RT60 500 ms, 69.5 -> 68.6 -> 65.8 ->
         65.2 dB; the sign on the 0.6 dB step let Silero's fast stage pause the reply on AEC3 passing
         the tail, 2.9 s after a missed word). Harness, 240 runs each: that false pause gone; warm,
-        cold, earcons off, no echo, server mode and the path change otherwise the same run by run."""
+        cold, earcons off, no echo, server mode and the path change otherwise the same run by run.
+        Nor on a frame whose residual reads as the canceller's own leak (_leak): after the echo path
+        changed (x1.4, +8 ms) the linear canceller passed the echo at the mic's level, its ERLE 22-45 dB
+        under its average, and as the user's sign it let the echo gate's run open the server-mode uplink
+        to the leak (bench, second turn, human_silent_032: -27.2 dB re the reply at the mic; the
+        reference explained 53-77 % of the residual)."""
         mic = float(levels[i, 0]) if levels is not None else -np.inf
         recent = self._mic_recent
         falling = bool(recent) and (mic < recent[-1] - self.LINEAR_DROP_FALL_DB
@@ -741,7 +753,8 @@ class BargeIn:
         if falling or avg is None or levels is None or i >= len(fe.residual_db):
             return False
         lin = float(fe.residual_db[i])
-        return bool(mic >= self.erle_drop.loud_db and np.isfinite(lin) and lin >= mic - avg + self.LINEAR_DROP_DB)
+        return bool(mic >= self.erle_drop.loud_db and np.isfinite(lin) and lin >= mic - avg + self.LINEAR_DROP_DB
+                    and not self._leak(i))
 
     def _residual_frames(self) -> int:
         """How long a run of the residual gate's near-end frames pauses the reply (frames of 10 ms)."""

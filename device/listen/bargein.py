@@ -198,8 +198,9 @@ class ErleDrop:
                leak: Callable[[], bool] | None = None, room_decay_db: float = 0.0) -> bool:
         """One frame (see the class doc); True on the frame that completes a run. leak: asked only
         on a frame whose ERLEs both fell, True where the linear canceller's residual has the echo's
-        spectral shape (ResidualGate.echo_like) or follows the reference (RefCoherence): the cancellers
-        leaking a changed echo path, not double talk; such a frame teaches the averages as echo alone does.
+        spectral shape (ResidualGate.echo_like), follows the reference (RefCoherence) or has been over
+        the mic in its run (ResidualGate.adding): the cancellers leaking a changed echo path, not
+        double talk; such a frame teaches the averages as echo alone does.
         room_decay_db: the room's decay as measured so far (dB per 10 ms frame, EchoGate.short_room_db;
         0: not known, a long room): from short_room_decay_db the linear canceller's ERLE need fall only
         short_room_linear_drop_db, on a frame whose mic did not fall short_room_fall_db since the last
