@@ -149,3 +149,26 @@ def test_the_mic_s_noise_floor_is_read_in_db_re_1_lsb_rms() -> None:
         gate.push(None, (rng.standard_normal(FRAME) * 100).astype(np.int16))  # 40 dB re 1 LSB RMS
     # the floor follows the quietest frames, per band: a few dB under the noise's mean level
     assert 34.0 <= gate.floor_db <= 40.5, gate.floor_db
+
+
+def test_the_silence_after_a_reply_does_not_loosen_the_bound_the_next_reply_starts_with() -> None:
+    # Once the reference stops, the envelope decays faster than the mic's room tail and noise, and the
+    # gain grew on them: bench, second turn (carlo, RT60 500 ms), the bound 19 dB over the mic as the
+    # next reply began, its words 6-12 dB under the echo within the bound.
+    ref1, mic1 = _signals(3.0, stop_s=2.0)
+    gate = EchoGate()
+    _run(gate, ref1[: 2 * RATE + 4 * FRAME], mic1[: 2 * RATE + 4 * FRAME])  # the reply and its echo
+    taught = 10 * np.log10(gate.gain.sum())
+    _run(gate, ref1[2 * RATE + 4 * FRAME :], mic1[2 * RATE + 4 * FRAME :])  # ~1 s of silence after it
+    assert 10 * np.log10(gate.gain.sum()) > taught + 6.0  # its tail and noise over the decaying envelope
+    ref2, mic2 = _signals(1.0)
+    _run(gate, ref2[: 5 * FRAME], mic2[: 5 * FRAME])  # the next reply's first frames, its echo arriving
+    assert 10 * np.log10(gate.gain.sum()) < taught + 1.0
+    # ... while a gap within a reply keeps what its tail taught (the room's, until the gate measures it)
+    gate2 = EchoGate()
+    ref3, mic3 = _signals(3.0)
+    ref3[int(1.5 * RATE) : int(1.7 * RATE)] = 0.0  # a 200 ms gap
+    _run(gate2, ref3[: int(1.5 * RATE)], mic3[: int(1.5 * RATE)])
+    before = 10 * np.log10(gate2.gain.sum())
+    _run(gate2, ref3[int(1.5 * RATE) : int(1.7 * RATE) + FRAME], mic3[int(1.5 * RATE) : int(1.7 * RATE) + FRAME])
+    assert 10 * np.log10(gate2.gain.sum()) >= before
