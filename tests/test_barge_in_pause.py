@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from device import config as cfg
+from device.audio.aec import build_aec
 from device.audio.player import Player
 from device.audio.sim import SimAudio
 from device.conversation import machine as cv
@@ -97,15 +98,22 @@ class ConvergedCanceller:
         pass
 
 
-def _speaking_agent(barge_in: cfg.BargeInMode = "local") -> tuple[Agent, Timeline, ScriptedVad]:
+def _speaking_agent(barge_in: cfg.BargeInMode = "local", *, sim: SimAudio | None = None, real_aec: bool = False,
+                    reply_samples: int = 48000, done: bool = False,
+                    blocks: int = 5) -> tuple[Agent, Timeline, ScriptedVad]:
+    """An agent playing a 330 Hz reply of reply_samples at 24 kHz (done: and its response.done sent),
+    `blocks` mic blocks in; sim: the card (None: a silent mic, no echo); real_aec: AEC3 and the echo
+    gate built as the daemon builds them (else none: the tests script the gates' verdicts)."""
     settings = dataclasses.replace(cfg.Settings(), sounds=cfg.SoundsSettings(wake=False, done=False))
     settings = dataclasses.replace(settings, conversation=dataclasses.replace(settings.conversation,
                                                                               barge_in=barge_in))
-    sim = SimAudio(np.zeros((16000, 1), np.int16), 16000, Player(settings.audio.output_rate), speed=1e9)
+    if sim is None:
+        sim = SimAudio(np.zeros((16000, 1), np.int16), 16000, Player(settings.audio.output_rate), speed=1e9)
     timeline = Timeline(None, keep=True)
     link = RecordingLink()
     vad = ScriptedVad()
-    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=vad, link=link.attach)  # type: ignore[arg-type]
+    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=vad, link=link.attach,  # type: ignore[arg-type]
+                  aec=build_aec(settings.aec) if real_aec else None)
 
     async def go() -> None:
         agent.start()
@@ -113,13 +121,16 @@ def _speaking_agent(barge_in: cfg.BargeInMode = "local") -> tuple[Agent, Timelin
         agent.handle(cv.Wake(0.0, "test", 1.0))
         agent.handle(cv.Committed(agent.now))
         link.deliver("response.created", response={"id": "resp_1"})
-        tone = (np.sin(np.arange(48000) * 2 * np.pi * 330 / 24000) * 8000).astype("<i2").tobytes()
+        tone = (np.sin(np.arange(reply_samples) * 2 * np.pi * 330 / 24000) * 8000).astype("<i2").tobytes()
         link.deliver("response.output_audio.delta", audio=tone, response_id="resp_1", item_id="item_1")
-        for _ in range(5):
+        if done:
+            link.deliver("response.done", response={"id": "resp_1", "status": "completed"})
+        for _ in range(blocks):
             agent.process_block(await sim.read())  # type: ignore[arg-type]
 
     asyncio.run(go())
-    assert agent.machine.phase == "speaking"
+    if not done:
+        assert agent.machine.phase == "speaking"
     return agent, timeline, vad
 
 
@@ -832,6 +843,35 @@ def test_in_server_mode_both_cancellers_leaking_a_changed_echo_path_keep_the_upl
     _uplink_levels(agent, [False] * 60, share=1.0, out_db=35.0, **echo)
     word = _uplink_levels(agent, [False] * 12, share=1.0, out_db=66.0, level_db=71.0, residual_db=65.0)
     assert max(word[-2:]) > 55.0, word
+
+
+def test_in_server_mode_the_reply_s_room_tail_after_it_played_out_stays_off_the_uplink() -> None:
+    # Bench, server mode, second turn (human_silent_022, RT60 500 ms, the echo path changed 3 s into
+    # the reply): AEC3 let the reply's tail through at 37-50 dB for 300 ms after the reply played out,
+    # and the server's VAD started on it: the model would have answered its own voice. The echo gate
+    # called none of it near-end; the echo path's prediction, held at the room's decay, explained
+    # over 0.72 of every frame of it.
+    pytest.importorskip("livekit.rtc")  # AEC3
+    room = np.exp(-np.arange(4000) / 16000 / 0.07) * np.random.default_rng(0).standard_normal(4000) * 0.1
+    sim = SimAudio(np.zeros((16000 * 3, 1), np.int16), 16000, Player(24000), speed=1e9,
+                   echo_gain=0.5, echo_delay_ms=30, room_ir=room)  # RT60 ~500 ms: the tail outlasts the reply
+    # a 0.2 s reply played out, 0.3 s of its tail heard
+    agent, _, _ = _speaking_agent("server", sim=sim, real_aec=True, reply_samples=4800, done=True, blocks=50)
+    assert agent.machine.phase == "listening" and agent.uplink_open
+    assert agent.barge.tail_gate.active  # the reply's tail is in the mic
+    # The echo path's prediction, held at the room's decay, explains the mic: the tail.
+    tail = _uplink_levels(agent, [False] * 16, share=1.0, echo_left_db=20.0)
+    assert tail and max(tail) < 30.0, tail
+    # ... as it does where the echo gate's bound, its gain grown on the tail, calls frames near-end.
+    tail = _uplink_levels(agent, [True] * 16, share=1.0, echo_left_db=20.0)
+    assert tail and max(tail) < 30.0, tail
+    # A user answering over it is heard from the frames that prediction explains at most half of ...
+    answer = _uplink_levels(agent, [False] * 16, share=0.2, echo_left_db=20.0)
+    assert max(answer[1:]) > 55.0, answer
+    # ... and once the gate's bound is down at the noise floor, everything goes up again.
+    _uplink_levels(agent, [False] * 60, share=1.0, echo_left_db=20.0)
+    after = _uplink_levels(agent, [False] * 16, share=1.0, echo_left_db=-5.0)
+    assert min(after[2:]) > 55.0, after
 
 
 def test_in_a_pause_a_soft_voice_well_over_the_mic_s_noise_floor_confirms() -> None:

@@ -333,7 +333,10 @@ class Agent:
         for f in up:
             self.preroll.append(f)
         if self.uplink_open and not m.muted:
-            self._send_audio(self.uplink.push(self.barge.suppress(up) if m.phase == "speaking" else up))
+            # While the device speaks the barge-in detectors open it; after a reply played out, its
+            # room tail is held back (speaking.BargeIn.tail).
+            sent = self.barge.suppress(up) if m.phase == "speaking" else self.barge.tail(up)
+            self._send_audio(self.uplink.push(sent))
 
     def vad_events(self, events: list[VadEvent]) -> None:
         """The VAD's start/end events (device/listen/vad.VadEvent, times in s of audio fed to it) to
@@ -390,6 +393,7 @@ class Agent:
                      played_ms=self.player.played_ms(self._playing))
             self.player.forget(self._playing)
             self._playing = None
+            self.barge.reply_played_out()  # its room tail follows it into the mic
         self.apply(self.machine.handle(cv.PlaybackIdle(self.now)))
 
     def _button(self, action: cv.ButtonAction) -> None:

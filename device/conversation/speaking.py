@@ -33,6 +33,7 @@ from device.audio.echogate import EchoGate
 from device.audio.frontend import Frontend
 from device.config import Settings
 from device.conversation import machine as cv
+from device.conversation.tailgate import TailGate
 from device.listen.bargein import Convergence, EchoDoubleTalk, ErleDrop, SuspectGate
 from device.listen.vad import VadEvent, VadSegmenter
 
@@ -132,6 +133,7 @@ class BargeIn:
         self._pause_detector = ""  # which detector asked for it (the timeline's playback_pause)
         self._uplink_until = -1.0  # mic time until which the uplink passes unsuppressed
         self._uplink_gain = 1.0
+        self.tail_gate = TailGate(self.UPLINK_HOLD_S, self.CLOSED_GAIN)  # ... and after a reply played out
 
     # The agent's clock, machine, frontend and VAD, read through on every use.
     @property
@@ -169,6 +171,7 @@ class BargeIn:
         # the double-talk test at the echo canceller's levels of the same frame. Each needs the
         # echo gate open: the raw mic held more than the reply's predicted echo lately.
         self.dtd.arm(self.now)
+        self.tail_gate.stop()  # this reply's uplink is suppress's
         gate = self.frontend.echo_gate
         masked = self._host.masked()  # our own earcon or ring in the mic: no barge-in from it
         # The gate has learnt the echo path for its own pause (the same for every frame of the block).
@@ -849,6 +852,29 @@ class BargeIn:
         gate = self.frontend.echo_gate
         return (gate is not None and gate.active and gate.ready and self.machine.paused_until is None
                 and self.now > self._unexplained_until and self.now > self._agree_until)
+
+    def reply_played_out(self) -> None:
+        """The reply played to its end: its room tail is gated on the uplink (tail, TailGate) until the
+        echo gate's bound on it reaches the noise floor."""
+        if self.frontend.echo_gate is not None:
+            self.tail_gate.start(self.now, self._uplink_until, self._uplink_gain)
+
+    # After a reply played out, the user is heard where the echo path's prediction, held at the room's
+    # decay (EchoGate.tail_share), explains at most this share of the mic (see tail).
+    TAIL_USER_SHARE = 0.5
+
+    def tail(self, frames: np.ndarray) -> np.ndarray:
+        """The uplink's frames [k, 160] int16 while the device does not speak → [k, 160] int16: after a
+        reply played out, the room's tail held back (device/conversation/tailgate.py); else as they are.
+        The user there is what the echo path's held prediction explains at most TAIL_USER_SHARE of. Not
+        the echo gate's verdict: once the reference stops, its bound's gain learns the room's slower
+        tail as echo, and a user answering 50 ms after the reply (RT60 500 ms) drove it 70 dB up in 10
+        frames, every frame of theirs then "echo" (dev harness, answers after the reply); on a tail
+        5 dB over the noise it called frames near-end (quick set, human_silent_002). The held prediction
+        explained 0.04-0.2 of the answer's first frames, and over 0.72 of every frame of the tail that
+        reached the server's VAD (human_silent_022)."""
+        fe = self.frontend
+        return self.tail_gate.process(frames, fe.tail_share <= self.TAIL_USER_SHARE, fe.echo_left, self.now)
 
     def suppress(self, frames: np.ndarray) -> np.ndarray:
         """Residual echo suppression on the uplink: [k, 160] int16 → [k, 160] int16, times a gain
