@@ -59,6 +59,7 @@ class _Frame:
     tail_near: bool = False  # near-end against the gate's bound at the room's decay
     excess: float = 0.0  # the share of the linear canceller's output over its predicted residual (ResidualGate.excess)
     coherence: float = 1.0  # ... and the share the reference explains (RefCoherence.score; 1.0: not measured)
+    leak: bool | None = None  # BargeIn._leak on this frame, once asked (both the drop and ErleDrop ask it)
     paused: bool = False  # the reply is paused (as of the pause state; refreshed after the gates' decisions)
     clear: bool = False  # in a pause, old enough and the echo gone: a loud frame may confirm it
     clear_tail: bool = False  # ... and the room's tail too, for the gates' runs and double talk
@@ -198,7 +199,7 @@ class BargeIn:
     def _measure(self, fr: _Frame) -> None:
         """Frame fr.i's verdicts off the frontend into fr (near, residual, share, cancellers, tail_near), and
         the hold times they set."""
-        m, i, levels = self.machine, fr.i, fr.levels
+        m, i = self.machine, fr.i
         residual_near, near = self.frontend.residual_near, self.frontend.near
         res_near = i < len(residual_near) and bool(residual_near[i])  # the residual gate's verdict
         near_i = i < len(near) and bool(near[i])  # ... and the echo gate's (against its fast bound)
@@ -214,7 +215,7 @@ class BargeIn:
         # A second measure than the gate's bound shows the user: the cancellers' (the residual
         # gate's verdict, the linear canceller's drop), for the gate's own pause, and with the
         # path's share lower, for Silero's decisions (_heard_enough).
-        drop = self._linear_drop(i, levels)  # on every frame: it keeps the mic's last level
+        drop = self._linear_drop(fr)  # on every frame: it keeps the mic's last level
         cancellers = res_near or drop
         little = share < self.SILERO_SIGN_SHARE
         if cancellers or little:
@@ -319,7 +320,7 @@ class BargeIn:
             if m.paused_until is None:  # in a pause the reply's echo is dying: no ERLE to fall
                 erle_drop = self.erle_drop.update(float(levels[i, 0]), float(levels[i, 1]), res_db,
                                                   echo=echo, converged=self.convergence.converged,
-                                                  leak=partial(self._leak, i), room_decay_db=gate.short_room_db)
+                                                  leak=partial(self._frame_leak, fr), room_decay_db=gate.short_room_db)
             else:
                 self.erle_drop.end_run()
             # ... and a frame both cancellers' ERLE fell in at once is double talk, not a leak: read
@@ -523,6 +524,12 @@ class BargeIn:
                 and (bool(fe.residual_adding[i]) or res.echo_like(fe.residual_bands[i], fe.echo[i])
                      or bool(fe.residual_coherence[i] >= res.coherent_share)))
 
+    def _frame_leak(self, fr: _Frame) -> bool:
+        """_leak on frame fr.i, worked out once per frame."""
+        if fr.leak is None:
+            fr.leak = self._leak(fr.i)
+        return fr.leak
+
     def reply_over(self) -> None:
         """A mic block of a conversation while the device does not speak: the next reply's runs start afresh."""
         self.dtd.disarm()
@@ -719,8 +726,8 @@ class BargeIn:
     LINEAR_DROP_SPAN = 3
     LINEAR_DROP_SPAN_FALL_DB = 3.0
 
-    def _linear_drop(self, i: int, levels: np.ndarray | None) -> bool:
-        """On a loud frame i (ErleDrop.loud_db, where its average is learnt), the linear canceller
+    def _linear_drop(self, fr: _Frame) -> bool:
+        """On a loud frame fr.i (ErleDrop.loud_db, where its average is learnt), the linear canceller
         takes LINEAR_DROP_DB less off the mic than it takes off the reply's echo (ErleDrop.linear_erle;
         its output, ResidualGate.level_db). With the residual gate's verdict, the cancellers' sign
         that frame i holds more than the reply's echo (`cancellers` in frames). Recorded per frame
@@ -746,6 +753,7 @@ class BargeIn:
         under its average, and as the user's sign it let the echo gate's run open the server-mode uplink
         to the leak (bench, second turn, human_silent_032: -27.2 dB re the reply at the mic; the
         reference explained 53-77 % of the residual)."""
+        i, levels = fr.i, fr.levels
         mic = float(levels[i, 0]) if levels is not None else -np.inf
         recent = self._mic_recent
         falling = bool(recent) and (mic < recent[-1] - self.LINEAR_DROP_FALL_DB
@@ -757,7 +765,7 @@ class BargeIn:
             return False
         lin = float(fe.residual_db[i])
         return bool(mic >= self.erle_drop.loud_db and np.isfinite(lin) and lin >= mic - avg + self.LINEAR_DROP_DB
-                    and not self._leak(i))
+                    and not self._frame_leak(fr))
 
     def _residual_frames(self) -> int:
         """How long a run of the residual gate's near-end frames pauses the reply (frames of 10 ms)."""
