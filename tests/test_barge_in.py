@@ -379,3 +379,72 @@ def test_after_the_wake_chime_the_first_words_go_uplink_without_its_echo_and_the
     # The reply after it: no pause, no barge-in, played to its end.
     assert r["barge_ins"] == [] and r["pauses"] == [], r
     assert r["reply_played_s"] >= reply_s - 0.05, (r["reply_played_s"], reply_s)
+
+
+def test_an_answer_just_after_a_second_turn_s_reply_reaches_the_server_from_its_start(result: dict) -> None:
+    """Server mode: the user answers 50 ms after a second turn's reply ends (bb.run_answer), while the
+    tail gate (device/conversation/tailgate.py) holds the reply's room tail back from the uplink.
+    allison's reply (a recorded voice) at echo gain 1.0 in a room of RT60 500 ms (the quick set has no
+    interruption there: human_talk_001's own, moved into the quick set's long room)."""
+    d = Path(result["set"])
+    scs = {s["name"]: s for s in bb.load_scenarios(d)}
+    sc = {**scs["human_talk_001_allison_g1.0_d30"], "room": True, "room_rt60_ms": 500}
+    # Its word, "shoe" (a man, 6 dB under the reply's level): heard, and no start on the reply's tail.
+    # The speaker ends the reply a block after the scripted server's plan: 40 ms left (measured).
+    a = bb.run_answer(sc, d, 0.05)
+    assert a["played_out"] and 30.0 <= a["gap_ms"] <= 50.0, a
+    assert a["heard"] and a["vad_on_echo"] == 0, a
+    # Its VAD start waits for the vowel: on the mic alone 194 ms after the onset, on the uplink 130 ms (as
+    # with no tail gate), and 226 ms with the word's first 210 ms held back: the bound holds for it, but
+    # cannot tell such a gate.
+    assert a["floor_ms"] is not None and a["vad_ms"] - a["floor_ms"] <= 100.0, a
+    # "wait, stop please" (talk_003's, espeak, at the reply's level): its VAD start alone is at once
+    # (2 ms), on the uplink 34 ms (one 32 ms window later: the uplink runs 20-30 ms behind the mic),
+    # as with no tail gate at all; 66 ms with the gate shut over the whole tail (80 ms here) whatever the
+    # user. A gate holding back the word's first 160 or 210 ms: 162 or 194 ms.
+    a = bb.run_answer({**sc, "user": scs["talk_003_g0.5_d60"]["user"], "user_level_db": 0.0}, d, 0.05)
+    assert a["heard"] and a["vad_on_echo"] == 0, a
+    assert a["floor_ms"] is not None and a["vad_ms"] - a["floor_ms"] <= 100.0, a
+
+
+def test_an_answer_is_the_scenario_s_word_said_after_its_reply(result: dict) -> None:
+    # The mic of run_answer: the word as scripts/make_barge_in_set.py mixes it (its file at the
+    # scenario's level over a -60 dBFS floor), delay_s after the reply's planned end, 1.5 s after it.
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "talk_005_g1.0_d30")
+    mic, onset = bb.answer_mic(sc, d, 0.15)
+    reply_s = len(bb._read16(d / sc["reply"])) / OUT_RATE
+    assert abs(onset - (sc["reply_start_s"] + reply_s + 0.15)) <= 1 / 16000
+    user = bb._read16(d / sc["user"]).astype(np.float64) * 10 ** (sc["user_level_db"] / 20)
+    at = int(round(onset * 16000))
+    assert len(mic) == at + len(user) + int(bb.ANSWER_AFTER_S * 16000)
+    rest = mic[at : at + len(user)] - user  # the floor under the word
+    assert 30.0 <= np.std(mic[:at]) <= 36.0 and 30.0 <= np.std(rest) <= 36.0  # 32.8: -60 dBFS
+    # deterministic per scenario
+    assert np.array_equal(mic, bb.answer_mic(sc, d, 0.15)[0])
+    # The bench's delays in turn by the scenario's number: a grid cell's three words get one each.
+    assert [bb.answer_delay({"name": f"talk_{k:03d}_g0.3_d10"}) for k in (48, 49, 50, 51)] == [0.05, 0.15, 0.3, 0.05]
+    assert bb.answer_delay({"name": "human_talk_050_allison_g1.0_d30_room500"}) == 0.3
+
+
+def test_the_report_gives_the_answers_after_the_reply_and_per_delay(result: dict) -> None:
+    rows = [dict(r) for r in result["scenarios"] if r.get("voices", "espeak") == "espeak"]
+    talk = [r for r in rows if r["family"] == "talk"]
+    assert len(talk) == 4
+    answers = [  # (delay_s, heard, vad_ms, floor_ms, vad_on_echo)
+        (0.05, True, 90.0, 30.0, 0), (0.15, False, None, 40.0, 0), (0.3, True, 60.0, 28.0, 1),
+        (0.05, True, 40.0, None, 0)]
+    for r, (delay, heard, vad, floor, echo) in zip(talk, answers, strict=True):
+        r["answer"] = {"delay_s": delay, "gap_ms": delay * 1000 - 10, "played_out": True, "heard": heard,
+                       "vad_ms": vad, "vad_on_echo": echo, "floor_ms": floor}
+    a = bb._family(rows)["answers"]
+    assert (a["runs"], a["heard"], a["floor_missed"], a["later_than_floor"], a["runs_with_vad_on_echo"]) == (
+        4, 3, 1, 1, 1)
+    assert a["vad_p50_ms"] == 60.0 and a["floor_p50_ms"] == 30.0 and a["gap_min_ms"] == 40.0
+    assert set(a["by_delay"]) == {"50", "150", "300"}
+    assert (a["by_delay"]["50"]["runs"], a["by_delay"]["50"]["later_than_floor"]) == (2, 1)
+    assert a["by_delay"]["150"]["heard"] == 0
+    table = bb.format_table({**result, "summary": {**result["summary"], "families": {"espeak": bb._family(rows)}}})
+    line = next(x for x in table.splitlines() if "answers after a second turn's reply" in x)
+    assert "heard 3/4" in line and "VAD on echo in 1 runs" in line
+    assert any(x.strip().startswith("50 ms after (gap 40.0-40.0 ms): heard 2/2") for x in table.splitlines())

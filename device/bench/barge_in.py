@@ -30,6 +30,12 @@ Each scenario also runs as a second turn (full set only; run_scenario(warm=True)
 device played another reply first, as in a conversation, so the canceller is not cold.
 In server mode (run_scenario(server_mode=True): the uplink open while the device speaks) each
 runs cold and as a second turn too; the report gives what the uplink carried in each.
+Each interruption's word is also said as an answer just after a reply (full set only; run_answer()):
+50, 150 or 300 ms (in turn, by the scenario's number) after a second turn's reply played out, in server
+mode, where the tail gate (device/conversation/tailgate.py) holds the room's tail back from the uplink:
+whether the server's VAD heard it, its start after the word's onset against the same VAD on the mic
+alone (no echo, no device: server_vad_start_ms), its starts on the reply's echo or tail, and the gap
+really left after the reply's last sample in OUT.wav.
 Earcons are on, as the device plays them: the wake chime when the bench's wake opens the
 conversation (t = 0, alone: the canceller's own APM for lone earcons cleans it), the `done`
 sound when the turn ends, under the reply's start. Measured apart: the wake chime's echo left
@@ -46,9 +52,11 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -203,7 +211,8 @@ def _read16(path: Path) -> np.ndarray:
 
 def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False,
                  echo: bool = True, warm: bool = False, server_mode: bool = False,
-                 backend: BackendFactory | None = None, path_change: tuple[float, float] | None = None) -> dict:
+                 backend: BackendFactory | None = None, path_change: tuple[float, float] | None = None,
+                 mic: np.ndarray | None = None) -> dict:
     """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O).
 
     echo=False: the same run with no echo in the mic (the canceller still gets the reference),
@@ -218,6 +227,8 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     backend reports of the run is in res["backend"].
     path_change=(gain factor, extra delay ms): PATH_CHANGE_AT_S into the scenario's reply the echo
     path changes so (SimAudio's path_change); the canceller and the gates must learn it anew.
+    mic: IN.wav itself (int16 [n] at MIC_RATE, t = 0 at its first sample as in set_dir / sc["mic"];
+    answer_mic()), instead of set_dir / sc["mic"].
     """
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
@@ -232,18 +243,13 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     if server_mode:
         settings = dataclasses.replace(settings, conversation=dataclasses.replace(settings.conversation,
                                                                                   barge_in="server"))
-    mic = _read16(set_dir / sc["mic"])
+    mic = _read16(set_dir / sc["mic"]) if mic is None else mic
     reply = _read16(set_dir / sc["reply"])
     replies = [(sc["reply_start_s"], reply, "resp_bench", "item_bench")]
     pre_s = 0.0
     if warm:
-        # another reply of the same voice family ("reply_K" espeak, "human_NAME" recorded)
-        others = sorted((set_dir / "replies").glob(Path(sc["reply"]).name.split("_")[0] + "_*.wav"))
-        names = [str(p.relative_to(set_dir)) for p in others]
-        first = _read16(others[(names.index(sc["reply"]) + 1) % len(others)])
-        pre_s = round(WARM_START_S + len(first) / 24000 + WARM_GAP_S, 2)
-        floor = np.random.default_rng(0).standard_normal(int(pre_s * MIC_RATE)) * 32768 * 1e-3
-        mic = np.concatenate((np.rint(floor).astype(np.int16), mic))
+        first, pre_s, floor = _warm_up(sc, set_dir)
+        mic = np.concatenate((floor, mic))
         replies = [(WARM_START_S, first, "resp_warm", "item_warm"), (pre_s + sc["reply_start_s"], reply,
                                                                       "resp_bench", "item_bench")]
     player = Player(settings.audio.output_rate)
@@ -322,6 +328,19 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
             res["hold_frames"] = getattr(inner, "hold_frames", 0)
         res["records"] = recs
     return res
+
+
+def _warm_up(sc: dict, set_dir: Path) -> tuple[np.ndarray, float, np.ndarray]:
+    """A second turn's start (run_scenario(warm=True)) → (first, pre_s, floor). first: the reply played
+    before sc's, another of its voice family ("reply_K" espeak, "human_NAME" recorded), PCM16 at
+    24 kHz, from WARM_START_S; pre_s: where sc's own IN.wav starts on the run's clock (s), WARM_GAP_S
+    after it; floor: the mic before that, int16 [pre_s * MIC_RATE], a -60 dBFS floor (seed 0)."""
+    others = sorted((set_dir / "replies").glob(Path(sc["reply"]).name.split("_")[0] + "_*.wav"))
+    names = [str(p.relative_to(set_dir)) for p in others]
+    first = _read16(others[(names.index(sc["reply"]) + 1) % len(others)])
+    pre_s = round(WARM_START_S + len(first) / 24000 + WARM_GAP_S, 2)
+    floor = np.random.default_rng(0).standard_normal(int(pre_s * MIC_RATE)) * 32768 * 1e-3
+    return first, pre_s, np.rint(floor).astype(np.int16)
 
 
 Reply = tuple[float, np.ndarray, str, str]  # (mic time s, PCM16 at 24 kHz, response id, item id)
@@ -428,7 +447,8 @@ def uplink_echo(sc: dict, recs: list[dict], mic16: np.ndarray, up24: np.ndarray,
     silent (dB; the goal is <= -30), and the local server's VAD (device/dev/server_vad.py, its
     defaults as the session sets them) over the uplink: vad_on_echo (speech starts before the
     user's onset, or later than DETECT_WINDOW_S after it where none came within it, or, echo-only,
-    at all) and vad_on_user (a start within DETECT_WINDOW_S of it).
+    at all) and vad_on_user (a start within DETECT_WINDOW_S of it; vad_user_ms: the first such start,
+    ms after the onset, where there is one).
     """
     from device.dev.server_vad import ServerVad
 
@@ -446,7 +466,8 @@ def uplink_echo(sc: dict, recs: list[dict], mic16: np.ndarray, up24: np.ndarray,
         res["residual_db"] = round(float(10 * np.log10((np.mean(u * u) + 1.0) / (np.mean(m * m) + 1.0))), 1)
     vad = ServerVad()
     begins = [e.onset_ms / 1000 for e in vad.process(up24) if e.kind == "start"]
-    heard = onset is not None and any(onset - 0.1 <= t <= onset + DETECT_WINDOW_S for t in begins)
+    user = None if onset is None else _user_start(begins, onset)
+    heard = user is not None
     # Where the server missed the user the reply plays on over echo alone, and a start later than the
     # word's window is on echo too, as a pause there is in measure(). Where it heard them it stops the
     # reply (this bench's scripted server plays on regardless): nothing after that counts.
@@ -454,7 +475,15 @@ def uplink_echo(sc: dict, recs: list[dict], mic16: np.ndarray, up24: np.ndarray,
         onset is None or t < onset or (not heard and t > onset + DETECT_WINDOW_S)))
     if onset is not None:
         res["vad_on_user"] = heard
+    if user is not None and onset is not None:
+        res["vad_user_ms"] = round((user - onset) * 1000, 1)
     return res
+
+
+def _user_start(begins: list[float], onset: float) -> float | None:
+    """The first of the server VAD's speech starts (s) that is the user's, from 0.1 s before their onset
+    (s; its 32 ms windows start before it) to DETECT_WINDOW_S after it; None if none is."""
+    return next((t for t in begins if onset - 0.1 <= t <= onset + DETECT_WINDOW_S), None)
 
 
 CHIME_TAIL_S = 0.2  # the wake chime's echo is measured over the chime and this much after it
@@ -624,6 +653,82 @@ def vad_floor_ms(sc: dict, set_dir: Path, settings: Any = None) -> float | None:
     return None
 
 
+# ---------------------------------------------------------------- answers after the reply
+
+ANSWER_DELAYS_S = (0.05, 0.15, 0.3)  # the bench's answers: the word this long after the reply ended
+ANSWER_AFTER_S = 1.5  # ... and this much mic after the word
+ANSWER_LATE_MS = 50.0  # the report counts the answers the server's VAD started this much later on than alone
+
+
+def answer_delay(sc: dict) -> float:
+    """The delay of sc's answer in the bench (_job): ANSWER_DELAYS_S in turn by the number in its name
+    (talk_048 → 0.05 s, talk_049 → 0.15 s, talk_050 → 0.3 s): a grid cell's three words (echo gain x
+    delay x room; the set numbers them from 48 in threes) get one of each."""
+    m = re.search(r"_(\d+)(?:_|$)", sc["name"])
+    return ANSWER_DELAYS_S[int(m.group(1)) % len(ANSWER_DELAYS_S) if m else 0]
+
+
+def answer_mic(sc: dict, set_dir: Path, delay_s: float) -> tuple[np.ndarray, float]:
+    """IN.wav of sc's user answering its reply (a talk scenario): their word (set_dir / sc["user"],
+    16 kHz, times 10 ** (sc["user_level_db"] / 20), as scripts/make_barge_in_set.py mixes it) delay_s
+    (s) after the reply's planned end (sc["reply_start_s"], where the scripted server starts it, plus
+    its length), over the script's -60 dBFS floor (noise(), seeded by sc's name), then ANSWER_AFTER_S
+    of the floor.
+
+    → (mic, onset_s): int16 [n] at MIC_RATE with t = 0 at its first sample, as set_dir / sc["mic"];
+    the word's first sample on that clock (s). As a second turn (run_answer) it starts pre_s into the
+    run, as sc's reply does. The speaker plays the reply a block or so after the server starts it:
+    run_answer measures the gap really left (gap_ms)."""
+    reply_s = len(_read16(set_dir / sc["reply"])) / 24000
+    user = _read16(set_dir / sc["user"]).astype(np.float64) * 10 ** (sc["user_level_db"] / 20)
+    at = int(round((sc["reply_start_s"] + reply_s + delay_s) * MIC_RATE))
+    rng = np.random.default_rng(zlib.crc32(sc["name"].encode()))
+    mic = rng.standard_normal(at + len(user) + int(ANSWER_AFTER_S * MIC_RATE)) * 32768 * 1e-3
+    mic[at : at + len(user)] += user
+    return np.clip(np.rint(mic), -32768, 32767).astype(np.int16), round(at / MIC_RATE, 4)
+
+
+def run_answer(sc: dict, set_dir: Path, delay_s: float, settings: Any = None) -> dict:
+    """sc's user answering its reply delay_s (s) after it ended (answer_mic), as a second turn in server
+    mode (run_scenario(warm=True, server_mode=True)): the uplink just after a reply, where the tail gate
+    (device/conversation/tailgate.py) holds back the room's tail. JSON-able:
+    delay_s; gap_ms: the word's onset minus the end of the reply's last sample the speaker played
+    (OUT.wav), None if it played none; played_out: the reply played to its end (playback_stop "done");
+    heard, vad_ms: the server's VAD on the uplink started within DETECT_WINDOW_S of the onset, and its
+    first start there in ms after the onset (uplink_echo's vad_on_user, vad_user_ms); vad_on_echo: its
+    starts on the reply or its tail, before the onset (and, where it missed the word, after its window;
+    uplink_echo); floor_ms: the same VAD on the run's IN.wav alone (no echo, no device:
+    server_vad_start_ms), None where it did not start on the word. Both VAD starts come in its 32 ms
+    windows, on one clock; the uplink runs 20-30 ms behind the mic, often one window later."""
+    from device import config as cfg
+
+    rate = (settings or cfg.Settings()).audio.output_rate
+    mic, onset = answer_mic(sc, set_dir, delay_s)
+    r = run_scenario({**sc, "onset_s": onset}, set_dir, settings, warm=True, server_mode=True, keep_audio=True,
+                     mic=mic)
+    _, pre_s, floor = _warm_up(sc, set_dir)
+    nz = np.flatnonzero(r["out"])  # the scenario's reply alone (run_scenario zeroed what came before)
+    up = r["uplink"]
+    return {"delay_s": delay_s,
+            "gap_ms": round(float(pre_s + onset - (nz[-1] + 1) / rate) * 1000, 1) if len(nz) else None,
+            "played_out": any(x["event"] == "playback_stop" and x.get("reason") == "done"
+                              and x.get("item_id") == "item_bench" for x in r["records"]),
+            "heard": bool(up.get("vad_on_user")), "vad_ms": up.get("vad_user_ms"), "vad_on_echo": up["vad_on_echo"],
+            "floor_ms": server_vad_start_ms(np.concatenate((floor, mic)), pre_s + onset)}
+
+
+def server_vad_start_ms(mic16: np.ndarray, onset_s: float) -> float | None:
+    """The local server's VAD (device/dev/server_vad.py, its defaults) on a mic alone: mic16, int16 at
+    MIC_RATE from t = 0, resampled to 24 kHz as the uplink is (dsp.StreamResampler); its first speech
+    start that is the user's (uplink_echo's window around onset_s, s) in ms after the onset, or None."""
+    from device.audio.dsp import StreamResampler
+    from device.dev.server_vad import ServerVad
+
+    up = StreamResampler(MIC_RATE, 24000)(mic16, last=True)
+    t = _user_start([e.onset_ms / 1000 for e in ServerVad().process(up) if e.kind == "start"], onset_s)
+    return None if t is None else round((t - onset_s) * 1000, 1)
+
+
 # ---------------------------------------------------------------- the bench
 
 def _off(sc: dict, d: Path, settings: Any = None) -> dict:
@@ -653,6 +758,9 @@ def _job(args: tuple[dict, str, bool]) -> dict:
                                                     path_change=PATH_CHANGE)["uplink"]
     row["server"] = run_scenario(sc, Path(d), server_mode=True)["uplink"]
     row["server_warm"] = run_scenario(sc, Path(d), warm=True, server_mode=True)["uplink"]
+    if sc["family"] == "talk":
+        # The word again, as an answer just after a second turn's reply: the tail gate's cost.
+        row["answer"] = run_answer(sc, Path(d), answer_delay(sc))
     if sc["family"] == "talk" and bounds:
         # Bounds: the VAD on the user alone, and the whole pipeline without the echo.
         row["vad_floor_ms"] = vad_floor_ms(sc, Path(d))
@@ -797,7 +905,32 @@ def _family(rows: list[dict]) -> dict:
         up = [r[key] for r in rows if key in r]
         if up:
             out[key] = _uplink(up, out["cold"]["reply_minutes"])
+    answers = [r["answer"] for r in rows if "answer" in r]
+    if answers:
+        out["answers"] = {**_answers(answers), "by_delay": {
+            f"{int(round(d * 1000))}": _answers([a for a in answers if a["delay_s"] == d])
+            for d in sorted({a["delay_s"] for a in answers})}}
     return out
+
+
+def _answers(xs: list[dict]) -> dict:
+    """Answers after the reply (run_answer) over a set of runs: how many the server's VAD heard, its
+    start after the word's onset p50/p95 (ms, of those heard) against the VAD alone on the mic (the
+    floor, p50/p95 of those it started on; floor_missed: the others), how many heard started more than
+    ANSWER_LATE_MS after their floor (two of the VAD's 32 ms windows or more: the uplink's own lag often
+    costs one), the runs with a VAD start on echo, the runs whose reply did not play to its end, and the
+    gap really left after the reply's last sample (ms, least and most)."""
+    heard = [x for x in xs if x["heard"]]
+    floors = [x["floor_ms"] for x in xs if x.get("floor_ms") is not None]
+    gaps = [x["gap_ms"] for x in xs if x.get("gap_ms") is not None]
+    return {"runs": len(xs), "heard": len(heard),
+            "vad_p50_ms": _pct([x["vad_ms"] for x in heard], 50), "vad_p95_ms": _pct([x["vad_ms"] for x in heard], 95),
+            "floor_p50_ms": _pct(floors, 50), "floor_p95_ms": _pct(floors, 95), "floor_missed": len(xs) - len(floors),
+            "later_than_floor": sum(1 for x in heard if x.get("floor_ms") is not None
+                                    and x["vad_ms"] - x["floor_ms"] > ANSWER_LATE_MS),
+            "runs_with_vad_on_echo": sum(1 for x in xs if x["vad_on_echo"]),
+            "not_played_out": sum(1 for x in xs if not x.get("played_out", True)),
+            "gap_min_ms": min(gaps) if gaps else None, "gap_max_ms": max(gaps) if gaps else None}
 
 
 def _uplink(up: list[dict], minutes: float) -> dict:
@@ -827,10 +960,10 @@ def _bounds(talk: list[dict]) -> dict:
 
 def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = None,
         settings: Any = None, bounds: bool = True, earcons_off: bool = True) -> dict:
-    """The section: every scenario cold, as a second turn and in server mode (full set; the quick
-    set runs cold only); bounds=False leaves out the two latency bounds (a third fewer runs);
-    earcons_off=False leaves out the earcons-off comparison (sequential runs only), and
-    earcon_wakes() runs once."""
+    """The section: every scenario cold, as a second turn and in server mode, and each interruption's
+    word as an answer after the reply (full set; the quick set runs cold only); bounds=False leaves
+    out the two latency bounds (a third fewer runs); earcons_off=False leaves out the earcons-off
+    comparison (sequential runs only), and earcon_wakes() runs once."""
     d = ensure_set(quick, set_dir)
     scenarios = load_scenarios(d)
     t0 = time.monotonic()
@@ -920,6 +1053,19 @@ def format_table(result: dict) -> str:
                                  f"{sv['residual_max_db']} dB (goal <= -30); server VAD on echo {sv['vad_on_echo']} "
                                  f"({sv['runs_with_vad_on_echo']} of {sv['runs']} runs; goal 0); on the user "
                                  f"{sv['vad_on_user']}/{sv['talk']}")
+            a = f.get("answers")
+            if a:
+                cut = f"; {a['not_played_out']} replies not played out" if a["not_played_out"] else ""
+                lines.append(f"    {v:<7} answers after a second turn's reply (server mode): heard {a['heard']}/"
+                             f"{a['runs']} (goal all); server VAD start p50/p95 {a['vad_p50_ms']}/{a['vad_p95_ms']} ms"
+                             f" after the onset, on the mic alone {a['floor_p50_ms']}/{a['floor_p95_ms']} ms"
+                             f" ({a['floor_missed']} not started); {a['later_than_floor']} over {ANSWER_LATE_MS:g} ms"
+                             f" later than alone; VAD on echo in {a['runs_with_vad_on_echo']} runs (goal 0){cut}")
+                for ms, b in a["by_delay"].items():
+                    lines.append(f"      {ms:>4} ms after (gap {b['gap_min_ms']}-{b['gap_max_ms']} ms): heard"
+                                 f" {b['heard']}/{b['runs']}, p50/p95 {b['vad_p50_ms']}/{b['vad_p95_ms']} ms, alone"
+                                 f" {b['floor_p50_ms']}/{b['floor_p95_ms']} ms, {b['later_than_floor']} later,"
+                                 f" on echo {b['runs_with_vad_on_echo']}")
     ec = s.get("earcons") or {}
     if ec.get("chime_runs"):
         lines.append(row("wake chime's echo in the uplink p50/max", f"{ec['chime_residual_p50_db']}/"
