@@ -448,3 +448,20 @@ def test_the_report_gives_the_answers_after_the_reply_and_per_delay(result: dict
     line = next(x for x in table.splitlines() if "answers after a second turn's reply" in x)
     assert "heard 3/4" in line and "VAD on echo in 1 runs" in line
     assert any(x.strip().startswith("50 ms after (gap 40.0-40.0 ms): heard 2/2") for x in table.splitlines())
+
+
+def test_the_report_gives_each_voice_family_its_own_latency_bound(result: dict) -> None:
+    # A family's onset -> silent is read against what the VAD alone takes to hear its words (a
+    # recorded "hat" or "stick" at -12 dB starts slowly; a phrase at 0 dB at once): one bound over
+    # both families hid that.
+    rows = [dict(r) for r in result["scenarios"]]
+    talk = [r for r in rows if r["family"] == "talk"]
+    for k, r in enumerate(talk):
+        r["vad_floor_ms"] = 300.0 if r.get("voices") == "human" else 20.0 + k
+    fams = {v: bb._family([r for r in rows if r.get("voices", "espeak") == v])
+            for v in {r.get("voices", "espeak") for r in rows}}
+    assert fams["human"]["bounds"]["vad_alone"]["p50_ms"] == 300.0
+    assert fams["espeak"]["bounds"]["vad_alone"]["p95_ms"] < 30.0
+    table = bb.format_table({**result, "summary": {**result["summary"], "families": fams}})
+    assert any("human" in x and "bound: the VAD on its words alone p50/p95 300.0/300.0 ms" in x
+               for x in table.splitlines())

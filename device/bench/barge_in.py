@@ -899,8 +899,12 @@ def _warm(rows: list[dict]) -> dict | None:
 
 
 def _family(rows: list[dict]) -> dict:
-    """One voice family: cold, warm (second turn) and the server mode's uplink."""
+    """One voice family: cold, warm (second turn), the server mode's uplink, the answers after the reply
+    and the latency bounds (_bounds: the VAD alone on the family's words, the pipeline without echo)."""
     out: dict[str, Any] = {"cold": _outcome(rows), "warm": _warm(rows)}
+    bounds = _bounds([r for r in rows if r["family"] == "talk"])
+    if bounds:
+        out["bounds"] = bounds
     for key in ("server", "server_warm"):  # first replies; second turns (run_scenario(warm=True))
         up = [r[key] for r in rows if key in r]
         if up:
@@ -1053,6 +1057,11 @@ def format_table(result: dict) -> str:
                                  f"{sv['residual_max_db']} dB (goal <= -30); server VAD on echo {sv['vad_on_echo']} "
                                  f"({sv['runs_with_vad_on_echo']} of {sv['runs']} runs; goal 0); on the user "
                                  f"{sv['vad_on_user']}/{sv['talk']}")
+            fb = (f.get("bounds") or {}).get("vad_alone")
+            if fb:
+                # The onset -> silent goals against what the VAD alone takes to hear the family's words.
+                lines.append(f"    {v:<7} bound: the VAD on its words alone p50/p95 {fb['p50_ms']}/{fb['p95_ms']} ms"
+                             f" ({fb['over_100ms']} of {fb['n']} over 100 ms)")
             a = f.get("answers")
             if a:
                 cut = f"; {a['not_played_out']} replies not played out" if a["not_played_out"] else ""
