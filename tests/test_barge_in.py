@@ -206,6 +206,18 @@ def test_after_an_echo_path_change_the_leak_the_reference_explains_does_not_inte
     assert r["pauses"] == [] and r["barge_ins"] == [], r
 
 
+def test_an_echo_path_change_in_a_first_reply_does_not_pause_it(result: dict) -> None:
+    # allison's reply at gain 1.0 in a long room (RT60 500 ms), the device's first: 3 s in, the echo
+    # comes 1.4x as loud and 8 ms later. The linear canceller's output went over the mic (its leak,
+    # 3.63 s), its run over the predicted residual broke, and its drop on frames 50-90 ms later, read
+    # as the user's sign, let Silero's fast stage pause the reply on AEC3's leak (3.85 s). A canceller
+    # that added power over a loud mic is leaking for 300 ms more (ResidualGate.mismatch_frames).
+    d = Path(result["set"])
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "human_silent_002_allison_g1.0_d60_room500")
+    r = bb.run_scenario(sc, d, path_change=bb.PATH_CHANGE)
+    assert r["pauses"] == [] and r["barge_ins"] == [], r
+
+
 def test_in_server_mode_an_echo_path_change_does_not_open_the_uplink_to_the_echo(result: dict) -> None:
     # The same reply and change in server mode (GPT-Live: the uplink open while the device speaks):
     # the detectors read the leak as the user and opened the uplink for them; the server got the

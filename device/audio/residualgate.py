@@ -90,13 +90,19 @@ class ResidualGate:
     warm_learnt frames, a run of coherent_frames or more near-end frames whose residual the reference
     explains by coherent_share on average (RefCoherence) is the canceller's leak too; warm_level_db:
     the least residual that counts from then on; over_mic_db: a run with a frame whose residual is
-    this much over the mic (band power, this frame) is the canceller's leak from that frame on.
+    this much over the mic (band power, this frame) is the canceller's leak from that frame on;
+    mismatch_frames: and where that frame's mic was loud (level_db or more), every frame over the
+    prediction is the leak for this many frames after it, runs broken or not: a canceller that no
+    longer matches the echo path leaks on and off until it has learnt it anew (bench harness, the
+    path changed 3 s into a first reply, 96 runs: frames over the prediction or the canceller's drop
+    50-240 ms after the last such frame, neither echo-shaped nor coherent, read as the user; with the
+    hold 3 pauses and the one barge-in fewer, second turns the same run by run).
     VoxboxError (one line) if libspeexdsp is missing."""
 
     def __init__(self, margin_db: float = 10.0, share: float = 0.3, level_db: float = 50.0,
                  taps: int = 4096, echo_corr: float = 0.9, coherent_frames: int = 6,
                  coherent_share: float = 0.15, warm_learnt: int = 1000, warm_level_db: float = 45.0,
-                 over_mic_db: float = 1.5) -> None:
+                 over_mic_db: float = 1.5, mismatch_frames: int = 30) -> None:
         self.margin = 10 ** (margin_db / 10)
         self.share = share
         self.echo_corr = echo_corr
@@ -105,6 +111,8 @@ class ResidualGate:
         self._run, self._run_coherence = 0, 0.0  # frames in a row over the prediction, their scores' sum
         self.over_mic = 10 ** (over_mic_db / 10)
         self._adding = False  # the run has had a frame the canceller added power in (over_mic_db)
+        self.mismatch_frames = mismatch_frames
+        self._mismatch = 0  # frames left of the hold after the last such frame over a loud mic
         # unpaired: the reference's last frame (paired: the echo gate keeps it)
         self.prev_ref = np.zeros(FRAME, dtype=np.float32)
         self.level = 10 ** ((level_db + BAND_DB) / 10)  # in band-power units
@@ -163,8 +171,9 @@ class ResidualGate:
     @property
     def adding(self) -> bool:
         """The last frame is in a run over the prediction that has had a frame the canceller added
-        power in (its residual over_mic_db over the mic): the canceller leaking a changed echo path."""
-        return self._adding
+        power in (its residual over_mic_db over the mic), or within mismatch_frames of such a frame
+        over a loud mic: the canceller leaking a changed echo path."""
+        return self._adding or self._mismatch > 0
 
     def warm(self, gate: EchoGate) -> bool:
         """The echo gate has learnt the echo path on warm_learnt frames of loud reference (10 s of
@@ -197,16 +206,24 @@ class ResidualGate:
         self.bands = bands
         self.excess = 0.0 if unexplained is None else min(1.0, unexplained / (total + 1e-9))
         over = unexplained is not None and unexplained >= self.share * (total + 1e-9)
+        adds = False  # this very frame's residual is over the mic
         if over and bands is not None:
             self._run += 1
             self._run_coherence += self.coherence.score
-            self._adding = self._adding or total >= self.over_mic * gate.mic_power
-            if self._adding or self.echo_like(bands, gate.envelope) or (
+            adds = total >= self.over_mic * gate.mic_power
+            self._adding = self._adding or adds
+            if self._adding or self._mismatch or self.echo_like(bands, gate.envelope) or (
                     self._run >= self.coherent_frames and self.warm(gate)
                     and self._run_coherence >= self.coherent_share * self._run):
                 over = False  # the canceller leaking the echo it no longer matches: learnt, not the user
         else:
             self._run, self._run_coherence, self._adding = 0, 0.0, False
+        if adds and gate.mic_power >= self.level:
+            # Not over a quiet mic: at a reply's first frames, before its echo arrives, the output stood
+            # over a 38-45 dB mic (bench, second turn, human_talk_114: a hold from there missed a word).
+            self._mismatch = self.mismatch_frames
+        elif self._mismatch:
+            self._mismatch -= 1
         self.near = bool(over and total >= (self.warm_level if self.warm(gate) else self.level))
         self._judged = True
         # Learn the residual from frames neither gate calls near-end; the others at a tenth of the
