@@ -995,6 +995,40 @@ def test_the_linear_canceller_leaking_a_changed_echo_path_is_not_its_sign_of_the
     assert events == [] and max(sent) > 55.0, sent
 
 
+def test_within_the_linear_canceller_s_mismatch_the_echo_path_falling_short_does_not_pause_the_reply() -> None:
+    # Harness, the echo path changed (x1.4, +8 ms) 3 s into a first reply: the gate's bound fell short
+    # of the louder echo, and so did the path's prediction (share 0.83-0.96; human_silent_031, _039),
+    # 5 frames of it paused the reply. The linear canceller's output had gone over the loud mic just
+    # before (ResidualGate.adding, held for mismatch_frames): the echo path changed, not a user came.
+    def run(adding: bool) -> list[str]:
+        agent, timeline, _ = _speaking_agent()
+        agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
+        _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=45.0)
+        _frames(agent, [True] * 6, share=0.85, level_db=70.0, residual_db=45.0, excess=0.5, adding=adding)
+        return _events(timeline)
+
+    assert run(False) == ["playback_pause"]  # a word the echo path does not explain
+    assert run(True) == []
+
+
+def test_the_echo_path_falling_short_where_the_converged_linear_canceller_passes_nothing_pauses_nothing() -> None:
+    # Harness, the echo path changed (x1.4, +8 ms) 3 s into a first reply; 3.7 s later (human_silent_030,
+    # RT60 500 ms) the gate's bound and the path's prediction fell short of the echo on 5 frames
+    # (share 0.77-0.84) and paused the reply, the converged linear canceller's residual within its
+    # predicted residual throughout. That canceller passes a user whole: where nothing rose in its
+    # residual, the mic's excess over the prediction is the echo's.
+    def run(excess: float) -> list[str]:
+        agent, timeline, _ = _speaking_agent()
+        agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gate's runs alone
+        _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=45.0)  # converged: 25 dB off
+        assert agent.barge.linear.converged
+        _frames(agent, [True] * 6, share=0.8, level_db=70.0, residual_db=45.0, excess=excess)
+        return _events(timeline)
+
+    assert run(0.0) == []
+    assert run(0.5) == ["playback_pause"]  # half the residual over its prediction: a voice in it
+
+
 def test_before_the_gate_has_learnt_the_echo_path_a_run_the_path_explains_under_half_of_pauses_the_reply() -> None:
     # Harness, cold (earcons off): a word 0.4-0.6 s into the first reply, before the gate has learnt
     # PAUSE_LEARNT_FRAMES, made 10 near-end frames the echo path predicted 9-42 % of (human_talk_098,

@@ -268,10 +268,23 @@ class BargeIn:
             # (`cancellers`). The bound alone fell short of the reply's echo in every one of the
             # gate's 12 false pauses on the bench (first replies and second turns, earcons on),
             # and a second measure was in 89 of the 93 runs that paused on a word within
-            # DETECT_WINDOW_S of its onset.
+            # DETECT_WINDOW_S of its onset. Neither shows it within the linear canceller's mismatch
+            # (ResidualGate.adding: its output went over a loud mic within mismatch_frames): the
+            # echo path changed, and the path's prediction falls short of the louder echo as the
+            # cancellers leak it. Harness, the path changing 3 s into a first reply (96 runs): the
+            # gate's pauses in the 300 ms after the change 4 -> 0 runs (share 0.83-0.96, or the
+            # cancellers' sign between leak frames; human_silent_022, _027, _031, _039); second
+            # turns (240 runs) the same run by run. Nor does a share under 1 where the linear
+            # canceller has converged and its residual stays within its predicted residual
+            # (excess under SHOWN_LINEAR_EXCESS): it passes a user whole, so the mic's excess over
+            # the path's prediction is the echo's (the same harness, 3.7 s after the change,
+            # human_silent_030: share 0.77-0.84, the residual at its floor; 1 pause -> 0; cold and
+            # warm the same run by run).
             if self._onset_run:
                 shown = self._onset_shown and self._onset_run > 1
-                self._onset_shown = shown or share < 1.0 or cancellers
+                mismatch = i < len(self.frontend.residual_adding) and bool(self.frontend.residual_adding[i])
+                quiet_linear = self.linear.converged and fr.excess < self.SHOWN_LINEAR_EXCESS
+                self._onset_shown = shown or (((share < 1.0 and not quiet_linear) or cancellers) and not mismatch)
             self._young_run = self._young_run + 1 if self._onset_run and share <= self.YOUNG_PAUSE_SHARE else 0
             # The uplink opens on near-end frames (against the bound at the room's decay,
             # tail_near) that the echo path does not explain whole, or, in a run begun with
@@ -582,6 +595,9 @@ class BargeIn:
     # no false pause more; 4 espeak words caught sooner (talk_102: 723 -> 103 ms), human_talk_098
     # caught, human_talk_058 missed (its young pause did not confirm).
     YOUNG_PAUSE_SHARE = 0.5
+    # A share under 1 shows the user for the gate's pause only where the converged linear canceller's
+    # residual has this share of its power or more over its predicted residual (ResidualGate.excess).
+    SHOWN_LINEAR_EXCESS = 0.1
     # ... or after this many frames in a row the residual gate calls near-end (offline, warm, runs on
     # the reply's echo alone per 10 min of espeak and human replies: 0 and 7.6 with 5; none with 8).
     RESIDUAL_NEAR_FRAMES = 8
