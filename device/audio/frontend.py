@@ -95,7 +95,7 @@ class Frontend:
         self.residual_bands = np.zeros((0, ECHO_BANDS))  # ... and its band powers (ResidualGate.bands)
         self.residual_coherence = np.zeros(0)  # ... and the reference's coherence with it (RefCoherence.score)
         self.residual_excess = np.zeros(0)  # ... and the share of it over its prediction (ResidualGate.excess)
-        self.residual_adding = np.zeros(0, dtype=bool)  # ... and whether its run has been over the mic (.adding)
+        self.residual_adding = np.zeros(0, dtype=bool)  # ... and whether it is leaking a changed path (.adding)
         # ... and its echo envelope for each (EchoGate.envelope; zeros where no echo was expected)
         self.echo = np.zeros((0, ECHO_BANDS))
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller

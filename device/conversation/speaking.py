@@ -524,8 +524,9 @@ class BargeIn:
     def _leak(self, i: int) -> bool:
         """Frame i's linear residual has the echo's spectral shape (ResidualGate.echo_like), or the
         reference explains coherent_share of it or more (RefCoherence, once the residual gate is warm),
-        or it is in a run over the residual's prediction that has had a frame over the mic
-        (ResidualGate.adding: a canceller that no longer matches the echo adds power, a voice does not).
+        or it is in a run over the residual's prediction that has had a frame over the mic, or within
+        mismatch_frames of one over a loud mic (ResidualGate.adding: a canceller that no longer matches
+        the echo adds power; so can one diverging under double talk, late in a word: human_talk_070).
         Without the last, the echo path changing (x1.4, +8 ms) 3 s into a second turn's reply opened the
         server-mode uplink to the leak (quick set, human_silent_002, RT60 500 ms: AEC3 leaking too from
         110 ms after the change, its residual neither echo-shaped nor coherent enough on those frames,
