@@ -997,7 +997,7 @@ def test_the_linear_canceller_leaking_a_changed_echo_path_is_not_its_sign_of_the
 
 def test_within_the_linear_canceller_s_mismatch_the_echo_path_falling_short_does_not_pause_the_reply() -> None:
     # Harness, the echo path changed (x1.4, +8 ms) 3 s into a first reply: the gate's bound fell short
-    # of the louder echo, and so did the path's prediction (share 0.83-0.96; human_silent_031, _039),
+    # of the louder echo, and so did the path's prediction (share 0.83-0.96; human_silent_022, _029, _039),
     # 5 frames of it paused the reply. The linear canceller's output had gone over the loud mic just
     # before (ResidualGate.adding, held for mismatch_frames): the echo path changed, not a user came.
     def run(adding: bool) -> list[str]:
