@@ -6,7 +6,9 @@
 
 MODE: cold, warm, off (earcons off, cold), srvc / srvw (server mode cold / warm), pcw / pcc / pcs
 (the echo path change in a second turn, a first reply, a second turn in server mode; echo-only
-scenarios), ne (no echo in the mic; talk scenarios). Uses the tree it is run from (PYTHONPATH or
+scenarios), ne (no echo in the mic; talk scenarios), answer / answer_nogate (each talk scenario's word
+as an answer after a second turn's reply, run_answer at the bench's delay; _nogate: the tail gate
+never started, BargeIn.reply_played_out patched in-process). Uses the tree it is run from (PYTHONPATH or
 the checkout). Each run keeps what `measure` / `uplink_echo` report plus the detectors named on
 the timeline's pauses and barge-ins, so two trees can be compared run by run (--compare prints
 every run whose outcome differs, and the totals per voice family).
@@ -32,6 +34,7 @@ MODES = {
     "srvc": {"server_mode": True}, "srvw": {"warm": True, "server_mode": True},
     "pcw": {"warm": True, "path_change": True}, "pcc": {"path_change": True},
     "pcs": {"warm": True, "server_mode": True, "path_change": True}, "ne": {"echo": False},
+    "answer": {}, "answer_nogate": {},
 }
 KEEP = ("name", "voices", "family", "detected", "latency_ms", "decision_ms", "false_barge_ins", "false_pauses",
         "warm_up_barge_ins", "warm_up_pauses", "uplink", "truncate_err_ms")
@@ -42,6 +45,13 @@ def _one(args: tuple[dict, str, str]) -> dict:
     from device.bench import barge_in as b
 
     sc, d, mode = args
+    if mode.startswith("answer"):
+        if mode == "answer_nogate":
+            from device.conversation import speaking as sp
+
+            sp.BargeIn.reply_played_out = lambda self: None  # type: ignore[method-assign]
+        a = b.run_answer(sc, Path(d), b.answer_delay(sc))
+        return {"name": sc["name"], "voices": sc["voices"], "family": sc["family"], "answer": a, "decisions": []}
     kw: dict[str, Any] = dict(MODES[mode])
     settings = b.without_earcons(cfg.Settings()) if kw.pop("off", False) else None
     if kw.pop("path_change", False):
@@ -60,7 +70,7 @@ def run(mode: str, out: Path, jobs: int, only: str | None, quick: bool = False) 
     scs = b.load_scenarios(d)
     if mode.startswith("pc"):
         scs = [s for s in scs if s["family"] == "silent"]
-    if mode == "ne":
+    if mode == "ne" or mode.startswith("answer"):
         scs = [s for s in scs if s["family"] == "talk"]
     if only:
         scs = [s for s in scs if s["name"].startswith(only)]
@@ -73,6 +83,9 @@ def run(mode: str, out: Path, jobs: int, only: str | None, quick: bool = False) 
 
 def _outcome(r: dict) -> tuple:
     up = r.get("uplink") or {}
+    a = r.get("answer") or {}
+    if a:
+        return (a.get("heard"), a.get("vad_ms"), a.get("vad_on_echo"))
     return (r.get("detected"), r.get("false_barge_ins"), r.get("false_pauses"), r.get("warm_up_barge_ins"),
             r.get("warm_up_pauses"), up.get("vad_on_echo"), up.get("vad_on_user"))
 
@@ -93,6 +106,13 @@ def _totals(rows: list[dict]) -> None:
                 f"/{sum(r.get('warm_up_pauses', 0) for r in rs)}")
         if lat:
             line += f" p50/p95 {np.percentile(lat, 50):.1f}/{np.percentile(lat, 95):.1f} ms"
+        ans = [r["answer"] for r in rs if "answer" in r]
+        if ans:
+            vad = [x["vad_ms"] for x in ans if x["heard"]]
+            late = sum(1 for x in ans if x["heard"] and x["floor_ms"] is not None and x["vad_ms"] - x["floor_ms"] > 50)
+            echo = sum(1 for x in ans if x["vad_on_echo"])
+            line += (f" | answers heard {len(vad)}/{len(ans)} vad p50/p95 {np.percentile(vad, 50):.1f}/"
+                     f"{np.percentile(vad, 95):.1f} ms, >50 ms late {late}, on echo {echo}")
         if ups:
             line += (f" | vad on echo {sum(1 for u in ups if u.get('vad_on_echo'))} heard "
                      f"{sum(1 for u in ups if u.get('vad_on_user'))} worst {max(res) if res else None} dB")
