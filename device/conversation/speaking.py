@@ -60,6 +60,7 @@ class _Frame:
     excess: float = 0.0  # the share of the linear canceller's output over its predicted residual (ResidualGate.excess)
     coherence: float = 1.0  # ... and the share the reference explains (RefCoherence.score; 1.0: not measured)
     leak: bool | None = None  # BargeIn._leak on this frame, once asked (both the drop and ErleDrop ask it)
+    adding: bool = False  # the linear canceller leaking a changed echo path (ResidualGate.adding)
     paused: bool = False  # the reply is paused (as of the pause state; refreshed after the gates' decisions)
     clear: bool = False  # in a pause, old enough and the echo gone: a loud frame may confirm it
     clear_tail: bool = False  # ... and the room's tail too, for the gates' runs and double talk
@@ -237,6 +238,7 @@ class BargeIn:
             fr.excess = float(fe.residual_excess[i])
         if i < len(fe.residual_coherence) and not np.isnan(fe.residual_coherence[i]):
             fr.coherence = float(fe.residual_coherence[i])
+        fr.adding = i < len(fe.residual_adding) and bool(fe.residual_adding[i])
 
     def _near_runs(self, fr: _Frame) -> None:
         """The echo gate's near-end runs on frame fr.i, and the uplink's opening on them."""
@@ -282,9 +284,8 @@ class BargeIn:
             # warm the same run by run).
             if self._onset_run:
                 shown = self._onset_shown and self._onset_run > 1
-                mismatch = i < len(self.frontend.residual_adding) and bool(self.frontend.residual_adding[i])
                 quiet_linear = self.linear.converged and fr.excess < self.SHOWN_LINEAR_EXCESS
-                self._onset_shown = shown or (((share < 1.0 and not quiet_linear) or cancellers) and not mismatch)
+                self._onset_shown = shown or (((share < 1.0 and not quiet_linear) or cancellers) and not fr.adding)
             self._young_run = self._young_run + 1 if self._onset_run and share <= self.YOUNG_PAUSE_SHARE else 0
             # The uplink opens on near-end frames (against the bound at the room's decay,
             # tail_near) that the echo path does not explain whole, or, in a run begun with
@@ -898,6 +899,8 @@ class BargeIn:
         5 dB over the noise it called frames near-end (quick set, human_silent_002). The held prediction
         explained 0.04-0.2 of the answer's first frames, and over 0.72 of every frame of the tail that
         reached the server's VAD (human_silent_022)."""
+        if not self.tail_gate.active:  # no reply's tail to hold back: nothing to compute per block
+            return frames
         fe = self.frontend
         return self.tail_gate.process(frames, fe.tail_share <= self.TAIL_USER_SHARE, fe.echo_left, self.now)
 
