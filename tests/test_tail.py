@@ -13,7 +13,7 @@ from test_echogate import _voice  # a 180 Hz pulse train: the user's voice
 
 from device.audio.echogate import FRAME, EchoGate
 from device.audio.sim import room_response
-from device.audio.tail import TailMeter
+from device.audio.tail import TailCeiling, TailMeter
 
 RATE = 16000
 
@@ -365,3 +365,55 @@ def test_a_room_is_short_only_where_every_reading_of_it_says_so() -> None:
     assert gate.short_room_db == 1.45
     gate.filter_decay(2.5)  # both fast: a short room
     assert gate.short_room_db == pytest.approx(2.25, rel=0.1)
+
+
+def _ceiling_runs(levels_db: list[float] | np.ndarray, decay_db: float, ceiling: TailCeiling | None = None) -> int:
+    """The longest run of frames a TailCeiling (settled throughout) says stand over it."""
+    c = ceiling or TailCeiling()
+    run = best = 0
+    for lv in levels_db:
+        run = run + 1 if c.push(float(lv), decay_db, True) else 0
+        best = max(best, run)
+    return best
+
+
+def test_a_room_s_tail_never_stands_over_its_own_ceiling_however_it_swings() -> None:
+    # A voice's tail in a long room swings about its fall frame to frame (bench, RT60 500 ms: 0, -1.5,
+    # -4.5, -1.0, +0.5 dB about the room's line).
+    swing = np.tile([0.0, -1.5, -4.5, -1.0, +0.5], 8)
+    for phase in range(5):
+        tail = [80.0 - 1.2 * k + swing[k + phase] for k in range(35)]
+        assert _ceiling_runs(tail, 1.2) < 3
+    # Bench, the echo path changed 3 s into a first reply (human_silent_007, RT60 500 ms): in the pause
+    # 7.36-7.42 s the tail dipped to 52.4 dB and rose to 54.1-54.9 dB for 3 frames. Judged 4 dB over the
+    # last frame alone, that stood over the ceiling 3 frames in a row and confirmed a false barge-in.
+    tail = [60.5, 61.7, 59.5, 56.9, 56.1, 52.4, 54.1, 54.4, 54.9, 51.7]
+    first = TailCeiling(over_db=4.0, span=1)
+    for lv in tail[:3]:
+        first.push(lv, 1.2, False)  # the echo still arriving
+    assert _ceiling_runs(tail[3:], 1.2, first) >= 3
+    ceiling = TailCeiling()
+    for lv in tail[:3]:
+        ceiling.push(lv, 1.2, False)
+    assert _ceiling_runs(tail[3:], 1.2, ceiling) == 0
+    # ... nor does a speech-like reply's tail in a simulated room of RT60 500 ms (10 ms frames).
+    ir = room_response(RATE, 500.0, seed=3)
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        env = np.abs(np.sin(np.arange(RATE) / RATE * 2 * np.pi * 4)) ** 2  # 4 syllables a second
+        reply = rng.standard_normal(RATE) * env * 3000
+        mic = np.convolve(np.concatenate([reply, np.zeros(RATE // 2)]), ir)[RATE : RATE + RATE // 2]
+        levels = 10 * np.log10(np.mean(mic.reshape(-1, FRAME) ** 2, axis=1) + 1e-9)
+        assert _ceiling_runs(levels[:25], 1.2) == 0  # 25 frames: 30 dB of the tail, over the noise
+
+
+def test_a_voice_holding_its_level_in_the_pause_stands_over_the_tail_s_ceiling_within_a_few_frames() -> None:
+    # Bench, cold (human_talk_115: allison's reply at gain 1.0, a word 12 dB under it): 0.15 s into
+    # the pause the mic fell to 48.6 dB and held 46-50 dB, the word; the gate's bound still waited out a
+    # long room's tail from 76 dB, and the pause resumed unconfirmed.
+    ceiling = TailCeiling()
+    levels = [60.3, 57.2, 54.3, 52.7, 51.1, 50.1, 48.6, 50.1, 48.6, 49.7, 48.1, 48.5, 46.2, 46.3, 43.2]
+    over = [ceiling.push(lv, 1.2, k >= 6) for k, lv in enumerate(levels)]  # settled from 2.57 s on
+    assert over == [False] * 12 + [True] * 3  # 2.63-2.65 s
+    ceiling.reset()
+    assert ceiling.push(46.0, 1.2, True) is False  # a new pause: nothing known of its tail yet

@@ -125,6 +125,12 @@ class TailMeter:
         self._append(db)
         return False
 
+    @property
+    def settled(self) -> bool:
+        """The reference has been silent longer than the echo's lag and the player's buffer (IN_FLIGHT):
+        all the mic holds of the reply now is the room's tail."""
+        return self._quiet > self._lag + self.IN_FLIGHT
+
     def _fell(self) -> float | None:
         """A gap whose echo is under 10 dB over the floor by the time it would arrive: the rate at
         which the mic fell there from its peak in the last RECENT frames, if that peak was
@@ -232,6 +238,43 @@ class TailMeter:
     def _set_rate(self) -> bool:
         self.rate_db = float(np.clip(np.quantile(np.asarray(self.slopes), self.quantile), self.slowest, self.fastest))
         return True
+
+
+class TailCeiling:
+    """The most the room's tail can hold in the mic now, once the reference is silent and its echo
+    has arrived (TailMeter.settled), per 10 ms frame, and whether the mic stands over it.
+
+    From then on the tail falls, at the room's decay or faster, so it can hold no more than the lowest
+    level since, decayed at that rate to this frame. A mic `over_db` over that ceiling holds something
+    new: a voice. Unlike the echo gate's bound, the ceiling starts at what the mic really held, not at
+    the reply's loudest echo, so a voice holding its level tells from a tail falling at a long room's
+    rate within a few frames (bench, cold, human_talk_115: a word 12 dB under the reply held 48-50 dB
+    0.15 s into the pause, the tail under it falling 1.2 dB per frame from 48.6 dB, while the gate's
+    bound still waited out a long room's tail from 76 dB). A tail swings about its fall frame to frame,
+    though (bench, RT60 500 ms: 4-5 dB, the rise after a dip lasting 3-4 frames), so the levels are
+    the mean power of the last `span` frames, and over_db is above such a swing."""
+
+    def __init__(self, over_db: float = 5.0, span: int = 2) -> None:
+        self.over_db = over_db
+        self._recent: deque[float] = deque(maxlen=span)  # the last frames' powers (any unit)
+        self.ceiling = np.inf  # dB, as the levels pushed; inf: not settled yet
+
+    def reset(self) -> None:
+        """A new pause (or none): nothing known of its tail."""
+        self.ceiling = np.inf
+        self._recent.clear()
+
+    def push(self, level_db: float, decay_db: float, settled: bool) -> bool:
+        """One frame: the mic's level (dB), the room's decay (dB per frame; the slowest it may be, for
+        a ceiling that never falls under the tail) and whether the echo has all arrived. True: the mic,
+        over the last `span` frames, stands over_db or more over the ceiling (False until settled)."""
+        self._recent.append(10.0 ** (level_db / 10.0))
+        if not settled:
+            return False
+        level = 10.0 * float(np.log10(sum(self._recent) / len(self._recent) + 1e-30))
+        cap = self.ceiling - decay_db
+        self.ceiling = min(cap, level)
+        return bool(level >= cap + self.over_db)
 
 
 def decay_from_response(h: np.ndarray, frame: int = 160) -> float | None:
