@@ -87,6 +87,10 @@ class LearntGate:
     def pause_unconfirmed(self) -> None:
         self.unconfirmed += 1
 
+    def __init__(self) -> None:
+        # Its TailMeter: settled, the reference silent and its echo all arrived (TailCeiling counts from then).
+        self.tail = SimpleNamespace(settled=False)
+
 
 class ConvergedCanceller:
     """The canceller's measured ERLE over the threshold: the echo it removes is there."""
@@ -140,7 +144,7 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
             residual_db: float | None = None, floor_db: float = np.inf,
             near_tail: list[bool] | None = None, near_onset: list[bool] | None = None,
             learnt: int | None = None, excess: float = 0.0, coherence: float = 0.0,
-            adding: bool = False) -> None:
+            adding: bool = False, settled: bool = False, shape: float = float("nan")) -> None:
     """One 10 ms frame per verdict through the agent's detectors (no echo: silent mic frames);
     share: the echo path's predicted echo as a share of the mic (EchoGate.echo_share); level_db:
     the mic's level as the canceller measured it (dB re 1 LSB); echo_left_db: the gate's bound on
@@ -156,11 +160,14 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
     the frames of loud reference the gate has learnt the echo path on (EchoGate.learnt; None: LearntGate's);
     excess: the share of the linear canceller's output over its predicted residual (ResidualGate.excess);
     coherence: the share of that output the reference explains (RefCoherence.score); adding: that
-    output's run over its prediction has had a frame over the mic (ResidualGate.adding)."""
+    output's run over its prediction has had a frame over the mic (ResidualGate.adding); settled: the
+    reference silent and its echo all arrived (TailMeter.settled); shape: that output's correlation with
+    the echo's spectral shape (ResidualGate.shape; nan: not judged)."""
     fe = agent.frontend
     fe.echo_gate = gate = LearntGate()  # type: ignore[assignment]
     if learnt is not None:
         gate.learnt = learnt
+    gate.tail.settled = settled
     pcm = np.zeros((1, 160), np.int16) if frame is None else frame
     tails = near if near_tail is None else near_tail
     for verdict, tail, onset in zip(near, tails, tails if near_onset is None else near_onset, strict=True):
@@ -178,6 +185,7 @@ def _frames(agent: Agent, near: list[bool], share: float = 0.5, level_db: float 
         fe.residual_excess = np.array([excess])
         fe.residual_coherence = np.array([coherence])
         fe.residual_adding = np.array([adding])
+        fe.residual_shape = np.array([shape])
         agent.samples += 160
         agent._frames(pcm.copy(), np.array([[level_db, level_db - 2.0 if out_db is None else out_db]]))
 
@@ -595,8 +603,8 @@ def test_a_word_only_the_residual_gate_hears_pauses_the_reply_and_confirms_in_th
     # at 15.60 s and confirmed it at 15.65 s, 108 ms from the word's onset to a silent speaker.
     agent, timeline, _ = _speaking_agent()
     agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
-    _frames(agent, [False] * 7, share=1.0, residual=True, residual_db=60.0)
-    assert _events(timeline) == []  # 7 frames: not yet (single frames and short runs come from the echo)
+    _frames(agent, [False] * 5, share=1.0, residual=True, residual_db=60.0)
+    assert _events(timeline) == []  # 5 frames: not yet (single frames and short runs come from the echo)
     _frames(agent, [False], share=1.0, residual=True, residual_db=60.0)
     assert _events(timeline) == ["playback_pause"]
     assert timeline.records[-1].get("detector") == "echo_residual"
@@ -626,19 +634,55 @@ def test_residual_runs_broken_by_a_frame_of_echo_pause_nothing() -> None:
     agent, timeline, _ = _speaking_agent()
     agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
     for _ in range(5):
-        _frames(agent, [False] * 6, share=1.0, residual=True)
+        _frames(agent, [False] * 5, share=1.0, residual=True)
         _frames(agent, [False], share=1.0, residual=False)
     assert _events(timeline) == []
 
 
-def test_once_the_gate_has_learnt_ten_seconds_of_reply_a_shorter_residual_run_pauses_it() -> None:
-    # Harness, second turns (240 runs, earcons on): with runs of 6 there, onset -> silent p50 85 ->
-    # 66 ms (espeak) and 150 -> 137 ms (human), and 2 + 1 more words caught; no false pause more.
+def test_before_warm_a_residual_run_pauses_the_reply_whatever_the_cancellers_convergence() -> None:
+    # Harness, cold (240 runs, earcons on): a first reply's residual gate heard words the other
+    # detectors missed in runs of 5-8, the linear canceller unconverged or the gate young (human_talk_102:
+    # 7 frames 0.2 s into june's reply, the gate learnt 65 frames); caught 64 -> 67 and 47 -> 50 of 72.
+    agent, timeline, _ = _speaking_agent()  # the linear canceller: nothing measured, not converged
+    assert not agent.barge.linear.converged
+    for _ in range(3):  # on the echo alone a first reply's runs of 5 were 0.55 over the prediction
+        _frames(agent, [False] * 5, share=1.0, residual=True, learnt=50, excess=0.55)
+        _frames(agent, [False], share=1.0, residual=False, learnt=50)
+    assert _events(timeline) == []
+    _frames(agent, [False] * 6, share=1.0, residual=True, learnt=50, residual_db=60.0)
+    assert _events(timeline) == ["playback_pause"]
+    assert timeline.records[-1].get("detector") == "echo_residual"
+    # ... but the run in the pause confirms nothing while the canceller has not converged: the
+    # reply's tail stands over the residual's prediction there (human_talk_105's first reply).
+    _frames(agent, [False] * 12, share=1.0, residual=True, learnt=50, residual_db=60.0)
+    assert _events(timeline) == ["playback_pause"]
+    # A voice that fills the residual pauses it at 5 frames.
     agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 4, share=1.0, residual=True, learnt=50, excess=0.9)
+    assert _events(timeline) == []
+    _frames(agent, [False], share=1.0, residual=True, learnt=50, excess=0.9)
+    assert _events(timeline) == ["playback_pause"]
+    # Not a run with the echo's spectral shape: the linear canceller leaking a changed echo path (harness,
+    # the path changed 3 s into a first reply: runs of 6, 70 ms after it, 0.84 on average; users' words
+    # 0.80 at most).
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 12, share=1.0, residual=True, learnt=50, shape=0.84)
+    assert _events(timeline) == []
+    _frames(agent, [False], share=1.0, learnt=50)
+    _frames(agent, [False] * 6, share=1.0, residual=True, learnt=50, shape=0.74)
+    assert _events(timeline) == ["playback_pause"]
+
+
+def test_once_warm_a_residual_run_pauses_the_reply_only_with_the_linear_canceller_converged() -> None:
+    # Harness, second turns (240 runs, earcons on): with runs of 6 there (against 8 before), onset ->
+    # silent p50 85 -> 66 ms (espeak) and 150 -> 137 ms (human), and 2 + 1 more words caught. Once
+    # warm, a canceller that stopped cancelling has met a changed echo path: its leak fills the
+    # residual (the path changed 3 s into a second turn).
+    agent, timeline, _ = _speaking_agent()
+    _frames(agent, [False] * 10, share=1.0, residual=True, learnt=1000, excess=0.9)
+    assert _events(timeline) == []
     agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
-    _frames(agent, [False] * 6, share=1.0, residual=True, learnt=999)
-    _frames(agent, [False], share=1.0, residual=False, learnt=999)
-    assert _events(timeline) == []  # first replies: runs of 6 came on the echo alone, 3.5-8.1 s in
+    _frames(agent, [False], share=1.0, residual=False, learnt=1000)
     for _ in range(3):
         _frames(agent, [False] * 5, share=1.0, residual=True, learnt=1000)
         _frames(agent, [False], share=1.0, residual=False, learnt=1000)
@@ -654,9 +698,6 @@ def test_once_warm_a_residual_run_a_voice_fills_pauses_the_reply_a_frame_sooner(
     # unchanged. Runs of 5 at any excess: 3 false pauses more on human replies, at 0.47-0.65 on average.
     agent, timeline, _ = _speaking_agent()
     agent.barge.linear = ConvergedCanceller()  # type: ignore[assignment]
-    _frames(agent, [False] * 5, share=1.0, residual=True, learnt=999, excess=0.9)
-    _frames(agent, [False], share=1.0, residual=False, learnt=999)
-    assert _events(timeline) == []  # not before the gate has learnt 10 s of reply
     for _ in range(3):
         _frames(agent, [False] * 5, share=1.0, residual=True, learnt=1000, excess=0.6)
         _frames(agent, [False], share=1.0, residual=False, learnt=1000)
@@ -674,18 +715,19 @@ def test_once_warm_a_residual_run_a_voice_fills_pauses_the_reply_a_frame_sooner(
     assert timeline.records[-1].get("detector") == "echo_residual"
 
 
-def test_the_residual_gate_decides_nothing_until_the_linear_canceller_has_converged() -> None:
+def test_the_residual_gate_confirms_nothing_until_the_linear_canceller_has_converged() -> None:
     # Bench, the first reply of human_talk_105 (carlo, RT60 500 ms, gain 1.0): 0.8 s in, the linear
     # canceller took 3-9 dB off the echo; in the pause the reply's tail stood over the residual's
     # prediction for 8 frames and confirmed a false barge-in.
     agent, timeline, _ = _speaking_agent()
     _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=61.0)  # 9 dB off the echo
     _frames(agent, [False] * 30, share=1.0, level_db=70.0, residual_db=61.0, residual=True)
-    assert _events(timeline) == []
-    # ... and once it takes 25 dB off, the same run pauses the reply.
+    assert _events(timeline) == ["playback_pause"]  # before warm, its run pauses the reply ...
+    # ... and once it takes 25 dB off, the same run confirms the pause.
+    agent, timeline, _ = _speaking_agent()
     _frames(agent, [False] * 20, share=1.0, level_db=70.0, residual_db=45.0)
-    _frames(agent, [False] * 8, share=1.0, level_db=70.0, residual_db=61.0, residual=True)
-    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [False] * 11, share=1.0, level_db=70.0, residual_db=61.0, residual=True)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
 
 
 def test_a_word_s_first_frames_read_as_the_linear_canceller_leaking_leaves_its_residual_gate_deciding() -> None:
@@ -708,8 +750,8 @@ def test_a_word_s_first_frames_read_as_the_linear_canceller_leaking_leaves_its_r
     _frames(agent, [False] * 20, share=1.0, level_db=70.0, out_db=40.0, residual_db=45.0)
     _frames(agent, [False] * 30, share=1.0, level_db=70.0, out_db=40.0, residual_db=61.0)
     assert not agent.barge.linear.converged
-    _frames(agent, [False] * 8, share=1.0, level_db=70.0, out_db=40.0, residual_db=61.0, residual=True)
-    assert _events(timeline) == []
+    _frames(agent, [False] * 13, share=1.0, level_db=70.0, out_db=40.0, residual_db=61.0, residual=True)
+    assert _events(timeline) == ["playback_pause"]  # paused (before warm), never confirmed
 
 
 def test_a_frame_the_residual_gate_did_not_look_at_leaves_its_convergence_alone() -> None:
@@ -1126,11 +1168,13 @@ def test_before_the_echo_path_is_learnt_a_run_both_gates_call_near_end_pauses_th
     # explaining all of the mic (share 1.0) and the linear canceller not converged: nothing paused.
     agent, timeline, _ = _speaking_agent()
     agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]  # the gates' runs alone
-    # Either gate alone pauses nothing there: a young gate's bound, an unconverged linear canceller.
+    # Either gate alone pauses nothing there: a young gate's bound, an unconverged linear canceller's
+    # run short of RESIDUAL_COLD_FRAMES.
     _frames(agent, [True] * 8, share=1.0, learnt=50)
-    _frames(agent, [False] * 8, share=1.0, residual=True, learnt=50)
+    _frames(agent, [False] * 5, share=1.0, residual=True, learnt=50)
+    _frames(agent, [False], share=1.0, learnt=50)
     # ... nor both, where the echo gate's verdict is only against its fast bound (a long room's tail).
-    _frames(agent, [True] * 8, share=1.0, residual=True, near_tail=[False] * 8, learnt=50)
+    _frames(agent, [True] * 5, share=1.0, residual=True, near_tail=[False] * 5, learnt=50)
     _frames(agent, [False], share=1.0, learnt=50)
     _frames(agent, [True] * 4, share=1.0, residual=True, learnt=50)
     assert _events(timeline) == []
@@ -1206,3 +1250,36 @@ def test_a_long_room_s_tail_under_a_falling_mic_is_not_the_linear_canceller_s_si
     # 0.6 dB step let Silero's fast stage pause the reply on AEC3 passing the tail)
     assert run([68.0, 67.5, 65.0, 64.5, 62.0, 61.5, 59.0, 58.5]) == []
     assert run([64.0] * 8) == ["playback_pause"]  # the mic holding: the output rose over the echo's
+
+
+def test_in_a_pause_a_voice_holding_its_level_where_the_room_s_tail_must_fall_confirms_it() -> None:
+    # Harness, cold: the pause waits out an unmeasured room's tail as a long room's (~0.3 s from a
+    # loud reply); a short word said as the reply paused was over by then (human_talk_115: held 48-50
+    # dB 0.15 s into the pause; talk_054, _097, human_talk_103, _119 the same), and the pause
+    # resumed. Now confirmed 0.14-0.27 s into the pause: caught 67 -> 69 and 50 -> 53 of 72.
+    agent, timeline, _ = _speaking_agent()
+    agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+    _frames(agent, [False] * 5, share=1.0, residual=True, excess=0.9)  # a voice fills the residual
+    assert _events(timeline) == ["playback_pause"]
+    # The reply's tail falls at the room's decay (2.5 dB per frame here); loud, it confirms nothing,
+    # the echo still arriving or not.
+    for k in range(10):
+        _frames(agent, [False], share=1.0, level_db=70.0 - 2.5 * k, floor_db=20.0, settled=k >= 3)
+    assert _events(timeline) == ["playback_pause"]
+    # ... a voice at 50 dB over it does, on its third frame over the ceiling (its first is averaged
+    # with the tail's last).
+    _frames(agent, [False] * 3, share=1.0, level_db=50.0, floor_db=20.0, settled=True)
+    assert _events(timeline) == ["playback_pause"]
+    _frames(agent, [False], share=1.0, level_db=50.0, floor_db=20.0, settled=True)
+    assert _events(timeline) == ["playback_pause", "barge_in"]
+    assert [r.get("detector") for r in timeline.records if r["event"] == "speech_start"] == ["echo_tail"]
+    # Not before the echo has all arrived (TailMeter.settled), nor on a mic near its noise floor.
+    for settled, floor in ((False, 20.0), (True, 40.0)):
+        agent, timeline, _ = _speaking_agent()
+        agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+        _frames(agent, [False] * 5, share=1.0, residual=True, excess=0.9)
+        for k in range(10):
+            _frames(agent, [False], share=1.0, level_db=70.0 - 2.5 * k, floor_db=floor, settled=settled)
+        _frames(agent, [False] * 6, share=1.0, level_db=50.0 if settled is False else 49.0, floor_db=floor,
+                settled=settled)
+        assert _events(timeline) == ["playback_pause"]

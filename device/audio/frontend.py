@@ -96,6 +96,7 @@ class Frontend:
         self.residual_coherence = np.zeros(0)  # ... and the reference's coherence with it (RefCoherence.score)
         self.residual_excess = np.zeros(0)  # ... and the share of it over its prediction (ResidualGate.excess)
         self.residual_adding = np.zeros(0, dtype=bool)  # ... and whether it is leaking a changed path (.adding)
+        self.residual_shape = np.zeros(0)  # ... and its correlation with the echo's shape (.shape)
         # ... and its echo envelope for each (EchoGate.envelope; zeros where no echo was expected)
         self.echo = np.zeros((0, ECHO_BANDS))
         self.raw = np.zeros((0, FRAME), dtype=np.int16)  # the last mic() frames before the canceller
@@ -160,7 +161,9 @@ class Frontend:
         `residual_coherence` float[k] the reference's coherence with its residual (RefCoherence.score,
         once ResidualGate.warm; nan there and before), `residual_excess` float[k] the share of the
         residual's power over its predicted residual (ResidualGate.excess; 0.0 there), `residual_adding`
-        bool[k] its ResidualGate.adding (False there), and `raw` the frames before the canceller."""
+        bool[k] its ResidualGate.adding (False there), `residual_shape` float[k] its ResidualGate.shape
+        (the residual's correlation with the echo's spectral shape where over its prediction; nan there
+        and elsewhere), and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
         frames = self._mic_framer.push(self._mic_rs(mono))
         self.near = np.zeros(len(frames), dtype=bool)
@@ -178,6 +181,7 @@ class Frontend:
         self.residual_coherence = np.full(len(frames), np.nan)
         self.residual_excess = np.zeros(len(frames))
         self.residual_adding = np.zeros(len(frames), dtype=bool)
+        self.residual_shape = np.full(len(frames), np.nan)
         if self.aec is None or len(frames) == 0:
             return MicFrames(frames, None)
         out = np.empty_like(frames)
@@ -206,6 +210,7 @@ class Frontend:
                     self.residual_db[i] = self.residual_gate.level_db
                     self.residual_excess[i] = self.residual_gate.excess
                     self.residual_adding[i] = self.residual_gate.adding
+                    self.residual_shape[i] = self.residual_gate.shape
                     if self.residual_gate.bands is not None:
                         self.residual_bands[i] = self.residual_gate.bands
                     if self.residual_gate.warm(gate):

@@ -128,6 +128,7 @@ class ResidualGate:
         self.level_db = -np.inf  # the last frame's residual (dB re 1 LSB RMS, from its band powers)
         self.bands: np.ndarray | None = None  # ... and its band powers [16] (None: not judged yet)
         self.excess = 0.0  # ... and the share of its power over the predicted residual (0.0: not judged)
+        self.shape = np.nan  # ... and, over it, its correlation with the echo's shape (shape_corr; nan: not judged)
         self._judged = False  # paired: the echo gate ran this frame for it (push takes the verdict)
 
     def cancel(self, ref: np.ndarray | None, mic: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -184,16 +185,22 @@ class ResidualGate:
         return gate.learnt >= self.warm_learnt
 
     def echo_like(self, bands: np.ndarray, envelope: np.ndarray) -> bool:
-        """The residual's band powers [16] have the echo's spectral shape: their logs correlate with
-        the echo envelope's [16] at echo_corr or more, over the bands the envelope holds (6 at least;
-        fewer: not judged, False)."""
+        """The residual's band powers [16] have the echo's spectral shape: shape_corr at echo_corr or
+        more (not judged: False)."""
+        return bool(self.shape_corr(bands, envelope) >= self.echo_corr)
+
+    @staticmethod
+    def shape_corr(bands: np.ndarray, envelope: np.ndarray) -> float:
+        """The correlation of the residual's log band powers [16] with the echo envelope's [16], over
+        the bands the envelope holds (6 at least; fewer, or a flat spectrum with no shape to compare:
+        nan)."""
         held = envelope > 1e-6 * float(envelope.max())
         if int(held.sum()) < 6:
-            return False
+            return float("nan")
         x, y = np.log(bands[held] + 1e-9), np.log(envelope[held] + 1e-9)
         if float(x.std()) == 0.0 or float(y.std()) == 0.0:
-            return False  # a flat spectrum has no shape to compare
-        return bool(np.corrcoef(x, y)[0, 1] >= self.echo_corr)
+            return float("nan")
+        return float(np.corrcoef(x, y)[0, 1])
 
     def judge(self, total: float, unexplained: float | None, gate: EchoGate,
               bands: np.ndarray | None = None) -> bool:
@@ -207,12 +214,14 @@ class ResidualGate:
         self.excess = 0.0 if unexplained is None else min(1.0, unexplained / (total + 1e-9))
         over = unexplained is not None and unexplained >= self.share * (total + 1e-9)
         adds = False  # this very frame's residual is over the mic
+        self.shape = np.nan
         if over and bands is not None:
             self._run += 1
             self._run_coherence += self.coherence.score
             adds = total >= self.over_mic * gate.mic_power
             self._adding = self._adding or adds
-            if self._adding or self._mismatch or self.echo_like(bands, gate.envelope) or (
+            self.shape = self.shape_corr(bands, gate.envelope)
+            if self._adding or self._mismatch or self.shape >= self.echo_corr or (
                     self._run >= self.coherent_frames and self.warm(gate)
                     and self._run_coherence >= self.coherent_share * self._run):
                 over = False  # the canceller leaking the echo it no longer matches: learnt, not the user

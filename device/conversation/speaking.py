@@ -31,6 +31,7 @@ import numpy as np
 
 from device.audio.echogate import EchoGate
 from device.audio.frontend import Frontend
+from device.audio.tail import TailCeiling
 from device.config import Settings
 from device.conversation import machine as cv
 from device.conversation.tailgate import TailGate
@@ -61,6 +62,7 @@ class _Frame:
     coherence: float = 1.0  # ... and the share the reference explains (RefCoherence.score; 1.0: not measured)
     leak: bool | None = None  # BargeIn._leak on this frame, once asked (both the drop and ErleDrop ask it)
     adding: bool = False  # the linear canceller leaking a changed echo path (ResidualGate.adding)
+    shape: float = float("nan")  # its residual's correlation with the echo's shape (ResidualGate.shape; nan: none)
     paused: bool = False  # the reply is paused (as of the pause state; refreshed after the gates' decisions)
     clear: bool = False  # in a pause, old enough and the echo gone: a loud frame may confirm it
     clear_tail: bool = False  # ... and the room's tail too, for the gates' runs and double talk
@@ -121,9 +123,14 @@ class BargeIn:
         self._res_run = 0  # consecutive frames the residual gate called near-end speech
         self._res_excess = 0.0  # ... the sum of their shares over the predicted residual (ResidualGate.excess)
         self._res_coherent = 0.0  # ... and of their coherence with the reference (_Frame.coherence)
+        self._cold_run = 0  # ... the same run not in a pause, the cancellers converged or not (before warm)
+        self._cold_excess = 0.0  # ... and the sum of its shares over the predicted residual
+        self._cold_shape: list[float] = []  # ... and its frames' correlations with the echo's shape
         self._agree_run = 0  # ... and the echo gate too, against its bound at the room's decay
         self._run_converged = False  # the canceller was converged as the near-end run began
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
+        self.tail_ceiling = TailCeiling(self.TAIL_OVER_DB)  # in a pause, the most the room's tail can hold
+        self._over_tail = 0  # ... and frames in a row a loud mic stood over it
         self._room_read_at = -np.inf  # mic time the room's decay was last read off the linear canceller
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
         self._left_now = -np.inf  # EchoGate.echo_left_db of the frame being decided (dB)
@@ -239,6 +246,8 @@ class BargeIn:
         if i < len(fe.residual_coherence) and not np.isnan(fe.residual_coherence[i]):
             fr.coherence = float(fe.residual_coherence[i])
         fr.adding = i < len(fe.residual_adding) and bool(fe.residual_adding[i])
+        if i < len(fe.residual_shape):
+            fr.shape = float(fe.residual_shape[i])
 
     def _near_runs(self, fr: _Frame) -> None:
         """The echo gate's near-end runs on frame fr.i, and the uplink's opening on them."""
@@ -349,6 +358,13 @@ class BargeIn:
         if residual and m.paused_until is not None:
             residual = res_db >= self.RESIDUAL_CONFIRM_DB
         self._res_run = self._res_run + 1 if residual else 0
+        cold = res_near and m.paused_until is None
+        self._cold_run = self._cold_run + 1 if cold else 0
+        self._cold_excess = self._cold_excess + fr.excess if cold else 0.0
+        if not cold:
+            self._cold_shape.clear()
+        elif not np.isnan(fr.shape):
+            self._cold_shape.append(fr.shape)
         self._res_excess = self._res_excess + fr.excess if residual else 0.0
         self._res_coherent = self._res_coherent + fr.coherence if residual else 0.0
         self._agree_run = self._agree_run + 1 if res_near and tail_near else 0
@@ -396,6 +412,13 @@ class BargeIn:
         strong = (paused and not masked and near_i
                   and share < self.PAUSE_ECHO_SHARE and loud)
         self._strong_run = self._strong_run + 1 if strong else 0
+        # ... and one the mic stands over what the room's tail can still hold (TailCeiling), loud.
+        if not paused or gate is None:
+            self.tail_ceiling.reset()
+            self._over_tail = 0
+        else:
+            over = self.tail_ceiling.push(level, gate.pause_tail_db, gate.tail.settled) and loud and not masked
+            self._over_tail = self._over_tail + 1 if over else 0
         if gate is not None and i < len(self.frontend.raw):
             # AEC3's suppressor takes the user out with the reply's echo while it plays, and
             # for 200-300 ms after it stops (bench, no echo in the mic at all: a 61 dB word
@@ -431,6 +454,11 @@ class BargeIn:
         ErleDrop), and the uplink kept open on double talk."""
         m, gate, learnt, masked = self.machine, fr.gate, fr.learnt, fr.masked
         near_i, paused, clear_tail = fr.near, fr.paused, fr.clear_tail
+        if paused and self._over_tail >= self.TAIL_OVER_FRAMES:
+            # A voice in the pause where the room's tail cannot be: the user.
+            self._host.log("speech_start", source="local_vad", detector="echo_tail")
+            self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
+            return
         if near_i and not masked:
             if not paused and gate is not None and (
                     (learnt and self._onset_run >= self.PAUSE_NEAR_FRAMES and self._onset_shown)
@@ -446,8 +474,9 @@ class BargeIn:
                 self._host.log("speech_start", source="local_vad",
                                detector="echo_gate" if gate_run else "echo_agree")
                 self._host.apply(m.handle(cv.SpeechStart(self.now, "local_vad")))
-        if ((self._res_run >= self.RESIDUAL_CONFIRM_FRAMES if paused else self._residual_run_pauses())
-                and not masked and gate is not None and gate.learnt >= self.PAUSE_LEARNT_FRAMES):
+        if not masked and gate is not None and (
+                (self._res_run >= self.RESIDUAL_CONFIRM_FRAMES and gate.learnt >= self.PAUSE_LEARNT_FRAMES)
+                if paused else self._residual_run_pauses()):
             # The linear canceller's output holds more than the reply's predicted residual: the
             # user, though the mic is within the echo path's margin (device/audio/residualgate.py).
             # A run in the pause (the pause resets it) confirms: the canceller and the residual's
@@ -600,15 +629,11 @@ class BargeIn:
     # A share under 1 shows the user for the gate's pause only where the converged linear canceller's
     # residual has this share of its power or more over its predicted residual (ResidualGate.excess).
     SHOWN_LINEAR_EXCESS = 0.1
-    # ... or after this many frames in a row the residual gate calls near-end (offline, warm, runs on
-    # the reply's echo alone per 10 min of espeak and human replies: 0 and 7.6 with 5; none with 8).
-    RESIDUAL_NEAR_FRAMES = 8
-    # ... or this many, once the gate has learnt the echo path on RESIDUAL_WARM_LEARNT frames (10 s of
-    # reply): the residual's predicted level is learnt by then. Recorded per frame over the bench set
-    # (240 runs, earcons on), a run of 6 on echo alone came only in first replies, 3.5-8.1 s in (gate
-    # learnt 294-760 frames); none at 1,083 frames or more (second turns, and first replies past 10 s).
-    # Harness, second turns: caught 70 -> 72 (espeak) and 65 -> 66 (human) of 72, onset -> silent p50
-    # 85 -> 66 and 150 -> 137 ms, false pauses unchanged (0 and 3); first replies unchanged.
+    # ... or after this many frames in a row the residual gate calls near-end, with the linear canceller
+    # converged, once the gate has learnt the echo path on RESIDUAL_WARM_LEARNT frames (10 s of reply):
+    # the residual's predicted level is learnt by then. Harness, second turns (against 8 frames then):
+    # caught 70 -> 72 (espeak) and 65 -> 66 (human) of 72, onset -> silent p50 85 -> 66 and 150 -> 137
+    # ms, false pauses unchanged (0 and 3). Before warm, see RESIDUAL_COLD_FRAMES.
     RESIDUAL_WARM_FRAMES = 6
     RESIDUAL_WARM_LEARNT = 1000
     # ... or this many, once warm, where the run's residual stands over its prediction by this share of
@@ -627,6 +652,26 @@ class BargeIn:
     # 0.97, coherence 0.31), and the residual gate's own coherence test, which reads that as its leak,
     # needs a run of 6. 108 of those 109 users' runs read under 0.2 (human_talk_070, RT60 500 ms: 0.31).
     RESIDUAL_STRONG_COHERENCE = 0.2
+    # Before warm, a run of this many pauses the reply (or RESIDUAL_STRONG_FRAMES over RESIDUAL_STRONG_EXCESS;
+    # the coherence is not measured before warm) whether or not the linear canceller has converged or
+    # the gate learnt the echo path for its own pause. On 347d907 a run needed 8 frames, the linear
+    # canceller converged and PAUSE_LEARNT_FRAMES; but a first reply's residual gate hears most of the
+    # words the other detectors miss there, in runs of 5-8, with the canceller taking 2-18 dB off 1-4 s
+    # in. Recorded per frame over the bench set (cold, 240 runs, earcons on, on 347d907): runs of 5 or
+    # more not in a pause on the echo alone, 1 (human_silent_038, RT60 500 ms, 5 frames, 0.55 over the
+    # prediction on average); on users' words 89, in 13 of the runs missed. Harness, cold, 240 runs:
+    # caught 64 -> 67 (espeak) and 47 -> 50 (human) of 72 (talk_094, _101, _113; human_talk_069, _093,
+    # _102), none lost, false pauses unchanged; runs of 5 at any excess, a false pause more
+    # (human_silent_038). A run in the pause still confirms only with the linear canceller converged:
+    # unconverged, the reply's tail in the pause stood over its prediction (human_talk_105's first reply).
+    RESIDUAL_COLD_FRAMES = 6
+    # ... where its frames' correlation with the echo's spectral shape (ResidualGate.shape) averages
+    # under this: the residual gate takes a frame at 0.9 for the leak, and a run just under it is the
+    # leak too. Harness, the path changed 3 s into a first reply (96 runs): such runs, 70 ms after the
+    # change, the linear canceller taking 0-5 dB off, averaged 0.84 and paused 2 replies (silent_018,
+    # _019); the 84 such runs on users' words (cold, 240 runs) 0.46 median, 0.74 at the 95th percentile,
+    # 0.80 at most (talk_054). A thin margin, measured on this set alone.
+    COLD_RUN_SHAPE = 0.82
     # ... and a run of this many in the pause confirms the barge-in (harness, warm: with 8, a short
     # word was often over first, caught 66 and 59 of 72 espeak and human; with 5, 70 and 61, false
     # barge-ins 0 cold and warm either way).
@@ -680,6 +725,21 @@ class BargeIn:
     # ... or at once, however young the pause, on this many frames in a row the echo cannot be in
     # (a short word said at the pause is over before the echo dies away: bench, espeak "talk_080").
     CONFIRM_STRONG_FRAMES = 2
+    # ... or on this many in a row, loud, TAIL_OVER_DB or more over what the room's tail can hold
+    # (TailCeiling: the mic's lowest level since the echo all arrived, falling at EchoGate.pause_tail_db).
+    # Before the room is measured, the pause's own wait for the tail is a long room's (RT60 500 ms),
+    # ~0.3 s from a loud reply, and a short word said as the reply paused was over by then. Recorded per
+    # frame over the bench set (cold, warm and the path change in both; 29 pauses on the echo alone, 335
+    # after users' onsets), and 217 tails of 0.3 s or more in echo-only runs (replies' ends and long
+    # gaps, cold and warm): at 4 dB over the mic's last frame alone, 3 of those pauses and 4 of the
+    # tails stood over the ceiling 3 frames in a row (human_silent_007 and _006, a first reply's tail
+    # after the path change, RT60 500 ms: a swing of 4-6 dB after a dip); at 5 dB over the last 2
+    # frames' mean, none, and 7 of the runs missed then. Harness, cold, 240 runs (with
+    # RESIDUAL_COLD_FRAMES): caught 67 -> 69 (espeak) and 50 -> 53 (human) of 72 (talk_054, _097;
+    # human_talk_103, _115, _119: confirmed 0.14-0.27 s into the pause), none lost, no caught word
+    # later, false pauses and barge-ins unchanged; the path change in first replies the same run by run.
+    TAIL_OVER_FRAMES = 3
+    TAIL_OVER_DB = 5.0
     # The VAD hears the raw mic in frames whose predicted echo is at most this share of it.
     PAUSE_ECHO_SHARE = 0.1
     # ... and in every frame of the pause once the gate's bound on the echo is at most this far over
@@ -694,8 +754,9 @@ class BargeIn:
     def _end_runs(self) -> None:
         """The runs that pause the reply start afresh (a pause made or ended, a reply over); the
         uplink's run goes on through a pause."""
-        self._near_run = self._res_run = self._onset_run = self._young_run = self._agree_run = 0
-        self._res_excess = self._res_coherent = 0.0
+        self._near_run = self._res_run = self._onset_run = self._young_run = self._agree_run = self._cold_run = 0
+        self._res_excess = self._res_coherent = self._cold_excess = 0.0
+        self._cold_shape.clear()
 
     def _echo_gone(self, left: float, paused: bool, since: float, from_db: float) -> bool:
         """The reply's echo is down in the noise: the gate's bound on it this frame (`left`,
@@ -785,26 +846,30 @@ class BargeIn:
         return bool(mic >= self.erle_drop.loud_db and np.isfinite(lin) and lin >= mic - avg + self.LINEAR_DROP_DB
                     and not self._frame_leak(fr))
 
-    def _residual_frames(self) -> int:
-        """How long a run of the residual gate's near-end frames pauses the reply (frames of 10 ms)."""
-        return self.RESIDUAL_WARM_FRAMES if self._residual_warm() else self.RESIDUAL_NEAR_FRAMES
-
     def _residual_warm(self) -> bool:
         """The echo gate has learnt the echo path on RESIDUAL_WARM_LEARNT frames (10 s of reply)."""
         gate = self.frontend.echo_gate
         return gate is not None and gate.learnt >= self.RESIDUAL_WARM_LEARNT
 
     def _residual_run_pauses(self) -> bool:
-        """The residual gate's run so far pauses the reply: _residual_frames long, or, once warm,
-        RESIDUAL_STRONG_FRAMES long with the residual over its prediction by RESIDUAL_STRONG_EXCESS of
-        its power on average (ResidualGate.excess; a frame counts from its `share`, 0.3) and the
-        reference explaining under RESIDUAL_STRONG_COHERENCE of it on average (RefCoherence.score)."""
-        if self._res_run >= self._residual_frames():
-            return True
+        """The residual gate's run so far pauses the reply. Before warm (_residual_warm: a first reply's
+        first 10 s), whether or not the cancellers have converged: RESIDUAL_COLD_FRAMES long, or
+        RESIDUAL_STRONG_FRAMES long with the residual over its prediction by RESIDUAL_STRONG_EXCESS of its
+        power on average (ResidualGate.excess; a frame counts from its `share`, 0.3), its frames' correlation
+        with the echo's spectral shape under COLD_RUN_SHAPE on average (ResidualGate.shape). Once warm, with the
+        linear canceller converged: RESIDUAL_WARM_FRAMES long, or RESIDUAL_STRONG_FRAMES long with that
+        excess and the reference explaining under RESIDUAL_STRONG_COHERENCE of it on average
+        (RefCoherence.score, measured from warm on)."""
+        if not self._residual_warm():
+            n, shapes = self._cold_run, self._cold_shape
+            if shapes and sum(shapes) >= self.COLD_RUN_SHAPE * len(shapes):
+                return False  # the echo's shape: the linear canceller leaking a changed echo path
+            return n >= self.RESIDUAL_COLD_FRAMES or (
+                n >= self.RESIDUAL_STRONG_FRAMES and self._cold_excess >= self.RESIDUAL_STRONG_EXCESS * n)
         n = self._res_run
-        return (self._residual_warm() and n >= self.RESIDUAL_STRONG_FRAMES
-                and self._res_excess >= self.RESIDUAL_STRONG_EXCESS * n
-                and self._res_coherent < self.RESIDUAL_STRONG_COHERENCE * n)
+        return n >= self.RESIDUAL_WARM_FRAMES or (
+            n >= self.RESIDUAL_STRONG_FRAMES and self._res_excess >= self.RESIDUAL_STRONG_EXCESS * n
+            and self._res_coherent < self.RESIDUAL_STRONG_COHERENCE * n)
 
     def _near_recent(self, after: float) -> bool:
         """The echo gate found near-end speech in at least 3 frames within the last NEAR_HOLD_S,
