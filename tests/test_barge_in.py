@@ -12,6 +12,7 @@ device plays them: the wake chime when the conversation opens, `done` under the 
 from __future__ import annotations
 
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -477,3 +478,28 @@ def test_the_report_gives_each_voice_family_its_own_latency_bound(result: dict) 
     table = bb.format_table({**result, "summary": {**result["summary"], "families": fams}})
     assert any("human" in x and "bound: the VAD on its words alone p50/p95 300.0/300.0 ms" in x
                for x in table.splitlines())
+
+
+def test_a_word_12_db_under_a_first_reply_in_a_recorded_voice_is_caught_where_the_room_s_tail_cannot_be(
+        result: dict) -> None:
+    # The full set's human_talk_115, made again from the quick set's parts: "shoe" 12 dB under
+    # allison's reply, 1.63 s into it, echo gain 1.0, 60 ms, no room; cold, the first reply after start.
+    # On 347d907 the echo gate paused the reply at 2.43 s, and the pause waited out an unmeasured room's
+    # tail as a long room's (~0.3 s) while the word went on at 48-50 dB: missed. Now the residual gate's
+    # run pauses it (the linear canceller not converged yet) and the word over the tail's ceiling
+    # confirms the pause (echo_tail).
+    d = Path(result["set"])
+    base = next(s for s in bb.load_scenarios(d) if s["name"].startswith("human_talk_001"))
+    sc = {**base, "name": "cold_word", "echo_gain": 1.0, "echo_delay_ms": 60, "user_level_db": -12.0,
+          "offset_s": 1.63}
+    user = bb._read16(d / sc["user"]).astype(np.float64) * 10 ** (-12.0 / 20)
+    reply_s = len(bb._read16(d / sc["reply"])) / 24000
+    at = int(round((sc["reply_start_s"] + 1.63) * bb.MIC_RATE))
+    rng = np.random.default_rng(zlib.crc32(b"cold_word"))
+    n = max(at + len(user), int((sc["reply_start_s"] + reply_s) * bb.MIC_RATE)) + bb.MIC_RATE
+    mic = rng.standard_normal(n) * 32768 * 1e-3  # the set's -60 dBFS floor
+    mic[at : at + len(user)] += user
+    mic16 = np.clip(np.rint(mic), -32768, 32767).astype(np.int16)
+    r = bb.run_scenario({**sc, "onset_s": round(at / bb.MIC_RATE, 4)}, d, keep_audio=True, mic=mic16)
+    assert r["detected"] and r["false_pauses"] == 0 and r["false_barge_ins"] == 0, r
+    assert [x.get("detector") for x in r["records"] if x["event"] == "speech_start"][:1] == ["echo_tail"]
