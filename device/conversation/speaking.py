@@ -668,9 +668,9 @@ class BargeIn:
     # ... where its frames' correlation with the echo's spectral shape (ResidualGate.shape) averages
     # under this: the residual gate takes a frame at 0.9 for the leak, and a run just under it is the
     # leak too. Harness, the path changed 3 s into a first reply (96 runs): such runs, 70 ms after the
-    # change, the linear canceller taking 0-5 dB off, averaged 0.84 and paused 2 replies (silent_018,
-    # _019); the 84 such runs on users' words (cold, 240 runs) 0.46 median, 0.74 at the 95th percentile,
-    # 0.80 at most (talk_054). A thin margin, measured on this set alone.
+    # change, the linear canceller taking 0-5 dB off, averaged 0.84 (silent_018, _019; _019's paused
+    # the reply); the 84 such runs on users' words (cold, 240 runs) 0.46 median, 0.74 at the 95th
+    # percentile, 0.80 at most (talk_054). A thin margin, measured on this set alone.
     COLD_RUN_SHAPE = 0.82
     # ... and a run of this many in the pause confirms the barge-in (harness, warm: with 8, a short
     # word was often over first, caught 66 and 59 of 72 espeak and human; with 5, 70 and 61, false
