@@ -125,7 +125,8 @@ class BargeIn:
         self._res_coherent = 0.0  # ... and of their coherence with the reference (_Frame.coherence)
         self._cold_run = 0  # ... the same run not in a pause, the cancellers converged or not (before warm)
         self._cold_excess = 0.0  # ... and the sum of its shares over the predicted residual
-        self._cold_shape: list[float] = []  # ... and its frames' correlations with the echo's shape
+        self._cold_shape = 0.0  # ... and of its frames' correlations with the echo's shape (where judged)
+        self._cold_shaped = 0  # ... and how many frames that sum holds
         self._agree_run = 0  # ... and the echo gate too, against its bound at the room's decay
         self._run_converged = False  # the canceller was converged as the near-end run began
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
@@ -362,9 +363,10 @@ class BargeIn:
         self._cold_run = self._cold_run + 1 if cold else 0
         self._cold_excess = self._cold_excess + fr.excess if cold else 0.0
         if not cold:
-            self._cold_shape.clear()
+            self._cold_shape, self._cold_shaped = 0.0, 0
         elif not np.isnan(fr.shape):
-            self._cold_shape.append(fr.shape)
+            self._cold_shape += fr.shape
+            self._cold_shaped += 1
         self._res_excess = self._res_excess + fr.excess if residual else 0.0
         self._res_coherent = self._res_coherent + fr.coherence if residual else 0.0
         self._agree_run = self._agree_run + 1 if res_near and tail_near else 0
@@ -412,11 +414,9 @@ class BargeIn:
         strong = (paused and not masked and near_i
                   and share < self.PAUSE_ECHO_SHARE and loud)
         self._strong_run = self._strong_run + 1 if strong else 0
-        # ... and one the mic stands over what the room's tail can still hold (TailCeiling), loud.
-        if not paused or gate is None:
-            self.tail_ceiling.reset()
-            self._over_tail = 0
-        else:
+        # ... and one the mic stands over what the room's tail can still hold (TailCeiling), loud (both
+        # start afresh with the pause: _end_runs).
+        if paused and gate is not None:
             over = self.tail_ceiling.push(level, gate.pause_tail_db, gate.tail.settled) and loud and not masked
             self._over_tail = self._over_tail + 1 if over else 0
         if gate is not None and i < len(self.frontend.raw):
@@ -564,9 +564,12 @@ class BargeIn:
         the server's VAD started)."""
         res = self.frontend.residual_gate
         fe = self.frontend
-        return (res is not None and i < len(fe.residual_bands)
-                and (bool(fe.residual_adding[i]) or res.echo_like(fe.residual_bands[i], fe.echo[i])
-                     or bool(fe.residual_coherence[i] >= res.coherent_share)))
+        if res is None or i >= len(fe.residual_bands):
+            return False
+        shape = float(fe.residual_shape[i]) if i < len(fe.residual_shape) else float("nan")
+        # ResidualGate.shape is worked out on the frames over its prediction only (nan elsewhere).
+        like = shape >= res.echo_corr if not np.isnan(shape) else res.echo_like(fe.residual_bands[i], fe.echo[i])
+        return bool(fe.residual_adding[i]) or like or bool(fe.residual_coherence[i] >= res.coherent_share)
 
     def _frame_leak(self, fr: _Frame) -> bool:
         """_leak on frame fr.i, worked out once per frame."""
@@ -752,11 +755,12 @@ class BargeIn:
     SOFT_OVER_FLOOR_DB = 15.0
 
     def _end_runs(self) -> None:
-        """The runs that pause the reply start afresh (a pause made or ended, a reply over); the
-        uplink's run goes on through a pause."""
+        """The runs that pause the reply start afresh (a pause made or ended, a reply over), and the
+        pause's tail ceiling with them; the uplink's run goes on through a pause."""
         self._near_run = self._res_run = self._onset_run = self._young_run = self._agree_run = self._cold_run = 0
-        self._res_excess = self._res_coherent = self._cold_excess = 0.0
-        self._cold_shape.clear()
+        self._res_excess = self._res_coherent = self._cold_excess = self._cold_shape = 0.0
+        self._cold_shaped = self._over_tail = 0
+        self.tail_ceiling.reset()
 
     def _echo_gone(self, left: float, paused: bool, since: float, from_db: float) -> bool:
         """The reply's echo is down in the noise: the gate's bound on it this frame (`left`,
@@ -861,8 +865,8 @@ class BargeIn:
         excess and the reference explaining under RESIDUAL_STRONG_COHERENCE of it on average
         (RefCoherence.score, measured from warm on)."""
         if not self._residual_warm():
-            n, shapes = self._cold_run, self._cold_shape
-            if shapes and sum(shapes) >= self.COLD_RUN_SHAPE * len(shapes):
+            n = self._cold_run
+            if self._cold_shaped and self._cold_shape >= self.COLD_RUN_SHAPE * self._cold_shaped:
                 return False  # the echo's shape: the linear canceller leaking a changed echo path
             return n >= self.RESIDUAL_COLD_FRAMES or (
                 n >= self.RESIDUAL_STRONG_FRAMES and self._cold_excess >= self.RESIDUAL_STRONG_EXCESS * n)
