@@ -503,3 +503,18 @@ def test_a_word_12_db_under_a_first_reply_in_a_recorded_voice_is_caught_where_th
     r = bb.run_scenario({**sc, "onset_s": round(at / bb.MIC_RATE, 4)}, d, keep_audio=True, mic=mic16)
     assert r["detected"] and r["false_pauses"] == 0 and r["false_barge_ins"] == 0, r
     assert [x.get("detector") for x in r["records"] if x["event"] == "speech_start"][:1] == ["echo_tail"]
+
+
+def test_the_report_counts_each_familys_catches_by_the_words_signal_to_echo_ratio(result: dict) -> None:
+    # Whether a word can be heard at all depends first on how far it stands over the reply's echo at
+    # the mic (test_bench_ser: the reply's echo as if it played on): every interruption carries its
+    # ratio, and each family's catches are counted by it.
+    talk = [r for r in result["scenarios"] if r["family"] == "talk"]
+    assert talk and all(isinstance(r.get("ser_db"), float) for r in talk)
+    for v, f in result["summary"]["families"].items():
+        n = sum(1 for r in talk if r["voices"] == v)
+        caught = sum(1 for r in talk if r["voices"] == v and r.get("detected"))
+        assert sum(c["cold"][1] for c in f["by_ser"].values()) == n
+        assert sum(c["cold"][0] for c in f["by_ser"].values()) == caught
+    table = bb.format_table(result)
+    assert "caught by the word's signal-to-echo ratio at the mic, cold:" in table

@@ -246,6 +246,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     mic = _read16(set_dir / sc["mic"]) if mic is None else mic
     reply = _read16(set_dir / sc["reply"])
     replies = [(sc["reply_start_s"], reply, "resp_bench", "item_bench")]
+    user = mic  # IN.wav alone: the word, on the scenario's own clock
     pre_s = 0.0
     if warm:
         first, pre_s, floor = _warm_up(sc, set_dir)
@@ -294,6 +295,8 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     # the scenario's own and pre_s (given the run's, it counted the user's word as echo, warm).
     timed = {**sc, "onset_s": None if sc.get("onset_s") is None else round(sc["onset_s"] + pre_s, 4)}
     res = measure(timed, recs, out, settings.audio.output_rate)
+    if echo and start is not None and sc.get("onset_s") is not None:
+        res["ser_db"] = _ser(sc, user, reply, start["speaker_s"] - pre_s)
     if chime is not None:
         res["chime"] = chime
     if warm:
@@ -328,6 +331,16 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
             res["hold_frames"] = getattr(inner, "hold_frames", 0)
         res["records"] = recs
     return res
+
+
+def _ser(sc: dict, user: np.ndarray, reply: np.ndarray, start_s: float) -> float | None:
+    """The word's signal-to-echo ratio at the mic (dB, device/bench/ser.py): user, IN.wav; reply, the
+    scenario's reply (24 kHz), its first sample played start_s into IN.wav's clock."""
+    from device.bench.ser import reply_echo, word_ser_db
+
+    echo = reply_echo(reply, 24000, start_s, mic_rate=MIC_RATE, length=len(user), echo_gain=sc["echo_gain"],
+                      echo_delay_ms=sc["echo_delay_ms"], room_ir=_room(sc))
+    return word_ser_db(user, echo, sc["onset_s"], MIC_RATE)
 
 
 def _warm_up(sc: dict, set_dir: Path) -> tuple[np.ndarray, float, np.ndarray]:
@@ -746,7 +759,7 @@ def _job(args: tuple[dict, str, bool]) -> dict:
     w = run_scenario(sc, Path(d), warm=True)
     row["warm"] = {k: w[k] for k in ("warm_up_barge_ins", "warm_up_pauses", "false_barge_ins", "false_pauses",
                                      "reply_played_s", "reply_before_onset_s", "reply_after_window_s", "detected",
-                                     "latency_ms", "truncate_err_ms") if k in w}
+                                     "latency_ms", "truncate_err_ms", "ser_db") if k in w}
     if sc["family"] == "silent":
         pc = run_scenario(sc, Path(d), warm=True, path_change=PATH_CHANGE)
         row["path_change"] = {k: pc[k] for k in ("false_barge_ins", "false_pauses", "warm_up_barge_ins")}
@@ -901,7 +914,7 @@ def _warm(rows: list[dict]) -> dict | None:
 def _family(rows: list[dict]) -> dict:
     """One voice family: cold, warm (second turn), the server mode's uplink, the answers after the reply
     and the latency bounds (_bounds: the VAD alone on the family's words, the pipeline without echo)."""
-    out: dict[str, Any] = {"cold": _outcome(rows), "warm": _warm(rows)}
+    out: dict[str, Any] = {"cold": _outcome(rows), "warm": _warm(rows), "by_ser": _by_ser(rows)}
     bounds = _bounds([r for r in rows if r["family"] == "talk"])
     if bounds:
         out["bounds"] = bounds
@@ -915,6 +928,29 @@ def _family(rows: list[dict]) -> dict:
             f"{int(round(d * 1000))}": _answers([a for a in answers if a["delay_s"] == d])
             for d in sorted({a["delay_s"] for a in answers})}}
     return out
+
+
+def _by_ser(rows: list[dict]) -> dict[str, dict[str, list[int]]]:
+    """Interruptions caught by their word's signal-to-echo ratio at the mic (device/bench/ser.py):
+    {band: {"cold": [caught, runs], "warm": [caught, runs]}}, bands from ser_band, loudest first (warm:
+    the second turns that took place)."""
+    from device.bench.ser import BANDS_DB, ser_band
+
+    order = [ser_band(b + 1.0) for b in BANDS_DB] + [ser_band(BANDS_DB[-1] - 1.0)]
+    out: dict[str, dict[str, list[int]]] = {b: {"cold": [0, 0], "warm": [0, 0]} for b in order}
+    for r in rows:
+        if r["family"] != "talk":
+            continue
+        runs = [("cold", r)]
+        w = r.get("warm")
+        if w and not w.get("warm_up_barge_ins"):
+            runs.append(("warm", w))
+        for when, x in runs:
+            if x.get("ser_db") is not None:
+                cell = out[ser_band(x["ser_db"])][when]
+                cell[0] += int(bool(x.get("detected")))
+                cell[1] += 1
+    return {b: v for b, v in out.items() if v["cold"][1] or v["warm"][1]}
 
 
 def _answers(xs: list[dict]) -> dict:
@@ -1057,6 +1093,14 @@ def format_table(result: dict) -> str:
                                  f"{sv['residual_max_db']} dB (goal <= -30); server VAD on echo {sv['vad_on_echo']} "
                                  f"({sv['runs_with_vad_on_echo']} of {sv['runs']} runs; goal 0); on the user "
                                  f"{sv['vad_on_user']}/{sv['talk']}")
+            if f.get("by_ser"):
+                # What each case catches against how far the word stands over the echo at the mic.
+                warm = any(c["warm"][1] for c in f["by_ser"].values())
+                lines.append(f"    {v:<7} caught by the word's signal-to-echo ratio at the mic, cold"
+                             + ("; warm: " if warm else ": ") + ", ".join(
+                                 f"{band} dB {c['cold'][0]}/{c['cold'][1]}"
+                                 + (f"; {c['warm'][0]}/{c['warm'][1]}" if warm else "")
+                                 for band, c in f["by_ser"].items()))
             fb = (f.get("bounds") or {}).get("vad_alone")
             if fb:
                 # The onset -> silent goals against what the VAD alone takes to hear the family's words.
