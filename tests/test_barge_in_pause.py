@@ -1283,3 +1283,33 @@ def test_in_a_pause_a_voice_holding_its_level_where_the_room_s_tail_must_fall_co
         _frames(agent, [False] * 6, share=1.0, level_db=50.0 if settled is False else 49.0, floor_db=floor,
                 settled=settled)
         assert _events(timeline) == ["playback_pause"]
+
+
+def test_in_a_pause_a_voice_aec3_lets_through_whole_confirms_it_where_its_falling_level_reads_as_a_tail(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Harness, cold, human_talk_098: paused 220 ms into a 0.46 s word 4 dB over the echo, the word's
+    # vowel falling ~1 dB per frame in the pause (a tail to the ceiling: the room not measured yet, a
+    # long room's decay assumed), AEC3's output within 2 dB of the mic at 55-64 dB for 160 ms once the
+    # echo had all arrived; the pause resumed, the word missed.
+    monkeypatch.setattr(LearntGate, "tail_db", 1.2)  # RT60 500 ms
+    def run(levels: list[tuple[float, float]], settled: bool = True) -> tuple[list[str], list[str]]:
+        agent, timeline, _ = _speaking_agent()
+        agent.barge.dtd = ScriptedDtd(set())  # type: ignore[assignment]
+        _frames(agent, [False] * 5, share=1.0, residual=True, excess=0.9)  # a voice fills the residual
+        assert _events(timeline) == ["playback_pause"]
+        _frames(agent, [False] * 5, share=1.0, level_db=72.0, out_db=40.0, floor_db=20.0)  # 50 ms, echo in flight
+        for mic, out in levels:
+            _frames(agent, [False], share=1.0, level_db=mic, out_db=out, floor_db=20.0, settled=settled)
+        return _events(timeline), [str(r.get("detector")) for r in timeline.records if r["event"] == "speech_start"]
+
+    falling = [64.0 - 1.0 * k for k in range(8)]
+    # AEC3 passes it whole (its output within 3 dB of the mic, over 55 dB): confirmed on the 6th frame
+    assert run([(m, m - 1.0) for m in falling[:5]]) == (["playback_pause"], [])
+    assert run([(m, m - 1.0) for m in falling[:6]]) == (["playback_pause", "barge_in"], ["echo_passed"])
+    # ... not where its suppressor takes the tail down (4 dB and more), nor under 55 dB, nor with the
+    # reply's echo still arriving (TailMeter.settled)
+    assert run([(m, m - 4.0) for m in falling]) == (["playback_pause"], [])
+    assert run([(m - 10.0, m - 11.0) for m in falling]) == (["playback_pause"], [])
+    assert run([(m, m - 1.0) for m in falling], settled=False) == (["playback_pause"], [])
+    # ... and a frame suppressed breaks the run
+    assert run([(m, m - (6.0 if k == 3 else 1.0)) for k, m in enumerate(falling)]) == (["playback_pause"], [])
