@@ -257,7 +257,7 @@ def test_output_resamples_when_the_device_refuses_the_player_rate(rig: PulseRig,
         assert np.mean(peaks > 2000) >= 0.97, "dropouts in the resampled output"
         # Its length as the tone's energy over its power: an underrun from a loaded machine's scheduling
         # hiccup delays the rest of the tone (the span grew 288 samples once), it does not drop or add
-        # any; a resampler at the wrong ratio or starved would.
+        # any; a resampler at the wrong ratio, or one dropping or repeating blocks, would.
         power = float(np.mean(sent.astype(np.float64) ** 2))
         played = float(np.sum(out[span[0]:span[1]].astype(np.float64) ** 2)) / power
         assert abs(played - len(sent)) < SPK * 0.01
