@@ -932,12 +932,11 @@ def _family(rows: list[dict]) -> dict:
 
 def _by_ser(rows: list[dict]) -> dict[str, dict[str, list[int]]]:
     """Interruptions caught by their word's signal-to-echo ratio at the mic (device/bench/ser.py):
-    {band: {"cold": [caught, runs], "warm": [caught, runs]}}, bands from ser_band, loudest first (warm:
+    {band: {"cold": [caught, runs], "warm": [caught, runs]}}, the bands of ser.BANDS loudest first (warm:
     the second turns that took place)."""
-    from device.bench.ser import BANDS_DB, ser_band
+    from device.bench.ser import BANDS, ser_band
 
-    order = [ser_band(b + 1.0) for b in BANDS_DB] + [ser_band(BANDS_DB[-1] - 1.0)]
-    out: dict[str, dict[str, list[int]]] = {b: {"cold": [0, 0], "warm": [0, 0]} for b in order}
+    out: dict[str, dict[str, list[int]]] = {b: {"cold": [0, 0], "warm": [0, 0]} for _, b in BANDS}
     for r in rows:
         if r["family"] != "talk":
             continue

@@ -17,7 +17,8 @@ import numpy as np
 
 WORD_WINDOW_S = 0.6  # the word's frames are looked for this long from its onset ...
 WORD_RANGE_DB = 20.0  # ... and are those within this much of its loudest 10 ms frame
-BANDS_DB = (0.0, -5.0, -10.0)  # the report's bands: >= 0, -5..0, -10..-5, < -10 dB
+# The report's bands, loudest first: (lowest ratio in it, dB; its name).
+BANDS = ((0.0, ">=0"), (-5.0, "-5..0"), (-10.0, "-10..-5"), (-np.inf, "<-10"))
 
 
 def _convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -67,10 +68,5 @@ def word_ser_db(user: np.ndarray, echo: np.ndarray, onset_s: float, rate: int) -
 
 
 def ser_band(ser_db: float) -> str:
-    """The report's band of a ratio: ">=0", "-5..0", "-10..-5" or "<-10" (dB)."""
-    hi = None
-    for lo in BANDS_DB:
-        if ser_db >= lo:
-            return f">={lo:g}" if hi is None else f"{lo:g}..{hi:g}"
-        hi = lo
-    return f"<{BANDS_DB[-1]:g}"
+    """The name of the report's band (BANDS) a ratio (dB) falls in."""
+    return next(name for lo, name in BANDS if ser_db >= lo)

@@ -132,7 +132,10 @@ class BargeIn:
         self._strong_run = 0  # ... of those in a pause, with the predicted echo under a tenth of the mic
         self.tail_ceiling = TailCeiling(self.TAIL_OVER_DB)  # in a pause, the most the room's tail can hold
         self._over_tail = 0  # ... and frames in a row a loud mic stood over it
-        self._passed_run = 0  # ... and frames in a row AEC3 passed a loud mic (its echo all arrived)
+        # ... and AEC3's own double-talk verdict once its echo has all arrived (PASSED_*)
+        self.pause_dtd = EchoDoubleTalk(-self.PASSED_WITHIN_DB, self.PASSED_LEVEL_DB, self.PASSED_FRAMES,
+                                        warm_s=self.PASSED_AFTER_S)
+        self._passed = False  # ... which this frame completed
         self._room_read_at = -np.inf  # mic time the room's decay was last read off the linear canceller
         self._paused_at = -1.0  # mic time of the last pause on a suspicion
         self._left_now = -np.inf  # EchoGate.echo_left_db of the frame being decided (dB)
@@ -420,10 +423,9 @@ class BargeIn:
         if paused and gate is not None:
             over = self.tail_ceiling.push(level, gate.pause_tail_db, gate.tail.settled) and loud and not masked
             self._over_tail = self._over_tail + 1 if over else 0
-            out = float(levels[i, 1]) if levels is not None else -np.inf
-            passed = (gate.tail.settled and not masked and self.now >= self._paused_at + self.PASSED_AFTER_S
-                      and out > self.PASSED_LEVEL_DB and out - level > -self.PASSED_WITHIN_DB)
-            self._passed_run = self._passed_run + 1 if passed else 0
+            out = float(levels[i, 1]) if levels is not None and gate.tail.settled and not masked else -np.inf
+            self.pause_dtd.arm(self._paused_at)  # counts from PASSED_AFTER_S into the pause
+            self._passed = self.pause_dtd.update(self.now, level, out)
         if gate is not None and i < len(self.frontend.raw):
             # AEC3's suppressor takes the user out with the reply's echo while it plays, and
             # for 200-300 ms after it stops (bench, no echo in the mic at all: a 61 dB word
@@ -459,7 +461,7 @@ class BargeIn:
         ErleDrop), and the uplink kept open on double talk."""
         m, gate, learnt, masked = self.machine, fr.gate, fr.learnt, fr.masked
         near_i, paused, clear_tail = fr.near, fr.paused, fr.clear_tail
-        if paused and (self._over_tail >= self.TAIL_OVER_FRAMES or self._passed_run >= self.PASSED_FRAMES):
+        if paused and (self._over_tail >= self.TAIL_OVER_FRAMES or self._passed):
             # A voice in the pause where the room's tail cannot be, or that AEC3's suppressor lets
             # through whole with the reply's echo all arrived: the user.
             self._host.log("speech_start", source="local_vad",
@@ -752,10 +754,11 @@ class BargeIn:
     TAIL_OVER_DB = 5.0
     # ... or after this many frames in a row, once the reply's echo has all arrived (TailMeter.settled)
     # and PASSED_AFTER_S into the pause, on which AEC3's output is over PASSED_LEVEL_DB and within
-    # PASSED_WITHIN_DB of the mic: its suppressor, which takes a tail down with the reply's echo, lets
-    # the frame through whole. A word's falling vowel in the pause passes it where the ceiling above
-    # reads a tail (bench, cold, human_talk_098: paused 220 ms into a 0.46 s word at +4 dB over the
-    # echo, AEC3's output 55-64 dB within 2 dB of the mic for 160 ms, missed). Recorded per frame over
+    # PASSED_WITHIN_DB of the mic (EchoDoubleTalk, the levels' double-talk test, armed at the pause):
+    # its suppressor, which takes a tail down with the reply's echo, lets the frame through whole. A
+    # word's falling vowel in the pause passes it where the ceiling above reads a tail (bench, cold,
+    # human_talk_098: paused 220 ms into a 0.46 s word at +4 dB over the echo, AEC3's output 55-64 dB
+    # within 2 dB of the mic for 160 ms, missed). Recorded per frame over
     # the bench set (cold, warm and the path change in both: 77 pauses on the echo alone, 335 after
     # users' onsets): at 53 dB or at 5 frames 2 of those pauses confirmed (the path changed in a first
     # reply, RT60 500 ms: human_silent_006, _007), at 4 frames 1 (talk_094, cold, RT60 500 ms, before
@@ -784,8 +787,10 @@ class BargeIn:
         pause's tail ceiling with them; the uplink's run goes on through a pause."""
         self._near_run = self._res_run = self._onset_run = self._young_run = self._agree_run = self._cold_run = 0
         self._res_excess = self._res_coherent = self._cold_excess = self._cold_shape = 0.0
-        self._cold_shaped = self._over_tail = self._passed_run = 0
+        self._cold_shaped = self._over_tail = 0
         self.tail_ceiling.reset()
+        self.pause_dtd.disarm()
+        self._passed = False
 
     def _echo_gone(self, left: float, paused: bool, since: float, from_db: float) -> bool:
         """The reply's echo is down in the noise: the gate's bound on it this frame (`left`,
