@@ -22,12 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from device.appliance.earcons import Earcons
 from device.appliance.state import restore, write_json
 from device.appliance.timers import TimerEvent, Timers
 from device.appliance.tools import ToolBox, ToolResult
 from device.appliance.volume import AlsaMixer, Mixer, Volume, VolumeError
 from device.audio.player import Player
+from device.audio.room import RoomMemory
 from device.config import Settings
 
 log = logging.getLogger("voxbox.appliance")
@@ -36,6 +39,7 @@ RING = "timer"  # the overlay (and earcon) name of a ringing timer
 LOOKAHEAD_S = 0.1  # a timer due this soon is put on the speaker now, to start at its exact sample
 TIMERS_FILE = "timers.json"
 VOLUME_FILE = "volume.json"
+ROOM_FILE = "room.json"  # the room's echo path (device/audio/room.py), written with the others
 
 Log = Callable[..., Any]  # timeline.log(t, event, **fields)
 
@@ -58,10 +62,12 @@ class Appliance:
         self.volume = Volume(v.level, step=v.step, mixer=mixer, duck_db=v.duck_db)
         self.earcons = Earcons(settings.sounds, player.rate)
         self.tools = ToolBox(settings.tools, self.timers, self.volume)
+        self.room = RoomMemory()  # restored here, rehearsed by the agent at start, learnt by keep_room
         self.problems: list[str] = []  # state files set aside at start (one line each)
         self._saver: ThreadPoolExecutor | None = None
+        self._kept: tuple[tuple[Any, str], ...] = ((self.timers, TIMERS_FILE), (self.volume, VOLUME_FILE))
         if state_dir is not None:
-            for obj, name in ((self.timers, TIMERS_FILE), (self.volume, VOLUME_FILE)):
+            for obj, name in (*self._kept, (self.room, ROOM_FILE)):
                 problem = restore(obj, state_dir / name)
                 if problem:
                     log.warning("%s; starting afresh", problem)
@@ -170,10 +176,23 @@ class Appliance:
     def _save(self) -> None:
         if self._saver is None or self.state_dir is None:
             return
-        for obj, name in ((self.timers, TIMERS_FILE), (self.volume, VOLUME_FILE)):
+        for obj, name in self._kept:
             if obj.dirty:
                 obj.dirty = False
                 self._saver.submit(self._write, self.state_dir / name, obj.to_json())
+
+    def keep_room(self, record: tuple[np.ndarray, np.ndarray], floor_db: float) -> bool:
+        """Estimate the room's echo path from a reply's record (EchoRecord.take, handed over) and write
+        it to ROOM_FILE, on the writer thread: RoomMemory.learn is tens of ms of FFTs, too long for
+        the audio loop. False when there is no state directory to keep it in."""
+        if self._saver is None or self.state_dir is None:
+            return False
+        self._saver.submit(self._learn_room, self.state_dir / ROOM_FILE, record, floor_db)
+        return True
+
+    def _learn_room(self, path: Path, record: tuple[np.ndarray, np.ndarray], floor_db: float) -> None:
+        if self.room.learn(record, floor_db):  # self.room is only read at start (the rehearsal)
+            self._write(path, self.room.to_json())
 
     @staticmethod
     def _write(path: Path, data: Any) -> None:

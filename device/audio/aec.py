@@ -294,6 +294,17 @@ class WebRtcAec:
         self.frames += 1
         return self._near.copy()
 
+    def forget_echo_path(self) -> None:
+        """Start the replies' side afresh, as at construction: a fresh APM (warmed on silence), delay
+        estimator and mic hold-back (the held frames are dropped: the mic skips them once). What the
+        old ones learnt is another room's (a wrong rehearsal, Frontend.on_room_checked): an APM sure of a
+        wrong path lets its echo through where a fresh one suppresses it (bench, a restart after a move:
+        Silero heard the leak and a false barge-in followed). The counters and a lone earcon's own APM
+        (playing now, or the spare) are kept. Call between frames."""
+        kept = (self.frames, self.bypassed, self.earcons, self.idle, self._earcon_apm, self._spare_apm)
+        self.__init__(self.settings)  # type: ignore[misc]
+        self.frames, self.bypassed, self.earcons, self.idle, self._earcon_apm, self._spare_apm = kept
+
     def _retune(self, echo_lag_ms: int) -> None:
         """A new estimate of the echo's lag behind the reference (mic not held back)."""
         hold = min(self.MAX_HOLD, max(self.hold_frames, -(-(self.MIN_LEAD_MS - echo_lag_ms) // 10)))

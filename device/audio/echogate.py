@@ -224,6 +224,15 @@ class EchoGate:
         self._sides(3)
         self._halves[self._cur, 2] = residual.prev_out
 
+    def seed_floor(self, other: EchoGate) -> None:
+        """Start from `other`'s noise floors (the mic's, and its paired residual gate's for this one's),
+        as measured so far: fresh gates put in mid-reply (a wrong rehearsal, Agent._room_checked) would
+        otherwise take the reply's echo for the floor."""
+        self.floor = other.floor.copy()
+        if self.residual is not None and other.residual is not None:
+            self.residual.floor = other.residual.floor.copy()
+            self._floors = np.stack((self.floor, self.residual.floor))
+
     def _room_measured(self) -> None:
         """The tail meter's rate changed: the bound and the held predictions decay at it from now on."""
         self._decays[1:] = 10 ** (-self.tail_db / 10)

@@ -9,6 +9,7 @@ turns processed 16 kHz frames into 24 kHz PCM16 for the Realtime API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -17,6 +18,7 @@ from device.audio import dsp
 from device.audio.echogate import BANDS as ECHO_BANDS
 from device.audio.echogate import EchoGate
 from device.audio.residualgate import ResidualGate
+from device.audio.room import EchoRecord
 
 DETECT_RATE = 16000
 FRAME = DETECT_RATE // 100  # 10 ms at 16 kHz
@@ -42,6 +44,8 @@ class EchoCanceller(Protocol):
     def reference(self, frame: np.ndarray) -> None: ...
 
     def process(self, frame: np.ndarray) -> np.ndarray: ...
+
+    def forget_echo_path(self) -> None: ...  # start the replies' adaptation afresh (another room)
 
     @property
     def last_levels(self) -> tuple[float, float] | None: ...
@@ -77,8 +81,10 @@ class Framer:
 class Frontend:
     def __init__(self, in_rate: int, channels: list[int] | None = None, aec: EchoCanceller | None = None,
                  out_rate: int = UPLINK_RATE, echo_gate: EchoGate | None = None,
-                 residual_gate: ResidualGate | None = None) -> None:
+                 residual_gate: ResidualGate | None = None, record: EchoRecord | None = None) -> None:
         self.in_rate = in_rate
+        # The reply's last seconds as the canceller met them, for RoomMemory.learn (device/audio/room.py)
+        self.record = record
         self.channels = channels or None
         self.aec = aec
         # Per frame: does the raw mic hold more than the reference's echo? (barge-in, uplink)
@@ -113,10 +119,33 @@ class Frontend:
         self._earcon_backlog: list[bool] = []  # per backlog frame: a lone earcon played it
         self._spk_silent = 0
         self._idle_samples = int(out_rate * self.IDLE_AFTER_S)
+        # After a rehearsal, its check on the real echo's first loud frames (see rehearse)
+        self._verify_left = 0  # loud echo frames still to check (0: no check pending)
+        self._verify_mic = 0.0  # ... the raw mic's power summed over those checked
+        self._verify_res = 0.0  # ... and the linear canceller's output's
+        self._kept_ir: np.ndarray | None = None  # the rehearsed path (RoomMemory.ir), for the earcon check
+        self._earcon_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (reference, raw mic) of a lone earcon
+        self.room_check_db: float | None = None  # the check's echo reduction once made (dB)
+        # Called with it once made: the agent forgets a room that is not this one (fresh gates:
+        # replace_gates); None: nothing is done but the check's own hold on the gates' verdicts.
+        self.on_room_checked: Callable[[float], None] | None = None
 
     # The echo canceller may rest once the speaker has been exactly silent this long (the
     # player outputs exact zeros when it has nothing; checked before resampling adds dither).
     IDLE_AFTER_S = 1.0
+    # A rehearsal's check: over the first VERIFY_FRAMES frames of the next reply whose raw mic is
+    # VERIFY_MIC_DB or more (dB re 1 LSB RMS), the linear canceller must take VERIFY_DB off the echo,
+    # else the room is not the one kept (the device was moved) and the gates start afresh. Until
+    # then the gates call no frame near-end: what they learnt may be another room's.
+    VERIFY_FRAMES = 15
+    VERIFY_DB = 10.0
+    VERIFY_MIC_DB = 45.0
+    # ... or earlier, on a lone earcon before it (the wake chime: before the first reply the gates and
+    # AEC3 can start afresh as on a first start): the kept path's prediction of the earcon's echo
+    # must leave VERIFY_DB of it unexplained or less, on EARCON_LOUD_FRAMES frames or more
+    # (VERIFY_MIC_DB) of at most EARCON_FRAMES.
+    EARCON_FRAMES = 100
+    EARCON_LOUD_FRAMES = 10
 
     def speaker(self, played: np.ndarray, earcon: bool = False) -> None:
         """What the speaker just played (at the playback rate): the echo canceller's reference.
@@ -165,7 +194,77 @@ class Frontend:
         (the residual's correlation with the echo's spectral shape where over its prediction; nan there
         and elsewhere), and `raw` the frames before the canceller."""
         mono = dsp.select_channels(block, self.channels)
-        frames = self._mic_framer.push(self._mic_rs(mono))
+        return self._cancel(self._mic_framer.push(self._mic_rs(mono)))
+
+    def rehearse(self, ref: np.ndarray, mic: np.ndarray, path: np.ndarray | None = None) -> None:
+        """Run the canceller and the gates over a rehearsal before the mic opens (RoomMemory.rehearsal,
+        device/audio/room.py): ref and mic int16[n] at 16 kHz in step, as the reference and the mic
+        would be (whole frames used). Their output is dropped; what they learnt of the room stays.
+        The next lone earcon, or else the next reply, checks it (VERIFY_*, on_room_checked); path, the
+        rehearsed echo path (float[taps] at 16 kHz, RoomMemory.ir), lets an earcon check it."""
+        if self.aec is None:
+            return
+        k = min(len(ref), len(mic)) // FRAME
+        queued, record = (self._ref_backlog, self._earcon_backlog), self.record
+        self._ref_backlog = list(ref[: k * FRAME].reshape(k, FRAME))
+        self._earcon_backlog = [False] * k
+        self.record = None  # a rehearsal is not the room
+        try:
+            self._cancel(mic[: k * FRAME].reshape(k, FRAME))
+        finally:
+            (self._ref_backlog, self._earcon_backlog), self.record = queued, record
+        if self.residual_gate is not None:  # the check needs the linear canceller
+            self._verify_left, self._verify_mic, self._verify_res = self.VERIFY_FRAMES, 0.0, 0.0
+            self._kept_ir = None if path is None else np.asarray(path, dtype=np.float64)
+            self._earcon_pairs = []
+
+    def _earcon_check(self, ref: np.ndarray | None, frame: np.ndarray) -> None:
+        """One frame for the earcon check (EARCON_*): ref, the lone earcon's reference frame (None: the
+        earcon is over); frame, the raw mic. Makes the check once the earcon is over or EARCON_FRAMES
+        long, if it had EARCON_LOUD_FRAMES loud frames (else the reply makes it)."""
+        if ref is not None and len(self._earcon_pairs) < self.EARCON_FRAMES:
+            self._earcon_pairs.append((ref.copy(), frame.copy()))
+            return
+        if not self._earcon_pairs or self._kept_ir is None:
+            return
+        x = np.concatenate([p[0] for p in self._earcon_pairs]).astype(np.float64)
+        y = np.concatenate([p[1] for p in self._earcon_pairs]).astype(np.float64)
+        self._earcon_pairs = []
+        m = len(x) + len(self._kept_ir)
+        left = y - np.fft.irfft(np.fft.rfft(x, m) * np.fft.rfft(self._kept_ir, m), m)[: len(y)]
+        mic_p = np.mean(y.reshape(-1, FRAME) ** 2, axis=1)
+        loud = mic_p >= 10 ** (self.VERIFY_MIC_DB / 10)
+        if loud.sum() < self.EARCON_LOUD_FRAMES:
+            return
+        left_p = np.mean(left.reshape(-1, FRAME) ** 2, axis=1)
+        self._verify_left = 0
+        self.room_check_db = 10 * float(np.log10(mic_p[loud].sum() / max(float(left_p[loud].sum()), 1e-9)))
+        if self.on_room_checked is not None:
+            self.on_room_checked(self.room_check_db)
+
+    def replace_gates(self, echo_gate: EchoGate, residual_gate: ResidualGate | None) -> None:
+        """Fresh gates in place of the ones the frontend has (a wrong rehearsal: on_room_checked), paired."""
+        self.echo_gate, self.residual_gate = echo_gate, residual_gate
+        if residual_gate is not None and echo_gate.residual is not residual_gate:
+            echo_gate.pair(residual_gate)
+
+    def _verify(self, frame: np.ndarray, residual_db: float) -> None:
+        """One frame of a rehearsal's check (VERIFY_*): frame, the raw mic int16[160]; residual_db, the
+        linear canceller's output level (dB re 1 LSB RMS)."""
+        f = frame.astype(np.float64)
+        mic = float(np.dot(f, f)) / FRAME
+        if mic < 10 ** (self.VERIFY_MIC_DB / 10):
+            return
+        self._verify_mic += mic
+        self._verify_res += 10 ** (residual_db / 10)
+        self._verify_left -= 1
+        if self._verify_left == 0:
+            self.room_check_db = 10 * float(np.log10(self._verify_mic / max(self._verify_res, 1e-9)))
+            if self.on_room_checked is not None:
+                self.on_room_checked(self.room_check_db)
+
+    def _cancel(self, frames: np.ndarray) -> MicFrames:
+        """process() on [k, 160] int16 frames at 16 kHz, each with the reference's next queued frame."""
         self.near = np.zeros(len(frames), dtype=bool)
         self.near_tail = np.zeros(len(frames), dtype=bool)
         self.near_onset = np.zeros(len(frames), dtype=bool)
@@ -192,8 +291,13 @@ class Frontend:
             if ref is not None:
                 self.aec.earcon = self._earcon_backlog.pop(0)
                 self.aec.reference(ref)
+                if self._verify_left and self._kept_ir is not None:
+                    self._earcon_check(ref if self.aec.earcon else None, frame)
+                    gate = self.echo_gate  # on_room_checked may have put fresh ones in
                 if self.aec.earcon:
                     ref = None  # for the echo gate: not the replies' echo path
+            if self.record is not None:
+                self.record.push(ref, frame)
             if gate is not None and (ref is not None or gate.active):
                 delay = self.aec.estimated_delay_ms
                 lag = None if delay is None else int(round(delay / 10))
@@ -205,16 +309,22 @@ class Frontend:
                 self.echo_left[i] = gate.echo_left_db
                 self.floor_db[i] = gate.floor_db
                 self.tail_share[i] = gate.tail_share
-                if self.residual_gate is not None:
-                    self.residual_near[i] = self.residual_gate.push(ref, frame, gate, lag)
-                    self.residual_db[i] = self.residual_gate.level_db
-                    self.residual_excess[i] = self.residual_gate.excess
-                    self.residual_adding[i] = self.residual_gate.adding
-                    self.residual_shape[i] = self.residual_gate.shape
-                    if self.residual_gate.bands is not None:
-                        self.residual_bands[i] = self.residual_gate.bands
-                    if self.residual_gate.warm(gate):
-                        self.residual_coherence[i] = self.residual_gate.coherence.score
+                residual = self.residual_gate
+                if residual is not None:
+                    self.residual_near[i] = residual.push(ref, frame, gate, lag)
+                    self.residual_db[i] = residual.level_db
+                    self.residual_excess[i] = residual.excess
+                    self.residual_adding[i] = residual.adding
+                    self.residual_shape[i] = residual.shape
+                    if residual.bands is not None:
+                        self.residual_bands[i] = residual.bands
+                    if residual.warm(gate):
+                        self.residual_coherence[i] = residual.coherence.score
+                if self._verify_left:
+                    self.near[i] = self.near_tail[i] = self.near_onset[i] = self.residual_near[i] = False
+                    if ref is not None and residual is not None:
+                        self._verify(frame, float(self.residual_db[i]))
+                        gate = self.echo_gate  # on_room_checked may have put fresh ones in
             out[i] = self.aec.process(frame)
             lv = self.aec.last_levels
             if lv is None:

@@ -28,6 +28,10 @@ the VAD alone on the user's speech (vad_floor_ms), and the whole run again with 
 in the mic while the canceller still gets the reply as reference (run_scenario(echo=False)).
 Each scenario also runs as a second turn (full set only; run_scenario(warm=True)): the
 device played another reply first, as in a conversation, so the canceller is not cold.
+And each as the first reply after a restart (full set only; run_scenario(restart=...)): the device
+played another reply in a first life and kept what it learnt of the room (device/audio/room.py) in
+its state directory; the restarted agent rehearses it. "same": in that room; "moved": the first life
+was in another room (MOVED), so what it kept is wrong here.
 In server mode (run_scenario(server_mode=True): the uplink open while the device speaks) each
 runs cold and as a second turn too; the report gives what the uplink carried in each.
 Each interruption's word is also said as an answer just after a reply (full set only; run_answer()):
@@ -55,6 +59,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable
@@ -82,6 +87,7 @@ WARM_GAP_S = 2.0  # ... and the scenario's reply this long after it ended (the c
 # up 2.9 dB and its delay 8 ms longer, as when the device is moved or a speaker's own volume is turned.
 PATH_CHANGE_AT_S = 3.0
 PATH_CHANGE = (1.4, 8.0)  # (gain factor, extra delay ms)
+MOVED = (0.6, 25.0)  # restart="moved": the room before it, (gain factor, extra delay ms) and another RT60
 
 
 # ---------------------------------------------------------------- the scenario set
@@ -176,6 +182,9 @@ class MeteredAec:
             self.out.append(out)
         return out
 
+    def forget_echo_path(self) -> None:
+        self.inner.forget_echo_path()
+
     @property
     def idle(self) -> bool:  # the frontend's idle bypass must reach the real canceller
         return self.inner.idle
@@ -212,7 +221,7 @@ def _read16(path: Path) -> np.ndarray:
 def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False,
                  echo: bool = True, warm: bool = False, server_mode: bool = False,
                  backend: BackendFactory | None = None, path_change: tuple[float, float] | None = None,
-                 mic: np.ndarray | None = None) -> dict:
+                 mic: np.ndarray | None = None, restart: str | None = None) -> dict:
     """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O).
 
     echo=False: the same run with no echo in the mic (the canceller still gets the reference),
@@ -229,12 +238,16 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     path changes so (SimAudio's path_change); the canceller and the gates must learn it anew.
     mic: IN.wav itself (int16 [n] at MIC_RATE, t = 0 at its first sample as in set_dir / sc["mic"];
     answer_mic()), instead of set_dir / sc["mic"].
+    restart: the device lived before, then restarted (first_life(): it played another reply of the set
+    and kept what it learnt of the room in a state directory, which this run's agent starts from):
+    "same", in the scenario's room; "moved", in another (MOVED): what it kept is wrong here.
+    res["room_memory"] then says whether the first life kept the room ("kept"), this run rehearsed it,
+    what its check measured ("check_db", Frontend.room_check_db; None: not made) and whether it forgot it.
     """
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
     from device.audio.player import Player
     from device.audio.sim import SimAudio
-    from device.conversation import machine as cv
     from device.conversation.agent import Agent
     from device.listen.vad import build_vad
     from device.timeline import Timeline
@@ -261,21 +274,17 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     aec = MeteredAec(inner, keep=sc["family"] == "silent" or keep_audio) if inner is not None else None
     timeline = Timeline(None, keep=True)
     server = (backend or ScriptedRealtime)(replies, settings)
-    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=server.link, aec=aec)
+    state = tempfile.TemporaryDirectory(prefix="voxbox-bench-") if restart else None
+    kept = state is not None and first_life(sc, set_dir, Path(state.name), settings, moved=restart == "moved")
+    agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=server.link, aec=aec,
+                  state_dir=None if state is None else Path(state.name))
     detector_cpu = _meter_detectors(agent)
     sim.keep_going = lambda: server.keep_going(agent)
 
-    async def go() -> None:
-        agent.start()
-        await server.start(agent)
-        agent.handle(cv.Wake(0.0, "bench", 1.0))
-        blocks = 0
-        while (block := await sim.read()) is not None:
-            await server.step(agent, blocks)
-            agent.process_block(block)
-            blocks += 1
-
-    asyncio.run(go())
+    _play(agent, sim, server)
+    agent.appliance.close()
+    if state is not None:
+        state.cleanup()
     out = sim.speaker_audio()
     chime = chime_echo(timeline.records, sim.mic_audio(), server.uplink(), settings)
     # The reply's measurements start at the reply: the wake chime before it is not the reply.
@@ -299,6 +308,10 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         res["ser_db"] = _ser(sc, user, reply, start["speaker_s"] - pre_s)
     if chime is not None:
         res["chime"] = chime
+    if restart:
+        room = {r["action"]: r for r in timeline.records if r["event"] == "room"}
+        res["room_memory"] = {"kept": kept, "rehearsed": "rehearsed" in room, "forgotten": "forgotten" in room,
+                              "check_db": room["checked"]["reduction_db"] if "checked" in room else None}
     if warm:
         # The device interrupting its first reply is a false barge-in too, and leaves no second turn
         # to measure (the conversation went on without the scenario's reply): counted apart.
@@ -331,6 +344,61 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
             res["hold_frames"] = getattr(inner, "hold_frames", 0)
         res["records"] = recs
     return res
+
+
+def _play(agent: Any, sim: Any, server: Any) -> None:
+    """The bench's run: the agent woken at t = 0 (the wake chime plays), then block by block over the
+    simulated card, the backend stepping before each block, until the card's mic and reply are over."""
+    from device.conversation import machine as cv
+
+    async def go() -> None:
+        agent.start()
+        await server.start(agent)
+        agent.handle(cv.Wake(0.0, "bench", 1.0))
+        blocks = 0
+        while (block := await sim.read()) is not None:
+            await server.step(agent, blocks)
+            agent.process_block(block)
+            blocks += 1
+
+    asyncio.run(go())
+
+
+def moved_room(sc: dict) -> tuple[float, float, float | None]:
+    """Another room than sc's (run_scenario(restart="moved")): (echo gain, echo delay ms, RT60 ms or None).
+    MOVED's gain factor and extra delay, and the next of no room, RT60 250 and 500 ms."""
+    rooms: list[float | None] = [None, 250.0, 500.0]
+    gain, extra_ms = MOVED
+    return sc["echo_gain"] * gain, sc["echo_delay_ms"] + extra_ms, rooms[(rooms.index(_rt60(sc)) + 1) % 3]
+
+
+def first_life(sc: dict, set_dir: Path, state_dir: Path, settings: Any = None, *, moved: bool = False) -> bool:
+    """The device's life before a restart (run_scenario(restart=...)): woken, it plays another reply of
+    sc's voice family (_warm_up's) in sc's room (or moved_room's), the user silent, its agent keeping
+    its state in state_dir. True if it kept the room there (room.json)."""
+    from device import config as cfg
+    from device.appliance.runtime import ROOM_FILE
+    from device.audio.aec import build_aec
+    from device.audio.player import Player
+    from device.audio.sim import SimAudio, room_response
+    from device.conversation.agent import Agent
+    from device.listen.vad import build_vad
+    from device.timeline import Timeline
+
+    settings = settings or cfg.Settings()
+    first, pre_s, floor = _warm_up(sc, set_dir)
+    gain, delay, rt60 = moved_room(sc) if moved else (sc["echo_gain"], sc["echo_delay_ms"], _rt60(sc))
+    player = Player(settings.audio.output_rate)
+    sim = SimAudio(floor, MIC_RATE, player, speed=1e9, echo_gain=gain, echo_delay_ms=delay,
+                   room_ir=None if rt60 is None else room_response(MIC_RATE, rt60_ms=rt60))
+    server = ScriptedRealtime([(WARM_START_S, first, "resp_life", "item_life")], settings)
+    agent = Agent(settings, sim, Timeline(None), wake=NoWake(), vad=build_vad(settings.vad), link=server.link,
+                  aec=build_aec(settings.aec), state_dir=state_dir)
+    sim.keep_going = lambda: server.keep_going(agent)
+
+    _play(agent, sim, server)
+    agent.appliance.close()  # the writer thread saves what is pending, as at the daemon's stop
+    return (state_dir / ROOM_FILE).exists()
 
 
 def _ser(sc: dict, user: np.ndarray, reply: np.ndarray, start_s: float) -> float | None:
@@ -769,6 +837,9 @@ def _job(args: tuple[dict, str, bool]) -> dict:
         # ... and in server mode, where what the detectors make of the changed echo opens the uplink
         row["path_change"]["server"] = run_scenario(sc, Path(d), warm=True, server_mode=True,
                                                     path_change=PATH_CHANGE)["uplink"]
+    for case in RESTARTS:  # a first reply after a restart: in the room it learnt, or moved since
+        r = run_scenario(sc, Path(d), restart=case)
+        row[f"restart_{case}"] = {k: r[k] for k in _OUTCOME_KEYS + ("room_memory",) if k in r}
     row["server"] = run_scenario(sc, Path(d), server_mode=True)["uplink"]
     row["server_warm"] = run_scenario(sc, Path(d), warm=True, server_mode=True)["uplink"]
     if sc["family"] == "talk":
@@ -780,6 +851,26 @@ def _job(args: tuple[dict, str, bool]) -> dict:
         quiet = run_scenario(sc, Path(d), echo=False)
         row["no_echo_latency_ms"] = quiet.get("latency_ms")
     return row
+
+
+RESTARTS = ("same", "moved")  # run_scenario(restart=...) cases of the full bench
+# what _outcome reads of a run
+_OUTCOME_KEYS = ("false_barge_ins", "false_pauses", "reply_played_s", "reply_before_onset_s", "reply_after_window_s",
+                 "detected", "latency_ms", "truncate_err_ms")
+
+
+def _restart(rows: list[dict], case: str) -> dict | None:
+    """The scenarios as a first reply after a restart (run_scenario(restart=case)): how many runs kept the
+    room in their first life and rehearsed it, and _outcome."""
+    runs = [{"family": r["family"], **r[f"restart_{case}"]} for r in rows if f"restart_{case}" in r]
+    if not runs:
+        return None
+    mem = [x["room_memory"] for x in runs]
+    checks = [m["check_db"] for m in mem if m["check_db"] is not None]
+    return {"runs": len(runs), "kept": sum(1 for m in mem if m["kept"]),
+            "rehearsed": sum(1 for m in mem if m["rehearsed"]), "forgotten": sum(1 for m in mem if m["forgotten"]),
+            "check_min_db": round(min(checks), 1) if checks else None,
+            "check_max_db": round(max(checks), 1) if checks else None, **_outcome(runs)}
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -837,6 +928,7 @@ def summarize(rows: list[dict]) -> dict:
         "decision_p50_ms": _pct(dec, 50),
         "bounds": _bounds(talk),
         "warm": _warm(rows),
+        "restart": {case: _restart(rows, case) for case in RESTARTS},
         "families": {v: _family([r for r in rows if r.get("voices", "espeak") == v])
                      for v in sorted({r.get("voices", "espeak") for r in rows})},
         "erle": erle, "by_gain": by_gain,
@@ -914,7 +1006,8 @@ def _warm(rows: list[dict]) -> dict | None:
 def _family(rows: list[dict]) -> dict:
     """One voice family: cold, warm (second turn), the server mode's uplink, the answers after the reply
     and the latency bounds (_bounds: the VAD alone on the family's words, the pipeline without echo)."""
-    out: dict[str, Any] = {"cold": _outcome(rows), "warm": _warm(rows), "by_ser": _by_ser(rows)}
+    out: dict[str, Any] = {"cold": _outcome(rows), "warm": _warm(rows), "restart": _restart(rows, "same"),
+                           "moved": _restart(rows, "moved"), "by_ser": _by_ser(rows)}
     bounds = _bounds([r for r in rows if r["family"] == "talk"])
     if bounds:
         out["bounds"] = bounds
@@ -999,9 +1092,9 @@ def _bounds(talk: list[dict]) -> dict:
 
 def run(quick: bool = False, *, set_dir: Path | None = None, jobs: int | None = None,
         settings: Any = None, bounds: bool = True, earcons_off: bool = True) -> dict:
-    """The section: every scenario cold, as a second turn and in server mode, and each interruption's
-    word as an answer after the reply (full set; the quick set runs cold only); bounds=False leaves
-    out the two latency bounds (a third fewer runs); earcons_off=False leaves out the earcons-off
+    """The section: every scenario cold, as a second turn, after a restart (RESTARTS) and in server mode,
+    and each interruption's word as an answer after the reply (full set; the quick set runs cold only);
+    bounds=False leaves out the two latency bounds (a third fewer runs); earcons_off=False leaves out the earcons-off
     comparison (sequential runs only), and earcon_wakes() runs once."""
     d = ensure_set(quick, set_dir)
     scenarios = load_scenarios(d)
@@ -1059,6 +1152,15 @@ def format_table(result: dict) -> str:
         v = b["no_echo"]
         lines.append(row("bound: no echo, AEC on, p50/p95", f"{v['p50_ms']}/{v['p95_ms']} ms",
                          f"{v['found']} of {v['n']} detected, {v['over_100ms']} over 100 ms or missed"))
+    for case, r in (s.get("restart") or {}).items():
+        if r:
+            where = "in the room it learnt" if case == "same" else f"moved (echo x{MOVED[0]}, +{MOVED[1]:g} ms, " \
+                                                                "another RT60)"
+            lines.append(row(f"first reply after a restart, {case}: false b-i/pauses",
+                             f"{r['false_barge_ins']}/{r['false_pauses']}",
+                             f"0; {where}: detected {r['detected']}/{r['talk']}, p50/p95 {r['latency_p50_ms']}/"
+                             f"{r['latency_p95_ms']} ms; room kept {r['kept']} of {r['runs']}, forgotten in "
+                             f"{r['forgotten']} (its check {r['check_min_db']} to {r['check_max_db']} dB)"))
     w = s.get("warm")
     if w:
         lines.append(f"  the same scenarios as a second turn (another reply played first, then a 2 s gap; "
@@ -1075,11 +1177,13 @@ def format_table(result: dict) -> str:
     if fams:
         lines.append("  per voice family        false b-i  false pauses/10min  detected        onset->silent p50/p95")
         for v, f in fams.items():
-            for when in ("cold", "warm"):
+            for when in ("cold", "warm", "restart", "moved"):
                 o = f.get(when)
                 if not o:
                     continue
                 extra = f" (+{o['first_reply_barge_ins']} in first replies)" if when == "warm" else ""
+                if when in RESTARTS + ("restart",):
+                    extra = f" (room kept in {o['kept']} of {o['runs']})"
                 lines.append(f"    {v:<7} {when:<5} {o['false_barge_ins']:>12}{extra}"
                              f" {o['false_pauses_per_10min']:>10}"
                              f"          {o['detection_rate'] * 100:5.1f} % ({o['detected']}/{o['talk']})"

@@ -35,6 +35,7 @@ from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.audio.res import ResidualEchoSuppressor
 from device.audio.residualgate import ResidualGate
+from device.audio.room import EchoRecord
 from device.config import Settings
 from device.conversation import machine as cv
 from device.conversation import speaking
@@ -109,8 +110,10 @@ class Agent:
                 residual = ResidualGate()
             except VoxboxError as e:  # no libspeexdsp: barge-in runs on the other detectors
                 log.warning("aec.residual_gate off: %s", e)
+        # The reply's last seconds for the room's path (device/audio/room.py; _learn_room)
+        record = EchoRecord() if residual is not None and settings.aec.remember_room else None
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
-                                 echo_gate=gate, residual_gate=residual)
+                                 echo_gate=gate, residual_gate=residual, record=record)
         self.res = ResidualEchoSuppressor() if gate is not None else None  # the uplink's post-filter
         self._res_idle = True  # the post-filter rested: it restarts from the preroll's last frame
         self.barge = speaking.BargeIn(self, settings)  # pauses, confirms and the uplink while the device speaks
@@ -156,6 +159,8 @@ class Agent:
         self.appliance = Appliance(settings, self.player, self.timeline.log, state_dir=state_dir)
         for problem in self.appliance.problems:
             self.log("error", source="state", message=problem)
+        self._room_learnt_at: float | None = None  # mic time the room's path was last taken (_learn_room)
+        self._rehearse_room()
         self._calls_done: deque[str] = deque(maxlen=64)  # call_ids run (args.done and response.done both carry them)
         self._call_started: dict[str, float] = {}  # call_id -> perf_counter at arguments done
         self.tool_round_trips_ms: deque[float] = deque(maxlen=256)  # arguments done -> output sent (last 256)
@@ -225,7 +230,7 @@ class Agent:
         # the residual gate and the cancellers' double talk until the daemon restarted).
         self.frontend = Frontend(self.audio.in_rate, self.settings.audio.channels, aec=self.frontend.aec,
                                  echo_gate=self.frontend.echo_gate, residual_gate=self.frontend.residual_gate,
-                                 out_rate=self.player.rate)
+                                 out_rate=self.player.rate, record=self.frontend.record)
         self.log("audio_reopened")
         self.apply(self.machine.handle(cv.FaultCleared(self.now)))
         return True
@@ -394,7 +399,69 @@ class Agent:
             self.player.forget(self._playing)
             self._playing = None
             self.barge.reply_played_out()  # its room tail follows it into the mic
+            self._learn_room()
         self.apply(self.machine.handle(cv.PlaybackIdle(self.now)))
+
+    # Keep the room's echo path at most this often (s): a write of tens of kB to the SD card.
+    ROOM_KEEP_S = 600.0
+
+    def _remembers_room(self) -> bool:
+        return self.frontend.record is not None
+
+    def _rehearse_room(self) -> None:
+        """Start from the room as the last run left it (device/audio/room.py): its stored echo path
+        rehearsed through the canceller and gates, before the mic opens. A timeline `room` event
+        {action: "rehearsed", seconds, cpu_ms}."""
+        room = self.appliance.room
+        if not self._remembers_room() or not room.known:
+            return
+        t0 = time.perf_counter()
+        ref, mic = room.rehearsal()
+        self.frontend.rehearse(ref, mic, room.ir)
+        self.frontend.on_room_checked = self._room_checked  # its check on the next reply's echo
+        cpu_ms = round((time.perf_counter() - t0) * 1000, 1)
+        log.info("rehearsed the room's stored echo path (%.1f s of audio in %.0f ms)", len(ref) / 16000, cpu_ms)
+        self.log("room", action="rehearsed", seconds=round(len(ref) / 16000, 2), cpu_ms=cpu_ms)
+
+    def _room_checked(self, reduction_db: float) -> None:
+        """The rehearsal's check on the next reply (Frontend.VERIFY_*): the linear canceller took
+        reduction_db off its echo; a timeline `room` event {action: "checked", reduction_db}. Under
+        VERIFY_DB the rehearsed room is not this one: the gates and AEC3 start afresh, as on a first
+        start, and a `room` event {action: "forgotten"} follows."""
+        self.log("room", action="checked", reduction_db=round(reduction_db, 1))
+        if reduction_db >= self.frontend.VERIFY_DB:
+            return
+        gate = EchoGate()
+        old = self.frontend.echo_gate
+        self.frontend.replace_gates(gate, ResidualGate() if self.frontend.residual_gate is not None else None)
+        if old is not None:
+            gate.seed_floor(old)
+        if self.frontend.aec is not None:
+            self.frontend.aec.forget_echo_path()
+        self.vad.reset()  # it heard the old room's AEC3 leak the reply during the check
+
+        log.info("the room is not the one kept (its echo path took %.1f dB off the echo): learning it anew",
+                 reduction_db)
+        self.log("room", action="forgotten")
+
+    def _learn_room(self) -> None:
+        """A reply played out: keep the room's echo path for the next start, estimated from the
+        reply's last seconds (Appliance.keep_room, on its writer thread; at most every ROOM_KEEP_S), if
+        the linear canceller converged on this echo (ERLE over 15 dB, BargeIn.linear: the path held
+        still). A timeline `room` event {action: "learnt"} once handed over."""
+        record = self.frontend.record
+        if record is None or not self.barge.linear.converged:
+            return
+        if self._room_learnt_at is not None and self.now < self._room_learnt_at + self.ROOM_KEEP_S:
+            return
+        taken = record.take()
+        if taken is None:  # a reply shorter than the record
+            return
+        echo_gate = self.frontend.echo_gate
+        floor = echo_gate.floor_db if echo_gate is not None else float("inf")
+        if self.appliance.keep_room(taken, floor):
+            self._room_learnt_at = self.now
+            self.log("room", action="learnt")
 
     def _button(self, action: cv.ButtonAction) -> None:
         self.log("button", action=action)

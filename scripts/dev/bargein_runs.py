@@ -4,7 +4,8 @@
     python3 scripts/dev/bargein_runs.py MODE OUT.json [--jobs N] [--only PREFIX] [--quick]
     python3 scripts/dev/bargein_runs.py --compare A.json B.json
 
-MODE: cold, warm, off (earcons off, cold), srvc / srvw (server mode cold / warm), pcw / pcc / pcs
+MODE: cold, warm, off (earcons off, cold), rs / rm (a first reply after a restart in the same room / a
+moved one: run_scenario(restart=...)), srvc / srvw (server mode cold / warm), pcw / pcc / pcs
 (the echo path change in a second turn, a first reply, a second turn in server mode; echo-only
 scenarios), ne (no echo in the mic; talk scenarios), answer / answer_nogate (each talk scenario's word
 as an answer after a second turn's reply, run_answer at the bench's delay; _nogate: the tail gate
@@ -30,14 +31,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 MODES = {
-    "cold": {}, "warm": {"warm": True}, "off": {"off": True},
+    "cold": {}, "rs": {"restart": "same"}, "rm": {"restart": "moved"}, "warm": {"warm": True}, "off": {"off": True},
     "srvc": {"server_mode": True}, "srvw": {"warm": True, "server_mode": True},
     "pcw": {"warm": True, "path_change": True}, "pcc": {"path_change": True},
     "pcs": {"warm": True, "server_mode": True, "path_change": True}, "ne": {"echo": False},
     "answer": {}, "answer_nogate": {},
 }
 KEEP = ("name", "voices", "family", "detected", "latency_ms", "decision_ms", "false_barge_ins", "false_pauses",
-        "warm_up_barge_ins", "warm_up_pauses", "uplink", "truncate_err_ms")
+        "warm_up_barge_ins", "warm_up_pauses", "uplink", "truncate_err_ms", "room_memory")
 
 
 def _one(args: tuple[dict, str, str]) -> dict:

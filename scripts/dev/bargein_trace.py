@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Developer trace for the barge-in bench: one scenario, BargeIn's per-frame state at its decisions.
 
-    python3 scripts/dev/bargein_trace.py NAME [--warm] [--path-change] [--quick] [--from S --to S] [--all]
+    python3 scripts/dev/bargein_trace.py NAME [--warm] [--path-change] [--restart same|moved] [--quick]
+                                        [--from S --to S] [--all]
 
 Runs the scenario whose name starts with NAME (full set, or --quick) as the bench does
-(run_scenario; --warm: as a second turn; --path-change: the bench's PATH_CHANGE), and prints, for
+(run_scenario; --warm: as a second turn; --path-change: the bench's PATH_CHANGE; --restart: after a
+first life, in the same room or a moved one), and prints, for
 every frame between --from and --to (mic time, s) that the echo gate called near-end (--all: every
 frame), what BargeIn._gate_decisions saw: the gates' verdicts, the echo path's share, the cancellers'
 sign, the leak test (_leak), the linear residual's excess and coherence, ResidualGate.adding and its
@@ -32,6 +34,7 @@ def main() -> None:
     p.add_argument("name")
     p.add_argument("--warm", action="store_true")
     p.add_argument("--path-change", action="store_true")
+    p.add_argument("--restart", choices=("same", "moved"))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--from", dest="t0", type=float, default=0.0)
     p.add_argument("--to", dest="t1", type=float, default=1e9)
@@ -58,7 +61,8 @@ def main() -> None:
     sp.BargeIn._gate_decisions = traced  # type: ignore[method-assign]
     d = b.ensure_set(a.quick)
     sc = next(s for s in b.load_scenarios(d) if s["name"].startswith(a.name))
-    r = b.run_scenario(sc, d, warm=a.warm, path_change=b.PATH_CHANGE if a.path_change else None, keep_audio=True)
+    r = b.run_scenario(sc, d, warm=a.warm, path_change=b.PATH_CHANGE if a.path_change else None, keep_audio=True,
+                       restart=a.restart)
     print(sc["name"], {k: r.get(k) for k in ("detected", "latency_ms", "false_pauses", "false_barge_ins")})
     print([(round(x["t"], 3), x["event"], x.get("detector")) for x in r["records"]
            if x["event"] in ("playback_pause", "playback_resume", "speech_start", "barge_in")])

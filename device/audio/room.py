@@ -1,0 +1,223 @@
+"""What the device learnt of its room's echo, kept across restarts, and the rehearsal built from it.
+
+A restarted daemon used to meet its next reply with every echo canceller cold: in the first
+seconds of a first reply neither canceller takes more than a few dB off the echo, and the user's
+word under it goes unheard (bench barge_in: a first reply catches fewer words than a second turn).
+A smart speaker restarts (updates, power cuts, the watchdog) far more often than it is moved, so
+what it learnt of the room is kept:
+
+- `EchoRecord` keeps the last RECORD_S of the reply as the canceller met it: the reference frames
+  and the raw mic frames, in the frontend's own alignment of the two (its resampler and framing
+  included). In memory only, and only while a reply plays.
+- `RoomMemory.learn` turns a record into the room's echo path: a least-squares estimate (Welch's
+  cross- over auto-spectrum) of the impulse response from reference to mic at 16 kHz, with the
+  reference's long-term spectrum (what the model's voice excites) and the mic's noise floor. It is a
+  small JSON state file (`room.json` in the state directory, written atomically off the audio path,
+  device/appliance/runtime.py) and holds nothing of what was said or played: no audio, only a
+  response and two band spectra.
+- `rehearsal` turns it into a few seconds of reference and the mic it would make: noise with the
+  stored spectrum, in syllables and pauses (so the gates also see the room's tail in gaps), through
+  the stored path, over the stored floor. The frontend runs it through the cancellers and gates at
+  start (`Frontend.rehearse`), faster than real time, before the mic opens: they start from the
+  room as it was.
+- The wake chime checks it before the first reply (`Frontend.EARCON_*`: the stored path must
+  explain the chime's echo to 10 dB), or else the reply's first loud frames (`Frontend.VERIFY_*`:
+  the linear canceller must take 10 dB off them). If the device was moved, the agent forgets it
+  (`Agent._room_checked`): fresh gates, a fresh AEC3 and delay estimate, as on a first start. A
+  wrong room found out only in the reply was worse than none (bench, a restart in a moved room,
+  checked and forgotten 150 ms into the reply: false pauses in 13 of 120 human-voice runs, a false
+  barge-in, 107 of 144 words caught where a first start caught 123).
+
+Why not SpeexDSP's own filter (SPEEX_ECHO_GET_IMPULSE_RESPONSE): it returns the first half of each
+block's weights only, and its AUMDF variant leaves part of a block's response in the second half
+between constraint updates, so a tap at a block's start reads at half its height (measured: a
+30 ms delay of gain 0.5 read 0.236; the rebuilt echo 14-16 dB off the real one).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+RATE = 16000
+FRAME = 160
+VERSION = 1
+# The path kept: 512 ms at 16 kHz, twice the linear canceller's span, so that a long room's tail
+# beyond that span is rehearsed too, and the residual gate learns the residual it leaves (kept at
+# 256 ms, a restarted device's linear residual stood over its prediction 300 ms before a word, in
+# RT60 500 ms: a false barge-in, bench talk_118).
+TAPS = 8192
+MAX_TAPS = 16384  # a stored path longer than this is not one of ours
+RECORD_S = 6.0  # EchoRecord's length (s)
+RECORD_MIN_S = 3.0  # ... and the least of it a path is estimated from (s)
+SEGMENT = 32768  # the estimate's FFT length: 4 times TAPS, so the window hardly bends the room's tail
+SPECTRUM_BANDS = 32  # the reference's long-term spectrum: log-spaced bands from 50 Hz to 8 kHz
+REHEARSAL_S = 6.0  # the rehearsal's length (s); the bench's first replies are 3-9 s
+REF_DBFS = -20.0  # its reference's level while a syllable sounds (dBFS RMS, a reply's loudness)
+
+
+class EchoRecord:
+    """The last `frames` (reference, raw mic) frame pairs of the reply, int16[160] each, contiguous:
+    a frame without a reference (the speaker idle, an earcon) starts it afresh."""
+
+    def __init__(self, frames: int = int(RECORD_S * 100)) -> None:
+        self._ref = np.zeros((frames, FRAME), dtype=np.int16)
+        self._mic = np.zeros((frames, FRAME), dtype=np.int16)
+        self._n = 0  # frames pushed since the last break
+
+    def push(self, ref: np.ndarray | None, mic: np.ndarray) -> None:
+        if ref is None:
+            self._n = 0
+            return
+        i = self._n % len(self._ref)
+        self._ref[i] = ref
+        self._mic[i] = mic
+        self._n += 1
+
+    def take(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ref, mic) int16[n] each in time order, the last min(pushed, frames) frames since the last
+        break; None while that is under RECORD_MIN_S."""
+        k = len(self._ref)
+        if self._n < RECORD_MIN_S * 100:
+            return None
+        order = np.arange(self._n - min(self._n, k), self._n) % k
+        return self._ref[order].reshape(-1), self._mic[order].reshape(-1)
+
+
+def estimate_path(ref: np.ndarray, mic: np.ndarray, taps: int = TAPS) -> np.ndarray | None:
+    """The echo path from ref to mic (int16 or float [n] each, 16 kHz, in step): float64[taps], the
+    least-squares estimate over Hann-windowed SEGMENT halves (cross- over auto-spectrum, regularised
+    at 1e-3 of the mean auto-spectrum where the reference has nothing). None if n < SEGMENT or the
+    reference is silent."""
+    x, y = np.asarray(ref, dtype=np.float64), np.asarray(mic, dtype=np.float64)
+    n = min(len(x), len(y))
+    if n < SEGMENT or not np.any(x[:n]):
+        return None
+    starts = np.arange(0, n - SEGMENT + 1, SEGMENT // 2)
+    win = np.hanning(SEGMENT)
+    idx = starts[:, None] + np.arange(SEGMENT)
+    spec_x = np.fft.rfft(x[idx] * win, axis=1)
+    spec_y = np.fft.rfft(y[idx] * win, axis=1)
+    sxy = np.sum(np.conj(spec_x) * spec_y, axis=0)
+    sxx = np.sum(np.abs(spec_x) ** 2, axis=0)
+    h = sxy / (sxx + 1e-3 * np.mean(sxx))
+    return np.fft.irfft(h, SEGMENT)[:taps]
+
+
+def band_spectrum(x: np.ndarray) -> np.ndarray:
+    """float64[SPECTRUM_BANDS]: x's (int16 [n] at 16 kHz) mean power per log-spaced band, 50 Hz-8 kHz."""
+    f = np.fft.rfftfreq(SEGMENT, 1 / RATE)
+    k = len(x) // SEGMENT * SEGMENT
+    p = np.mean(np.abs(np.fft.rfft(np.asarray(x[:k], dtype=np.float64).reshape(-1, SEGMENT), axis=1)) ** 2,
+                axis=0)
+    edges = np.geomspace(50.0, RATE / 2, SPECTRUM_BANDS + 1)
+    band = np.clip(np.searchsorted(edges, f, side="right") - 1, 0, SPECTRUM_BANDS - 1)
+    return np.bincount(band, weights=p, minlength=SPECTRUM_BANDS) / np.maximum(
+        np.bincount(band, minlength=SPECTRUM_BANDS), 1)
+
+
+class RoomMemory:
+    """The echo path learnt in this room, or nothing yet (`known` False).
+
+    ir: float32[n], the echo at the mic per unit of reference, at 16 kHz, lag included (n at most
+    MAX_TAPS), in the frontend's alignment of reference and mic frames; spectrum: float32[32], the
+    reference's long-term band spectrum (band_spectrum); floor_db: the mic's noise floor (dB re 1 LSB
+    RMS). Kept by the Appliance (keep_room: learnt and written on its writer thread)."""
+
+    def __init__(self) -> None:
+        self.ir: np.ndarray | None = None
+        self.spectrum: np.ndarray | None = None
+        self.floor_db = 30.0
+
+    @property
+    def known(self) -> bool:
+        return self.ir is not None
+
+    def learn(self, record: tuple[np.ndarray, np.ndarray], floor_db: float) -> bool:
+        """Take the room's path from a reply's record (EchoRecord.take) and the mic's floor (dB re 1 LSB
+        RMS; inf: not measured, the last one kept). False, nothing changed, if no path came of it."""
+        ref, mic = record
+        ir = estimate_path(ref, mic)
+        if ir is None or not np.all(np.isfinite(ir)):
+            return False
+        self.ir = ir.astype(np.float32)
+        self.spectrum = band_spectrum(ref).astype(np.float32)
+        if math.isfinite(floor_db):
+            self.floor_db = float(floor_db)
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        """{"version", "rate", "floor_db", "spectrum": [float] * 32, "ir": [float, ...]} (a few tens of kB)."""
+        # rounded in one numpy call: 1e-7 of a unit path is -140 dB
+        ir = [] if self.ir is None else self.ir.astype(np.float64).round(7).tolist()
+        spectrum = [] if self.spectrum is None else [float(f"{v:.4g}") for v in self.spectrum.tolist()]
+        return {"version": VERSION, "rate": RATE, "floor_db": round(self.floor_db, 2), "spectrum": spectrum,
+                "ir": ir}
+
+    def load_json(self, data: Any) -> str | None:
+        """Restore from to_json's dict; a problem (one line) if it is not one, nothing changed."""
+        if not isinstance(data, dict) or data.get("version") != VERSION or data.get("rate") != RATE:
+            return "not a room file of this version"
+        ir, floor, spectrum = data.get("ir"), data.get("floor_db"), data.get("spectrum")
+        if not isinstance(ir, list) or not 0 < len(ir) <= MAX_TAPS or not isinstance(floor, (int, float)) \
+                or not isinstance(spectrum, list) or len(spectrum) != SPECTRUM_BANDS:
+            return "no echo path in it"
+        try:
+            arr = np.asarray(ir, dtype=np.float32)
+            spec = np.asarray(spectrum, dtype=np.float32)
+        except (TypeError, ValueError):
+            return "its echo path is not numbers"
+        if arr.ndim != 1 or spec.ndim != 1 or not np.all(np.isfinite(arr)) or not np.any(arr) \
+                or not math.isfinite(floor) or not np.all(np.isfinite(spec)) or np.any(spec < 0) \
+                or not np.any(spec):
+            return "its echo path is not numbers"
+        self.ir, self.spectrum, self.floor_db = arr, spec, float(floor)
+        return None
+
+    def rehearsal(self, seconds: float = REHEARSAL_S, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(ref, mic): int16[n] each at 16 kHz, n a whole number of frames. ref: noise with the stored
+        spectrum in syllables of 120-300 ms, 40-150 ms apart, with a 400 ms pause every ~1.5 s, at
+        REF_DBFS while it sounds, then 0.5 s of silence; mic: ref through `ir` over white noise at
+        floor_db. ValueError if nothing is known."""
+        if self.ir is None:
+            raise ValueError("RoomMemory.rehearsal: no echo path known")
+        rng = np.random.default_rng(seed)
+        n = int(seconds * RATE) // FRAME * FRAME
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        f = np.fft.rfftfreq(n, 1 / RATE)
+        if self.spectrum is not None:  # the voice's own spectrum, where the path was measured
+            edges = np.geomspace(50.0, RATE / 2, SPECTRUM_BANDS + 1)
+            band = np.clip(np.searchsorted(edges, f, side="right") - 1, 0, SPECTRUM_BANDS - 1)
+            spectrum *= np.sqrt(self.spectrum.astype(np.float64)[band])
+        else:
+            spectrum /= np.sqrt(np.maximum(f, 300.0) / 300.0)  # -3 dB per octave above 300 Hz: speech-like
+        noise = np.fft.irfft(spectrum, n)
+        noise *= 10 ** (REF_DBFS / 20) * 32767 / np.sqrt(np.mean(noise**2))
+        ref = noise * _syllables(n, rng)
+        ref[-RATE // 2 :] = 0.0  # the tail after the last syllable
+        m = n + len(self.ir)
+        mic = np.fft.irfft(np.fft.rfft(ref, m) * np.fft.rfft(self.ir.astype(np.float64), m), m)[:n]
+        mic += rng.standard_normal(n) * 10 ** (self.floor_db / 20)
+        return _int16(ref), _int16(mic)
+
+
+def _syllables(n: int, rng: np.random.Generator) -> np.ndarray:
+    """float[n] on/off envelope in 5 ms ramps: syllables, gaps between them and longer pauses."""
+    env = np.zeros(n)
+    t, since_pause = int(0.05 * RATE), 0.0
+    while t < n:
+        on = int(rng.uniform(0.12, 0.30) * RATE)
+        env[t : t + on] = 1.0
+        gap = rng.uniform(0.04, 0.15)
+        since_pause += (on / RATE) + gap
+        if since_pause > 1.5:
+            gap, since_pause = 0.4, 0.0
+        t += on + int(gap * RATE)
+    ramp = np.ones(RATE // 200) / (RATE // 200)
+    return np.convolve(env, ramp)[:n]
+
+
+def _int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)

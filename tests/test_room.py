@@ -1,0 +1,254 @@
+"""The room's echo path kept across restarts (device/audio/room.py): what the linear canceller learnt is
+the room's echo, it survives its JSON file, a bad file is set aside, and a rehearsed frontend meets
+its first reply with the echo already cancelled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device import config as cfg
+from device.appliance.runtime import ROOM_FILE, Appliance
+from device.audio.player import Player
+from device.audio.room import FRAME, RATE, EchoRecord, RoomMemory
+from device.audio.sim import room_response
+
+pytest.importorskip("livekit.rtc")
+
+
+def _path(delay_ms: float = 30.0, gain: float = 0.5, rt60_ms: float | None = 250.0) -> np.ndarray:
+    """A room's echo path at 16 kHz: the speaker's lag, its gain and the room's response."""
+    h = np.zeros(int(RATE * delay_ms / 1000) + 1)
+    h[-1] = gain
+    return h if rt60_ms is None else np.convolve(h, room_response(RATE, rt60_ms=rt60_ms))
+
+
+def _speech_like(seconds: float, seed: int) -> np.ndarray:
+    """Noise bursts at about -20 dBFS: what a reply excites a canceller with (float, int16 scale)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    on = np.repeat(rng.random(n // 1600 + 1) > 0.3, 1600)[:n]
+    return rng.standard_normal(n) * 3000 * on
+
+
+def _int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+
+
+def _learnt(path: np.ndarray, seconds: float = 6.0) -> RoomMemory:
+    """A RoomMemory taught by an EchoRecord of a reply through `path` (frames pushed as the frontend does)."""
+    x = _speech_like(seconds, 1)
+    y = np.convolve(x, path)[: len(x)] + np.random.default_rng(5).standard_normal(len(x)) * 30
+    rec = EchoRecord()
+    for f_ref, f_mic in zip(_int16(x).reshape(-1, FRAME), _int16(y).reshape(-1, FRAME), strict=True):
+        rec.push(f_ref, f_mic)
+    taken = rec.take()
+    assert taken is not None
+    mem = RoomMemory()
+    assert mem.learn(taken, floor_db=30.0)
+    return mem
+
+
+@pytest.mark.parametrize("rt60_ms", [None, 250.0, 500.0])
+def test_the_kept_path_makes_the_rooms_echo(rt60_ms: float | None) -> None:
+    path = _path(rt60_ms=rt60_ms)
+    mem = _learnt(path)
+    assert mem.ir is not None
+    x = _speech_like(4.0, 2)  # another reply than the one it learnt from
+    real, kept = np.convolve(x, path)[: len(x)], np.convolve(x, mem.ir)[: len(x)]
+    err = 10 * np.log10(np.sum((kept - real) ** 2) / np.sum(real**2))
+    assert err < -20.0, err  # measured -36, -31, -28 dB; SpeexDSP's own filter read -14 to -16
+    assert abs(int(np.argmax(np.abs(mem.ir))) - int(np.argmax(np.abs(path)))) <= 1  # the speaker's lag
+
+
+def test_the_record_keeps_the_replys_last_seconds_in_order_and_breaks_on_silence() -> None:
+    rec = EchoRecord(frames=400)
+    ones = np.ones(FRAME, dtype=np.int16)
+    for i in range(299):
+        rec.push(ones * i, ones)
+    assert rec.take() is None  # under RECORD_MIN_S
+    rec.push(None, ones)  # the speaker idled: what came before is another reply
+    for i in range(500):
+        rec.push(ones * i, ones * (i + 1))
+    taken = rec.take()
+    assert taken is not None
+    ref, mic = taken
+    assert len(ref) == 400 * FRAME and ref[0] == 100 and ref[-1] == 499 and mic[-1] == 500
+
+
+def test_the_room_file_round_trips_and_a_bad_one_is_refused() -> None:
+    mem = _learnt(_path())
+    back = RoomMemory()
+    assert back.load_json(json.loads(json.dumps(mem.to_json()))) is None
+    assert back.ir is not None and mem.ir is not None
+    assert np.max(np.abs(back.ir - mem.ir)) <= 1e-7 and back.floor_db == 30.0
+    assert back.spectrum is not None and mem.spectrum is not None
+    assert np.allclose(back.spectrum, mem.spectrum, rtol=1e-3)
+    good = mem.to_json()
+    for bad in (None, [], {**good, "version": 0}, {**good, "rate": 48000}, {**good, "ir": []},
+                {**good, "ir": ["x"]}, {**good, "ir": [0.0] * 10}, {**good, "ir": [1.0] * 20000},
+                {**good, "floor_db": "loud"}, {**good, "ir": [[1.0, 2.0]]}, {**good, "spectrum": [1.0] * 3},
+                {**good, "spectrum": [-1.0] * 32}):
+        fresh = RoomMemory()
+        problem = fresh.load_json(bad)
+        assert problem and not fresh.known, bad
+
+
+def test_a_corrupt_room_file_is_set_aside_and_the_device_starts_cold(tmp_path: Path) -> None:
+    (tmp_path / ROOM_FILE).write_text('{"version": 1, "rate": 16000, "ir": [')  # cut off mid-write
+    app = Appliance(cfg.Settings(), Player(24000), lambda *a, **k: None, state_dir=tmp_path)
+    try:
+        assert not app.room.known
+        assert len(app.problems) == 1 and ROOM_FILE in app.problems[0]
+        assert (tmp_path / (ROOM_FILE + ".corrupt")).exists()
+    finally:
+        app.close()
+
+
+def test_a_learnt_room_is_written_by_the_appliance_and_read_back(tmp_path: Path) -> None:
+    app = Appliance(cfg.Settings(), Player(24000), lambda *a, **k: None, state_dir=tmp_path)
+    x = _speech_like(6.0, 1)
+    y = np.convolve(x, _path())[: len(x)]
+    assert app.keep_room((_int16(x), _int16(y)), 30.0)  # estimated and written on the writer thread
+    app.close()
+    again = Appliance(cfg.Settings(), Player(24000), lambda *a, **k: None, state_dir=tmp_path)
+    try:
+        assert again.room.known and not again.problems
+        assert again.room.ir is not None and abs(int(np.argmax(np.abs(again.room.ir))) - 480) <= 1
+    finally:
+        again.close()
+    # No state directory (simulate): nothing to keep it in.
+    mem_only = Appliance(cfg.Settings(), Player(24000), lambda *a, **k: None)
+    assert not mem_only.keep_room((_int16(x), _int16(y)), 30.0)
+    mem_only.close()
+
+
+def test_the_rehearsal_is_speech_like_noise_through_the_path_over_the_floor() -> None:
+    with pytest.raises(ValueError):
+        RoomMemory().rehearsal()
+    mem = RoomMemory()
+    mem.ir, mem.floor_db = _path().astype(np.float32), 30.0
+    ref, mic = mem.rehearsal()  # no spectrum kept: pink-ish
+    assert len(ref) == len(mic) and len(ref) % FRAME == 0
+    frames = ref.reshape(-1, FRAME).astype(float)
+    loud = np.sqrt(np.mean(frames**2, axis=1)) > 100
+    assert 0.45 < loud.mean() < 0.9  # syllables and gaps, as a reply has
+    runs = np.diff(np.flatnonzero(np.diff(np.concatenate(([1], loud.astype(int), [1]))) != 0))
+    assert runs.max() >= 30  # ... and pauses the room's tail decays in
+    echo = np.convolve(ref.astype(float), mem.ir)[: len(ref)]
+    noise = mic - echo
+    assert abs(10 * np.log10(np.mean(noise[-4000:] ** 2)) - 30.0) < 1.0  # the stored floor
+    assert np.max(np.abs(noise)) < 200  # ... and nothing but it: the echo is the path's
+
+
+def _first_second(rehearse: RoomMemory | None, path: np.ndarray) -> tuple[float, float]:
+    """Over the first second of a reply through `path`, in a frontend that did or did not rehearse:
+    (the linear canceller's echo reduction, AEC3's), dB of the mic's power over their outputs'."""
+    from device.audio.aec import build_aec
+    from device.audio.echogate import EchoGate
+    from device.audio.frontend import Frontend
+    from device.audio.residualgate import ResidualGate
+
+    fe = Frontend(RATE, aec=build_aec(cfg.AecSettings()), out_rate=RATE, echo_gate=EchoGate(),
+                  residual_gate=ResidualGate())
+    if rehearse is not None:
+        fe.rehearse(*rehearse.rehearsal())
+    x = _speech_like(1.0, 3)
+    y = np.convolve(x, path)[: len(x)] + np.random.default_rng(4).standard_normal(len(x)) * 30
+    x16, y16 = _int16(x), _int16(y)
+    mic, lin, aec = [], [], []
+    for k in range(len(x) // FRAME):
+        fe.speaker(x16[k * FRAME : (k + 1) * FRAME])
+        got = fe.process(y16[k * FRAME : (k + 1) * FRAME])
+        assert got.levels is not None
+        mic.append(10 ** (got.levels[:, 0] / 10))
+        aec.append(10 ** (got.levels[:, 1] / 10))
+        lin.append(10 ** (fe.residual_db / 10))
+    m = np.sum(np.concatenate(mic))
+    return (float(10 * np.log10(m / np.sum(np.concatenate(lin)))),
+            float(10 * np.log10(m / np.sum(np.concatenate(aec)))))
+
+
+def test_a_rehearsed_frontend_cancels_its_first_reply_from_the_start() -> None:
+    path = _path(delay_ms=40.0, gain=0.7, rt60_ms=250.0)
+    kept = _learnt(path)
+    cold = _first_second(None, path)
+    warm = _first_second(kept, path)
+    # measured: linear 3.9 -> 29.3 dB, AEC3 (its suppressor too) 27.1 -> 35.2 dB
+    assert warm[0] >= cold[0] + 10.0 and warm[1] >= cold[1], (cold, warm)
+
+
+def _check(kept_path: np.ndarray, real_path: np.ndarray) -> tuple[list[float], float | None, np.ndarray]:
+    """A frontend rehearsed on kept_path meets a reply through real_path: (the reductions on_room_checked
+    was called with, Frontend.room_check_db, the echo gate's near-end verdicts per frame)."""
+    from device.audio.aec import build_aec
+    from device.audio.echogate import EchoGate
+    from device.audio.frontend import Frontend
+    from device.audio.residualgate import ResidualGate
+
+    fe = Frontend(RATE, aec=build_aec(cfg.AecSettings()), out_rate=RATE, echo_gate=EchoGate(),
+                  residual_gate=ResidualGate())
+    called: list[float] = []
+    fe.on_room_checked = called.append
+    fe.rehearse(*_learnt(kept_path).rehearsal())
+    x = _speech_like(1.0, 3)
+    y = np.convolve(x, real_path)[: len(x)] + np.random.default_rng(4).standard_normal(len(x)) * 30
+    near = []
+    for f_ref, f_mic in zip(_int16(x).reshape(-1, FRAME), _int16(y).reshape(-1, FRAME), strict=True):
+        fe.speaker(f_ref)
+        fe.process(f_mic)
+        near.append(bool(fe.near[0]) if len(fe.near) else False)
+    return called, fe.room_check_db, np.array(near)
+
+
+def test_a_rehearsal_of_this_room_passes_its_check_on_the_next_reply() -> None:
+    path = _path(delay_ms=40.0, gain=0.7, rt60_ms=250.0)
+    called, reduction, _ = _check(path, path)
+    assert called == [reduction] and reduction is not None and reduction >= 20.0, reduction  # measured 30.1 dB
+
+
+def test_a_rehearsal_of_another_room_fails_its_check_and_holds_the_gates_until_then() -> None:
+    # Moved: the speaker 25 ms further, quieter, in a longer room.
+    called, reduction, near = _check(_path(delay_ms=40.0, gain=0.7, rt60_ms=250.0),
+                                     _path(delay_ms=65.0, gain=0.4, rt60_ms=500.0))
+    assert len(called) == 1 and reduction is not None and reduction < 10.0, reduction  # measured -5.7 dB
+    # No near-end verdict before the check is made: the gates had learnt another room.
+    first_loud = int(np.argmax(np.abs(_speech_like(1.0, 3)) > 0)) // FRAME
+    assert not near[: first_loud + 15].any()
+
+
+def _chime_check(kept_path: np.ndarray, real_path: np.ndarray) -> list[float]:
+    """A frontend rehearsed on kept_path plays a lone earcon (a 0.4 s chime) through real_path: the
+    reductions on_room_checked was called with, before any reply."""
+    from device.audio.aec import build_aec
+    from device.audio.echogate import EchoGate
+    from device.audio.frontend import Frontend
+    from device.audio.residualgate import ResidualGate
+
+    fe = Frontend(RATE, aec=build_aec(cfg.AecSettings()), out_rate=RATE, echo_gate=EchoGate(),
+                  residual_gate=ResidualGate())
+    called: list[float] = []
+    fe.on_room_checked = called.append
+    kept = _learnt(kept_path)
+    fe.rehearse(*kept.rehearsal(), path=kept.ir)
+    t = np.arange(int(0.4 * RATE)) / RATE
+    chime = 6000 * np.sin(2 * np.pi * 880 * t) * np.exp(-t / 0.15) + 3000 * np.sin(2 * np.pi * 1320 * t)
+    x = np.concatenate((chime, np.zeros(RATE // 2)))
+    y = np.convolve(x, real_path)[: len(x)] + np.random.default_rng(4).standard_normal(len(x)) * 30
+    n = len(chime) // FRAME
+    for k, (f_ref, f_mic) in enumerate(zip(_int16(x).reshape(-1, FRAME), _int16(y).reshape(-1, FRAME),
+                                           strict=True)):
+        fe.speaker(f_ref, earcon=k < n)
+        fe.process(f_mic)
+    return called
+
+
+def test_the_wake_chime_checks_the_rehearsed_room_before_the_first_reply() -> None:
+    here = _path(delay_ms=40.0, gain=0.7, rt60_ms=250.0)
+    same = _chime_check(here, here)
+    assert len(same) == 1 and same[0] >= 20.0, same  # measured 29.8 dB
+    moved = _chime_check(here, _path(delay_ms=65.0, gain=0.4, rt60_ms=500.0))
+    assert len(moved) == 1 and moved[0] < 10.0, moved  # measured 1.5 dB
