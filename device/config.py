@@ -108,8 +108,8 @@ class AecSettings:
     # ... and a linear canceller's residual to hold more than its predicted residual, for barge-in
     # (device/audio/residualgate.py: SpeexDSP, the Debian package libspeexdsp1); false = off.
     residual_gate: bool = True
-    # ... and what the residual gate's canceller learnt of the room's echo path is kept in
-    # gpio.state_dir/room.json and rehearsed at start (device/audio/room.py); false = every start cold.
+    # ... and the room's echo path, estimated from the replies, is kept in gpio.state_dir/room.json
+    # and rehearsed at start (device/audio/room.py; needs the residual gate); false = every start cold.
     remember_room: bool = True
 
 

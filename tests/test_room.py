@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -252,3 +253,39 @@ def test_the_wake_chime_checks_the_rehearsed_room_before_the_first_reply() -> No
     assert len(same) == 1 and same[0] >= 20.0, same  # measured 29.8 dB
     moved = _chime_check(here, _path(delay_ms=65.0, gain=0.4, rt60_ms=500.0))
     assert len(moved) == 1 and moved[0] < 10.0, moved  # measured 1.5 dB
+
+
+def test_with_remember_room_off_nothing_is_kept_or_rehearsed(tmp_path: Path) -> None:
+    import dataclasses
+
+    from device.bench import barge_in as bb
+
+    d = bb.ensure_set(True)
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "silent_001_g1.0_d10")
+    on = cfg.Settings()
+    off = dataclasses.replace(on, aec=dataclasses.replace(on.aec, remember_room=False))
+    assert not bb.first_life(sc, d, tmp_path / "off", off)  # no room.json written
+    assert bb.first_life(sc, d, tmp_path / "on", on)
+    (tmp_path / "off").mkdir(exist_ok=True)
+    (tmp_path / "on" / ROOM_FILE).rename(tmp_path / "off" / ROOM_FILE)  # a file from before it was set off
+    for settings, rehearsed in ((off, False), (on, True)):
+        agent = _agent(settings, tmp_path / "off")
+        events = [r["action"] for r in agent.timeline.records if r["event"] == "room"]
+        assert events == (["rehearsed"] if rehearsed else []), events
+        assert (agent.frontend.record is not None) == rehearsed
+        agent.appliance.close()
+
+
+def _agent(settings: cfg.Settings, state_dir: Path) -> Any:
+    from device.audio.aec import build_aec
+    from device.audio.sim import SimAudio
+    from device.conversation.agent import Agent
+    from device.link.twin import RecordingLink
+    from device.listen.vad import build_vad
+    from device.listen.wakeword import NoWake
+    from device.timeline import Timeline
+
+    player = Player(settings.audio.output_rate)
+    sim = SimAudio(np.zeros((RATE, 1), dtype=np.int16), RATE, player, speed=1e9)
+    return Agent(settings, sim, Timeline(None, keep=True), wake=NoWake(), vad=build_vad(settings.vad),
+                 link=RecordingLink().attach, state_dir=state_dir, aec=build_aec(settings.aec))

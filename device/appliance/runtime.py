@@ -39,7 +39,7 @@ RING = "timer"  # the overlay (and earcon) name of a ringing timer
 LOOKAHEAD_S = 0.1  # a timer due this soon is put on the speaker now, to start at its exact sample
 TIMERS_FILE = "timers.json"
 VOLUME_FILE = "volume.json"
-ROOM_FILE = "room.json"  # the room's echo path (device/audio/room.py), written with the others
+ROOM_FILE = "room.json"  # the room's echo path (device/audio/room.py), written by keep_room
 
 Log = Callable[..., Any]  # timeline.log(t, event, **fields)
 

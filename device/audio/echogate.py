@@ -226,8 +226,8 @@ class EchoGate:
 
     def seed_floor(self, other: EchoGate) -> None:
         """Start from `other`'s noise floors (the mic's, and its paired residual gate's for this one's),
-        as measured so far: fresh gates put in mid-reply (a wrong rehearsal, Agent._room_checked) would
-        otherwise take the reply's echo for the floor."""
+        as measured so far: fresh gates put in once the mic is open (a wrong rehearsal,
+        Agent._room_checked) would otherwise take an earcon's or a reply's echo for the floor."""
         self.floor = other.floor.copy()
         if self.residual is not None and other.residual is not None:
             self.residual.floor = other.residual.floor.copy()

@@ -424,10 +424,11 @@ class Agent:
         self.log("room", action="rehearsed", seconds=round(len(ref) / 16000, 2), cpu_ms=cpu_ms)
 
     def _room_checked(self, reduction_db: float) -> None:
-        """The rehearsal's check on the next reply (Frontend.VERIFY_*): the linear canceller took
-        reduction_db off its echo; a timeline `room` event {action: "checked", reduction_db}. Under
-        VERIFY_DB the rehearsed room is not this one: the gates and AEC3 start afresh, as on a first
-        start, and a `room` event {action: "forgotten"} follows."""
+        """The rehearsal's check (Frontend.EARCON_*: the kept path explained reduction_db of the wake
+        chime's echo; or Frontend.VERIFY_*: the linear canceller took reduction_db off the next reply's
+        echo); a timeline `room` event {action: "checked", reduction_db}. Under VERIFY_DB the rehearsed
+        room is not this one: the gates, AEC3 and the VAD start afresh, as on a first start, and a
+        `room` event {action: "forgotten"} follows."""
         self.log("room", action="checked", reduction_db=round(reduction_db, 1))
         if reduction_db >= self.frontend.VERIFY_DB:
             return
@@ -438,8 +439,7 @@ class Agent:
             gate.seed_floor(old)
         if self.frontend.aec is not None:
             self.frontend.aec.forget_echo_path()
-        self.vad.reset()  # it heard the old room's AEC3 leak the reply during the check
-
+        self.vad.reset()  # it may have heard the old room's AEC3 leak a reply's echo during the check
         log.info("the room is not the one kept (its echo path took %.1f dB off the echo): learning it anew",
                  reduction_db)
         self.log("room", action="forgotten")
