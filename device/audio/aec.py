@@ -299,11 +299,12 @@ class WebRtcAec:
         estimator and mic hold-back (the held frames are dropped: the mic skips them once). What the
         old ones learnt is another room's (a wrong rehearsal, Frontend.on_room_checked): an APM sure of a
         wrong path lets its echo through where a fresh one suppresses it (bench, a restart after a move:
-        Silero heard the leak and a false barge-in followed). The counters and a lone earcon's own APM
-        (playing now, or the spare) are kept. Call between frames."""
-        kept = (self.frames, self.bypassed, self.earcons, self.idle, self._earcon_apm, self._spare_apm)
+        Silero heard the leak and a false barge-in followed). The counters and `idle` are kept; the
+        earcons' APMs are made anew too (they are bound to the frame buffers made here). Call between
+        frames, not while a lone earcon plays."""
+        kept = (self.frames, self.bypassed, self.earcons, self.idle)
         self.__init__(self.settings)  # type: ignore[misc]
-        self.frames, self.bypassed, self.earcons, self.idle, self._earcon_apm, self._spare_apm = kept
+        self.frames, self.bypassed, self.earcons, self.idle = kept
 
     def _retune(self, echo_lag_ms: int) -> None:
         """A new estimate of the echo's lag behind the reference (mic not held back)."""
