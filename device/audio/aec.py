@@ -295,16 +295,21 @@ class WebRtcAec:
         return self._near.copy()
 
     def forget_echo_path(self) -> None:
-        """Start the replies' side afresh, as at construction: a fresh APM (warmed on silence), delay
-        estimator and mic hold-back (the held frames are dropped: the mic skips them once). What the
+        """Start the replies' side afresh, as at construction: a fresh APM and delay estimator. What the
         old ones learnt is another room's (a wrong rehearsal, Frontend.on_room_checked): an APM sure of a
         wrong path lets its echo through where a fresh one suppresses it (bench, a restart after a move:
-        Silero heard the leak and a false barge-in followed). The counters and `idle` are kept; the
-        earcons' APMs are made anew too (they are bound to the frame buffers made here). Call between
-        frames, not while a lone earcon plays."""
-        kept = (self.frames, self.bypassed, self.earcons, self.idle)
+        Silero heard the leak and a false barge-in followed). Kept: the counters, `idle`, and the mic's
+        hold-back and the delay the APM is told (the mic's timing must not jump: made anew, the held
+        frames were dropped and the initial hold's silence inserted, and two moved runs paused on Silero
+        where a first start did not, one of them into a false barge-in: talk_095, talk_057). The
+        earcons' APMs are made anew too (bound to the frame buffers made here). Call between frames,
+        not while a lone earcon plays."""
+        kept = (self.frames, self.bypassed, self.earcons, self.idle, self.hold_frames, self._w, self._primed,
+                self._ring.copy(), self.delay_ms)
         self.__init__(self.settings)  # type: ignore[misc]
-        self.frames, self.bypassed, self.earcons, self.idle = kept
+        (self.frames, self.bypassed, self.earcons, self.idle, self.hold_frames, self._w, self._primed,
+         self._ring[:], self.delay_ms) = kept
+        self._apm.set_stream_delay_ms(self.delay_ms)
 
     def _retune(self, echo_lag_ms: int) -> None:
         """A new estimate of the echo's lag behind the reference (mic not held back)."""
