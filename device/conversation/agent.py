@@ -441,9 +441,8 @@ class Agent:
             if old is not None:
                 gate.seed_floor(old)  # the reply's echo is not the floor
             self.vad.reset()  # it may have heard the old room's AEC3 leak the reply's echo
-        # (on the wake chime, before the reply, what is fresh is what a first start has: the chime
-        # went through its own APM, and the silence after it gives the floor; seeding and a VAD reset
-        # there made a state a first start never has: bench, moved, a false barge-in in talk_095)
+        # (on the wake chime, before the reply, a first start has neither: the chime went through its
+        # own APM, and the silence after it gives the fresh gates their floor)
         log.info("the room is not the one kept (its echo path took %.1f dB off the echo): learning it anew",
                  reduction_db)
         self.log("room", action="forgotten")
