@@ -14,7 +14,7 @@ what it learnt of the room is kept:
   reference's long-term spectrum (what the model's voice excites) and the mic's noise floor. It is a
   small JSON state file (`room.json` in the state directory, written atomically off the audio path,
   device/appliance/runtime.py) and holds nothing of what was said or played: no audio, only a
-  response and two band spectra.
+  response, a band spectrum and the floor's level.
 - `rehearsal` turns it into a few seconds of reference and the mic it would make: noise with the
   stored spectrum, in syllables and pauses (so the gates also see the room's tail in gaps), through
   the stored path, over the stored floor. The frontend runs it through the cancellers and gates at
