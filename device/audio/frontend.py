@@ -230,15 +230,20 @@ class Frontend:
         x = np.concatenate([p[0] for p in self._earcon_pairs]).astype(np.float64)
         y = np.concatenate([p[1] for p in self._earcon_pairs]).astype(np.float64)
         self._earcon_pairs = []
-        m = len(x) + len(self._kept_ir)
-        left = y - np.fft.irfft(np.fft.rfft(x, m) * np.fft.rfft(self._kept_ir, m), m)[: len(y)]
+        left = y - dsp.convolve(x, self._kept_ir)[: len(y)]
         mic_p = np.mean(y.reshape(-1, FRAME) ** 2, axis=1)
         loud = mic_p >= 10 ** (self.VERIFY_MIC_DB / 10)
         if loud.sum() < self.EARCON_LOUD_FRAMES:
             return
         left_p = np.mean(left.reshape(-1, FRAME) ** 2, axis=1)
+        self._check_made(float(mic_p[loud].sum()), float(left_p[loud].sum()))
+
+    def _check_made(self, mic_power: float, left_power: float) -> None:
+        """A rehearsal's check made: mic_power, the raw mic's over the checked frames; left_power, what the
+        kept path left of it (EARCON_*) or the linear canceller did (VERIFY_*). room_check_db is their
+        ratio (dB), passed to on_room_checked; the gates' hold ends."""
         self._verify_left = 0
-        self.room_check_db = 10 * float(np.log10(mic_p[loud].sum() / max(float(left_p[loud].sum()), 1e-9)))
+        self.room_check_db = 10 * float(np.log10(mic_power / max(left_power, 1e-9)))
         if self.on_room_checked is not None:
             self.on_room_checked(self.room_check_db)
 
@@ -259,9 +264,7 @@ class Frontend:
         self._verify_res += 10 ** (residual_db / 10)
         self._verify_left -= 1
         if self._verify_left == 0:
-            self.room_check_db = 10 * float(np.log10(self._verify_mic / max(self._verify_res, 1e-9)))
-            if self.on_room_checked is not None:
-                self.on_room_checked(self.room_check_db)
+            self._check_made(self._verify_mic, self._verify_res)
 
     def _cancel(self, frames: np.ndarray) -> MicFrames:
         """process() on [k, 160] int16 frames at 16 kHz, each with the reference's next queued frame."""

@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from device.audio.dsp import convolve
+
 RATE = 16000
 FRAME = 160
 VERSION = 1
@@ -106,14 +108,19 @@ def estimate_path(ref: np.ndarray, mic: np.ndarray, taps: int = TAPS) -> np.ndar
     return np.fft.irfft(h, SEGMENT)[:taps]
 
 
+def _band_of(f: np.ndarray) -> np.ndarray:
+    """int[len(f)]: each frequency's (Hz) band of the long-term spectrum (band_spectrum)."""
+    edges = np.geomspace(50.0, RATE / 2, SPECTRUM_BANDS + 1)
+    return np.clip(np.searchsorted(edges, f, side="right") - 1, 0, SPECTRUM_BANDS - 1)
+
+
 def band_spectrum(x: np.ndarray) -> np.ndarray:
     """float64[SPECTRUM_BANDS]: x's (int16 [n] at 16 kHz) mean power per log-spaced band, 50 Hz-8 kHz."""
     f = np.fft.rfftfreq(SEGMENT, 1 / RATE)
     k = len(x) // SEGMENT * SEGMENT
     p = np.mean(np.abs(np.fft.rfft(np.asarray(x[:k], dtype=np.float64).reshape(-1, SEGMENT), axis=1)) ** 2,
                 axis=0)
-    edges = np.geomspace(50.0, RATE / 2, SPECTRUM_BANDS + 1)
-    band = np.clip(np.searchsorted(edges, f, side="right") - 1, 0, SPECTRUM_BANDS - 1)
+    band = _band_of(f)
     return np.bincount(band, weights=p, minlength=SPECTRUM_BANDS) / np.maximum(
         np.bincount(band, minlength=SPECTRUM_BANDS), 1)
 
@@ -188,17 +195,14 @@ class RoomMemory:
         spectrum = np.fft.rfft(rng.standard_normal(n))
         f = np.fft.rfftfreq(n, 1 / RATE)
         if self.spectrum is not None:  # the voice's own spectrum, where the path was measured
-            edges = np.geomspace(50.0, RATE / 2, SPECTRUM_BANDS + 1)
-            band = np.clip(np.searchsorted(edges, f, side="right") - 1, 0, SPECTRUM_BANDS - 1)
-            spectrum *= np.sqrt(self.spectrum.astype(np.float64)[band])
+            spectrum *= np.sqrt(self.spectrum.astype(np.float64)[_band_of(f)])
         else:
             spectrum /= np.sqrt(np.maximum(f, 300.0) / 300.0)  # -3 dB per octave above 300 Hz: speech-like
         noise = np.fft.irfft(spectrum, n)
         noise *= 10 ** (REF_DBFS / 20) * 32767 / np.sqrt(np.mean(noise**2))
         ref = noise * _syllables(n, rng)
         ref[-RATE // 2 :] = 0.0  # the tail after the last syllable
-        m = n + len(self.ir)
-        mic = np.fft.irfft(np.fft.rfft(ref, m) * np.fft.rfft(self.ir.astype(np.float64), m), m)[:n]
+        mic = convolve(ref, self.ir.astype(np.float64))[:n]
         mic += rng.standard_normal(n) * 10 ** (self.floor_db / 20)
         return _int16(ref), _int16(mic)
 

@@ -21,25 +21,17 @@ WORD_RANGE_DB = 20.0  # ... and are those within this much of its loudest 10 ms 
 BANDS = ((0.0, ">=0"), (-5.0, "-5..0"), (-10.0, "-10..-5"), (-np.inf, "<-10"))
 
 
-def _convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Linear convolution through one real FFT (np.convolve is O(n m): a 10 s reply through a
-    500 ms room is seconds of CPU)."""
-    n = len(x) + len(h) - 1
-    size = 1 << (n - 1).bit_length()
-    return np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[:n]
-
-
 def reply_echo(reply: np.ndarray, reply_rate: int, start_s: float, *, mic_rate: int, length: int,
                echo_gain: float, echo_delay_ms: float, room_ir: np.ndarray | None) -> np.ndarray:
     """The reply's echo at the mic had it played to its end: float64[length] at mic_rate (int16
     scale), the reply (int16 [n] at reply_rate, the speaker's rate) starting start_s into the mic's
     clock (the speaker plays the span of time each mic block covers: one clock for both)."""
-    from device.audio.dsp import StreamResampler
+    from device.audio.dsp import StreamResampler, convolve
 
     # SimAudio's own resampler and quality (its stream over blocks gives the same samples at once)
     e = StreamResampler(reply_rate, mic_rate, quality="QQ")(reply, last=True).astype(np.float64) * echo_gain
     if room_ir is not None:
-        e = _convolve(e, room_ir.astype(np.float64))
+        e = convolve(e, room_ir.astype(np.float64))
     out = np.zeros(length)
     at = int(round(start_s * mic_rate)) + int(mic_rate * echo_delay_ms / 1000)  # as SimAudio's delay line
     if at < length:
