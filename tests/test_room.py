@@ -92,7 +92,7 @@ def test_the_room_file_round_trips_and_a_bad_one_is_refused() -> None:
     for bad in (None, [], {**good, "version": 0}, {**good, "rate": 48000}, {**good, "ir": []},
                 {**good, "ir": ["x"]}, {**good, "ir": [0.0] * 10}, {**good, "ir": [1.0] * 20000},
                 {**good, "floor_db": "loud"}, {**good, "ir": [[1.0, 2.0]]}, {**good, "spectrum": [1.0] * 3},
-                {**good, "spectrum": [-1.0] * 32}):
+                {**good, "spectrum": [-1.0] * 32}, {**good, "setup": ["card"]}):
         fresh = RoomMemory()
         problem = fresh.load_json(bad)
         assert problem and not fresh.known, bad
@@ -273,6 +273,62 @@ def test_with_remember_room_off_nothing_is_kept_or_rehearsed(tmp_path: Path) -> 
         events = [r["action"] for r in agent.timeline.records if r["event"] == "room"]
         assert events == (["rehearsed"] if rehearsed else []), events
         assert (agent.frontend.record is not None) == rehearsed
+        agent.appliance.close()
+
+
+def test_a_room_learnt_with_another_audio_set_up_is_not_rehearsed(tmp_path: Path) -> None:
+    # The path holds for the cards, buffers and latency it was learnt with: another set-up's first reply
+    # starts as a first start's, without the chime's check deciding (with earcons off, the reply's
+    # check 150 ms in, where forgetting is worse than not having rehearsed).
+    import dataclasses
+
+    from device.bench import barge_in as bb
+
+    d = bb.ensure_set(True)
+    sc = next(s for s in bb.load_scenarios(d) if s["name"] == "silent_001_g1.0_d10")
+    settings = cfg.Settings()
+    assert bb.first_life(sc, d, tmp_path, settings)
+    kept = json.loads((tmp_path / ROOM_FILE).read_text())
+    same = _agent(settings, tmp_path)
+    assert kept["setup"] == same.audio_setup()
+    assert kept["setup"]["output_buffer_ms"] == 20 and kept["setup"]["mixer_level"] is None
+    bigger = dataclasses.replace(settings, audio=dataclasses.replace(settings.audio, output_buffer_ms=40))
+    other = _agent(bigger, tmp_path)
+    for agent, events in ((same, [{"action": "rehearsed"}]),
+                          (other, [{"action": "setup_changed", "changed": ["output_buffer_ms"]}])):
+        got = [{k: r[k] for k in ("action", "changed") if k in r}
+               for r in agent.timeline.records if r["event"] == "room"]
+        assert got == events
+        agent.appliance.close()
+    assert other.frontend.on_room_checked is None  # nothing to check: it learns the room as on a first start
+    # A file from before the set-up was kept: rehearsed, the chime's check decides.
+    del kept["setup"]
+    (tmp_path / ROOM_FILE).write_text(json.dumps(kept))
+    old = _agent(bigger, tmp_path)
+    assert [r["action"] for r in old.timeline.records if r["event"] == "room"] == ["rehearsed"]
+    old.appliance.close()
+
+
+def test_a_hardware_mixers_level_is_part_of_the_set_up(tmp_path: Path) -> None:
+    # With an ALSA mixer the reference is the same at every level while the echo is not.
+    import dataclasses
+
+    from device.appliance.volume import MixerTwin
+
+    settings = cfg.Settings()
+    settings = dataclasses.replace(settings, volume=dataclasses.replace(settings.volume, mixer="Speaker"))
+    agent = _agent(settings, tmp_path)  # no such ALSA control here: software volume, as the log says
+    try:
+        assert agent.audio_setup()["mixer"] == "" and agent.audio_setup()["mixer_level"] is None
+        agent.appliance.volume.mixer = MixerTwin()  # as on a device whose control opened
+        agent.appliance.volume.set(60)
+        setup = agent.audio_setup()
+        assert setup["mixer"] == "Speaker@0" and setup["mixer_level"] == 60
+        mem = _learnt(_path())
+        mem.setup = setup
+        assert mem.changes({**setup, "mixer_level": 80}) == ["mixer_level"]
+        assert mem.changes(setup) == []
+    finally:
         agent.appliance.close()
 
 

@@ -181,17 +181,20 @@ class Appliance:
                 obj.dirty = False
                 self._saver.submit(self._write, self.state_dir / name, obj.to_json())
 
-    def keep_room(self, record: tuple[np.ndarray, np.ndarray], floor_db: float) -> bool:
+    def keep_room(self, record: tuple[np.ndarray, np.ndarray], floor_db: float,
+                  setup: dict[str, Any] | None = None) -> bool:
         """Estimate the room's echo path from a reply's record (EchoRecord.take, handed over) and write
-        it to ROOM_FILE, on the writer thread: RoomMemory.learn is tens of ms of FFTs, too long for
-        the audio loop. False when there is no state directory to keep it in."""
+        it to ROOM_FILE with the audio set-up it was recorded with (RoomMemory.learn), on the writer
+        thread: RoomMemory.learn is tens of ms of FFTs, too long for the audio loop. False when there
+        is no state directory to keep it in."""
         if self._saver is None or self.state_dir is None:
             return False
-        self._saver.submit(self._learn_room, self.state_dir / ROOM_FILE, record, floor_db)
+        self._saver.submit(self._learn_room, self.state_dir / ROOM_FILE, record, floor_db, setup)
         return True
 
-    def _learn_room(self, path: Path, record: tuple[np.ndarray, np.ndarray], floor_db: float) -> None:
-        if self.room.learn(record, floor_db):  # self.room is only read at start (the rehearsal)
+    def _learn_room(self, path: Path, record: tuple[np.ndarray, np.ndarray], floor_db: float,
+                    setup: dict[str, Any] | None) -> None:
+        if self.room.learn(record, floor_db, setup):  # self.room is only read at start (the rehearsal)
             self._write(path, self.room.to_json())
 
     @staticmethod

@@ -14,7 +14,7 @@ what it learnt of the room is kept:
   reference's long-term spectrum (what the model's voice excites) and the mic's noise floor. It is a
   small JSON state file (`room.json` in the state directory, written atomically off the audio path,
   device/appliance/runtime.py) and holds nothing of what was said or played: no audio, only a
-  response, a band spectrum and the floor's level.
+  response, a band spectrum, the floor's level and the audio set-up it was learnt with.
 - `rehearsal` turns it into a few seconds of reference and the mic it would make: noise with the
   stored spectrum, in syllables and pauses (so the gates also see the room's tail in gaps), through
   the stored path, over the stored floor. The frontend runs it through the cancellers and gates at
@@ -27,6 +27,12 @@ what it learnt of the room is kept:
   wrong room found out only in the reply was worse than none (bench, a restart in a moved room,
   checked and forgotten 150 ms into the reply: false pauses in 13 of 120 human-voice runs, a false
   barge-in, 107 of 144 words caught where a first start caught 123).
+
+The path holds only for the set-up it was learnt with: the cards (their names and rates), the
+buffers and the output latency place the echo in the frontend's frames, and a hardware mixer's level
+is its gain. A start whose set-up differs (`RoomMemory.changes`) does not rehearse it: the check
+would find it wrong only on the chime or, with no chime before the reply, 150 ms into the reply,
+where forgetting is worse than a first start (above).
 
 Why not SpeexDSP's own filter (SPEEX_ECHO_GET_IMPULSE_RESPONSE): it returns the first half of each
 block's weights only, and its AUMDF variant leaves part of a block's response in the second half
@@ -131,20 +137,32 @@ class RoomMemory:
     ir: float32[n], the echo at the mic per unit of reference, at 16 kHz, lag included (n at most
     MAX_TAPS), in the frontend's alignment of reference and mic frames; spectrum: float32[32], the
     reference's long-term band spectrum (band_spectrum); floor_db: the mic's noise floor (dB re 1 LSB
-    RMS). Kept by the Appliance (keep_room: learnt and written on its writer thread)."""
+    RMS); setup: the audio set-up it was learnt with, {name: str | int | float | bool | None | list}
+    (Agent.audio_setup; None: not known, a file from before it was kept). Kept by the Appliance
+    (keep_room: learnt and written on its writer thread)."""
 
     def __init__(self) -> None:
         self.ir: np.ndarray | None = None
         self.spectrum: np.ndarray | None = None
         self.floor_db = 30.0
+        self.setup: dict[str, Any] | None = None
 
     @property
     def known(self) -> bool:
         return self.ir is not None
 
-    def learn(self, record: tuple[np.ndarray, np.ndarray], floor_db: float) -> bool:
-        """Take the room's path from a reply's record (EchoRecord.take) and the mic's floor (dB re 1 LSB
-        RMS; inf: not measured, the last one kept). False, nothing changed, if no path came of it."""
+    def changes(self, setup: dict[str, Any]) -> list[str]:
+        """The names whose values differ between the set-up the path was learnt with and `setup` (sorted;
+        [] when they match or the learnt one is not known)."""
+        if self.setup is None:
+            return []
+        return sorted(k for k in self.setup.keys() | setup.keys() if self.setup.get(k) != setup.get(k))
+
+    def learn(self, record: tuple[np.ndarray, np.ndarray], floor_db: float,
+              setup: dict[str, Any] | None = None) -> bool:
+        """Take the room's path from a reply's record (EchoRecord.take), the mic's floor (dB re 1 LSB
+        RMS; inf: not measured, the last one kept) and the set-up it was recorded with (JSON values, see
+        the class doc). False, nothing changed, if no path came of it."""
         ref, mic = record
         ir = estimate_path(ref, mic)
         if ir is None or not np.all(np.isfinite(ir)):
@@ -153,15 +171,20 @@ class RoomMemory:
         self.spectrum = band_spectrum(ref).astype(np.float32)
         if math.isfinite(floor_db):
             self.floor_db = float(floor_db)
+        self.setup = None if setup is None else dict(setup)
         return True
 
     def to_json(self) -> dict[str, Any]:
-        """{"version", "rate", "floor_db", "spectrum": [float] * 32, "ir": [float, ...]} (a few tens of kB)."""
+        """{"version", "rate", "floor_db", "spectrum": [float] * 32, "ir": [float, ...], and "setup": {...}
+        when known} (a few tens of kB)."""
         # rounded in one numpy call: 1e-7 of a unit path is -140 dB
         ir = [] if self.ir is None else self.ir.astype(np.float64).round(7).tolist()
         spectrum = [] if self.spectrum is None else [float(f"{v:.4g}") for v in self.spectrum.tolist()]
-        return {"version": VERSION, "rate": RATE, "floor_db": round(self.floor_db, 2), "spectrum": spectrum,
-                "ir": ir}
+        data: dict[str, Any] = {"version": VERSION, "rate": RATE, "floor_db": round(self.floor_db, 2),
+                                "spectrum": spectrum, "ir": ir}
+        if self.setup is not None:
+            data["setup"] = self.setup
+        return data
 
     def load_json(self, data: Any) -> str | None:
         """Restore from to_json's dict; a problem (one line) if it is not one, nothing changed."""
@@ -171,6 +194,9 @@ class RoomMemory:
         if not isinstance(ir, list) or not 0 < len(ir) <= MAX_TAPS or not isinstance(floor, (int, float)) \
                 or not isinstance(spectrum, list) or len(spectrum) != SPECTRUM_BANDS:
             return "no echo path in it"
+        setup = data.get("setup")
+        if setup is not None and not isinstance(setup, dict):
+            return "its audio set-up is not a table"
         try:
             arr = np.asarray(ir, dtype=np.float32)
             spec = np.asarray(spectrum, dtype=np.float32)
@@ -180,7 +206,7 @@ class RoomMemory:
                 or not math.isfinite(floor) or not np.all(np.isfinite(spec)) or np.any(spec < 0) \
                 or not np.any(spec):
             return "its echo path is not numbers"
-        self.ir, self.spectrum, self.floor_db = arr, spec, float(floor)
+        self.ir, self.spectrum, self.floor_db, self.setup = arr, spec, float(floor), setup
         return None
 
     def rehearsal(self, seconds: float = REHEARSAL_S, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

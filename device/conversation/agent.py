@@ -408,12 +408,39 @@ class Agent:
     def _remembers_room(self) -> bool:
         return self.frontend.record is not None
 
+    def audio_setup(self) -> dict[str, Any]:
+        """What places the room's echo in the frontend's frames and sets its gain, as this run opened it:
+        the cards' names, rates and channels, the channels mixed, the buffers, the output latency
+        PortAudio reported (samples at the player's rate), the APM's delay setting, and the hardware
+        mixer's control and level (the level is the echo's gain; with software volume the reference
+        carries it, so None). JSON values, kept with the room's path (RoomMemory.setup)."""
+        a, s = self.audio, self.settings
+        mixer = self.appliance.volume.mixer is not None
+        return {
+            "input": str(getattr(a, "input_name", "")), "output": str(getattr(a, "output_name", "")),
+            "in_rate": int(a.in_rate), "in_channels": int(a.in_channels),
+            "out_rate": int(getattr(a, "out_rate", self.player.rate)), "player_rate": int(self.player.rate),
+            "channels": [int(c) for c in s.audio.channels],
+            "frames_per_buffer_ms": int(s.audio.frames_per_buffer_ms),
+            "output_buffer_ms": int(s.audio.output_buffer_ms),
+            "output_latency": int(self.player.latency_samples),
+            "stream_delay_ms": int(s.aec.stream_delay_ms),
+            "mixer": f"{s.volume.mixer}@{s.volume.mixer_card}" if mixer else "",
+            "mixer_level": int(self.appliance.volume.level) if mixer else None,
+        }
+
     def _rehearse_room(self) -> None:
         """Start from the room as the last run left it (device/audio/room.py): its stored echo path
         rehearsed through the canceller and gates, before the mic opens. A timeline `room` event
-        {action: "rehearsed", seconds, cpu_ms}."""
+        {action: "rehearsed", seconds, cpu_ms}; or, if it was learnt with another audio set-up
+        (audio_setup), {action: "setup_changed", changed: [name, ...]} and nothing rehearsed: a first start."""
         room = self.appliance.room
         if not self._remembers_room() or not room.known:
+            return
+        changed = room.changes(self.audio_setup())
+        if changed:
+            log.info("the audio set-up changed since the room was learnt (%s): learning it anew", ", ".join(changed))
+            self.log("room", action="setup_changed", changed=changed)
             return
         t0 = time.perf_counter()
         ref, mic = room.rehearsal()
@@ -462,7 +489,7 @@ class Agent:
             return
         echo_gate = self.frontend.echo_gate
         floor = echo_gate.floor_db if echo_gate is not None else float("inf")
-        if self.appliance.keep_room(taken, floor):
+        if self.appliance.keep_room(taken, floor, self.audio_setup()):
             self._room_learnt_at = self.now
             self.log("room", action="learnt")
 
