@@ -103,13 +103,7 @@ class Agent:
         self.wake = wake
         self.vad = vad
         self.indicator: Indicator = indicator or NullIndicator()
-        gate = EchoGate() if aec is not None and settings.aec.echo_gate else None
-        residual = None
-        if gate is not None and settings.aec.residual_gate:
-            try:
-                residual = ResidualGate()
-            except VoxboxError as e:  # no libspeexdsp: barge-in runs on the other detectors
-                log.warning("aec.residual_gate off: %s", e)
+        gate, residual = self._new_gates(aec is not None)
         # The reply's last seconds for the room's path (device/audio/room.py; _learn_room)
         record = EchoRecord() if residual is not None and settings.aec.remember_room else None
         self.frontend = Frontend(audio.in_rate, settings.audio.channels, aec=aec, out_rate=self.player.rate,
@@ -402,6 +396,20 @@ class Agent:
             self._learn_room()
         self.apply(self.machine.handle(cv.PlaybackIdle(self.now)))
 
+    def _new_gates(self, aec: bool, residual: bool = True) -> tuple[EchoGate | None, ResidualGate | None]:
+        """Fresh barge-in gates as configured (aec.echo_gate, aec.residual_gate; aec False: no canceller,
+        no gates; residual False: no residual gate). No libspeexdsp: no residual gate, one warning line."""
+        s = self.settings.aec
+        if not aec or not s.echo_gate:
+            return None, None
+        if not (residual and s.residual_gate):
+            return EchoGate(), None
+        try:
+            return EchoGate(), ResidualGate()
+        except VoxboxError as e:  # no libspeexdsp: barge-in runs on the other detectors
+            log.warning("aec.residual_gate off: %s", e)
+            return EchoGate(), None
+
     # Keep the room's echo path at most this often (s): a write of tens of kB to the SD card.
     ROOM_KEEP_S = 600.0
 
@@ -459,13 +467,14 @@ class Agent:
         self.log("room", action="checked", reduction_db=round(reduction_db, 1))
         if reduction_db >= self.frontend.VERIFY_DB:
             return
-        gate = EchoGate()
         old = self.frontend.echo_gate
-        self.frontend.replace_gates(gate, ResidualGate() if self.frontend.residual_gate is not None else None)
+        gate, residual = self._new_gates(True, self.frontend.residual_gate is not None)
+        if gate is not None:
+            self.frontend.replace_gates(gate, residual)
         if self.frontend.aec is not None:
             self.frontend.aec.forget_echo_path()
         if self.machine.phase == "speaking":  # found out in a reply (no earcon before it)
-            if old is not None:
+            if old is not None and gate is not None:
                 gate.seed_floor(old)  # the reply's echo is not the floor
             self.vad.reset()  # it may have heard the old room's AEC3 leak the reply's echo
         # (on the wake chime, before the reply, a first start has neither: the chime went through its
