@@ -18,7 +18,7 @@ from device.audio import dsp
 from device.audio.echogate import BANDS as ECHO_BANDS
 from device.audio.echogate import EchoGate
 from device.audio.residualgate import ResidualGate
-from device.audio.room import EchoRecord
+from device.audio.room import EchoRecord, RoomMemory, measured_bins
 
 DETECT_RATE = 16000
 FRAME = DETECT_RATE // 100  # 10 ms at 16 kHz
@@ -123,7 +123,7 @@ class Frontend:
         self._verify_left = 0  # loud echo frames still to check (0: no check pending)
         self._verify_mic = 0.0  # ... the raw mic's power summed over those checked
         self._verify_res = 0.0  # ... and the linear canceller's output's
-        self._kept_ir: np.ndarray | None = None  # the rehearsed path (RoomMemory.ir), for the earcon check
+        self._kept: RoomMemory | None = None  # the rehearsed room, for the earcon check
         self._earcon_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (reference, raw mic) of a lone earcon
         self.room_check_db: float | None = None  # the check's echo reduction once made (dB)
         # Called with it once made: the agent forgets a room that is not this one (fresh gates:
@@ -143,7 +143,8 @@ class Frontend:
     # ... or earlier, on a lone earcon before it (the wake chime: before the first reply the gates and
     # AEC3 can start afresh as on a first start): the kept path's prediction of the earcon's echo
     # must leave VERIFY_DB of it unexplained or less, on EARCON_LOUD_FRAMES frames or more
-    # (VERIFY_MIC_DB) of at most EARCON_FRAMES.
+    # (VERIFY_MIC_DB) of at most EARCON_FRAMES, in the bands where the path was measured (the voice's
+    # own, room.measured_bins: a chime's energy above a 4 kHz voice's band is not a moved room's sign).
     EARCON_FRAMES = 100
     EARCON_LOUD_FRAMES = 10
 
@@ -196,12 +197,13 @@ class Frontend:
         mono = dsp.select_channels(block, self.channels)
         return self._cancel(self._mic_framer.push(self._mic_rs(mono)))
 
-    def rehearse(self, ref: np.ndarray, mic: np.ndarray, path: np.ndarray | None = None) -> None:
+    def rehearse(self, ref: np.ndarray, mic: np.ndarray, room: RoomMemory | None = None) -> None:
         """Run the canceller and the gates over a rehearsal before the mic opens (RoomMemory.rehearsal,
         device/audio/room.py): ref and mic int16[n] at 16 kHz in step, as the reference and the mic
         would be (whole frames used). Their output is dropped; what they learnt of the room stays.
-        The next lone earcon, or else the next reply, checks it (VERIFY_*, on_room_checked); path, the
-        rehearsed echo path (float[taps] at 16 kHz, RoomMemory.ir), lets an earcon check it."""
+        The next lone earcon, or else the next reply, checks it (VERIFY_*, on_room_checked); room, the
+        rehearsed room (its echo path and the voice's spectrum it was measured with), lets an earcon
+        check it."""
         if self.aec is None:
             return
         k = min(len(ref), len(mic)) // FRAME
@@ -215,7 +217,7 @@ class Frontend:
             (self._ref_backlog, self._earcon_backlog), self.record = queued, record
         if self.residual_gate is not None:  # the check needs the linear canceller
             self._verify_left, self._verify_mic, self._verify_res = self.VERIFY_FRAMES, 0.0, 0.0
-            self._kept_ir = None if path is None else np.asarray(path, dtype=np.float64)
+            self._kept = room if room is not None and room.known else None
             self._earcon_pairs = []
 
     def _earcon_check(self, ref: np.ndarray | None, frame: np.ndarray) -> None:
@@ -225,18 +227,21 @@ class Frontend:
         if ref is not None and len(self._earcon_pairs) < self.EARCON_FRAMES:
             self._earcon_pairs.append((ref.copy(), frame.copy()))
             return
-        if not self._earcon_pairs or self._kept_ir is None:
+        if not self._earcon_pairs or self._kept is None:
             return
         x = np.concatenate([p[0] for p in self._earcon_pairs]).astype(np.float64)
         y = np.concatenate([p[1] for p in self._earcon_pairs]).astype(np.float64)
         self._earcon_pairs = []
-        left = y - dsp.convolve(x, self._kept_ir)[: len(y)]
+        left = y - self._kept.echo(x)
         mic_p = np.mean(y.reshape(-1, FRAME) ** 2, axis=1)
         loud = mic_p >= 10 ** (self.VERIFY_MIC_DB / 10)
         if loud.sum() < self.EARCON_LOUD_FRAMES:
             return
-        left_p = np.mean(left.reshape(-1, FRAME) ** 2, axis=1)
-        self._check_made(float(mic_p[loud].sum()), float(left_p[loud].sum()))
+        # the loud frames' power, in the bins the path was measured in (both sides in one FFT)
+        sides = (np.stack((y, left)).reshape(2, -1, FRAME) * loud[:, None]).reshape(2, -1)
+        power = np.abs(np.fft.rfft(sides, axis=1)) ** 2
+        held = measured_bins(self._kept.spectrum, sides.shape[1])
+        self._check_made(float(power[0, held].sum()), float(power[1, held].sum()))
 
     def _check_made(self, mic_power: float, left_power: float) -> None:
         """A rehearsal's check made: mic_power, the raw mic's over the checked frames; left_power, what the
@@ -294,7 +299,7 @@ class Frontend:
             if ref is not None:
                 self.aec.earcon = self._earcon_backlog.pop(0)
                 self.aec.reference(ref)
-                if self._verify_left and self._kept_ir is not None:
+                if self._verify_left and self._kept is not None:
                     self._earcon_check(ref if self.aec.earcon else None, frame)
                     gate = self.echo_gate  # on_room_checked may have put fresh ones in
                 if self.aec.earcon:

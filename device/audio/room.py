@@ -57,6 +57,12 @@ VERSION = 1
 # 256 ms, a restarted device's linear residual stood over its prediction 300 ms before a word, in
 # RT60 500 ms: a false barge-in, bench talk_118).
 TAPS = 8192
+# ... and this many taps before the echo's lag 0 as well: a voice with nothing above 4 kHz (a codec's)
+# makes the estimate a band-limited pulse, as much before its lag as after it, and where the echo
+# reaches the frontend's mic frames with the reference's own (lag 0: the bench's 10 ms speaker) the part
+# before was cut off. The rehearsal's echo was then a quarter of its energy short and the chime's check
+# read 11.2 dB in the device's own room (bench, codec2_f, restart, 3 runs); with 64 taps before: 38.6 dB.
+LEAD = 64
 MAX_TAPS = 16384  # a stored path longer than this is not one of ours
 RECORD_S = 6.0  # EchoRecord's length (s)
 RECORD_MIN_S = 3.0  # ... and the least of it a path is estimated from (s)
@@ -94,11 +100,11 @@ class EchoRecord:
         return self._ref[order].reshape(-1), self._mic[order].reshape(-1)
 
 
-def estimate_path(ref: np.ndarray, mic: np.ndarray, taps: int = TAPS) -> np.ndarray | None:
-    """The echo path from ref to mic (int16 or float [n] each, 16 kHz, in step): float64[taps], the
-    least-squares estimate over Hann-windowed SEGMENT halves (cross- over auto-spectrum, regularised
-    at 1e-3 of the mean auto-spectrum where the reference has nothing). None if n < SEGMENT or the
-    reference is silent."""
+def estimate_path(ref: np.ndarray, mic: np.ndarray, taps: int = TAPS, lead: int = LEAD) -> np.ndarray | None:
+    """The echo path from ref to mic (int16 or float [n] each, 16 kHz, in step): float64[lead + taps],
+    lag 0 at index `lead` (the `lead` taps before it: LEAD), the least-squares estimate over
+    Hann-windowed SEGMENT halves (cross- over auto-spectrum, regularised at 1e-3 of the mean
+    auto-spectrum where the reference has nothing). None if n < SEGMENT or the reference is silent."""
     x, y = np.asarray(ref, dtype=np.float64), np.asarray(mic, dtype=np.float64)
     n = min(len(x), len(y))
     if n < SEGMENT or not np.any(x[:n]):
@@ -111,7 +117,8 @@ def estimate_path(ref: np.ndarray, mic: np.ndarray, taps: int = TAPS) -> np.ndar
     sxy = np.sum(np.conj(spec_x) * spec_y, axis=0)
     sxx = np.sum(np.abs(spec_x) ** 2, axis=0)
     h = sxy / (sxx + 1e-3 * np.mean(sxx))
-    return np.fft.irfft(h, SEGMENT)[:taps]
+    full = np.fft.irfft(h, SEGMENT)  # circular: the taps before lag 0 are at its end
+    return np.concatenate((full[SEGMENT - lead :], full[:taps])) if lead else full[:taps]
 
 
 def _band_of(f: np.ndarray) -> np.ndarray:
@@ -131,18 +138,35 @@ def band_spectrum(x: np.ndarray) -> np.ndarray:
         np.bincount(band, minlength=SPECTRUM_BANDS), 1)
 
 
+# A band of the voice's long-term spectrum this far under its strongest band holds too little of it
+# for the path to be measured there (estimate_path regularises it towards zero).
+MEASURED_DB = 30.0
+
+
+def measured_bins(spectrum: np.ndarray | None, n: int) -> np.ndarray:
+    """bool[n // 2 + 1]: the rfft bins of n samples at 16 kHz that lie in bands of `spectrum`
+    (band_spectrum, float[32]) within MEASURED_DB of its strongest: where a path learnt from that voice
+    was measured (a 4 kHz voice says nothing of the path above 4 kHz). None: every bin."""
+    f = np.fft.rfftfreq(n, 1 / RATE)
+    if spectrum is None or not np.any(spectrum):
+        return np.ones(len(f), dtype=bool)
+    held = np.asarray(spectrum, dtype=np.float64) >= float(np.max(spectrum)) * 10 ** (-MEASURED_DB / 10)
+    return held[_band_of(f)]
+
+
 class RoomMemory:
     """The echo path learnt in this room, or nothing yet (`known` False).
 
     ir: float32[n], the echo at the mic per unit of reference, at 16 kHz, lag included (n at most
-    MAX_TAPS), in the frontend's alignment of reference and mic frames; spectrum: float32[32], the
-    reference's long-term band spectrum (band_spectrum); floor_db: the mic's noise floor (dB re 1 LSB
-    RMS); setup: the audio set-up it was learnt with, {name: str | int | float | bool | None | list}
+    MAX_TAPS), in the frontend's alignment of reference and mic frames, lag 0 at index `lead` (echo);
+    spectrum: float32[32], the reference's long-term band spectrum (band_spectrum); floor_db: the mic's
+    noise floor (dB re 1 LSB RMS); setup: the audio set-up it was learnt with, {name: JSON value}
     (Agent.audio_setup; None: not known, a file from before it was kept). Kept by the Appliance
     (keep_room: learnt and written on its writer thread)."""
 
     def __init__(self) -> None:
         self.ir: np.ndarray | None = None
+        self.lead = 0  # ir's taps before lag 0 (LEAD once learnt; 0 in a file from before they were kept)
         self.spectrum: np.ndarray | None = None
         self.floor_db = 30.0
         self.setup: dict[str, Any] | None = None
@@ -167,7 +191,7 @@ class RoomMemory:
         ir = estimate_path(ref, mic)
         if ir is None or not np.all(np.isfinite(ir)):
             return False
-        self.ir = ir.astype(np.float32)
+        self.ir, self.lead = ir.astype(np.float32), LEAD
         self.spectrum = band_spectrum(ref).astype(np.float32)
         if math.isfinite(floor_db):
             self.floor_db = float(floor_db)
@@ -175,13 +199,13 @@ class RoomMemory:
         return True
 
     def to_json(self) -> dict[str, Any]:
-        """{"version", "rate", "floor_db", "spectrum": [float] * 32, "ir": [float, ...], and "setup": {...}
-        when known} (a few tens of kB)."""
+        """{"version", "rate", "floor_db", "spectrum": [float] * 32, "ir": [float, ...], "lead": int, and
+        "setup": {...} when known} (a few tens of kB)."""
         # rounded in one numpy call: 1e-7 of a unit path is -140 dB
         ir = [] if self.ir is None else self.ir.astype(np.float64).round(7).tolist()
         spectrum = [] if self.spectrum is None else [float(f"{v:.4g}") for v in self.spectrum.tolist()]
         data: dict[str, Any] = {"version": VERSION, "rate": RATE, "floor_db": round(self.floor_db, 2),
-                                "spectrum": spectrum, "ir": ir}
+                                "spectrum": spectrum, "ir": ir, "lead": self.lead}
         if self.setup is not None:
             data["setup"] = self.setup
         return data
@@ -194,6 +218,9 @@ class RoomMemory:
         if not isinstance(ir, list) or not 0 < len(ir) <= MAX_TAPS or not isinstance(floor, (int, float)) \
                 or not isinstance(spectrum, list) or len(spectrum) != SPECTRUM_BANDS:
             return "no echo path in it"
+        lead = data.get("lead", 0)
+        if not isinstance(lead, int) or isinstance(lead, bool) or not 0 <= lead < len(ir):
+            return "its echo path's lead is not a tap of it"
         setup = data.get("setup")
         if setup is not None and not isinstance(setup, dict):
             return "its audio set-up is not a table"
@@ -206,8 +233,15 @@ class RoomMemory:
                 or not math.isfinite(floor) or not np.all(np.isfinite(spec)) or np.any(spec < 0) \
                 or not np.any(spec):
             return "its echo path is not numbers"
-        self.ir, self.spectrum, self.floor_db, self.setup = arr, spec, float(floor), setup
+        self.ir, self.spectrum, self.floor_db, self.setup, self.lead = arr, spec, float(floor), setup, lead
         return None
+
+    def echo(self, ref: np.ndarray) -> np.ndarray:
+        """ref's echo at the mic through the kept path: float64[len(ref)] (ref float or int16 at 16 kHz,
+        in the frontend's alignment). ValueError if nothing is known."""
+        if self.ir is None:
+            raise ValueError("RoomMemory.echo: no echo path known")
+        return convolve(np.asarray(ref, dtype=np.float64), self.ir.astype(np.float64))[self.lead : self.lead + len(ref)]
 
     def rehearsal(self, seconds: float = REHEARSAL_S, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(ref, mic): int16[n] each at 16 kHz, n a whole number of frames. ref: noise with the stored
@@ -228,7 +262,7 @@ class RoomMemory:
         noise *= 10 ** (REF_DBFS / 20) * 32767 / np.sqrt(np.mean(noise**2))
         ref = noise * _syllables(n, rng)
         ref[-RATE // 2 :] = 0.0  # the tail after the last syllable
-        mic = convolve(ref, self.ir.astype(np.float64))[:n]
+        mic = self.echo(ref)
         mic += rng.standard_normal(n) * 10 ** (self.floor_db / 20)
         return _int16(ref), _int16(mic)
 

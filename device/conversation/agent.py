@@ -452,7 +452,7 @@ class Agent:
             return
         t0 = time.perf_counter()
         ref, mic = room.rehearsal()
-        self.frontend.rehearse(ref, mic, room.ir)
+        self.frontend.rehearse(ref, mic, room)
         self.frontend.on_room_checked = self._room_checked  # its check on the next reply's echo
         cpu_ms = round((time.perf_counter() - t0) * 1000, 1)
         log.info("rehearsed the room's stored echo path (%.1f s of audio in %.0f ms)", len(ref) / 16000, cpu_ms)
