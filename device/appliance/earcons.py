@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from device.audio import wavio
+from device.audio.dsp import round_int16
 from device.config import SoundsSettings
 
 log = logging.getLogger("voxbox.sounds")
@@ -35,7 +36,7 @@ class Earcons:
             except Exception as exc:  # any unreadable file: that sound stays off
                 log.warning("sound %s: cannot load (%s); it stays silent", name, exc)
                 continue
-            self._pcm[name] = np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+            self._pcm[name] = round_int16(x)
 
     def get(self, name: str) -> np.ndarray | None:
         return self._pcm.get(name)

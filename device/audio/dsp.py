@@ -16,6 +16,11 @@ def float_to_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * INT16_MAX), -32768, INT16_MAX).astype(np.int16)
 
 
+def round_int16(x: np.ndarray) -> np.ndarray:
+    """int16-scale floats → int16, rounded and clipped (no wrap-around on loud input)."""
+    return np.clip(np.rint(x), -32768, INT16_MAX).astype(np.int16)
+
+
 def int16_to_float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / INT16_MAX
 
@@ -77,7 +82,7 @@ class StreamResampler:
         assert self._stream is not None
         y = self._stream.resample_chunk(np.asarray(x, dtype=np.float32), last=last)
         dither = self._rng.random(len(y), dtype=np.float32) - self._rng.random(len(y), dtype=np.float32)
-        return np.clip(np.rint(y + dither), -32768, 32767).astype(np.int16)
+        return round_int16(y + dither)
 
 
 def rms_dbfs(x: np.ndarray) -> float:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from device.audio.dsp import round_int16
 from device.audio.echogate import _EDGES, BANDS, FRAME, NFFT
 
 _NB = BANDS
@@ -73,7 +74,7 @@ class ResidualEchoSuppressor:
             self._prev = x
             g = self._gains(np.add.reduceat(np.square(np.abs(spec)), _EDGES[:-1])[:_NB], echo[i], bool(near[i]))
             y = np.fft.irfft(spec * g[_BIN_BAND], NFFT).astype(np.float32) * self._win
-            out[i] = np.clip(np.rint(self._tail + y[:FRAME]), -32768, 32767).astype(np.int16)
+            out[i] = round_int16(self._tail + y[:FRAME])
             self._tail = y[FRAME:]
         return out
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from device.audio.dsp import convolve
+from device.audio.dsp import convolve, round_int16
 
 RATE = 16000
 FRAME = 160
@@ -264,7 +264,7 @@ class RoomMemory:
         ref[-RATE // 2 :] = 0.0  # the tail after the last syllable
         mic = self.echo(ref)
         mic += rng.standard_normal(n) * 10 ** (self.floor_db / 20)
-        return _int16(ref), _int16(mic)
+        return round_int16(ref), round_int16(mic)
 
 
 def _syllables(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -281,7 +281,3 @@ def _syllables(n: int, rng: np.random.Generator) -> np.ndarray:
         t += on + int(gap * RATE)
     ramp = np.ones(RATE // 200) / (RATE // 200)
     return np.convolve(env, ramp)[:n]
-
-
-def _int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)

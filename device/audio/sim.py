@@ -112,7 +112,7 @@ class SimAudio:
         self.last_speaker = spk
         if self._echo_rs is not None:
             mixed = block.astype(np.float32) + self._echo(spk, n)[:, None]
-            block = np.clip(np.rint(mixed), -32768, 32767).astype(np.int16)
+            block = dsp.round_int16(mixed)
         if self.keep_audio:
             self._heard.append(block[:, 0].copy())
         self.pos += n

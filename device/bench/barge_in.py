@@ -69,6 +69,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from device.audio.dsp import round_int16
 from device.audio.frontend import EchoCanceller
 from device.bench import sets
 from device.link.base import Link, LinkListener
@@ -766,7 +767,7 @@ def answer_mic(sc: dict, set_dir: Path, delay_s: float) -> tuple[np.ndarray, flo
     rng = np.random.default_rng(zlib.crc32(sc["name"].encode()))
     mic = rng.standard_normal(at + len(user) + int(ANSWER_AFTER_S * MIC_RATE)) * 32768 * 1e-3
     mic[at : at + len(user)] += user
-    return np.clip(np.rint(mic), -32768, 32767).astype(np.int16), round(at / MIC_RATE, 4)
+    return round_int16(mic), round(at / MIC_RATE, 4)
 
 
 def run_answer(sc: dict, set_dir: Path, delay_s: float, settings: Any = None) -> dict:
