@@ -5,6 +5,7 @@ its first reply with the echo already cancelled."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,22 @@ def _int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
 
 
-def _learnt(path: np.ndarray, seconds: float = 6.0, top_hz: float | None = None) -> RoomMemory:
-    """A RoomMemory taught by an EchoRecord of a reply through `path` (frames pushed as the frontend does);
-    top_hz: the reply's voice holds nothing above it (a narrowband recording)."""
+def _narrow(x: np.ndarray, top_hz: float) -> np.ndarray:
+    """x with nothing above top_hz (a narrowband recording)."""
+    spec = np.fft.rfft(x)
+    spec[np.fft.rfftfreq(len(x), 1 / RATE) > top_hz] = 0.0
+    return np.fft.irfft(spec, len(x))
+
+
+def _learnt(path: np.ndarray | None, seconds: float = 6.0, top_hz: float | None = None,
+            echo: Callable[[np.ndarray], np.ndarray] | None = None) -> RoomMemory:
+    """A RoomMemory taught by an EchoRecord of a reply through `path` (or `echo`, the reply's echo at the
+    mic), frames pushed as the frontend does; top_hz: the reply's voice holds nothing above it."""
     x = _speech_like(seconds, 1)
     if top_hz is not None:
-        spec = np.fft.rfft(x)
-        spec[np.fft.rfftfreq(len(x), 1 / RATE) > top_hz] = 0.0
-        x = np.fft.irfft(spec, len(x))
-    y = np.convolve(x, path)[: len(x)] + np.random.default_rng(5).standard_normal(len(x)) * 30
+        x = _narrow(x, top_hz)
+    mic = echo(x) if echo is not None else np.convolve(x, path)[: len(x)]
+    y = mic + np.random.default_rng(5).standard_normal(len(x)) * 30
     rec = EchoRecord()
     for f_ref, f_mic in zip(_int16(x).reshape(-1, FRAME), _int16(y).reshape(-1, FRAME), strict=True):
         rec.push(f_ref, f_mic)
@@ -74,26 +82,13 @@ def test_a_narrowband_voices_path_at_lag_zero_keeps_its_taps_before_the_lag() ->
     # A 4 kHz voice makes the estimate a band-limited pulse, as much before its lag as after: where the
     # echo meets the mic frames a little before the reference's own (here 0.4 samples: the bench's
     # 10 ms speaker after the frontend's resampler), the part before lag 0 must be kept too.
-    def narrow(seconds: float, seed: int) -> np.ndarray:
-        x = _speech_like(seconds, seed)
-        spec = np.fft.rfft(x)
-        spec[np.fft.rfftfreq(len(x), 1 / RATE) > 4000.0] = 0.0
-        return np.fft.irfft(spec, len(x))
-
     def echo(x: np.ndarray) -> np.ndarray:  # gain 0.7, 0.4 samples early
         f = np.fft.rfftfreq(len(x), 1 / RATE)
         return np.fft.irfft(np.fft.rfft(x) * 0.7 * np.exp(2j * np.pi * f * 0.4 / RATE), len(x))
 
-    x = narrow(6.0, 1)
-    rec = EchoRecord()
-    mic = _int16(echo(x) + np.random.default_rng(5).standard_normal(len(x)) * 30)
-    for f_ref, f_mic in zip(_int16(x).reshape(-1, FRAME), mic.reshape(-1, FRAME), strict=True):
-        rec.push(f_ref, f_mic)
-    taken = rec.take()
-    assert taken is not None
-    mem = RoomMemory()
-    assert mem.learn(taken, 30.0) and mem.ir is not None and mem.lead == LEAD
-    other = narrow(4.0, 2)  # another reply in the same voice
+    mem = _learnt(None, top_hz=4000.0, echo=echo)
+    assert mem.ir is not None and mem.lead == LEAD
+    other = _narrow(_speech_like(4.0, 2), 4000.0)  # another reply in the same voice
     real = echo(other)
     err = 10 * np.log10(np.sum((mem.echo(other) - real) ** 2) / np.sum(real**2))
     assert err < -25.0, err  # measured -31.2 dB

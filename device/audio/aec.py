@@ -309,7 +309,7 @@ class WebRtcAec:
         self.__init__(self.settings)  # type: ignore[misc]
         (self.frames, self.bypassed, self.earcons, self.idle, self.hold_frames, self._w, self._primed,
          self._ring[:], self.delay_ms) = kept
-        self._apm.set_stream_delay_ms(self.delay_ms)
+        self._tell_delay()
 
     def _retune(self, echo_lag_ms: int) -> None:
         """A new estimate of the echo's lag behind the reference (mic not held back)."""

@@ -11,14 +11,14 @@ import soxr
 INT16_MAX = 32767
 
 
-def float_to_int16(x: np.ndarray) -> np.ndarray:
-    """[-1, 1] float → int16 with clipping (no wrap-around on loud input)."""
-    return np.clip(np.rint(x * INT16_MAX), -32768, INT16_MAX).astype(np.int16)
-
-
 def round_int16(x: np.ndarray) -> np.ndarray:
     """int16-scale floats → int16, rounded and clipped (no wrap-around on loud input)."""
     return np.clip(np.rint(x), -32768, INT16_MAX).astype(np.int16)
+
+
+def float_to_int16(x: np.ndarray) -> np.ndarray:
+    """[-1, 1] float → int16 with clipping (no wrap-around on loud input)."""
+    return round_int16(x * INT16_MAX)
 
 
 def int16_to_float(x: np.ndarray) -> np.ndarray:
