@@ -207,14 +207,15 @@ class Frontend:
         if self.aec is None:
             return
         k = min(len(ref), len(mic)) // FRAME
-        queued, record = (self._ref_backlog, self._earcon_backlog), self.record
+        queued, record, idle = (self._ref_backlog, self._earcon_backlog), self.record, self.aec.idle
         self._ref_backlog = list(ref[: k * FRAME].reshape(k, FRAME))
         self._earcon_backlog = [False] * k
         self.record = None  # a rehearsal is not the room
+        self.aec.idle = False  # resting, the replies' canceller would skip it (a rehearsal after start)
         try:
             self._cancel(mic[: k * FRAME].reshape(k, FRAME))
         finally:
-            (self._ref_backlog, self._earcon_backlog), self.record = queued, record
+            (self._ref_backlog, self._earcon_backlog), self.record, self.aec.idle = queued, record, idle
         if self.residual_gate is not None:  # the check needs the linear canceller
             self._verify_left, self._verify_mic, self._verify_res = self.VERIFY_FRAMES, 0.0, 0.0
             self._kept = room if room is not None and room.known else None
