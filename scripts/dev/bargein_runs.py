@@ -5,8 +5,8 @@
     python3 scripts/dev/bargein_runs.py --compare A.json B.json
 
 MODE: cold, warm, off (earcons off, cold), rs / rm (a first reply after a restart in the same room / a
-moved one: run_scenario(restart=...)), st (a first start with its start-up sound: restart="startup"), srvc / srvw (server mode cold / warm), pcw / pcc / pcs
-(the echo path change in a second turn, a first reply, a second turn in server mode; echo-only
+moved one: run_scenario(restart=...)), st (a first start with its start-up sound: restart="startup"),
+srvc / srvw (server mode cold / warm), pcw / pcc / pcs (the echo path change in a second turn, a first reply, a second turn in server mode; echo-only
 scenarios), ne (no echo in the mic; talk scenarios), answer / answer_nogate (each talk scenario's word
 as an answer after a second turn's reply, run_answer at the bench's delay; _nogate: the tail gate
 never started, BargeIn.reply_played_out patched in-process). Uses the tree it is run from (PYTHONPATH or
