@@ -228,6 +228,10 @@ class Agent:
                                  echo_gate=self.frontend.echo_gate, residual_gate=self.frontend.residual_gate,
                                  out_rate=self.player.rate, record=self.frontend.record)
         self.log("audio_reopened")
+        if self._probe_until is not None:  # the start-up sound's record broke with the card: not measured
+            self._probe_until, self._quiet_until = None, self.now
+            self.player.stop_overlay("earcon:startup")
+            self.log("room", action="probed", ok=False, explained_db=None)
         self.apply(self.machine.handle(cv.FaultCleared(self.now)))
         return True
 
