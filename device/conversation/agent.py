@@ -230,6 +230,7 @@ class Agent:
         self.log("audio_reopened")
         if self._probe_until is not None:  # the start-up sound's record broke with the card: not measured
             self._probe_until, self._quiet_until = None, self.now
+            self.frontend.record_earcons = False
             self.player.stop_overlay("earcon:startup")
             self.log("room", action="probed", ok=False, explained_db=None)
         self.apply(self.machine.handle(cv.FaultCleared(self.now)))
@@ -481,10 +482,11 @@ class Agent:
 
     def _probe_room(self) -> None:
         """The start-up sound (sounds.startup) measures the room the device does not know: played at the
-        first block while idle and not muted, its reference and echo recorded as a reply's are
-        (Frontend.record), the path learnt from them (RoomMemory.learn), kept (Appliance.remember_room)
+        first block while idle and not muted, as a lone earcon (its own APM cleans it; the replies'
+        canceller and gates do not see it), its reference and echo recorded (Frontend.record,
+        record_earcons), the path learnt from them (RoomMemory.learn), kept (Appliance.remember_room)
         and rehearsed (_rehearse) once it and PROBE_TAIL_S of the room's tail are over: the first reply
-        then meets converged cancellers, as after a restart. Timeline `room` events {action: "probing",
+        then meets the cancellers and gates as after a restart. Timeline `room` events {action: "probing",
         seconds} and {action: "probed", ok}; the wake word is masked while it plays. One learn (tens of
         ms) and one rehearsal (150-250 ms of CPU here) on this loop, once, at start, while idle."""
         if self._probe_until is None:
@@ -496,11 +498,14 @@ class Agent:
             seconds = len(pcm) / self.player.rate
             self._probe_until = self.now + seconds + self.PROBE_TAIL_S
             self._quiet_until = max(self._quiet_until, self._probe_until)
+            if self.frontend.record is not None:
+                self.frontend.record_earcons = True
             self.log("room", action="probing", seconds=round(seconds, 2))
             return
         if self.now < self._probe_until:
             return
         self._probe_until = None
+        self.frontend.record_earcons = False
         record, gate = self.frontend.record, self.frontend.echo_gate
         taken = record.take() if record is not None else None
         room = RoomMemory()
@@ -588,8 +593,6 @@ class Agent:
         APM of its own (device/audio/aec.py: with the wake chime as the first reference of the
         replies' APM, the demo's reply tripped a false barge-in), so its echo leaves the uplink
         and the replies' canceller stays as the replies left it."""
-        if self._probe_until is not None:
-            return False  # the start-up sound is measured as the replies' echo is (_probe_room)
         return self.now < self._quiet_until and not self.player.busy and not self.appliance.ringing
 
     def masked(self) -> bool:
