@@ -166,20 +166,6 @@ def measured_bins(spectrum: np.ndarray | None, n: int) -> np.ndarray:
     return held[_band_of(f)]
 
 
-def speech_spectrum() -> np.ndarray:
-    """float64[SPECTRUM_BANDS]: a voice's long-term band spectrum (power, peak 1): flat from 150 to
-    500 Hz, falling 8 dB per octave above and 12 below. Read off the bench's nine reply voices (espeak
-    and recorded, band_spectrum): 0 dB at 200-700 Hz, -10 dB at 1.3 kHz, -18 at 2.4 kHz, -26 at 4.6
-    kHz, -18 at 54 Hz, 3-5 dB either way. The rehearsal's where no voice was heard (a sweep's room):
-    a sweep's own, 3 dB per octave, made a restarted device's gates expect too much of the voice above
-    1 kHz (bench, a first start with its start-up sound: 2 false barge-ins in 240 runs)."""
-    edges = np.geomspace(50.0, RATE / 2, SPECTRUM_BANDS + 1)
-    mid = np.sqrt(edges[:-1] * edges[1:])
-    octaves_over = np.log2(np.maximum(mid, 500.0) / 500.0)
-    octaves_under = np.log2(150.0 / np.minimum(mid, 150.0))
-    return np.asarray(10 ** (-(8.0 * octaves_over + 12.0 * octaves_under) / 10), dtype=np.float64)
-
-
 class RoomMemory:
     """The echo path learnt in this room, or nothing yet (`known` False).
 
@@ -219,10 +205,7 @@ class RoomMemory:
         if ir is None or not np.all(np.isfinite(ir)):
             return False
         self.ir, self.lead = ir.astype(np.float32), LEAD
-        spectrum = band_spectrum(ref)
-        if sweep:  # the sweep's own spectrum is no voice's: a voice's, where the sweep measured the path
-            spectrum = speech_spectrum() * np.where(spectrum >= spectrum.max() * 10 ** (-MEASURED_DB / 10), 1.0, 1e-6)
-        self.spectrum = spectrum.astype(np.float32)
+        self.spectrum = band_spectrum(ref).astype(np.float32)
         if math.isfinite(floor_db):
             self.floor_db = float(floor_db)
         self.setup = None if setup is None else dict(setup)
