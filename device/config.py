@@ -208,6 +208,9 @@ class SoundsSettings:
     mute: bool = True
     unmute: bool = True
     timer: bool = True  # a timer or alarm rings
+    # a rising sweep (2.6 s) at start, only while the device does not know its room (its first start, a
+    # new sound card) and keeps state: barge-in measures the room's echo by it (device/audio/room.py)
+    startup: bool = True
     level: float = 0.5
 
 

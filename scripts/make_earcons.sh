@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate the earcons: device/appliance/sounds/*.wav, 24 kHz mono PCM16, each well under 1 s.
+# Regenerate the earcons: device/appliance/sounds/*.wav, 24 kHz mono PCM16, each well under 1 s
+# (but the start-up sweep).
 #
 # Synthesised here with sox (no samples from anywhere else), so they are the project's own work
 # under its licence (Apache-2.0). Peak -6 dBFS; 5 ms fades so no click.
@@ -13,6 +14,9 @@
 #   error   two low notes: offline or a fault
 #   mute    two falling notes (a fifth)    unmute  the same, rising
 #   timer   three quick beeps and a rest: one period of the ring, looped while it rings
+#   startup a rising sweep, 100 Hz to 7.5 kHz in 2.6 s: played at a start while the device does not
+#           know its room; its echo is the room's echo path (device/audio/room.py), so it must
+#           cover the voice's band evenly (an exponential sweep: as much time per octave)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -44,4 +48,6 @@ note u1 0.09 pluck 440; note u2 0.12 pluck 660
 out unmute "$tmp/u1.wav" "$tmp/u2.wav"
 note b 0.10 pluck 1046.5; gap b_gap 0.07; gap rest 0.45
 out timer "$tmp/b.wav" "$tmp/b_gap.wav" "$tmp/b.wav" "$tmp/b_gap.wav" "$tmp/b.wav" "$tmp/rest.wav"
+sox "${FMT[@]}" -n "$tmp/sweep.wav" synth 2.6 sine 100/7500 fade h 0.03 2.6 0.05
+out startup "$tmp/sweep.wav"
 ls -l "$OUT_DIR"

@@ -182,6 +182,20 @@ def test_after_a_restart_in_another_room_the_device_learns_it_anew_without_inter
     assert any(x["event"] == "room" and x.get("action") == "learnt" for x in r["records"])
 
 
+def test_a_first_start_measures_its_room_with_the_start_up_sound_and_catches_the_word(result: dict) -> None:
+    # A device's very first start (a state directory, no room.json): its start-up sweep's echo is the
+    # room's echo path, rehearsed before the first reply; the word a first start without it misses
+    # (talk_002 above) is caught, and the wake chime's check finds the measured room right.
+    d = Path(result["set"])
+    scs = {s["name"]: s for s in bb.load_scenarios(d)}
+    assert not rows(result, "talk")["talk_002_g1.0_d30_room"]["detected"]
+    r = bb.run_scenario(scs["talk_002_g1.0_d30_room"], d, restart="startup", keep_audio=True)
+    m = r["room_memory"]  # kept: the start-up sound measured it
+    assert m["kept"] and m["rehearsed"] and m["check_db"] >= 20.0 and not m["forgotten"], m
+    assert r["detected"] and r["false_barge_ins"] == 0 and r["false_pauses"] == 0, r
+    assert 0 < r["latency_ms"] <= 250, r
+
+
 def test_a_word_s_soft_start_under_a_reply_pauses_it_before_its_voiced_part(result: dict) -> None:
     # A recorded woman's word 12 dB under a reply at gain 1.0, as a second turn: its first frames
     # reach 45-50 dB in the linear canceller's output, over what the reply leaves there. With the

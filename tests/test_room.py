@@ -385,6 +385,101 @@ def test_a_hardware_mixers_level_is_part_of_the_set_up(tmp_path: Path) -> None:
         agent.appliance.close()
 
 
+def _start(settings: cfg.Settings, state_dir: Path, seconds: float = 5.0, muted: bool = False,
+           echo_gain: float = 0.5) -> Any:
+    """An agent started in a room (echo echo_gain x, 30 ms, RT60 250 ms) and left alone for `seconds`:
+    nobody wakes it. Its appliance is closed (what it wrote is on disk)."""
+    from device.audio.aec import build_aec
+    from device.audio.sim import SimAudio
+    from device.bench import barge_in as bb
+    from device.conversation.agent import Agent
+    from device.listen.vad import build_vad
+    from device.listen.wakeword import NoWake
+    from device.timeline import Timeline
+
+    player = Player(settings.audio.output_rate)
+    floor = _int16(np.random.default_rng(0).standard_normal(int(seconds * RATE)) * 30)
+    sim = SimAudio(floor[:, None], RATE, player, speed=1e9, echo_gain=echo_gain, echo_delay_ms=30.0,
+                   room_ir=room_response(RATE, rt60_ms=250.0))
+    server = bb.ScriptedRealtime([], settings)
+    agent = Agent(settings, sim, Timeline(None, keep=True), wake=NoWake(), vad=build_vad(settings.vad),
+                  link=server.link, state_dir=state_dir, aec=build_aec(settings.aec), muted=muted)
+    sim.keep_going = lambda: server.keep_going(agent)
+    bb._play(agent, sim, server, wake_s=1e9)
+    agent.appliance.close()
+    return agent
+
+
+def test_a_first_start_plays_the_start_up_sound_and_learns_the_room_from_its_echo(tmp_path: Path) -> None:
+    agent = _start(cfg.Settings(), tmp_path)
+    rooms = [r for r in agent.timeline.records if r["event"] == "room"]
+    assert [r["action"] for r in rooms] == ["probing", "probed", "rehearsed"], rooms
+    assert rooms[1]["ok"] and [r["name"] for r in agent.timeline.records if r["event"] == "earcon"] == ["startup"]
+    kept = RoomMemory()
+    assert kept.load_json(json.loads((tmp_path / ROOM_FILE).read_text())) is None
+    assert kept.setup == agent.audio_setup()
+    # the path it measured is the room's (30 ms, gain 0.5, RT60 250 ms): its lag a frame earlier than the
+    # speaker's (the frontend's alignment), its response the room's in every octave the sweep covered
+    path = _path(delay_ms=30.0, gain=0.5, rt60_ms=250.0)
+    assert kept.ir is not None
+    assert abs(int(np.argmax(np.abs(kept.ir))) - kept.lead - (int(np.argmax(np.abs(path))) - FRAME)) <= 2
+    f = np.fft.rfftfreq(16384, 1 / RATE)
+    got, want = np.abs(np.fft.rfft(kept.ir, 16384)) ** 2, np.abs(np.fft.rfft(path, 16384)) ** 2
+    for lo, hi in ((125.0, 250.0), (250.0, 500.0), (500.0, 1000.0), (1000.0, 2000.0), (2000.0, 4000.0),
+                   (4000.0, 7000.0)):
+        band = (f >= lo) & (f < hi)
+        off = 10 * np.log10(got[band].mean() / want[band].mean())
+        assert abs(off) < 1.0, (lo, off)  # measured within 0.03 dB (Welch's windows: +1.5 dB at 125-250 Hz)
+    probed = rooms[1]
+    assert probed["explained_db"] >= 25.0, probed  # the path explains the sweep's echo: measured 39.6 dB
+    # The next start knows the room: no sound, rehearsed from the file.
+    again = _start(cfg.Settings(), tmp_path, seconds=1.0)
+    assert [r["action"] for r in again.timeline.records if r["event"] == "room"] == ["rehearsed"]
+    assert not [r for r in again.timeline.records if r["event"] == "earcon"]
+
+
+def test_a_start_up_sound_the_mic_does_not_hear_keeps_no_room(tmp_path: Path) -> None:
+    # Headphones, or a card whose speaker the mic does not hear: the sweep leaves a path of nothing, which
+    # rehearsed would hold the gates until a check no echo can make.
+    agent = _start(cfg.Settings(), tmp_path, echo_gain=0.0)
+    rooms = [r for r in agent.timeline.records if r["event"] == "room"]
+    assert [r["action"] for r in rooms] == ["probing", "probed"] and not rooms[1]["ok"], rooms
+    assert not (tmp_path / ROOM_FILE).exists()
+
+
+@pytest.mark.parametrize("why", ["muted", "switched off", "no state directory"])
+def test_no_start_up_sound_when_muted_switched_off_or_nothing_is_kept(tmp_path: Path, why: str) -> None:
+    import dataclasses
+
+    settings = cfg.Settings()
+    if why == "switched off":
+        settings = dataclasses.replace(settings, sounds=dataclasses.replace(settings.sounds, startup=False))
+    agent = _start(settings, tmp_path, seconds=3.5, muted=why == "muted") if why != "no state directory" \
+        else _start_without_state(settings)
+    assert not [r for r in agent.timeline.records if r["event"] in ("room", "earcon")]
+
+
+def _start_without_state(settings: cfg.Settings) -> Any:
+    """_start with no state directory (as `simulate` and `demo` run)."""
+    from device.audio.aec import build_aec
+    from device.audio.sim import SimAudio
+    from device.bench import barge_in as bb
+    from device.conversation.agent import Agent
+    from device.listen.vad import build_vad
+    from device.listen.wakeword import NoWake
+    from device.timeline import Timeline
+
+    player = Player(settings.audio.output_rate)
+    sim = SimAudio(np.zeros((int(3.5 * RATE), 1), dtype=np.int16), RATE, player, speed=1e9, echo_gain=0.5)
+    server = bb.ScriptedRealtime([], settings)
+    agent = Agent(settings, sim, Timeline(None, keep=True), wake=NoWake(), vad=build_vad(settings.vad),
+                  link=server.link, aec=build_aec(settings.aec))
+    sim.keep_going = lambda: server.keep_going(agent)
+    bb._play(agent, sim, server, wake_s=1e9)
+    agent.appliance.close()
+    return agent
+
+
 def _agent(settings: cfg.Settings, state_dir: Path) -> Any:
     from device.audio.aec import build_aec
     from device.audio.sim import SimAudio

@@ -192,6 +192,13 @@ class Appliance:
         self._saver.submit(self._learn_room, self.state_dir / ROOM_FILE, record, floor_db, setup)
         return True
 
+    def remember_room(self, room: RoomMemory) -> None:
+        """Keep a room learnt on the agent's loop (the start-up sound's, Agent._probe_room): it is this
+        run's room, written to ROOM_FILE on the writer thread (nothing without a state directory)."""
+        self.room = room
+        if self._saver is not None and self.state_dir is not None:
+            self._saver.submit(self._write, self.state_dir / ROOM_FILE, room.to_json())
+
     def _learn_room(self, path: Path, record: tuple[np.ndarray, np.ndarray], floor_db: float,
                     setup: dict[str, Any] | None) -> None:
         if self.room.learn(record, floor_db, setup):  # self.room is only read at start (the rehearsal)

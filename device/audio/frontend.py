@@ -124,6 +124,9 @@ class Frontend:
         self._verify_mic = 0.0  # ... the raw mic's power summed over those checked
         self._verify_res = 0.0  # ... and the linear canceller's output's
         self._kept: RoomMemory | None = None  # the rehearsed room, for the earcon check
+        # The record takes a lone earcon's frames instead of the replies' (the start-up sound, measured
+        # apart from the replies' canceller and gates: Agent._probe_room)
+        self.record_earcons = False
         self._earcon_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (reference, raw mic) of a lone earcon
         self.room_check_db: float | None = None  # the check's echo reduction once made (dB)
         # Called with it once made: the agent forgets a room that is not this one (fresh gates:
@@ -207,14 +210,15 @@ class Frontend:
         if self.aec is None:
             return
         k = min(len(ref), len(mic)) // FRAME
-        queued, record = (self._ref_backlog, self._earcon_backlog), self.record
+        queued, record, idle = (self._ref_backlog, self._earcon_backlog), self.record, self.aec.idle
         self._ref_backlog = list(ref[: k * FRAME].reshape(k, FRAME))
         self._earcon_backlog = [False] * k
         self.record = None  # a rehearsal is not the room
+        self.aec.idle = False  # resting, the replies' canceller would skip it (a rehearsal after start)
         try:
             self._cancel(mic[: k * FRAME].reshape(k, FRAME))
         finally:
-            (self._ref_backlog, self._earcon_backlog), self.record = queued, record
+            (self._ref_backlog, self._earcon_backlog), self.record, self.aec.idle = queued, record, idle
         if self.residual_gate is not None:  # the check needs the linear canceller
             self._verify_left, self._verify_mic, self._verify_res = self.VERIFY_FRAMES, 0.0, 0.0
             self._kept = room if room is not None and room.known else None
@@ -296,6 +300,7 @@ class Frontend:
         gate = self.echo_gate
         for i, frame in enumerate(frames):  # per 10 ms frame: the APM works on exactly 10 ms
             ref = self._ref_backlog.pop(0) if self._ref_backlog else None
+            earcon_ref = None
             if ref is not None:
                 self.aec.earcon = self._earcon_backlog.pop(0)
                 self.aec.reference(ref)
@@ -303,9 +308,9 @@ class Frontend:
                     self._earcon_check(ref if self.aec.earcon else None, frame)
                     gate = self.echo_gate  # on_room_checked may have put fresh ones in
                 if self.aec.earcon:
-                    ref = None  # for the echo gate: not the replies' echo path
+                    earcon_ref, ref = ref, None  # for the echo gate: not the replies' echo path
             if self.record is not None:
-                self.record.push(ref, frame)
+                self.record.push(earcon_ref if self.record_earcons else ref, frame)
             if gate is not None and (ref is not None or gate.active):
                 delay = self.aec.estimated_delay_ms
                 lag = None if delay is None else int(round(delay / 10))

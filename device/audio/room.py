@@ -20,6 +20,9 @@ what it learnt of the room is kept:
   the stored path, over the stored floor. The frontend runs it through the cancellers and gates at
   start (`Frontend.rehearse`), faster than real time, before the mic opens: they start from the
   room as it was.
+- A start that knows no room (its first, or with another audio set-up) measures it with its start-up
+  sound (Agent._probe_room): a sweep recorded as a reply is, the path estimated from it whole
+  (estimate_path(whole=True)), kept and rehearsed at once.
 - The wake chime checks it before the first reply (`Frontend.EARCON_*`: the stored path must
   explain the chime's echo to 10 dB), or else the reply's first loud frames (`Frontend.VERIFY_*`:
   the linear canceller must take 10 dB off them). If the device was moved, the agent forgets it
@@ -100,25 +103,34 @@ class EchoRecord:
         return self._ref[order].reshape(-1), self._mic[order].reshape(-1)
 
 
-def estimate_path(ref: np.ndarray, mic: np.ndarray, taps: int = TAPS, lead: int = LEAD) -> np.ndarray | None:
+def estimate_path(ref: np.ndarray, mic: np.ndarray, taps: int = TAPS, lead: int = LEAD,
+                  whole: bool = False) -> np.ndarray | None:
     """The echo path from ref to mic (int16 or float [n] each, 16 kHz, in step): float64[lead + taps],
     lag 0 at index `lead` (the `lead` taps before it: LEAD), the least-squares estimate over
     Hann-windowed SEGMENT halves (cross- over auto-spectrum, regularised at 1e-3 of the mean
-    auto-spectrum where the reference has nothing). None if n < SEGMENT or the reference is silent."""
+    auto-spectrum where the reference has nothing): for a reply, whose voice is much the same all
+    through. whole: over the record as one unwindowed block instead (a sweep, which is each frequency
+    once: a window would lose the ones at its edges; the record must hold the room's tail after it).
+    None if n < SEGMENT or the reference is silent."""
     x, y = np.asarray(ref, dtype=np.float64), np.asarray(mic, dtype=np.float64)
     n = min(len(x), len(y))
     if n < SEGMENT or not np.any(x[:n]):
         return None
-    starts = np.arange(0, n - SEGMENT + 1, SEGMENT // 2)
-    win = np.hanning(SEGMENT)
-    idx = starts[:, None] + np.arange(SEGMENT)
-    spec_x = np.fft.rfft(x[idx] * win, axis=1)
-    spec_y = np.fft.rfft(y[idx] * win, axis=1)
+    if whole:
+        size = 1 << int(np.ceil(np.log2(n + taps + lead)))  # no wrap-around of the room's response
+        spec_x, spec_y = np.fft.rfft(x[:n], size)[None, :], np.fft.rfft(y[:n], size)[None, :]
+    else:
+        size = SEGMENT
+        starts = np.arange(0, n - SEGMENT + 1, SEGMENT // 2)
+        win = np.hanning(SEGMENT)
+        idx = starts[:, None] + np.arange(SEGMENT)
+        spec_x = np.fft.rfft(x[idx] * win, axis=1)
+        spec_y = np.fft.rfft(y[idx] * win, axis=1)
     sxy = np.sum(np.conj(spec_x) * spec_y, axis=0)
     sxx = np.sum(np.abs(spec_x) ** 2, axis=0)
     h = sxy / (sxx + 1e-3 * np.mean(sxx))
-    full = np.fft.irfft(h, SEGMENT)  # circular: the taps before lag 0 are at its end
-    return np.concatenate((full[SEGMENT - lead :], full[:taps])) if lead else full[:taps]
+    full = np.fft.irfft(h, size)  # circular: the taps before lag 0 are at its end
+    return np.concatenate((full[size - lead :], full[:taps])) if lead else full[:taps]
 
 
 def _band_of(f: np.ndarray) -> np.ndarray:
@@ -183,12 +195,13 @@ class RoomMemory:
         return sorted(k for k in self.setup.keys() | setup.keys() if self.setup.get(k) != setup.get(k))
 
     def learn(self, record: tuple[np.ndarray, np.ndarray], floor_db: float,
-              setup: dict[str, Any] | None = None) -> bool:
+              setup: dict[str, Any] | None = None, sweep: bool = False) -> bool:
         """Take the room's path from a reply's record (EchoRecord.take), the mic's floor (dB re 1 LSB
         RMS; inf: not measured, the last one kept) and the set-up it was recorded with (JSON values, see
-        the class doc). False, nothing changed, if no path came of it."""
+        the class doc); sweep: the record is the start-up sound's (estimate_path whole). False, nothing
+        changed, if no path came of it."""
         ref, mic = record
-        ir = estimate_path(ref, mic)
+        ir = estimate_path(ref, mic, whole=sweep)
         if ir is None or not np.all(np.isfinite(ir)):
             return False
         self.ir, self.lead = ir.astype(np.float32), LEAD

@@ -88,6 +88,9 @@ WARM_GAP_S = 2.0  # ... and the scenario's reply this long after it ended (the c
 # up 2.9 dB and its delay 8 ms longer, as when the device is moved or a speaker's own volume is turned.
 PATH_CHANGE_AT_S = 3.0
 PATH_CHANGE = (1.4, 8.0)  # (gain factor, extra delay ms)
+# restart="startup": the scenario's IN.wav starts this long after the agent (its start-up sound, 2.6 s,
+# the room's tail after it and the rehearsal)
+STARTUP_S = 4.5
 MOVED = (0.6, 25.0)  # restart="moved": the room before it, (gain factor, extra delay ms) and another RT60
 
 
@@ -241,7 +244,10 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     answer_mic()), instead of set_dir / sc["mic"].
     restart: the device lived before, then restarted (first_life(): it played another reply of the set
     and kept what it learnt of the room in a state directory, which this run's agent starts from):
-    "same", in the scenario's room; "moved", in another (MOVED): what it kept is wrong here.
+    "same", in the scenario's room; "moved", in another (MOVED): what it kept is wrong here. Or
+    "startup": the device's first start, with a state directory and so its start-up sound (sounds.startup,
+    Agent._probe_room), the scenario's IN.wav STARTUP_S after the agent started. The start-up sound is
+    off in every other case: they start where it would not play (a room known) or model a device without it.
     res["room_memory"] then says whether the first life kept the room ("kept"), this run rehearsed it,
     what its check measured ("check_db", Frontend.room_check_db; None: not made) and whether it forgot it.
     """
@@ -253,7 +259,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     from device.listen.vad import build_vad
     from device.timeline import Timeline
 
-    settings = settings or cfg.Settings()
+    settings = _startup_sound(settings or cfg.Settings(), restart == "startup")
     if server_mode:
         settings = dataclasses.replace(settings, conversation=dataclasses.replace(settings.conversation,
                                                                                   barge_in="server"))
@@ -267,6 +273,11 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         mic = np.concatenate((floor, mic))
         replies = [(WARM_START_S, first, "resp_warm", "item_warm"), (pre_s + sc["reply_start_s"], reply,
                                                                       "resp_bench", "item_bench")]
+    elif restart == "startup":
+        pre_s = STARTUP_S
+        floor = np.random.default_rng(0).standard_normal(int(pre_s * MIC_RATE)) * 32768 * 1e-3
+        mic = np.concatenate((round_int16(floor), mic))
+        replies = [(pre_s + sc["reply_start_s"], reply, "resp_bench", "item_bench")]
     player = Player(settings.audio.output_rate)
     change = None if path_change is None else (pre_s + sc["reply_start_s"] + PATH_CHANGE_AT_S, *path_change)
     sim = SimAudio(mic, MIC_RATE, player, speed=1e9, echo_gain=sc["echo_gain"] if echo else 0.0,
@@ -276,13 +287,14 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     timeline = Timeline(None, keep=True)
     server = (backend or ScriptedRealtime)(replies, settings)
     state = tempfile.TemporaryDirectory(prefix="voxbox-bench-") if restart else None
-    kept = state is not None and first_life(sc, set_dir, Path(state.name), settings, moved=restart == "moved")
+    kept = state is not None and restart != "startup" and first_life(sc, set_dir, Path(state.name), settings,
+                                                                      moved=restart == "moved")
     agent = Agent(settings, sim, timeline, wake=NoWake(), vad=build_vad(settings.vad), link=server.link, aec=aec,
                   state_dir=None if state is None else Path(state.name))
     detector_cpu = _meter_detectors(agent)
     sim.keep_going = lambda: server.keep_going(agent)
 
-    _play(agent, sim, server)
+    _play(agent, sim, server, wake_s=pre_s if restart == "startup" else 0.0)
     agent.appliance.close()
     if state is not None:
         state.cleanup()
@@ -295,7 +307,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         out = out.copy()
         out[: int(round(start["speaker_s"] * settings.audio.output_rate))] = 0
     recs = timeline.records
-    if warm:
+    if warm or pre_s:
         # Only the scenario's own reply is measured: its times, and OUT.wav from its start.
         warm_barges = sum(1 for r in recs if r["event"] == "barge_in" and r["t"] < pre_s)
         warm_pauses = sum(1 for r in recs if r["event"] == "playback_pause" and r["t"] < pre_s)
@@ -311,6 +323,8 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         res["chime"] = chime
     if restart:
         room = {r["action"]: r for r in timeline.records if r["event"] == "room"}
+        if restart == "startup":  # kept: the start-up sound measured it
+            kept = bool(room.get("probed", {}).get("ok"))
         res["room_memory"] = {"kept": kept, "rehearsed": "rehearsed" in room, "forgotten": "forgotten" in room,
                               "check_db": room["checked"]["reduction_db"] if "checked" in room else None}
     if warm:
@@ -347,17 +361,23 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     return res
 
 
-def _play(agent: Any, sim: Any, server: Any) -> None:
-    """The bench's run: the agent woken at t = 0 (the wake chime plays), then block by block over the
-    simulated card, the backend stepping before each block, until the card's mic and reply are over."""
+def _play(agent: Any, sim: Any, server: Any, wake_s: float = 0.0) -> None:
+    """The bench's run: the agent woken at wake_s (the wake chime plays; 0: before the first block), then
+    block by block over the simulated card, the backend stepping before each block, until the card's
+    mic and reply are over."""
     from device.conversation import machine as cv
 
     async def go() -> None:
         agent.start()
         await server.start(agent)
-        agent.handle(cv.Wake(0.0, "bench", 1.0))
+        woken = False
         blocks = 0
-        while (block := await sim.read()) is not None:
+        while True:
+            if not woken and agent.now >= wake_s - 1e-9:
+                agent.handle(cv.Wake(agent.now, "bench", 1.0))
+                woken = True
+            if (block := await sim.read()) is None:
+                break
             await server.step(agent, blocks)
             agent.process_block(block)
             blocks += 1
@@ -386,7 +406,7 @@ def first_life(sc: dict, set_dir: Path, state_dir: Path, settings: Any = None, *
     from device.listen.vad import build_vad
     from device.timeline import Timeline
 
-    settings = settings or cfg.Settings()
+    settings = _startup_sound(settings or cfg.Settings(), False)  # it lived with a reply, not the sound
     first, pre_s, floor = _warm_up(sc, set_dir)
     gain, delay, rt60 = moved_room(sc) if moved else (sc["echo_gain"], sc["echo_delay_ms"], _rt60(sc))
     player = Player(settings.audio.output_rate)
@@ -400,6 +420,11 @@ def first_life(sc: dict, set_dir: Path, state_dir: Path, settings: Any = None, *
     _play(agent, sim, server)
     agent.appliance.close()  # the writer thread saves what is pending, as at the daemon's stop
     return (state_dir / ROOM_FILE).exists()
+
+
+def _startup_sound(settings: Any, on: bool) -> Any:
+    """settings with the start-up sound (sounds.startup) on or off."""
+    return dataclasses.replace(settings, sounds=dataclasses.replace(settings.sounds, startup=on))
 
 
 def _ser(sc: dict, user: np.ndarray, reply: np.ndarray, start_s: float) -> float | None:
@@ -854,7 +879,7 @@ def _job(args: tuple[dict, str, bool]) -> dict:
     return row
 
 
-RESTARTS = ("same", "moved")  # run_scenario(restart=...) cases of the full bench
+RESTARTS = ("same", "moved", "startup")  # run_scenario(restart=...) cases of the full bench
 # what _outcome reads of a run
 _OUTCOME_KEYS = ("false_barge_ins", "false_pauses", "reply_played_s", "reply_before_onset_s", "reply_after_window_s",
                  "detected", "latency_ms", "truncate_err_ms")
@@ -1155,8 +1180,8 @@ def format_table(result: dict) -> str:
                          f"{v['found']} of {v['n']} detected, {v['over_100ms']} over 100 ms or missed"))
     for case, r in (s.get("restart") or {}).items():
         if r:
-            where = "in the room it learnt" if case == "same" else f"moved (echo x{MOVED[0]}, +{MOVED[1]:g} ms, " \
-                                                                "another RT60)"
+            where = {"same": "in the room it learnt", "startup": "a first start, its start-up sound first"}.get(
+                case, f"moved (echo x{MOVED[0]}, +{MOVED[1]:g} ms, another RT60)")
             lines.append(row(f"first reply after a restart, {case}: false b-i/pauses",
                              f"{r['false_barge_ins']}/{r['false_pauses']}",
                              f"0; {where}: detected {r['detected']}/{r['talk']}, p50/p95 {r['latency_p50_ms']}/"

@@ -35,7 +35,7 @@ from device.audio.frontend import EchoCanceller, Frontend, Uplink
 from device.audio.ports import AudioPort
 from device.audio.res import ResidualEchoSuppressor
 from device.audio.residualgate import ResidualGate
-from device.audio.room import EchoRecord
+from device.audio.room import EchoRecord, RoomMemory
 from device.config import Settings
 from device.conversation import machine as cv
 from device.conversation import speaking
@@ -154,6 +154,8 @@ class Agent:
         for problem in self.appliance.problems:
             self.log("error", source="state", message=problem)
         self._room_learnt_at: float | None = None  # mic time the room's path was last taken (_learn_room)
+        self._probe_wanted = False  # the start-up sound is to measure the room (_rehearse_room, _probe_room)
+        self._probe_until: float | None = None  # ... it plays, and its echo is recorded, until then (mic time s)
         self._rehearse_room()
         self._calls_done: deque[str] = deque(maxlen=64)  # call_ids run (args.done and response.done both carry them)
         self._call_started: dict[str, float] = {}  # call_id -> perf_counter at arguments done
@@ -226,6 +228,11 @@ class Agent:
                                  echo_gate=self.frontend.echo_gate, residual_gate=self.frontend.residual_gate,
                                  out_rate=self.player.rate, record=self.frontend.record)
         self.log("audio_reopened")
+        if self._probe_until is not None:  # the start-up sound's record broke with the card: not measured
+            self._probe_until, self._quiet_until = None, self.now
+            self.frontend.record_earcons = False
+            self.player.stop_overlay("earcon:startup")
+            self.log("room", action="probed", ok=False, explained_db=None)
         self.apply(self.machine.handle(cv.FaultCleared(self.now)))
         return True
 
@@ -257,6 +264,8 @@ class Agent:
         self._live_buttons.append((action,))
 
     def process_block(self, block: np.ndarray) -> None:
+        if self._probe_wanted or self._probe_until is not None:
+            self._probe_room()
         self.frontend.speaker(self.audio.speaker_played(), earcon=self._lone_earcon())
         mic = self.frontend.process(block)
         self.samples += len(block)
@@ -443,13 +452,22 @@ class Agent:
         {action: "rehearsed", seconds, cpu_ms}; or, if it was learnt with another audio set-up
         (audio_setup), {action: "setup_changed", changed: [name, ...]} and nothing rehearsed: a first start."""
         room = self.appliance.room
-        if not self._remembers_room() or not room.known:
+        if not self._remembers_room():
+            return
+        # Not known here: the start-up sound measures it, where the device keeps state (a daemon; not
+        # `simulate`, whose timeline is a function of its inputs alone).
+        self._probe_wanted = self.settings.sounds.startup and self.appliance.state_dir is not None
+        if not room.known:
             return
         changed = room.changes(self.audio_setup())
         if changed:
             log.info("the audio set-up changed since the room was learnt (%s): learning it anew", ", ".join(changed))
             self.log("room", action="setup_changed", changed=changed)
             return
+        self._probe_wanted = False
+        self._rehearse(room)
+
+    def _rehearse(self, room: RoomMemory) -> None:
         t0 = time.perf_counter()
         ref, mic = room.rehearsal()
         self.frontend.rehearse(ref, mic, room)
@@ -457,6 +475,64 @@ class Agent:
         cpu_ms = round((time.perf_counter() - t0) * 1000, 1)
         log.info("rehearsed the room's stored echo path (%.1f s of audio in %.0f ms)", len(ref) / 16000, cpu_ms)
         self.log("room", action="rehearsed", seconds=round(len(ref) / 16000, 2), cpu_ms=cpu_ms)
+
+    # After the start-up sound, its echo (the room's tail) is recorded this long (s); under the
+    # frontend's IDLE_AFTER_S, which would end the record.
+    PROBE_TAIL_S = 0.6
+
+    def _probe_room(self) -> None:
+        """The start-up sound (sounds.startup) measures the room the device does not know: played at the
+        first block while idle and not muted, as a lone earcon (its own APM cleans it; the replies'
+        canceller and gates do not see it), its reference and echo recorded (Frontend.record,
+        record_earcons), the path learnt from them (RoomMemory.learn), kept (Appliance.remember_room)
+        and rehearsed (_rehearse) once it and PROBE_TAIL_S of the room's tail are over: the first reply
+        then meets the cancellers and gates as after a restart. Timeline `room` events {action: "probing",
+        seconds} and {action: "probed", ok}; the wake word is masked while it plays. One learn (tens of
+        ms) and one rehearsal (150-250 ms of CPU here) on this loop, once, at start, while idle."""
+        if self._probe_until is None:
+            self._probe_wanted = False
+            pcm = self.appliance.earcons.get("startup")
+            if self.machine.muted or self.machine.phase != "idle" or pcm is None \
+                    or not self.appliance.earcon("startup", self.now):
+                return  # muted: the mic is not to be recorded, not even for this
+            seconds = len(pcm) / self.player.rate
+            self._probe_until = self.now + seconds + self.PROBE_TAIL_S
+            self._quiet_until = max(self._quiet_until, self._probe_until)
+            if self.frontend.record is not None:
+                self.frontend.record_earcons = True
+            self.log("room", action="probing", seconds=round(seconds, 2))
+            return
+        if self.now < self._probe_until:
+            return
+        self._probe_until = None
+        self.frontend.record_earcons = False
+        record, gate = self.frontend.record, self.frontend.echo_gate
+        taken = record.take() if record is not None else None
+        room = RoomMemory()
+        ok = taken is not None and room.learn(taken, gate.floor_db if gate is not None else float("inf"),
+                                              self.audio_setup(), sweep=True)
+        heard_db = None
+        if ok and taken is not None:
+            # Kept only if the mic heard the sweep and the path explains it, as the chime's check asks: a
+            # speaker the mic does not hear (headphones, a card's loop not wired) leaves a path of nothing.
+            mic = taken[1].astype(np.float64)
+            left = mic - room.echo(taken[0])
+            mic_p = float(np.mean(mic**2))
+            heard_db = 10 * float(np.log10(mic_p / max(float(np.mean(left**2)), 1e-9)))
+            ok = 10 * np.log10(max(mic_p, 1e-9)) >= self.frontend.VERIFY_MIC_DB and heard_db >= self.frontend.VERIFY_DB
+        self.log("room", action="probed", ok=ok, explained_db=None if heard_db is None else round(heard_db, 1))
+        if not ok:
+            log.info("the start-up sound's echo was not measured (%s): the room is learnt from the first reply",
+                     "not recorded whole" if heard_db is None else f"its path explains {heard_db:.1f} dB of the mic")
+            return
+        self.appliance.remember_room(room)
+        if self.frontend.aec is not None:
+            # The replies' delay estimate heard the sweep's echo with no reference of its own (a lone
+            # earcon's is not the replies'): started afresh, it finds the delay in the rehearsal as at a
+            # start (bench, human_silent_042: one frame off without it, AEC3 leaked the reply's echo
+            # 0.3 s in and Silero heard it, a false barge-in).
+            self.frontend.aec.forget_echo_path()
+        self._rehearse(room)
 
     def _room_checked(self, reduction_db: float) -> None:
         """The rehearsal's check (Frontend.EARCON_*: the kept path explained reduction_db of the wake

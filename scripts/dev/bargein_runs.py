@@ -5,15 +5,15 @@
     python3 scripts/dev/bargein_runs.py --compare A.json B.json
 
 MODE: cold, warm, off (earcons off, cold), rs / rm (a first reply after a restart in the same room / a
-moved one: run_scenario(restart=...)), srvc / srvw (server mode cold / warm), pcw / pcc / pcs
-(the echo path change in a second turn, a first reply, a second turn in server mode; echo-only
-scenarios), ne (no echo in the mic; talk scenarios), answer / answer_nogate (each talk scenario's word
-as an answer after a second turn's reply, run_answer at the bench's delay; _nogate: the tail gate
-never started, BargeIn.reply_played_out patched in-process). Uses the tree it is run from (PYTHONPATH or
-the checkout). Each run keeps what `measure` / `uplink_echo` report plus the detectors named on
-the timeline's pauses and barge-ins, so two trees can be compared run by run (--compare prints
-every run whose outcome differs, and the totals per voice family).
-
+moved one: run_scenario(restart=...)), st (a first start with its start-up sound: restart="startup"),
+srvc / srvw (server mode cold / warm), pcw / pcc / pcs (the echo path change in a second turn, a first
+reply, a second turn in server mode; echo-only scenarios), ne (no echo in the mic; talk scenarios),
+answer / answer_nogate (each talk scenario's word as an answer after a second turn's reply, run_answer
+at the bench's delay; _nogate: the tail gate never started, BargeIn.reply_played_out patched
+in-process). Uses the tree it is run from (PYTHONPATH or the checkout). Each run keeps what `measure` /
+`uplink_echo` report plus the detectors named on the timeline's pauses and barge-ins, so two trees can
+be compared run by run (--compare prints every run whose outcome differs, and the totals per voice
+family).
 Not part of `voxbox bench`: this is how a change is tried on the whole set before the full bench
 (which runs every mode at once, ~18 min here) is run from a frozen copy.
 """
@@ -31,7 +31,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 MODES = {
-    "cold": {}, "rs": {"restart": "same"}, "rm": {"restart": "moved"}, "warm": {"warm": True}, "off": {"off": True},
+    "cold": {}, "rs": {"restart": "same"}, "rm": {"restart": "moved"}, "st": {"restart": "startup"},
+    "warm": {"warm": True}, "off": {"off": True},
     "srvc": {"server_mode": True}, "srvw": {"warm": True, "server_mode": True},
     "pcw": {"warm": True, "path_change": True}, "pcc": {"path_change": True},
     "pcs": {"warm": True, "server_mode": True, "path_change": True}, "ne": {"echo": False},

@@ -34,7 +34,7 @@ def main() -> None:
     p.add_argument("name")
     p.add_argument("--warm", action="store_true")
     p.add_argument("--path-change", action="store_true")
-    p.add_argument("--restart", choices=("same", "moved"))
+    p.add_argument("--restart", choices=("same", "moved", "startup"))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--from", dest="t0", type=float, default=0.0)
     p.add_argument("--to", dest="t1", type=float, default=1e9)
