@@ -14,9 +14,10 @@
 #   error   two low notes: offline or a fault
 #   mute    two falling notes (a fifth)    unmute  the same, rising
 #   timer   three quick beeps and a rest: one period of the ring, looped while it rings
-#   startup a rising sweep, 100 Hz to 7.5 kHz in 2.6 s: played at a start while the device does not
-#           know its room; its echo is the room's echo path (device/audio/room.py), so it must
-#           cover the voice's band evenly (an exponential sweep: as much time per octave)
+#   startup a rising sweep, 50 Hz to 9.5 kHz in 2.6 s: played at every start; its echo checks the
+#           room's echo path or measures it anew (device/audio/room.py), so it must cover the
+#           voice's band evenly (an exponential sweep: as much time per octave) and past both ends
+#           of the canceller's 16 kHz band (100 Hz-7.5 kHz left the path 3.4 dB low at 50-100 Hz)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -48,6 +49,6 @@ note u1 0.09 pluck 440; note u2 0.12 pluck 660
 out unmute "$tmp/u1.wav" "$tmp/u2.wav"
 note b 0.10 pluck 1046.5; gap b_gap 0.07; gap rest 0.45
 out timer "$tmp/b.wav" "$tmp/b_gap.wav" "$tmp/b.wav" "$tmp/b_gap.wav" "$tmp/b.wav" "$tmp/rest.wav"
-sox "${FMT[@]}" -n "$tmp/sweep.wav" synth 2.6 sine 100/7500 fade h 0.03 2.6 0.05
+sox "${FMT[@]}" -n "$tmp/sweep.wav" synth 2.6 sine 50/9500 fade h 0.03 2.6 0.05
 out startup "$tmp/sweep.wav"
 ls -l "$OUT_DIR"
