@@ -18,7 +18,7 @@ from device.audio import dsp
 from device.audio.echogate import BANDS as ECHO_BANDS
 from device.audio.echogate import EchoGate
 from device.audio.residualgate import ResidualGate
-from device.audio.room import EchoRecord, RoomMemory, measured_bins
+from device.audio.room import EchoRecord, RoomMemory
 
 DETECT_RATE = 16000
 FRAME = DETECT_RATE // 100  # 10 ms at 16 kHz
@@ -214,6 +214,7 @@ class Frontend:
         self._ref_backlog = list(ref[: k * FRAME].reshape(k, FRAME))
         self._earcon_backlog = [False] * k
         self.record = None  # a rehearsal is not the room
+        self._verify_left, self._kept = 0, None  # ... nor the reply an earlier rehearsal's check waits for
         self.aec.idle = False  # resting, the replies' canceller would skip it (a rehearsal after start)
         try:
             self._cancel(mic[: k * FRAME].reshape(k, FRAME))
@@ -233,28 +234,21 @@ class Frontend:
             return
         if not self._earcon_pairs or self._kept is None:
             return
-        x = np.concatenate([p[0] for p in self._earcon_pairs]).astype(np.float64)
-        y = np.concatenate([p[1] for p in self._earcon_pairs]).astype(np.float64)
+        x = np.concatenate([p[0] for p in self._earcon_pairs])
+        y = np.concatenate([p[1] for p in self._earcon_pairs])
         self._earcon_pairs = []
-        left = y - self._kept.echo(x)
-        mic_p = np.mean(y.reshape(-1, FRAME) ** 2, axis=1)
-        loud = mic_p >= 10 ** (self.VERIFY_MIC_DB / 10)
-        if loud.sum() < self.EARCON_LOUD_FRAMES:
-            return
-        # the loud frames' power, in the bins the path was measured in (both sides in one FFT)
-        sides = (np.stack((y, left)).reshape(2, -1, FRAME) * loud[:, None]).reshape(2, -1)
-        power = np.abs(np.fft.rfft(sides, axis=1)) ** 2
-        held = measured_bins(self._kept.spectrum, sides.shape[1])
-        self._check_made(float(power[0, held].sum()), float(power[1, held].sum()))
+        db = self._kept.explained_db(x, y, self.VERIFY_MIC_DB, self.EARCON_LOUD_FRAMES)
+        if db is not None:
+            self._check_made(db)
 
-    def _check_made(self, mic_power: float, left_power: float) -> None:
-        """A rehearsal's check made: mic_power, the raw mic's over the checked frames; left_power, what the
-        kept path left of it (EARCON_*) or the linear canceller did (VERIFY_*). room_check_db is their
-        ratio (dB), passed to on_room_checked; the gates' hold ends."""
+    def _check_made(self, reduction_db: float) -> None:
+        """A rehearsal's check made: reduction_db, how much of the raw mic's echo the kept path explained
+        (EARCON_*) or the linear canceller took off (VERIFY_*), is room_check_db, passed to
+        on_room_checked; the gates' hold ends."""
         self._verify_left = 0
-        self.room_check_db = 10 * float(np.log10(mic_power / max(left_power, 1e-9)))
+        self.room_check_db = reduction_db
         if self.on_room_checked is not None:
-            self.on_room_checked(self.room_check_db)
+            self.on_room_checked(reduction_db)
 
     def replace_gates(self, echo_gate: EchoGate, residual_gate: ResidualGate | None) -> None:
         """Fresh gates in place of the ones the frontend has (a wrong rehearsal: on_room_checked), paired."""
@@ -273,7 +267,7 @@ class Frontend:
         self._verify_res += 10 ** (residual_db / 10)
         self._verify_left -= 1
         if self._verify_left == 0:
-            self._check_made(self._verify_mic, self._verify_res)
+            self._check_made(10 * float(np.log10(self._verify_mic / max(self._verify_res, 1e-9))))
 
     def _cancel(self, frames: np.ndarray) -> MicFrames:
         """process() on [k, 160] int16 frames at 16 kHz, each with the reference's next queued frame."""
@@ -304,7 +298,8 @@ class Frontend:
             if ref is not None:
                 self.aec.earcon = self._earcon_backlog.pop(0)
                 self.aec.reference(ref)
-                if self._verify_left and self._kept is not None:
+                # an earcon recorded for the room (the start-up sound) is checked whole by its taker
+                if self._verify_left and self._kept is not None and not self.record_earcons:
                     self._earcon_check(ref if self.aec.earcon else None, frame)
                     gate = self.echo_gate  # on_room_checked may have put fresh ones in
                 if self.aec.earcon:

@@ -20,11 +20,17 @@ what it learnt of the room is kept:
   the stored path, over the stored floor. The frontend runs it through the cancellers and gates at
   start (`Frontend.rehearse`), faster than real time, before the mic opens: they start from the
   room as it was.
-- A start that knows no room (its first, or with another audio set-up) measures it with its start-up
-  sound (Agent._probe_room): a sweep recorded as a reply is, the path estimated from it whole
-  (estimate_path(whole=True)), kept and rehearsed at once.
-- The wake chime checks it before the first reply (`Frontend.EARCON_*`: the stored path must
-  explain the chime's echo to 10 dB), or else the reply's first loud frames (`Frontend.VERIFY_*`:
+- The start-up sound (a 2.6 s sweep at every start once a reply has taught a room,
+  Agent._probe_room) is recorded as a reply is. If the stored path explains its echo
+  (`explained_db`, 10 dB in the bands the voice measured), the room rehearsed at start holds. Else
+  (another audio set-up, or the device was moved) the path is estimated from the sweep whole
+  (estimate_path(whole=True)) and kept with the voice's spectrum known from before, then rehearsed:
+  a voice is not a room, and a rehearsal in the sweep's own spectrum trains the cancellers where no
+  voice will be (bench harness, a first start: 8 of 120 human-voice runs paused on echo where a
+  cold start paused none). So the device's very first start, with no voice known, plays no sound.
+- The wake chime checks the rehearsed room before the first reply (`Frontend.EARCON_*`: the stored
+  path must explain the chime's echo to 10 dB; without the start-up sound this is the first check),
+  or else the reply's first loud frames (`Frontend.VERIFY_*`:
   the linear canceller must take 10 dB off them). If the device was moved, the agent forgets it
   (`Agent._room_checked`): fresh gates, a fresh AEC3 and delay estimate, as on a first start. A
   wrong room found out only in the reply was worse than none (bench, a restart in a moved room,
@@ -35,7 +41,8 @@ The path holds only for the set-up it was learnt with: the cards (their names an
 buffers and the output latency place the echo in the frontend's frames, and a hardware mixer's level
 is its gain. A start whose set-up differs (`RoomMemory.changes`) does not rehearse it: the check
 would find it wrong only on the chime or, with no chime before the reply, 150 ms into the reply,
-where forgetting is worse than a first start (above).
+where forgetting is worse than a first start (above). The start-up sound measures the room anew in
+the new set-up; the voice's spectrum carries over.
 
 Why not SpeexDSP's own filter (SPEEX_ECHO_GET_IMPULSE_RESPONSE): it returns the first half of each
 block's weights only, and its AUMDF variant leaves part of a block's response in the second half
@@ -171,8 +178,9 @@ class RoomMemory:
 
     ir: float32[n], the echo at the mic per unit of reference, at 16 kHz, lag included (n at most
     MAX_TAPS), in the frontend's alignment of reference and mic frames, lag 0 at index `lead` (echo);
-    spectrum: float32[32], the reference's long-term band spectrum (band_spectrum); floor_db: the mic's
-    noise floor (dB re 1 LSB RMS); setup: the audio set-up it was learnt with, {name: JSON value}
+    spectrum: float32[32], the reference's long-term band spectrum (band_spectrum), the replies' voice's
+    if `voice` (a start-up sound's path keeps the voice known from before: a voice is not a room);
+    floor_db: the mic's noise floor (dB re 1 LSB RMS); setup: the audio set-up it was learnt with, {name: JSON value}
     (Agent.audio_setup; None: not known, a file from before it was kept). Kept by the Appliance
     (keep_room: learnt and written on its writer thread)."""
 
@@ -180,6 +188,7 @@ class RoomMemory:
         self.ir: np.ndarray | None = None
         self.lead = 0  # ir's taps before lag 0 (LEAD once learnt; 0 in a file from before they were kept)
         self.spectrum: np.ndarray | None = None
+        self.voice = False  # spectrum is the replies' voice's (learnt from a reply), not the start-up sound's
         self.floor_db = 30.0
         self.setup: dict[str, Any] | None = None
 
@@ -195,30 +204,35 @@ class RoomMemory:
         return sorted(k for k in self.setup.keys() | setup.keys() if self.setup.get(k) != setup.get(k))
 
     def learn(self, record: tuple[np.ndarray, np.ndarray], floor_db: float,
-              setup: dict[str, Any] | None = None, sweep: bool = False) -> bool:
+              setup: dict[str, Any] | None = None, sweep: bool = False,
+              voice: np.ndarray | None = None) -> bool:
         """Take the room's path from a reply's record (EchoRecord.take), the mic's floor (dB re 1 LSB
         RMS; inf: not measured, the last one kept) and the set-up it was recorded with (JSON values, see
-        the class doc); sweep: the record is the start-up sound's (estimate_path whole). False, nothing
-        changed, if no path came of it."""
+        the class doc); sweep: the record is the start-up sound's (estimate_path whole), and `voice` the
+        replies' long-term spectrum known from before (band_spectrum, float[32]; None: not known, the
+        sweep's own is kept and `voice` is False). False, nothing changed, if no path came of it."""
         ref, mic = record
         ir = estimate_path(ref, mic, whole=sweep)
         if ir is None or not np.all(np.isfinite(ir)):
             return False
         self.ir, self.lead = ir.astype(np.float32), LEAD
-        self.spectrum = band_spectrum(ref).astype(np.float32)
+        if sweep and voice is not None:
+            self.spectrum, self.voice = np.asarray(voice, dtype=np.float32).copy(), True
+        else:
+            self.spectrum, self.voice = band_spectrum(ref).astype(np.float32), not sweep
         if math.isfinite(floor_db):
             self.floor_db = float(floor_db)
         self.setup = None if setup is None else dict(setup)
         return True
 
     def to_json(self) -> dict[str, Any]:
-        """{"version", "rate", "floor_db", "spectrum": [float] * 32, "ir": [float, ...], "lead": int, and
-        "setup": {...} when known} (a few tens of kB)."""
+        """{"version", "rate", "floor_db", "spectrum": [float] * 32, "voice": bool, "ir": [float, ...],
+        "lead": int, and "setup": {...} when known} (a few tens of kB)."""
         # rounded in one numpy call: 1e-7 of a unit path is -140 dB
         ir = [] if self.ir is None else self.ir.astype(np.float64).round(7).tolist()
         spectrum = [] if self.spectrum is None else [float(f"{v:.4g}") for v in self.spectrum.tolist()]
         data: dict[str, Any] = {"version": VERSION, "rate": RATE, "floor_db": round(self.floor_db, 2),
-                                "spectrum": spectrum, "ir": ir, "lead": self.lead}
+                                "spectrum": spectrum, "voice": self.voice, "ir": ir, "lead": self.lead}
         if self.setup is not None:
             data["setup"] = self.setup
         return data
@@ -237,6 +251,9 @@ class RoomMemory:
         setup = data.get("setup")
         if setup is not None and not isinstance(setup, dict):
             return "its audio set-up is not a table"
+        voice = data.get("voice", True)  # a file from before the start-up sound: learnt from a reply
+        if not isinstance(voice, bool):
+            return "its spectrum's source is not true or false"
         try:
             arr = np.asarray(ir, dtype=np.float32)
             spec = np.asarray(spectrum, dtype=np.float32)
@@ -247,6 +264,7 @@ class RoomMemory:
                 or not np.any(spec):
             return "its echo path is not numbers"
         self.ir, self.spectrum, self.floor_db, self.setup, self.lead = arr, spec, float(floor), setup, lead
+        self.voice = voice
         return None
 
     def echo(self, ref: np.ndarray) -> np.ndarray:
@@ -255,6 +273,22 @@ class RoomMemory:
         if self.ir is None:
             raise ValueError("RoomMemory.echo: no echo path known")
         return convolve(np.asarray(ref, dtype=np.float64), self.ir.astype(np.float64))[self.lead : self.lead + len(ref)]
+
+    def explained_db(self, ref: np.ndarray, mic: np.ndarray, loud_db: float, min_loud: int) -> float | None:
+        """How much of a record's echo the path explains (dB): mic's power over what is left of it once
+        echo(ref) is taken off, both over mic's loud 10 ms frames (loud_db or more, dB re 1 LSB RMS) and
+        in the bins where the path was measured (measured_bins of spectrum). ref, mic: int16 or float
+        [n] at 16 kHz, in the frontend's alignment. None if fewer than min_loud frames are loud.
+        ValueError if nothing is known."""
+        k = min(len(ref), len(mic)) // FRAME * FRAME
+        x, y = np.asarray(ref[:k], dtype=np.float64), np.asarray(mic[:k], dtype=np.float64)
+        loud = np.mean(y.reshape(-1, FRAME) ** 2, axis=1) >= 10 ** (loud_db / 10)
+        if int(loud.sum()) < min_loud:
+            return None
+        sides = (np.stack((y, y - self.echo(x))).reshape(2, -1, FRAME) * loud[:, None]).reshape(2, -1)
+        power = np.abs(np.fft.rfft(sides, axis=1)) ** 2  # both sides in one FFT
+        held = measured_bins(self.spectrum, k)
+        return 10 * float(np.log10(power[0, held].sum() / max(float(power[1, held].sum()), 1e-9)))
 
     def rehearsal(self, seconds: float = REHEARSAL_S, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(ref, mic): int16[n] each at 16 kHz, n a whole number of frames. ref: noise with the stored
