@@ -30,8 +30,9 @@ Each scenario also runs as a second turn (full set only; run_scenario(warm=True)
 device played another reply first, as in a conversation, so the canceller is not cold.
 And each as the first reply after a restart (full set only; run_scenario(restart=...)): the device
 played another reply in a first life and kept what it learnt of the room (device/audio/room.py) in
-its state directory; the restarted agent rehearses it. "same": in that room; "moved": the first life
-was in another room (MOVED), so what it kept is wrong here.
+its state directory; the restarted agent rehearses it and plays its start-up sound, which checks it
+(STARTUP_S before the wake). "same": in that room; "moved": the first life was in another room
+(MOVED), so what it kept is wrong here; "startup": no first life, the device's very first start.
 In server mode (run_scenario(server_mode=True): the uplink open while the device speaks) each
 runs cold and as a second turn too; the report gives what the uplink carried in each.
 Each interruption's word is also said as an answer just after a reply (full set only; run_answer()):
@@ -88,7 +89,7 @@ WARM_GAP_S = 2.0  # ... and the scenario's reply this long after it ended (the c
 # up 2.9 dB and its delay 8 ms longer, as when the device is moved or a speaker's own volume is turned.
 PATH_CHANGE_AT_S = 3.0
 PATH_CHANGE = (1.4, 8.0)  # (gain factor, extra delay ms)
-# restart="startup": the scenario's IN.wav starts this long after the agent (its start-up sound, 2.6 s,
+# A restart (any restart=): the scenario's IN.wav starts this long after the agent (its start-up sound, 2.6 s,
 # the room's tail after it and the rehearsal)
 STARTUP_S = 4.5
 MOVED = (0.6, 25.0)  # restart="moved": the room before it, (gain factor, extra delay ms) and another RT60
@@ -245,11 +246,13 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     restart: the device lived before, then restarted (first_life(): it played another reply of the set
     and kept what it learnt of the room in a state directory, which this run's agent starts from):
     "same", in the scenario's room; "moved", in another (MOVED): what it kept is wrong here. Or
-    "startup": the device's first start, with a state directory and so its start-up sound (sounds.startup,
-    Agent._probe_room), the scenario's IN.wav STARTUP_S after the agent started. The start-up sound is
-    off in every other case: they start where it would not play (a room known) or model a device without it.
-    res["room_memory"] then says whether the first life kept the room ("kept"), this run rehearsed it,
-    what its check measured ("check_db", Frontend.room_check_db; None: not made) and whether it forgot it.
+    "startup": the device's first start, with a state directory. Each plays the start-up sound
+    (sounds.startup, Agent._probe_room), the scenario's IN.wav STARTUP_S after the agent started; it is
+    off in every other case, which models a device that keeps no state (no sound, no room). res["room_memory"]
+    then says whether the first life kept the room ("kept"), whether the sound measured the room ("probed";
+    "probe_db", how much of its echo the path learnt from it explained; "kept_db", the kept path's),
+    whether this run rehearsed a room, what the wake chime's check measured ("check_db",
+    Frontend.room_check_db; None: not made) and whether the kept room was forgotten.
     """
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
@@ -259,7 +262,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     from device.listen.vad import build_vad
     from device.timeline import Timeline
 
-    settings = _startup_sound(settings or cfg.Settings(), restart == "startup")
+    settings = _startup_sound(settings or cfg.Settings(), restart is not None)
     if server_mode:
         settings = dataclasses.replace(settings, conversation=dataclasses.replace(settings.conversation,
                                                                                   barge_in="server"))
@@ -273,7 +276,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         mic = np.concatenate((floor, mic))
         replies = [(WARM_START_S, first, "resp_warm", "item_warm"), (pre_s + sc["reply_start_s"], reply,
                                                                       "resp_bench", "item_bench")]
-    elif restart == "startup":
+    elif restart:
         pre_s = STARTUP_S
         floor = np.random.default_rng(0).standard_normal(int(pre_s * MIC_RATE)) * 32768 * 1e-3
         mic = np.concatenate((round_int16(floor), mic))
@@ -294,7 +297,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     detector_cpu = _meter_detectors(agent)
     sim.keep_going = lambda: server.keep_going(agent)
 
-    _play(agent, sim, server, wake_s=pre_s if restart == "startup" else 0.0)
+    _play(agent, sim, server, wake_s=pre_s if restart else 0.0)
     agent.appliance.close()
     if state is not None:
         state.cleanup()
@@ -323,9 +326,10 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
         res["chime"] = chime
     if restart:
         room = {r["action"]: r for r in timeline.records if r["event"] == "room"}
-        if restart == "startup":  # kept: the start-up sound measured it
-            kept = bool(room.get("probed", {}).get("ok"))
+        probed = room.get("probed", {})
         res["room_memory"] = {"kept": kept, "rehearsed": "rehearsed" in room, "forgotten": "forgotten" in room,
+                              "probed": probed.get("ok"), "probe_db": probed.get("explained_db"),
+                              "kept_db": probed.get("kept_db"),
                               "check_db": room["checked"]["reduction_db"] if "checked" in room else None}
     if warm:
         # The device interrupting its first reply is a false barge-in too, and leaves no second turn
@@ -887,14 +891,19 @@ _OUTCOME_KEYS = ("false_barge_ins", "false_pauses", "reply_played_s", "reply_bef
 
 def _restart(rows: list[dict], case: str) -> dict | None:
     """The scenarios as a first reply after a restart (run_scenario(restart=case)): how many runs kept the
-    room in their first life and rehearsed it, and _outcome."""
+    room in their first life, measured it by the start-up sound, rehearsed or forgot it, the range of the
+    start-up sound's check of the kept path and of the wake chime's check (dB), and _outcome."""
     runs = [{"family": r["family"], **r[f"restart_{case}"]} for r in rows if f"restart_{case}" in r]
     if not runs:
         return None
     mem = [x["room_memory"] for x in runs]
     checks = [m["check_db"] for m in mem if m["check_db"] is not None]
+    kept_dbs = [m["kept_db"] for m in mem if m.get("kept_db") is not None]
     return {"runs": len(runs), "kept": sum(1 for m in mem if m["kept"]),
+            "probed": sum(1 for m in mem if m.get("probed")),
             "rehearsed": sum(1 for m in mem if m["rehearsed"]), "forgotten": sum(1 for m in mem if m["forgotten"]),
+            "kept_min_db": round(min(kept_dbs), 1) if kept_dbs else None,
+            "kept_max_db": round(max(kept_dbs), 1) if kept_dbs else None,
             "check_min_db": round(min(checks), 1) if checks else None,
             "check_max_db": round(max(checks), 1) if checks else None, **_outcome(runs)}
 
@@ -1180,13 +1189,16 @@ def format_table(result: dict) -> str:
                          f"{v['found']} of {v['n']} detected, {v['over_100ms']} over 100 ms or missed"))
     for case, r in (s.get("restart") or {}).items():
         if r:
-            where = {"same": "in the room it learnt", "startup": "a first start, its start-up sound first"}.get(
+            where = {"same": "in the room it learnt", "startup": "a first start (its start-up sound heard, no voice "
+                     "known: nothing rehearsed)"}.get(
                 case, f"moved (echo x{MOVED[0]}, +{MOVED[1]:g} ms, another RT60)")
             lines.append(row(f"first reply after a restart, {case}: false b-i/pauses",
                              f"{r['false_barge_ins']}/{r['false_pauses']}",
                              f"0; {where}: detected {r['detected']}/{r['talk']}, p50/p95 {r['latency_p50_ms']}/"
-                             f"{r['latency_p95_ms']} ms; room kept {r['kept']} of {r['runs']}, forgotten in "
-                             f"{r['forgotten']} (its check {r['check_min_db']} to {r['check_max_db']} dB)"))
+                             f"{r['latency_p95_ms']} ms; room kept {r['kept']} of {r['runs']}, the start-up sound "
+                             f"measured {r['probed']} (the kept path explained {r['kept_min_db']} to "
+                             f"{r['kept_max_db']} dB of its echo), forgotten in {r['forgotten']} (the chime's "
+                             f"check {r['check_min_db']} to {r['check_max_db']} dB)"))
     w = s.get("warm")
     if w:
         lines.append(f"  the same scenarios as a second turn (another reply played first, then a 2 s gap; "

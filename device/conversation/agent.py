@@ -232,7 +232,7 @@ class Agent:
             self._probe_until, self._quiet_until = None, self.now
             self.frontend.record_earcons = False
             self.player.stop_overlay("earcon:startup")
-            self.log("room", action="probed", ok=False, explained_db=None)
+            self._probed(None)
         self.apply(self.machine.handle(cv.FaultCleared(self.now)))
         return True
 
@@ -448,24 +448,39 @@ class Agent:
 
     def _rehearse_room(self) -> None:
         """Start from the room as the last run left it (device/audio/room.py): its stored echo path
-        rehearsed through the canceller and gates, before the mic opens. A timeline `room` event
-        {action: "rehearsed", seconds, cpu_ms}; or, if it was learnt with another audio set-up
-        (audio_setup), {action: "setup_changed", changed: [name, ...]} and nothing rehearsed: a first start."""
+        rehearsed through the canceller and gates, before the mic opens (the start-up sound, where it
+        plays, then checks it: _probe_room). A timeline `room` event {action: "rehearsed", seconds,
+        cpu_ms}; or, if it was learnt with another audio set-up (audio_setup), {action: "setup_changed",
+        changed: [name, ...]} and nothing rehearsed: the start-up sound measures the room, or else it is
+        a first start."""
         room = self.appliance.room
         if not self._remembers_room():
             return
-        # Not known here: the start-up sound measures it, where the device keeps state (a daemon; not
-        # `simulate`, whose timeline is a function of its inputs alone).
-        self._probe_wanted = self.settings.sounds.startup and self.appliance.state_dir is not None
-        if not room.known:
-            return
-        changed = room.changes(self.audio_setup())
-        if changed:
+        # The start-up sound plays where the device keeps state (a daemon; not `simulate`, whose
+        # timeline is a function of its inputs alone) and knows the voice: before the first reply there
+        # is no room to check, and a room measured by it could not be rehearsed (_probed). Played and
+        # not rehearsed, it left that first reply worse than a silent start (bench harness, 240 runs:
+        # 3 espeak runs paused on echo where a cold start paused 1; human voices, 52 of 72 words caught
+        # where 54 were).
+        self._probe_wanted = (self.settings.sounds.startup and self.appliance.state_dir is not None
+                              and room.known and room.voice)
+        if room.known and room.changes(self.audio_setup()):
+            changed = room.changes(self.audio_setup())
             log.info("the audio set-up changed since the room was learnt (%s): learning it anew", ", ".join(changed))
             self.log("room", action="setup_changed", changed=changed)
-            return
-        self._probe_wanted = False
-        self._rehearse(room)
+        else:
+            self._rehearse_kept()
+
+    def _kept_room(self) -> RoomMemory | None:
+        """The stored room if it holds for this run (known, learnt with this audio set-up), else None."""
+        room = self.appliance.room
+        return room if room.known and not room.changes(self.audio_setup()) else None
+
+    def _rehearse_kept(self) -> None:
+        """Rehearse the stored room if it holds for this run (_kept_room); the wake chime checks it."""
+        room = self._kept_room()
+        if room is not None:
+            self._rehearse(room)
 
     def _rehearse(self, room: RoomMemory) -> None:
         t0 = time.perf_counter()
@@ -481,20 +496,17 @@ class Agent:
     PROBE_TAIL_S = 0.6
 
     def _probe_room(self) -> None:
-        """The start-up sound (sounds.startup) measures the room the device does not know: played at the
-        first block while idle and not muted, as a lone earcon (its own APM cleans it; the replies'
-        canceller and gates do not see it), its reference and echo recorded (Frontend.record,
-        record_earcons), the path learnt from them (RoomMemory.learn), kept (Appliance.remember_room)
-        and rehearsed (_rehearse) once it and PROBE_TAIL_S of the room's tail are over: the first reply
-        then meets the cancellers and gates as after a restart. Timeline `room` events {action: "probing",
-        seconds} and {action: "probed", ok}; the wake word is masked while it plays. One learn (tens of
-        ms) and one rehearsal (150-250 ms of CPU here) on this loop, once, at start, while idle."""
+        """The start-up sound (sounds.startup) checks the rehearsed room or measures the room anew: played
+        at the first block while idle and not muted (muted, the mic is not to be recorded, not even for
+        this), as a lone earcon (its own APM cleans it; the replies' canceller and gates do not see it),
+        its reference and echo recorded (Frontend.record, record_earcons). Once it and PROBE_TAIL_S of
+        the room's tail are over, _probed judges the record. The wake word is masked while it plays."""
         if self._probe_until is None:
             self._probe_wanted = False
             pcm = self.appliance.earcons.get("startup")
             if self.machine.muted or self.machine.phase != "idle" or pcm is None \
                     or not self.appliance.earcon("startup", self.now):
-                return  # muted: the mic is not to be recorded, not even for this
+                return
             seconds = len(pcm) / self.player.rate
             self._probe_until = self.now + seconds + self.PROBE_TAIL_S
             self._quiet_until = max(self._quiet_until, self._probe_until)
@@ -506,32 +518,51 @@ class Agent:
             return
         self._probe_until = None
         self.frontend.record_earcons = False
-        record, gate = self.frontend.record, self.frontend.echo_gate
-        taken = record.take() if record is not None else None
+        record = self.frontend.record
+        self._probed(record.take() if record is not None else None)
+
+    def _probed(self, taken: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """The start-up sound's record (EchoRecord.take; None: not recorded whole) judged: a timeline
+        `room` event {action: "probed", ok, explained_db, kept_db}. ok: the mic heard the sound and the
+        path learnt from it explains VERIFY_DB of its echo (a speaker the mic does not hear, headphones
+        or a card's loop not wired, leaves a path of nothing); kept_db: how much of it the stored room's
+        path explains (None: none holds for this run). The room rehearsed at start stays if it explains
+        VERIFY_DB, or if the sound was not measured (the wake chime checks it, as without the sound).
+        Else (moved, or another audio set-up) it is `forgotten` (_forget_room) and the sound's room is
+        kept (Appliance.remember_room) with the voice's spectrum known from before and rehearsed. One
+        learn (tens of ms) and at most one rehearsal (150-250 ms of CPU here) on this loop, once per
+        start, while idle."""
+        fe, kept, stored = self.frontend, self._kept_room(), self.appliance.room
         room = RoomMemory()
-        ok = taken is not None and room.learn(taken, gate.floor_db if gate is not None else float("inf"),
-                                              self.audio_setup(), sweep=True)
-        heard_db = None
-        if ok and taken is not None:
-            # Kept only if the mic heard the sweep and the path explains it, as the chime's check asks: a
-            # speaker the mic does not hear (headphones, a card's loop not wired) leaves a path of nothing.
-            mic = taken[1].astype(np.float64)
-            left = mic - room.echo(taken[0])
-            mic_p = float(np.mean(mic**2))
-            heard_db = 10 * float(np.log10(mic_p / max(float(np.mean(left**2)), 1e-9)))
-            ok = 10 * np.log10(max(mic_p, 1e-9)) >= self.frontend.VERIFY_MIC_DB and heard_db >= self.frontend.VERIFY_DB
-        self.log("room", action="probed", ok=ok, explained_db=None if heard_db is None else round(heard_db, 1))
+        voice = stored.spectrum if stored.known and stored.voice else None
+        learnt = taken is not None and room.learn(taken, fe.echo_gate.floor_db if fe.echo_gate is not None
+                                                  else float("inf"), self.audio_setup(), sweep=True, voice=voice)
+        heard_db = kept_db = None
+        if taken is not None:
+            if learnt:
+                heard_db = room.explained_db(*taken, fe.VERIFY_MIC_DB, fe.EARCON_LOUD_FRAMES)
+            if kept is not None:
+                kept_db = kept.explained_db(*taken, fe.VERIFY_MIC_DB, fe.EARCON_LOUD_FRAMES)
+        ok = heard_db is not None and heard_db >= fe.VERIFY_DB
+        self.log("room", action="probed", ok=ok, explained_db=None if heard_db is None else round(heard_db, 1),
+                 kept_db=None if kept_db is None else round(kept_db, 1))
+        if kept is not None and (not ok or (kept_db is not None and kept_db >= fe.VERIFY_DB)):
+            return  # rehearsed at start: the room holds, or the sound says nothing of it (the chime checks it)
         if not ok:
             log.info("the start-up sound's echo was not measured (%s): the room is learnt from the first reply",
                      "not recorded whole" if heard_db is None else f"its path explains {heard_db:.1f} dB of the mic")
             return
-        self.appliance.remember_room(room)
-        if self.frontend.aec is not None:
+        if kept is not None:
+            log.info("the room is not the one kept (its echo path explains %.1f dB of the start-up sound's echo):"
+                     " measured anew", kept_db if kept_db is not None else float("nan"))
+            self._forget_room()
+        if kept is None and fe.aec is not None:
             # The replies' delay estimate heard the sweep's echo with no reference of its own (a lone
             # earcon's is not the replies'): started afresh, it finds the delay in the rehearsal as at a
             # start (bench, human_silent_042: one frame off without it, AEC3 leaked the reply's echo
             # 0.3 s in and Silero heard it, a false barge-in).
-            self.frontend.aec.forget_echo_path()
+            fe.aec.forget_echo_path()
+        self.appliance.remember_room(room)
         self._rehearse(room)
 
     def _room_checked(self, reduction_db: float) -> None:
@@ -543,6 +574,13 @@ class Agent:
         self.log("room", action="checked", reduction_db=round(reduction_db, 1))
         if reduction_db >= self.frontend.VERIFY_DB:
             return
+        log.info("the room is not the one kept (its echo path took %.1f dB off the echo): learning it anew",
+                 reduction_db)
+        self._forget_room()
+
+    def _forget_room(self) -> None:
+        """The rehearsed room is not this one: the gates, AEC3 and the VAD start afresh, as on a first
+        start; a timeline `room` event {action: "forgotten"}."""
         old = self.frontend.echo_gate
         gate, residual = self._new_gates(True, self.frontend.residual_gate is not None)
         if gate is not None:
@@ -553,10 +591,8 @@ class Agent:
             if old is not None and gate is not None:
                 gate.seed_floor(old)  # the reply's echo is not the floor
             self.vad.reset()  # it may have heard the old room's AEC3 leak the reply's echo
-        # (on the wake chime, before the reply, a first start has neither: the chime went through its
-        # own APM, and the silence after it gives the fresh gates their floor)
-        log.info("the room is not the one kept (its echo path took %.1f dB off the echo): learning it anew",
-                 reduction_db)
+        # (on an earcon, before the reply, a first start has neither: the earcon went through its own
+        # APM, and the silence after it gives the fresh gates their floor)
         self.log("room", action="forgotten")
 
     def _learn_room(self) -> None:
