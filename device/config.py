@@ -208,9 +208,8 @@ class SoundsSettings:
     mute: bool = True
     unmute: bool = True
     timer: bool = True  # a timer or alarm rings
-    # a rising sweep (2.6 s) at every start of a device that keeps state, once a reply has played:
-    # barge-in checks the room it knows by its echo, or measures it anew (moved, another card:
-    # device/audio/room.py)
+    # a rising sweep (2.6 s) at every start of a device that keeps state: barge-in checks the room it
+    # knows by its echo, or measures it anew (moved, another card: device/audio/room.py)
     startup: bool = True
     level: float = 0.5
 

@@ -410,11 +410,15 @@ def _start(settings: cfg.Settings, state_dir: Path, seconds: float = 5.0, muted:
     return agent
 
 
-def test_a_first_start_plays_no_start_up_sound(tmp_path: Path) -> None:
-    # No reply has played: there is no room to check, and no voice's spectrum to rehearse a measured
-    # one with (a rehearsal in the sweep's own trains the cancellers where no voice will be).
+def test_a_first_start_plays_the_start_up_sound_and_leaves_the_room_to_the_first_reply(tmp_path: Path) -> None:
+    # The mic hears the sweep and its path explains it, but no reply has played: no voice's spectrum is
+    # known, and a rehearsal in the sweep's own trains the cancellers where no voice will be.
     agent = _start(cfg.Settings(), tmp_path)
-    assert not [r for r in agent.timeline.records if r["event"] in ("room", "earcon")]
+    rooms = [r for r in agent.timeline.records if r["event"] == "room"]
+    assert [r["action"] for r in rooms] == ["probing", "probed"], rooms
+    assert [r["name"] for r in agent.timeline.records if r["event"] == "earcon"] == ["startup"]
+    probed = rooms[1]
+    assert probed["ok"] and probed["explained_db"] >= 25.0 and probed["kept_db"] is None, probed  # 42.1 dB
     assert not (tmp_path / ROOM_FILE).exists()
 
 
@@ -526,7 +530,7 @@ def test_no_start_up_sound_when_muted_switched_off_or_nothing_is_kept(tmp_path: 
         agent = _start_without_state(settings)
         assert not [r for r in agent.timeline.records if r["event"] in ("room", "earcon")]
         return
-    # a room a reply taught: with the sound on and not muted it would play (test_a_start_in_the_room_...)
+    # a room a reply taught, rehearsed at start; the sound does not check it
     _reply_room(tmp_path, _start(settings, tmp_path / "first", seconds=0.5).audio_setup())
     agent = _start(settings, tmp_path, seconds=3.5, muted=why == "muted")
     assert [r["action"] for r in agent.timeline.records if r["event"] == "room"] == ["rehearsed"]

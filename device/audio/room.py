@@ -20,14 +20,14 @@ what it learnt of the room is kept:
   the stored path, over the stored floor. The frontend runs it through the cancellers and gates at
   start (`Frontend.rehearse`), faster than real time, before the mic opens: they start from the
   room as it was.
-- The start-up sound (a 2.6 s sweep at every start once a reply has taught a room,
-  Agent._probe_room) is recorded as a reply is. If the stored path explains its echo
-  (`explained_db`, 10 dB in the bands the voice measured), the room rehearsed at start holds. Else
-  (another audio set-up, or the device was moved) the path is estimated from the sweep whole
-  (estimate_path(whole=True)) and kept with the voice's spectrum known from before, then rehearsed:
-  a voice is not a room, and a rehearsal in the sweep's own spectrum trains the cancellers where no
-  voice will be (bench harness, a first start: 8 of 120 human-voice runs paused on echo where a
-  cold start paused none). So the device's very first start, with no voice known, plays no sound.
+- The start-up sound (a 2.6 s sweep at every start, Agent._probe_room) is recorded as a reply is.
+  If the stored path explains its echo (`explained_db`, 10 dB in the bands the voice measured), the
+  room rehearsed at start holds. Else (another audio set-up, or the device was moved) the path is
+  estimated from the sweep whole (estimate_path(whole=True)) and kept with the voice's spectrum
+  known from before, then rehearsed: a voice is not a room, and a rehearsal in the sweep's own
+  spectrum trains the cancellers where no voice will be (bench harness, a first start: 8 of 120
+  human-voice runs paused on echo, with a reply's spectrum 2). So on the device's very first start,
+  with no voice known, the first reply learns the room.
 - The wake chime checks the rehearsed room before the first reply (`Frontend.EARCON_*`: the stored
   path must explain the chime's echo to 10 dB; without the start-up sound this is the first check),
   or else the reply's first loud frames (`Frontend.VERIFY_*`:

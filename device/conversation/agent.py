@@ -457,13 +457,8 @@ class Agent:
         if not self._remembers_room():
             return
         # The start-up sound plays where the device keeps state (a daemon; not `simulate`, whose
-        # timeline is a function of its inputs alone) and knows the voice: before the first reply there
-        # is no room to check, and a room measured by it could not be rehearsed (_probed). Played and
-        # not rehearsed, it left that first reply worse than a silent start (bench harness, 240 runs:
-        # 3 espeak runs paused on echo where a cold start paused 1; human voices, 52 of 72 words caught
-        # where 54 were).
-        self._probe_wanted = (self.settings.sounds.startup and self.appliance.state_dir is not None
-                              and room.known and room.voice)
+        # timeline is a function of its inputs alone).
+        self._probe_wanted = self.settings.sounds.startup and self.appliance.state_dir is not None
         if room.known and room.changes(self.audio_setup()):
             changed = room.changes(self.audio_setup())
             log.info("the audio set-up changed since the room was learnt (%s): learning it anew", ", ".join(changed))
@@ -529,9 +524,10 @@ class Agent:
         path explains (None: none holds for this run). The room rehearsed at start stays if it explains
         VERIFY_DB, or if the sound was not measured (the wake chime checks it, as without the sound).
         Else (moved, or another audio set-up) it is `forgotten` (_forget_room) and the sound's room is
-        kept (Appliance.remember_room) with the voice's spectrum known from before and rehearsed. One
-        learn (tens of ms) and at most one rehearsal (150-250 ms of CPU here) on this loop, once per
-        start, while idle."""
+        kept (Appliance.remember_room) with the voice's spectrum known from before and rehearsed; with
+        no voice known (the device's first start) nothing is kept: the first reply learns the room.
+        One learn (tens of ms) and at most one rehearsal (150-250 ms of CPU here) on this loop, once
+        per start, while idle."""
         fe, kept, stored = self.frontend, self._kept_room(), self.appliance.room
         room = RoomMemory()
         voice = stored.spectrum if stored.known and stored.voice else None
@@ -556,6 +552,14 @@ class Agent:
             log.info("the room is not the one kept (its echo path explains %.1f dB of the start-up sound's echo):"
                      " measured anew", kept_db if kept_db is not None else float("nan"))
             self._forget_room()
+        if not room.voice:
+            # A rehearsal in the sweep's own spectrum trains AEC3 and the gates where the voice will not
+            # be (bench harness, a first start: 8 of 120 human-voice runs paused on echo, with a reply's
+            # spectrum 2). The device's first start: the first reply learns the room. Nor is AEC3 started
+            # afresh here (the same harness: 5 espeak runs paused, echo_dtd 0.5-0.7 s into the first
+            # reply; 3 without the restart).
+            log.info("the start-up sound measured the room; no reply has played yet, so the first one learns it")
+            return
         if kept is None and fe.aec is not None:
             # The replies' delay estimate heard the sweep's echo with no reference of its own (a lone
             # earcon's is not the replies'): started afresh, it finds the delay in the rehearsal as at a
