@@ -1,5 +1,5 @@
-"""The built wheel works outside the checkout: it carries the model manifests (models/) and the
-hardware profiles (hw/), and `voxbox detect` / `voxbox check` find them from any folder.
+"""The built wheel works outside the checkout: it carries the model manifests (models/), the
+hardware profiles (hw/) and the sounds, and `voxbox detect` / `voxbox check` find them from any folder.
 
 The wheel is built from a copy of the source tree (`pip wheel --no-deps`) and installed with
 `--no-deps` into a fresh venv that does not see the checkout. Its third-party dependencies
@@ -71,6 +71,19 @@ def test_the_wheel_carries_models_and_profiles(installed: Path, tmp_path: Path) 
     assert Path(out[0]).resolve().is_relative_to(venv_dir), out[0]  # the wheel's copy, not the checkout
     assert Path(out[1]).is_relative_to(venv_dir) and (Path(out[1]) / "hey_jarvis.openwakeword.json").is_file()
     assert {"respeaker-2mic-hat", "generic-usb"} <= set(out[2].split(","))
+
+
+def test_the_wheel_carries_the_sounds(installed: Path, tmp_path: Path) -> None:
+    # The earcons (device/appliance/sounds/*.wav) were left out of the wheel: installed from it, the
+    # device started, woke and rang its timers in silence, one warning line per sound.
+    code = ("import device; from device.appliance.earcons import NAMES, Earcons; from device.config import "
+            "SoundsSettings; print(device.__file__); print(','.join(Earcons(SoundsSettings(), 24000).enabled)); "
+            "print(','.join(sorted(NAMES)))")
+    r = subprocess.run([str(installed / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       env=CLEAN_ENV, check=True)
+    out = r.stdout.split("\n")
+    assert Path(out[0]).resolve().is_relative_to(installed.parent.resolve()), out[0]
+    assert out[1] == out[2] and "startup" in out[1].split(","), r.stdout + r.stderr
 
 
 def test_detect_hey_jarvis_from_another_folder(installed: Path, tmp_path: Path, fixtures_dir: Path) -> None:
