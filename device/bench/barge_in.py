@@ -1192,13 +1192,15 @@ def format_table(result: dict) -> str:
             where = {"same": "in the room it learnt", "startup": "a first start (its start-up sound heard, no voice "
                      "known: nothing rehearsed)"}.get(
                 case, f"moved (echo x{MOVED[0]}, +{MOVED[1]:g} ms, another RT60)")
+            kept_range = "" if r["kept_min_db"] is None else \
+                f" (the kept path explained {r['kept_min_db']} to {r['kept_max_db']} dB of its echo)"
+            check_range = "" if r["check_min_db"] is None else \
+                f" (the chime's check {r['check_min_db']} to {r['check_max_db']} dB)"
             lines.append(row(f"first reply after a restart, {case}: false b-i/pauses",
                              f"{r['false_barge_ins']}/{r['false_pauses']}",
                              f"0; {where}: detected {r['detected']}/{r['talk']}, p50/p95 {r['latency_p50_ms']}/"
                              f"{r['latency_p95_ms']} ms; room kept {r['kept']} of {r['runs']}, the start-up sound "
-                             f"measured {r['probed']} (the kept path explained {r['kept_min_db']} to "
-                             f"{r['kept_max_db']} dB of its echo), forgotten in {r['forgotten']} (the chime's "
-                             f"check {r['check_min_db']} to {r['check_max_db']} dB)"))
+                             f"measured {r['probed']}{kept_range}, forgotten in {r['forgotten']}{check_range}"))
     w = s.get("warm")
     if w:
         lines.append(f"  the same scenarios as a second turn (another reply played first, then a 2 s gap; "
