@@ -278,8 +278,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
                                                                       "resp_bench", "item_bench")]
     elif restart:
         pre_s = STARTUP_S
-        floor = np.random.default_rng(0).standard_normal(int(pre_s * MIC_RATE)) * 32768 * 1e-3
-        mic = np.concatenate((round_int16(floor), mic))
+        mic = np.concatenate((_mic_floor(pre_s), mic))
         replies = [(pre_s + sc["reply_start_s"], reply, "resp_bench", "item_bench")]
     player = Player(settings.audio.output_rate)
     change = None if path_change is None else (pre_s + sc["reply_start_s"] + PATH_CHANGE_AT_S, *path_change)
@@ -450,8 +449,13 @@ def _warm_up(sc: dict, set_dir: Path) -> tuple[np.ndarray, float, np.ndarray]:
     names = [str(p.relative_to(set_dir)) for p in others]
     first = _read16(others[(names.index(sc["reply"]) + 1) % len(others)])
     pre_s = round(WARM_START_S + len(first) / 24000 + WARM_GAP_S, 2)
-    floor = np.random.default_rng(0).standard_normal(int(pre_s * MIC_RATE)) * 32768 * 1e-3
-    return first, pre_s, np.rint(floor).astype(np.int16)
+    return first, pre_s, _mic_floor(pre_s)
+
+
+def _mic_floor(seconds: float) -> np.ndarray:
+    """The mic before a scenario's IN.wav (a second turn's first reply, a restart's start-up sound):
+    int16 [seconds * MIC_RATE], a -60 dBFS floor (seed 0)."""
+    return round_int16(np.random.default_rng(0).standard_normal(int(seconds * MIC_RATE)) * 32768 * 1e-3)
 
 
 Reply = tuple[float, np.ndarray, str, str]  # (mic time s, PCM16 at 24 kHz, response id, item id)
@@ -898,9 +902,9 @@ def _restart(rows: list[dict], case: str) -> dict | None:
         return None
     mem = [x["room_memory"] for x in runs]
     checks = [m["check_db"] for m in mem if m["check_db"] is not None]
-    kept_dbs = [m["kept_db"] for m in mem if m.get("kept_db") is not None]
+    kept_dbs = [m["kept_db"] for m in mem if m["kept_db"] is not None]
     return {"runs": len(runs), "kept": sum(1 for m in mem if m["kept"]),
-            "probed": sum(1 for m in mem if m.get("probed")),
+            "probed": sum(1 for m in mem if m["probed"]),
             "rehearsed": sum(1 for m in mem if m["rehearsed"]), "forgotten": sum(1 for m in mem if m["forgotten"]),
             "kept_min_db": round(min(kept_dbs), 1) if kept_dbs else None,
             "kept_max_db": round(max(kept_dbs), 1) if kept_dbs else None,

@@ -459,23 +459,17 @@ class Agent:
         # The start-up sound plays where the device keeps state (a daemon; not `simulate`, whose
         # timeline is a function of its inputs alone).
         self._probe_wanted = self.settings.sounds.startup and self.appliance.state_dir is not None
-        if room.known and room.changes(self.audio_setup()):
-            changed = room.changes(self.audio_setup())
+        changed = room.changes(self.audio_setup()) if room.known else []
+        if changed:
             log.info("the audio set-up changed since the room was learnt (%s): learning it anew", ", ".join(changed))
             self.log("room", action="setup_changed", changed=changed)
-        else:
-            self._rehearse_kept()
+        elif room.known:
+            self._rehearse(room)
 
     def _kept_room(self) -> RoomMemory | None:
         """The stored room if it holds for this run (known, learnt with this audio set-up), else None."""
         room = self.appliance.room
         return room if room.known and not room.changes(self.audio_setup()) else None
-
-    def _rehearse_kept(self) -> None:
-        """Rehearse the stored room if it holds for this run (_kept_room); the wake chime checks it."""
-        room = self._kept_room()
-        if room is not None:
-            self._rehearse(room)
 
     def _rehearse(self, room: RoomMemory) -> None:
         t0 = time.perf_counter()
