@@ -386,9 +386,12 @@ def test_a_hardware_mixers_level_is_part_of_the_set_up(tmp_path: Path) -> None:
 
 
 def _start(settings: cfg.Settings, state_dir: Path, seconds: float = 5.0, muted: bool = False,
-           echo_gain: float = 0.5, echo_delay_ms: float = 30.0) -> Any:
+           echo_gain: float = 0.5, echo_delay_ms: float = 30.0,
+           buttons: tuple[tuple[float, str], ...] = (), talk: tuple[float, float] | None = None) -> Any:
     """An agent started in a room (echo echo_gain x, echo_delay_ms, RT60 250 ms) and left alone for
-    `seconds`: nobody wakes it. Its appliance is closed (what it wrote is on disk)."""
+    `seconds`: nobody wakes it, unless by `buttons` ((mic time s, "press" | "release" | "hold"), in
+    order); talk: (from, to) s, the user's voice in the mic then (speech-shaped syllables at 64 dB re
+    1 LSB RMS while they sound, over the echo). Its appliance is closed (what it wrote is on disk)."""
     from device.audio.aec import build_aec
     from device.audio.sim import SimAudio
     from device.bench import barge_in as bb
@@ -398,16 +401,23 @@ def _start(settings: cfg.Settings, state_dir: Path, seconds: float = 5.0, muted:
     from device.timeline import Timeline
 
     player = Player(settings.audio.output_rate)
-    floor = _int16(np.random.default_rng(0).standard_normal(int(seconds * RATE)) * 30)
-    sim = SimAudio(floor[:, None], RATE, player, speed=1e9, echo_gain=echo_gain, echo_delay_ms=echo_delay_ms,
-                   room_ir=room_response(RATE, rt60_ms=250.0))
+    floor = np.random.default_rng(0).standard_normal(int(seconds * RATE)) * 30
+    if talk is not None:
+        a, b = int(talk[0] * RATE), int(talk[1] * RATE)
+        speaker = RoomMemory()
+        speaker.ir = np.ones(1, dtype=np.float32)  # only for its speech-shaped reference
+        voice = speaker.rehearsal(seconds=talk[1] - talk[0] + 0.5, seed=7)[0][: b - a].astype(np.float64)
+        floor[a : a + len(voice)] += voice * 0.5  # 70 dB (REF_DBFS) less 6
+    sim = SimAudio(_int16(floor)[:, None], RATE, player, speed=1e9, echo_gain=echo_gain,
+                   echo_delay_ms=echo_delay_ms, room_ir=room_response(RATE, rt60_ms=250.0))
     server = bb.ScriptedRealtime([], settings)
     agent = Agent(settings, sim, Timeline(None, keep=True), wake=NoWake(), vad=build_vad(settings.vad),
                   link=server.link, state_dir=state_dir, aec=build_aec(settings.aec), muted=muted)
     sim.keep_going = lambda: server.keep_going(agent)
-    bb._play(agent, sim, server, wake_s=1e9)
+    bb._play(agent, sim, server, wake_s=1e9, buttons=buttons)
     agent.appliance.close()
     return agent
+
 
 
 def test_a_first_start_plays_the_start_up_sound_and_leaves_the_room_to_the_first_reply(tmp_path: Path) -> None:
@@ -455,6 +465,38 @@ def test_a_start_in_another_room_measures_it_with_the_start_up_sound_and_keeps_t
         off = 10 * np.log10(got[band].mean() / want[band].mean())
         assert abs(off) < 1.0, (lo, off)  # measured within 0.05 dB
     assert new.explained_db(*_sweep_record(55.0), 45.0, 10) >= 20.0  # the new path is this room's
+
+
+@pytest.mark.parametrize("how", ["press", "hold"])
+def test_a_press_during_the_start_up_sound_stops_it_and_leaves_the_kept_room_alone(tmp_path: Path,
+                                                                                    how: str) -> None:
+    # A press (the user talks over the sweep) or a hold (mute) 1 s into the start-up sound: the sound
+    # stops there, not 1.6 s later over the wake chime and the user's turn, and its record, the user's
+    # voice in it or a muted mic, measures nothing: the room learnt in this very room stays as it was,
+    # neither forgotten nor replaced. Before, the sweep played on, and the record with the user in it
+    # was judged: the kept path explained 9.0 dB of it, and the room was forgotten for one measured
+    # through the user's voice.
+    setup = _start(cfg.Settings(), tmp_path / "first", seconds=0.5).audio_setup()
+    _reply_room(tmp_path, setup)
+    before = (tmp_path / ROOM_FILE).read_text()
+    actions = (("press", 1.0), ("release", 1.1)) if how == "press" else (("press", 1.0), ("hold", 1.6))
+    at = actions[-1][1]
+    agent = _start(cfg.Settings(), tmp_path, seconds=4.0, buttons=tuple((t, a) for a, t in actions),
+                   talk=(1.2, 3.5) if how == "press" else None)
+    rooms = [r for r in agent.timeline.records if r["event"] == "room"]
+    assert [r["action"] for r in rooms] == ["rehearsed", "probing", "probe_stopped", "probed"], rooms
+    assert abs(rooms[2]["t"] - at) < 0.05 and rooms[2]["why"] == ("the user started a turn" if how == "press"
+                                                                   else "muted"), rooms
+    assert not rooms[3]["ok"] and rooms[3]["kept_db"] is None, rooms  # not judged
+    assert (tmp_path / ROOM_FILE).read_text() == before
+    assert agent.machine.phase == "listening" if how == "press" else agent.machine.muted
+    out = agent.audio.speaker_audio().astype(np.float64)
+    rate = agent.player.rate
+    sounds = {r["name"]: r["t"] for r in agent.timeline.records if r["event"] == "earcon"}
+    chime = agent.appliance.earcons.get("wake" if how == "press" else "mute")
+    assert chime is not None and abs(sounds["wake" if how == "press" else "mute"] - at) < 0.05, sounds
+    after = int((at + len(chime) / rate + 0.1) * rate)  # once the chime is over: the sweep is not
+    assert len(out) > int(2.6 * rate) and not np.any(out[after : int(2.6 * rate)]), after
 
 
 def _sweep_record(delay_ms: float) -> tuple[np.ndarray, np.ndarray]:

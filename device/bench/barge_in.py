@@ -364,10 +364,12 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     return res
 
 
-def _play(agent: Any, sim: Any, server: Any, wake_s: float = 0.0) -> None:
+def _play(agent: Any, sim: Any, server: Any, wake_s: float = 0.0,
+          buttons: tuple[tuple[float, str], ...] = ()) -> None:
     """The bench's run: the agent woken at wake_s (the wake chime plays; 0: before the first block), then
     block by block over the simulated card, the backend stepping before each block, until the card's
-    mic and reply are over."""
+    mic and reply are over. buttons: (mic time s, "press" | "release" | "hold") in time order, each
+    handled at the first block boundary at or after its time."""
     from device.conversation import machine as cv
 
     async def go() -> None:
@@ -375,10 +377,13 @@ def _play(agent: Any, sim: Any, server: Any, wake_s: float = 0.0) -> None:
         await server.start(agent)
         woken = False
         blocks = 0
+        todo = list(buttons)
         while True:
             if not woken and agent.now >= wake_s - 1e-9:
                 agent.handle(cv.Wake(agent.now, "bench", 1.0))
                 woken = True
+            while todo and agent.now >= todo[0][0] - 1e-9:
+                agent.handle(cv.Button(agent.now, todo.pop(0)[1]))  # type: ignore[arg-type]
             if (block := await sim.read()) is None:
                 break
             await server.step(agent, blocks)

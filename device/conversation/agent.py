@@ -162,6 +162,7 @@ class Agent:
         self.tool_round_trips_ms: deque[float] = deque(maxlen=256)  # arguments done -> output sent (last 256)
         self._mcp_labels: dict[str, str] = {}
         self._quiet_until = 0.0  # a short earcon sounds until then (+ margin): not a wake, not a barge-in
+        self._earcon_quiet = 0.0  # ... of which the earcons but the start-up sound (earcon()) ask this much
         self._swallow_release = False  # the press stopped a ring: its release opens no conversation
         self._ring_shown = False
         self._shown = ""  # the state last shown (earcons follow its changes)
@@ -229,10 +230,7 @@ class Agent:
                                  out_rate=self.player.rate, record=self.frontend.record)
         self.log("audio_reopened")
         if self._probe_until is not None:  # the start-up sound's record broke with the card: not measured
-            self._probe_until, self._quiet_until = None, self.now
-            self.frontend.record_earcons = False
-            self.player.stop_overlay("earcon:startup")
-            self._probed(None)
+            self._end_probe("the sound card was reopened")
         self.apply(self.machine.handle(cv.FaultCleared(self.now)))
         return True
 
@@ -503,12 +501,31 @@ class Agent:
                 self.frontend.record_earcons = True
             self.log("room", action="probing", seconds=round(seconds, 2))
             return
+        if self.machine.muted or self.machine.phase != "idle":
+            self._end_probe("muted" if self.machine.muted else "the user started a turn")
+            return
         if self.now < self._probe_until:
             return
         self._probe_until = None
         self.frontend.record_earcons = False
         record = self.frontend.record
         self._probed(record.take() if record is not None else None)
+
+    def _end_probe(self, why: str) -> None:
+        """Stop the start-up sound before its end and leave the room unmeasured (_probed(None): a room
+        rehearsed at start stays, for the wake chime or the first reply to check): the card was reopened
+        (the record broke), the device was muted (its mic is not recorded, not even for this) or a turn
+        began (a button press: the user is heard, not the sweep's echo alone, and the sound would go on
+        over the wake chime and into the turn). The wake word's and the lone earcon's mask ends with the
+        sound's echo (EARCON_MARGIN_S), or the chime's if that is later. A timeline `room` event
+        {action: "probe_stopped", why}, then _probed's."""
+        log.info("the start-up sound was stopped (%s): the room is not measured", why)
+        self.log("room", action="probe_stopped", why=why)
+        self._probe_until = None
+        self._quiet_until = max(self._earcon_quiet, self.now + self.EARCON_MARGIN_S)
+        self.frontend.record_earcons = False
+        self.player.stop_overlay("earcon:startup")
+        self._probed(None)
 
     def _probed(self, taken: tuple[np.ndarray, np.ndarray] | None) -> None:
         """The start-up sound's record (EchoRecord.take; None: not recorded whole) judged: a timeline
@@ -652,7 +669,10 @@ class Agent:
         """Play a short sound and mask it from the wake word and barge-in detectors while it sounds."""
         pcm = self.appliance.earcons.get(name)
         if pcm is not None and self.appliance.earcon(name, self.now):
-            self._quiet_until = max(self._quiet_until, self.now + len(pcm) / self.player.rate + 0.2)
+            self._earcon_quiet = max(self._earcon_quiet, self.now + len(pcm) / self.player.rate + self.EARCON_MARGIN_S)
+            self._quiet_until = max(self._quiet_until, self._earcon_quiet)
+
+    EARCON_MARGIN_S = 0.2  # an earcon's mask outlasts it by this: its echo's tail in the room
 
     # ------------------------------------------------------------------ link callbacks
     def on_connect(self) -> None:
