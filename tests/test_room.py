@@ -15,7 +15,7 @@ import pytest
 from device import config as cfg
 from device.appliance.runtime import ROOM_FILE, Appliance
 from device.audio.player import Player
-from device.audio.room import FRAME, LEAD, RATE, EchoRecord, RoomMemory
+from device.audio.room import FRAME, LEAD, RATE, EchoRecord, RoomMemory, speech_spectrum
 from device.audio.sim import room_response
 
 pytest.importorskip("livekit.rtc")
@@ -167,7 +167,7 @@ def test_the_rehearsal_is_speech_like_noise_through_the_path_over_the_floor() ->
         RoomMemory().rehearsal()
     mem = RoomMemory()
     mem.ir, mem.floor_db = _path().astype(np.float32), 30.0
-    ref, mic = mem.rehearsal()  # no spectrum kept: pink-ish
+    ref, mic = mem.rehearsal()  # no spectrum kept: an average voice's
     assert len(ref) == len(mic) and len(ref) % FRAME == 0
     frames = ref.reshape(-1, FRAME).astype(float)
     loud = np.sqrt(np.mean(frames**2, axis=1)) > 100
@@ -420,16 +420,34 @@ def _start(settings: cfg.Settings, state_dir: Path, seconds: float = 5.0, muted:
 
 
 
-def test_a_first_start_plays_the_start_up_sound_and_leaves_the_room_to_the_first_reply(tmp_path: Path) -> None:
+def test_a_first_start_measures_the_room_with_the_start_up_sound_and_rehearses_it_in_an_average_voice(
+        tmp_path: Path) -> None:
     # The mic hears the sweep and its path explains it, but no reply has played: no voice's spectrum is
-    # known, and a rehearsal in the sweep's own trains the cancellers where no voice will be.
+    # known, and a rehearsal in the sweep's own trains the cancellers where no voice will be. The path is
+    # kept with the average voice's spectrum and rehearsed before the first reply, which a reply that
+    # plays out later replaces with its own voice's.
     agent = _start(cfg.Settings(), tmp_path)
     rooms = [r for r in agent.timeline.records if r["event"] == "room"]
-    assert [r["action"] for r in rooms] == ["probing", "probed"], rooms
+    assert [r["action"] for r in rooms] == ["probing", "probed", "rehearsed"], rooms
     assert [r["name"] for r in agent.timeline.records if r["event"] == "earcon"] == ["startup"]
     probed = rooms[1]
     assert probed["ok"] and probed["explained_db"] >= 25.0 and probed["kept_db"] is None, probed  # 42.1 dB
-    assert not (tmp_path / ROOM_FILE).exists()
+    kept = RoomMemory()
+    assert kept.load_json(json.loads((tmp_path / ROOM_FILE).read_text())) is None
+    assert not kept.voice and kept.spectrum is not None and np.allclose(kept.spectrum, speech_spectrum(), rtol=1e-3)
+    assert kept.setup == agent.audio_setup() and kept.explained_db(*_sweep_record(30.0), 45.0, 10) >= 20.0
+
+
+def test_the_average_voice_is_byrne_s_long_term_speech_spectrum_per_hz() -> None:
+    # Per Hz strongest at 150-500 Hz (a voice's pitch and first formant), 11.4 dB less at 1 kHz than at
+    # 500 Hz (8.4 dB less per 1/3 octave, which is twice as wide there), 25.5 dB less at 4 kHz.
+    from device.audio.room import _band_of
+
+    s = 10 * np.log10(speech_spectrum().astype(np.float64))
+    band = {hz: int(_band_of(np.array([float(hz)]))[0]) for hz in (500, 1000, 4000)}
+    edges = np.geomspace(50.0, 8000.0, 33)
+    assert s.max() == 0.0 and 150.0 <= edges[int(np.argmax(s))] and edges[int(np.argmax(s)) + 1] <= 500.0
+    assert abs(s[band[1000]] - s[band[500]] + 11.4) < 1.5 and abs(s[band[4000]] - s[band[500]] + 25.5) < 1.5, s
 
 
 def _reply_room(state_dir: Path, setup: dict[str, Any], delay_ms: float = 30.0) -> RoomMemory:

@@ -22,12 +22,14 @@ what it learnt of the room is kept:
   room as it was.
 - The start-up sound (a 2.6 s sweep at every start, Agent._probe_room) is recorded as a reply is.
   If the stored path explains its echo (`explained_db`, 10 dB in the bands the voice measured), the
-  room rehearsed at start holds. Else (another audio set-up, or the device was moved) the path is
-  estimated from the sweep whole (estimate_path(whole=True)) and kept with the voice's spectrum
-  known from before, then rehearsed: a voice is not a room, and a rehearsal in the sweep's own
-  spectrum trains the cancellers where no voice will be (bench harness, a first start: 8 of 120
-  human-voice runs paused on echo, with a reply's spectrum 2). So on the device's very first start,
-  with no voice known, the first reply learns the room.
+  room rehearsed at start holds. Else (another audio set-up, the device was moved, or its very first
+  start) the path is estimated from the sweep whole (estimate_path(whole=True)) and kept with the
+  voice's spectrum known from before, or with the long-term average speech spectrum
+  (`speech_spectrum`) where no reply has played yet, then rehearsed. A voice is not a room: a
+  rehearsal in the sweep's own spectrum trains the cancellers where no voice will be (bench harness,
+  a first start: 8 of 120 human-voice runs paused on echo, with a reply's spectrum 2); in the
+  average voice's, a first start caught 67 of 72 human-voice words where its first reply, cold,
+  caught 52.
 - The wake chime checks the rehearsed room before the first reply (`Frontend.EARCON_*`: the stored
   path must explain the chime's echo to 10 dB; without the start-up sound this is the first check),
   or else the reply's first loud frames (`Frontend.VERIFY_*`:
@@ -173,13 +175,34 @@ def measured_bins(spectrum: np.ndarray | None, n: int) -> np.ndarray:
     return held[_band_of(f)]
 
 
+# The "universal" long-term average speech spectrum of Byrne et al. (1994, J. Acoust. Soc. Am. 96(4),
+# 2108-2120: 12 languages, male and female talkers combined): 1/3-octave band levels, dB SPL at 0.45 m
+# for 70 dB overall, at their centre frequencies (Hz), up to 8 kHz.
+LTASS_HZ = (63, 80, 100, 125, 160, 200, 250, 315, 400, 500, 630, 800, 1000, 1250, 1600, 2000, 2500, 3150,
+            4000, 5000, 6300, 8000)
+LTASS_DB = (38.6, 43.5, 54.4, 57.7, 56.8, 60.2, 60.3, 59.0, 62.1, 62.1, 60.5, 56.8, 53.7, 53.0, 52.0, 48.7,
+            48.1, 46.8, 45.6, 44.5, 44.3, 43.7)
+
+
+def speech_spectrum() -> np.ndarray:
+    """float32[SPECTRUM_BANDS]: the long-term band spectrum (band_spectrum's power per bin, up to scale;
+    its strongest band 1.0) of an average voice, for a room measured before any reply was heard:
+    LTASS_DB interpolated in log frequency at each band's centre, less 10 log10(f) (a 1/3-octave band
+    is f/4.3 Hz wide, so its level over its width is power per Hz)."""
+    edges = np.geomspace(50.0, RATE / 2, SPECTRUM_BANDS + 1)
+    centres = np.sqrt(edges[:-1] * edges[1:])
+    db = np.interp(np.log(centres), np.log(LTASS_HZ), LTASS_DB) - 10 * np.log10(centres)
+    return (10 ** ((db - db.max()) / 10)).astype(np.float32)
+
+
 class RoomMemory:
     """The echo path learnt in this room, or nothing yet (`known` False).
 
     ir: float32[n], the echo at the mic per unit of reference, at 16 kHz, lag included (n at most
     MAX_TAPS), in the frontend's alignment of reference and mic frames, lag 0 at index `lead` (echo);
     spectrum: float32[32], the reference's long-term band spectrum (band_spectrum), the replies' voice's
-    if `voice` (a start-up sound's path keeps the voice known from before: a voice is not a room);
+    if `voice`, else an average voice's (speech_spectrum: a start-up sound's path with no reply heard
+    yet; a voice is not a room);
     floor_db: the mic's noise floor (dB re 1 LSB RMS); setup: the audio set-up it was learnt with, {name: JSON value}
     (Agent.audio_setup; None: not known, a file from before it was kept). Kept by the Appliance
     (keep_room: learnt and written on its writer thread)."""
@@ -188,7 +211,7 @@ class RoomMemory:
         self.ir: np.ndarray | None = None
         self.lead = 0  # ir's taps before lag 0 (LEAD once learnt; 0 in a file from before they were kept)
         self.spectrum: np.ndarray | None = None
-        self.voice = False  # spectrum is the replies' voice's (learnt from a reply), not the start-up sound's
+        self.voice = False  # spectrum is the replies' voice's (learnt from a reply), not speech_spectrum
         self.floor_db = 30.0
         self.setup: dict[str, Any] | None = None
 
@@ -209,17 +232,19 @@ class RoomMemory:
         """Take the room's path from a reply's record (EchoRecord.take), the mic's floor (dB re 1 LSB
         RMS; inf: not measured, the last one kept) and the set-up it was recorded with (JSON values, see
         the class doc); sweep: the record is the start-up sound's (estimate_path whole), and `voice` the
-        replies' long-term spectrum known from before (band_spectrum, float[32]; None: not known, the
-        sweep's own is kept and `voice` is False). False, nothing changed, if no path came of it."""
+        replies' long-term spectrum known from before (band_spectrum, float[32]; None: not known,
+        speech_spectrum is kept and `voice` is False). False, nothing changed, if no path came of it."""
         ref, mic = record
         ir = estimate_path(ref, mic, whole=sweep)
         if ir is None or not np.all(np.isfinite(ir)):
             return False
         self.ir, self.lead = ir.astype(np.float32), LEAD
-        if sweep and voice is not None:
+        if not sweep:
+            self.spectrum, self.voice = band_spectrum(ref).astype(np.float32), True
+        elif voice is not None:
             self.spectrum, self.voice = np.asarray(voice, dtype=np.float32).copy(), True
         else:
-            self.spectrum, self.voice = band_spectrum(ref).astype(np.float32), not sweep
+            self.spectrum, self.voice = speech_spectrum(), False
         if math.isfinite(floor_db):
             self.floor_db = float(floor_db)
         self.setup = None if setup is None else dict(setup)
@@ -292,19 +317,18 @@ class RoomMemory:
 
     def rehearsal(self, seconds: float = REHEARSAL_S, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(ref, mic): int16[n] each at 16 kHz, n a whole number of frames. ref: noise with the stored
-        spectrum in syllables of 120-300 ms, 40-150 ms apart, with a 400 ms pause every ~1.5 s, at
-        REF_DBFS while it sounds, then 0.5 s of silence; mic: ref through `ir` over white noise at
-        floor_db. ValueError if nothing is known."""
+        spectrum (none stored: speech_spectrum) in syllables of 120-300 ms, 40-150 ms apart, with a
+        400 ms pause every ~1.5 s, at REF_DBFS while it sounds, then 0.5 s of silence; mic: ref through
+        `ir` over white noise at floor_db. ValueError if nothing is known."""
         if self.ir is None:
             raise ValueError("RoomMemory.rehearsal: no echo path known")
         rng = np.random.default_rng(seed)
         n = int(seconds * RATE) // FRAME * FRAME
         spectrum = np.fft.rfft(rng.standard_normal(n))
         f = np.fft.rfftfreq(n, 1 / RATE)
-        if self.spectrum is not None:  # the voice's own spectrum, where the path was measured
-            spectrum *= np.sqrt(self.spectrum.astype(np.float64)[_band_of(f)])
-        else:
-            spectrum /= np.sqrt(np.maximum(f, 300.0) / 300.0)  # -3 dB per octave above 300 Hz: speech-like
+        # the voice's own spectrum, where the path was measured (none kept: an average voice's)
+        voice = self.spectrum if self.spectrum is not None else speech_spectrum()
+        spectrum *= np.sqrt(voice.astype(np.float64)[_band_of(f)])
         noise = np.fft.irfft(spectrum, n)
         noise *= 10 ** (REF_DBFS / 20) * 32767 / np.sqrt(np.mean(noise**2))
         ref = noise * _syllables(n, rng)

@@ -1198,8 +1198,8 @@ def format_table(result: dict) -> str:
                          f"{v['found']} of {v['n']} detected, {v['over_100ms']} over 100 ms or missed"))
     for case, r in (s.get("restart") or {}).items():
         if r:
-            where = {"same": "in the room it learnt", "startup": "a first start (its start-up sound heard, no voice "
-                     "known: nothing rehearsed)"}.get(
+            where = {"same": "in the room it learnt", "startup": "a first start (its start-up sound's path rehearsed "
+                     "in an average voice)"}.get(
                 case, f"moved (echo x{MOVED[0]}, +{MOVED[1]:g} ms, another RT60)")
             kept_range = "" if r["kept_min_db"] is None else \
                 f" (the kept path explained {r['kept_min_db']} to {r['kept_max_db']} dB of its echo)"
