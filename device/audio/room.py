@@ -28,7 +28,7 @@ what it learnt of the room is kept:
   (`speech_spectrum`) where no reply has played yet, then rehearsed. A voice is not a room: a
   rehearsal in the sweep's own spectrum trains the cancellers where no voice will be (bench harness,
   a first start: 8 of 120 human-voice runs paused on echo, with a reply's spectrum 2); in the
-  average voice's, a first start caught 67 of 72 human-voice words where its first reply, cold,
+  average voice's, a first start caught 67 of 72 human-voice words where, rehearsing nothing, it
   caught 52.
 - The wake chime checks the rehearsed room before the first reply (`Frontend.EARCON_*`: the stored
   path must explain the chime's echo to 10 dB; without the start-up sound this is the first check),
