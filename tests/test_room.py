@@ -656,6 +656,25 @@ def _earcon_reduction(forget: bool) -> float:
     return float(10 * np.log10(mic_p / max(out_p, 1.0)))
 
 
+def test_forgetting_the_room_forgets_its_echo_lag_and_keeps_the_mic_s_timing() -> None:
+    # A room whose echo comes 47 ms late, rehearsed: the APM is told that lag plus the mic's hold-back.
+    # Forgotten (the device was moved), the fresh APM is told the hold's share alone until its fresh
+    # estimator finds the new room's lag (told the old one, AEC3 leaked a moved room's reply in the
+    # bench's human_talk_113: a false barge-in); the hold-back itself stays, so the mic does not jump.
+    from device.audio.aec import WebRtcAec
+
+    aec = WebRtcAec(cfg.AecSettings())
+    old = RoomMemory()
+    old.ir, old.floor_db = _path(delay_ms=47.0).astype(np.float32), 30.0
+    for r, y in zip(*(x.reshape(-1, FRAME) for x in old.rehearsal()), strict=True):
+        aec.reference(r)
+        aec.process(y)
+    hold, lag = aec.hold_frames, aec.estimated_delay_ms
+    assert hold >= 2 and lag is not None and abs(lag - 47) <= 10 and aec.delay_ms == lag + 10 * hold, (hold, lag)
+    aec.forget_echo_path()
+    assert aec.hold_frames == hold and aec.estimated_delay_ms is None and aec.delay_ms == 10 * hold, aec.delay_ms
+
+
 def test_after_forgetting_the_room_a_lone_earcon_is_still_cancelled() -> None:
     # forget_echo_path makes the replies' side anew, frame buffers included: the earcons' APMs must be
     # made anew with them; kept, they cleaned stale buffers and the chime's echo went through whole.

@@ -299,16 +299,22 @@ class WebRtcAec:
         old ones learnt is another room's (a wrong rehearsal, Frontend.on_room_checked): an APM sure of a
         wrong path lets its echo through where a fresh one suppresses it (bench, a restart after a move:
         Silero heard the leak and a false barge-in followed). Kept: the counters, `idle`, and the mic's
-        hold-back and the delay the APM is told (the mic's timing must not jump: made anew, the held
-        frames were dropped and the initial hold's silence inserted, and two moved runs paused on Silero
-        where a first start did not, one of them into a false barge-in: talk_095, talk_057). The
-        earcons' APMs are made anew too (bound to the frame buffers made here). Call between frames,
-        not while a lone earcon plays."""
+        hold-back (the mic's timing must not jump: made anew, the held frames were dropped and the
+        initial hold's silence inserted, and two moved runs paused on Silero where a first start did
+        not, one of them into a false barge-in: talk_095, talk_057). The delay the APM is told is the
+        hold's alone, as when the first reference primed it, until the fresh estimator finds this
+        room's lag: the lag in it was the old room's (bench, a restart after a move, human_talk_113:
+        told the old room's 67 ms where this one's is 42 ms, AEC3 leaked the reply 0.6 s in and Silero
+        heard it, a false barge-in; none in 240 runs once told the hold's 20 ms). A fixed delay
+        (stream_delay_ms, no estimator) stays. The earcons' APMs are made anew too (bound to the frame
+        buffers made here). Call between frames, not while a lone earcon plays."""
         kept = (self.frames, self.bypassed, self.earcons, self.idle, self.hold_frames, self._w, self._primed,
-                self._ring.copy(), self.delay_ms)
+                self._ring.copy())
         self.__init__(self.settings)  # type: ignore[misc]
         (self.frames, self.bypassed, self.earcons, self.idle, self.hold_frames, self._w, self._primed,
-         self._ring[:], self.delay_ms) = kept
+         self._ring[:]) = kept
+        if self._estimator is not None:
+            self.delay_ms = 10 * self.hold_frames
         self._tell_delay()
 
     def _retune(self, echo_lag_ms: int) -> None:
