@@ -517,6 +517,25 @@ def test_a_press_during_the_start_up_sound_stops_it_and_leaves_the_kept_room_alo
     assert len(out) > int(2.6 * rate) and not np.any(out[after : int(2.6 * rate)]), after
 
 
+def test_a_timer_ringing_at_start_stops_the_start_up_sound(tmp_path: Path) -> None:
+    # A timer that fell due while the device was off rings at its first block: the sweep, started at the
+    # same block, stops at once instead of playing 2.6 s over the ring, and the ring rings on.
+    import time
+
+    from device.appliance.runtime import TIMERS_FILE
+
+    _reply_room(tmp_path, _start(cfg.Settings(), tmp_path / "first", seconds=0.5).audio_setup())
+    (tmp_path / TIMERS_FILE).write_text(json.dumps({"version": 1, "timers": [
+        {"id": "t1", "kind": "timer", "label": "eggs", "due_wall": time.time() - 60.0, "duration_s": 300.0}]}))
+    agent = _start(cfg.Settings(), tmp_path, seconds=3.0)
+    rooms = [r for r in agent.timeline.records if r["event"] == "room"]
+    stopped = [r for r in rooms if r["action"] == "probe_stopped"]
+    assert stopped and stopped[0]["why"] == "a timer rang" and stopped[0]["t"] <= 0.05, rooms
+    assert not [r for r in rooms if r["action"] == "forgotten"], rooms
+    timers = [r["action"] for r in agent.timeline.records if r["event"] == "timer"]
+    assert agent.appliance.ringing and timers == ["ring"], timers
+
+
 def _sweep_record(delay_ms: float) -> tuple[np.ndarray, np.ndarray]:
     """A start-up sound's reference and its echo through _path(delay_ms, gain 0.5) in the frontend's
     alignment (a frame early), int16 at 16 kHz."""

@@ -501,8 +501,9 @@ class Agent:
                 self.frontend.record_earcons = True
             self.log("room", action="probing", seconds=round(seconds, 2))
             return
-        if self.machine.muted or self.machine.phase != "idle":
-            self._end_probe("muted" if self.machine.muted else "the user started a turn")
+        if self.machine.muted or self.machine.phase != "idle" or self.appliance.ringing:
+            self._end_probe("muted" if self.machine.muted else "a timer rang" if self.appliance.ringing
+                            else "the user started a turn")
             return
         if self.now < self._probe_until:
             return
@@ -514,11 +515,13 @@ class Agent:
     def _end_probe(self, why: str) -> None:
         """Stop the start-up sound before its end and leave the room unmeasured (_probed(None): a room
         rehearsed at start stays, for the wake chime or the first reply to check): the card was reopened
-        (the record broke), the device was muted (its mic is not recorded, not even for this) or a turn
+        (the record broke), the device was muted (its mic is not recorded, not even for this), a turn
         began (a button press: the user is heard, not the sweep's echo alone, and the sound would go on
-        over the wake chime and into the turn). The wake word's and the lone earcon's mask ends with the
-        sound's echo (EARCON_MARGIN_S), or the chime's if that is later. A timeline `room` event
-        {action: "probe_stopped", why}, then _probed's."""
+        over the wake chime and into the turn) or a timer rang (one that fell due while the device was
+        off rings at start: the sweep went on over it, and the record breaks under a ring anyway). The
+        wake word's and the lone earcon's mask ends with the sound's echo (EARCON_MARGIN_S), or the
+        chime's if that is later. A timeline `room` event {action: "probe_stopped", why}, then
+        _probed's."""
         log.info("the start-up sound was stopped (%s): the room is not measured", why)
         self.log("room", action="probe_stopped", why=why)
         self._probe_until = None
