@@ -428,7 +428,7 @@ def test_a_first_start_measures_the_room_with_the_start_up_sound_and_rehearses_i
     # plays out later replaces with its own voice's.
     agent = _start(cfg.Settings(), tmp_path)
     rooms = [r for r in agent.timeline.records if r["event"] == "room"]
-    assert [r["action"] for r in rooms] == ["probing", "probed", "rehearsed"], rooms
+    assert [r["action"] for r in rooms] == ["probing", "probed", "rehearsed", "checked"], rooms
     assert [r["name"] for r in agent.timeline.records if r["event"] == "earcon"] == ["startup"]
     probed = rooms[1]
     assert probed["ok"] and probed["explained_db"] >= 25.0 and probed["kept_db"] is None, probed  # 42.1 dB
@@ -467,7 +467,8 @@ def test_a_start_in_another_room_measures_it_with_the_start_up_sound_and_keeps_t
     old = _reply_room(tmp_path, setup)
     agent = _start(cfg.Settings(), tmp_path, echo_delay_ms=55.0)
     rooms = [r for r in agent.timeline.records if r["event"] == "room"]
-    assert [r["action"] for r in rooms] == ["rehearsed", "probing", "probed", "forgotten", "rehearsed"], rooms
+    actions = [r["action"] for r in rooms]
+    assert actions == ["rehearsed", "probing", "probed", "forgotten", "rehearsed", "checked"], rooms
     assert rooms[2]["ok"] and rooms[2]["kept_db"] < 3.0, rooms  # measured -3.3 dB
     new = RoomMemory()
     assert new.load_json(json.loads((tmp_path / ROOM_FILE).read_text())) is None and new.ir is not None
@@ -559,7 +560,8 @@ def test_a_start_in_the_room_a_reply_taught_rehearses_the_kept_room(tmp_path: Pa
     before = (tmp_path / ROOM_FILE).read_text()
     agent = _start(cfg.Settings(), tmp_path, echo_gain=0.5 if heard else 0.0)
     rooms = [r for r in agent.timeline.records if r["event"] == "room"]
-    assert [r["action"] for r in rooms] == ["rehearsed", "probing", "probed"], rooms  # at start, then checked
+    # rehearsed at start, then checked by the sound where it heard it
+    assert [r["action"] for r in rooms] == ["rehearsed", "probing", "probed"] + (["checked"] if heard else []), rooms
     kept_db = rooms[2]["kept_db"]
     assert rooms[2]["ok"] == heard and (kept_db >= 12.0 if heard else kept_db is None), rooms  # measured 19.6 dB
     assert (tmp_path / ROOM_FILE).read_text() == before
@@ -575,7 +577,7 @@ def test_a_start_with_another_audio_set_up_measures_the_room_anew(tmp_path: Path
     _reply_room(tmp_path, _start(settings, tmp_path / "first", seconds=0.5).audio_setup())
     agent = _start(bigger, tmp_path)
     rooms = [r for r in agent.timeline.records if r["event"] == "room"]
-    assert [r["action"] for r in rooms] == ["setup_changed", "probing", "probed", "rehearsed"], rooms
+    assert [r["action"] for r in rooms] == ["setup_changed", "probing", "probed", "rehearsed", "checked"], rooms
     assert rooms[2]["ok"] and rooms[2]["kept_db"] is None, rooms
     new = RoomMemory()
     assert new.load_json(json.loads((tmp_path / ROOM_FILE).read_text())) is None

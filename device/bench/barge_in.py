@@ -251,8 +251,9 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     off in every other case, which models a device that keeps no state (no sound, no room). res["room_memory"]
     then says whether the first life kept the room ("kept"), whether the sound measured the room ("probed";
     "probe_db", how much of its echo the path learnt from it explained; "kept_db", the kept path's),
-    whether this run rehearsed a room, what the wake chime's check measured ("check_db",
-    Frontend.room_check_db; None: not made) and whether the kept room was forgotten.
+    whether this run rehearsed a room, what the room's check measured ("check_db", Frontend.room_check_db:
+    the start-up sound's where it measured the room, else the wake chime's or the reply's; None: not
+    made) and whether the kept room was forgotten.
     """
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
@@ -1204,7 +1205,7 @@ def format_table(result: dict) -> str:
             kept_range = "" if r["kept_min_db"] is None else \
                 f" (the kept path explained {r['kept_min_db']} to {r['kept_max_db']} dB of its echo)"
             check_range = "" if r["check_min_db"] is None else \
-                f" (the chime's check {r['check_min_db']} to {r['check_max_db']} dB)"
+                f" (the room's check {r['check_min_db']} to {r['check_max_db']} dB)"
             lines.append(row(f"first reply after a restart, {case}: false b-i/pauses",
                              f"{r['false_barge_ins']}/{r['false_pauses']}",
                              f"0; {where}: detected {r['detected']}/{r['talk']}, p50/p95 {r['latency_p50_ms']}/"

@@ -556,8 +556,11 @@ class Agent:
         ok = heard_db is not None and heard_db >= fe.VERIFY_DB
         self.log("room", action="probed", ok=ok, explained_db=None if heard_db is None else round(heard_db, 1),
                  kept_db=None if kept_db is None else round(kept_db, 1))
-        if kept is not None and (not ok or (kept_db is not None and kept_db >= fe.VERIFY_DB)):
-            return  # rehearsed at start: the room holds, or the sound says nothing of it (the chime checks it)
+        if kept is not None and not ok:
+            return  # rehearsed at start, and the sound says nothing of it: the chime checks it
+        if kept is not None and kept_db is not None and kept_db >= fe.VERIFY_DB:
+            fe.room_measured(kept_db)  # rehearsed at start, and the room holds
+            return
         if not ok:
             log.info("the start-up sound's echo was not measured (%s): the room is learnt from the first reply",
                      "not recorded whole" if heard_db is None else f"its path explains {heard_db:.1f} dB of the mic")
@@ -575,6 +578,8 @@ class Agent:
             fe.aec.forget_echo_path()
         self.appliance.remember_room(room)
         self._rehearse(room)
+        if heard_db is not None:  # (ok: it is) the room rehearsed is the one the sound just measured
+            fe.room_measured(heard_db)
 
     def _room_checked(self, reduction_db: float) -> None:
         """The rehearsal's check (Frontend.EARCON_*: the kept path explained reduction_db of the wake
