@@ -181,6 +181,31 @@ def test_a_user_talking_over_the_wake_chime_does_not_make_the_device_forget_its_
     assert r["false_barge_ins"] == 0, r
 
 
+def test_with_the_start_up_sound_off_a_word_over_the_chime_leaves_the_room_to_the_reply_s_check(
+        result: dict) -> None:
+    # The sound switched off: the wake chime is the room's first check. A 0.3 s word over it (50 ms after
+    # the wake, over before the reply) is power where the chime has none (room.foreign_db, 16.8 dB): the
+    # chime's check says nothing then, and the reply's first loud frames check the room (27.6 dB, kept):
+    # the scenario's own word in the reply is caught. Before, the chime's check read the word as a moved
+    # room (4.6 dB), the room was forgotten and the word in the reply missed. A moved room with nobody
+    # talking is still found out by the chime (2.2 dB, its echo alone there: 41.8 dB clean).
+    d = Path(result["set"])
+    scs = {s["name"]: s for s in bb.load_scenarios(d)}
+    sc = scs["talk_002_g1.0_d30_room"]
+    mic = bb._read16(d / sc["mic"]).astype(np.float64)
+    k = int(sc["onset_s"] * bb.MIC_RATE)
+    word = mic[k : k + int(0.3 * bb.MIC_RATE)]
+    at = int(0.05 * bb.MIC_RATE)
+    mic[at : at + len(word)] += word
+    r = bb.run_scenario(sc, d, restart="same", mic=np.clip(mic, -32768, 32767).astype(np.int16),
+                        startup_sound=False)
+    m = r["room_memory"]
+    assert m["kept"] and m["probed"] is None and m["check_db"] >= 10.0 and not m["forgotten"], m
+    assert r["detected"] and r["false_barge_ins"] == 0 and r["false_pauses"] == 0, r
+    moved = bb.run_scenario(sc, d, restart="moved", startup_sound=False)["room_memory"]
+    assert moved["kept"] and moved["check_db"] < 10.0 and moved["forgotten"], moved
+
+
 def test_after_a_restart_in_another_room_the_device_learns_it_anew_without_interrupting_itself(
         result: dict) -> None:
     # allison, gain 1.0, RT60 500 ms; the room kept was another (no room, the echo 0.6x and 25 ms

@@ -305,15 +305,46 @@ class RoomMemory:
         in the bins where the path was measured (measured_bins of spectrum). ref, mic: int16 or float
         [n] at 16 kHz, in the frontend's alignment. None if fewer than min_loud frames are loud.
         ValueError if nothing is known."""
+        power = self._loud_power(ref, mic, loud_db, min_loud, residual=True)
+        if power is None:
+            return None
+        held = measured_bins(self.spectrum, power.shape[1] * 2 - 2)
+        return 10 * float(np.log10(power[0, held].sum() / max(float(power[1, held].sum()), 1e-9)))
+
+    # A band of the reference this far under its strongest band holds none of its echo (foreign_db).
+    REF_SUPPORT_DB = 40.0
+
+    def foreign_db(self, ref: np.ndarray, mic: np.ndarray, loud_db: float, min_loud: int) -> float | None:
+        """How far under the mic's power (dB) lies its power in bands where the reference played nothing
+        (REF_SUPPORT_DB under its strongest band, of band_spectrum's 32): over mic's loud frames, in the
+        bins where the path was measured, as explained_db. No echo path puts power where the reference
+        has none, so explained_db of a path, however right, is at most about this: a record of the
+        echo alone reads high (the noise floor), one with a voice over a chime low (a voice is mostly
+        under 1 kHz, the wake chime at 1.3-2.5 kHz). ref, mic as explained_db; None if fewer than
+        min_loud frames are loud."""
+        power = self._loud_power(ref, mic, loud_db, min_loud, residual=False)
+        if power is None:
+            return None
+        n = power.shape[1] * 2 - 2
+        band = _band_of(np.fft.rfftfreq(n, 1 / RATE))
+        ref_bands = np.bincount(band, weights=power[1], minlength=SPECTRUM_BANDS)
+        silent = ref_bands < float(ref_bands.max()) * 10 ** (-self.REF_SUPPORT_DB / 10)
+        held = measured_bins(self.spectrum, n)
+        foreign = float(power[0, held & silent[band]].sum())
+        return 10 * float(np.log10(float(power[0, held].sum()) / max(foreign, 1e-9)))
+
+    def _loud_power(self, ref: np.ndarray, mic: np.ndarray, loud_db: float, min_loud: int,
+                    residual: bool) -> np.ndarray | None:
+        """Power spectra [2, k // 2 + 1] over mic's loud 10 ms frames (loud_db or more, dB re 1 LSB RMS;
+        the others zeroed), k the whole frames in both: mic's, then (residual) mic's less echo(ref), or
+        ref's. None if fewer than min_loud frames are loud."""
         k = min(len(ref), len(mic)) // FRAME * FRAME
         x, y = np.asarray(ref[:k], dtype=np.float64), np.asarray(mic[:k], dtype=np.float64)
         loud = np.mean(y.reshape(-1, FRAME) ** 2, axis=1) >= 10 ** (loud_db / 10)
         if int(loud.sum()) < min_loud:
             return None
-        sides = (np.stack((y, y - self.echo(x))).reshape(2, -1, FRAME) * loud[:, None]).reshape(2, -1)
-        power = np.abs(np.fft.rfft(sides, axis=1)) ** 2  # both sides in one FFT
-        held = measured_bins(self.spectrum, k)
-        return 10 * float(np.log10(power[0, held].sum() / max(float(power[1, held].sum()), 1e-9)))
+        sides = (np.stack((y, y - self.echo(x) if residual else x)).reshape(2, -1, FRAME) * loud[:, None])
+        return np.abs(np.fft.rfft(sides.reshape(2, -1), axis=1)) ** 2  # both sides in one FFT
 
     def rehearsal(self, seconds: float = REHEARSAL_S, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(ref, mic): int16[n] each at 16 kHz, n a whole number of frames. ref: noise with the stored

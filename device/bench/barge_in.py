@@ -226,7 +226,7 @@ def _read16(path: Path) -> np.ndarray:
 def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: bool = False,
                  echo: bool = True, warm: bool = False, server_mode: bool = False,
                  backend: BackendFactory | None = None, path_change: tuple[float, float] | None = None,
-                 mic: np.ndarray | None = None, restart: str | None = None) -> dict:
+                 mic: np.ndarray | None = None, restart: str | None = None, startup_sound: bool = True) -> dict:
     """One scenario through the agent; the measurements (and, with keep_audio, OUT.wav and the AEC I/O).
 
     echo=False: the same run with no echo in the mic (the canceller still gets the reference),
@@ -253,7 +253,8 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     "probe_db", how much of its echo the path learnt from it explained; "kept_db", the kept path's),
     whether this run rehearsed a room, what the room's check measured ("check_db", Frontend.room_check_db:
     the start-up sound's where it measured the room, else the wake chime's or the reply's; None: not
-    made) and whether the kept room was forgotten.
+    made) and whether the kept room was forgotten. startup_sound=False: a restart with the sound switched
+    off (sounds.startup), the wake chime then the room's first check.
     """
     from device import config as cfg
     from device.audio.aec import build_aec, erle_db
@@ -263,7 +264,7 @@ def run_scenario(sc: dict, set_dir: Path, settings: Any = None, *, keep_audio: b
     from device.listen.vad import build_vad
     from device.timeline import Timeline
 
-    settings = _startup_sound(settings or cfg.Settings(), restart is not None)
+    settings = _startup_sound(settings or cfg.Settings(), restart is not None and startup_sound)
     if server_mode:
         settings = dataclasses.replace(settings, conversation=dataclasses.replace(settings.conversation,
                                                                                   barge_in="server"))
