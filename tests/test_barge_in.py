@@ -170,15 +170,20 @@ def test_a_user_talking_over_the_wake_chime_does_not_make_the_device_forget_its_
     # its first reply started cold. The sound's check is the room's now; the chime's is not made.
     d = Path(result["set"])
     sc = {s["name"]: s for s in bb.load_scenarios(d)}["talk_002_g1.0_d30_room"]
-    mic = bb._read16(d / sc["mic"]).astype(np.float64)
-    k = int(sc["onset_s"] * bb.MIC_RATE)
-    word = mic[k : k + int(0.6 * bb.MIC_RATE)]
-    at = int(0.05 * bb.MIC_RATE)
-    mic[at : at + len(word)] += word
-    r = bb.run_scenario(sc, d, restart="same", mic=np.clip(mic, -32768, 32767).astype(np.int16))
+    r = bb.run_scenario(sc, d, restart="same", mic=_word_over_the_chime(sc, d, 0.6))
     m = r["room_memory"]
     assert m["probed"] and m["kept_db"] >= 10.0 and m["check_db"] == m["kept_db"] and not m["forgotten"], m
     assert r["false_barge_ins"] == 0, r
+
+
+def _word_over_the_chime(sc: dict, d: Path, seconds: float) -> np.ndarray:
+    """sc's IN.wav with the first `seconds` of its word said again 50 ms after the wake (t = 0), over
+    the wake chime: int16 at MIC_RATE."""
+    mic = bb._read16(d / sc["mic"]).astype(np.float64)
+    k, at = int(sc["onset_s"] * bb.MIC_RATE), int(0.05 * bb.MIC_RATE)
+    word = mic[k : k + int(seconds * bb.MIC_RATE)].copy()
+    mic[at : at + len(word)] += word
+    return np.clip(mic, -32768, 32767).astype(np.int16)
 
 
 def test_with_the_start_up_sound_off_a_word_over_the_chime_leaves_the_room_to_the_reply_s_check(
@@ -190,15 +195,8 @@ def test_with_the_start_up_sound_off_a_word_over_the_chime_leaves_the_room_to_th
     # room (4.6 dB), the room was forgotten and the word in the reply missed. A moved room with nobody
     # talking is still found out by the chime (2.2 dB, its echo alone there: 41.8 dB clean).
     d = Path(result["set"])
-    scs = {s["name"]: s for s in bb.load_scenarios(d)}
-    sc = scs["talk_002_g1.0_d30_room"]
-    mic = bb._read16(d / sc["mic"]).astype(np.float64)
-    k = int(sc["onset_s"] * bb.MIC_RATE)
-    word = mic[k : k + int(0.3 * bb.MIC_RATE)]
-    at = int(0.05 * bb.MIC_RATE)
-    mic[at : at + len(word)] += word
-    r = bb.run_scenario(sc, d, restart="same", mic=np.clip(mic, -32768, 32767).astype(np.int16),
-                        startup_sound=False)
+    sc = {s["name"]: s for s in bb.load_scenarios(d)}["talk_002_g1.0_d30_room"]
+    r = bb.run_scenario(sc, d, restart="same", mic=_word_over_the_chime(sc, d, 0.3), startup_sound=False)
     m = r["room_memory"]
     assert m["kept"] and m["probed"] is None and m["check_db"] >= 10.0 and not m["forgotten"], m
     assert r["detected"] and r["false_barge_ins"] == 0 and r["false_pauses"] == 0, r
