@@ -404,9 +404,7 @@ def _start(settings: cfg.Settings, state_dir: Path, seconds: float = 5.0, muted:
     floor = np.random.default_rng(0).standard_normal(int(seconds * RATE)) * 30
     if talk is not None:
         a, b = int(talk[0] * RATE), int(talk[1] * RATE)
-        speaker = RoomMemory()
-        speaker.ir = np.ones(1, dtype=np.float32)  # only for its speech-shaped reference
-        voice = speaker.rehearsal(seconds=talk[1] - talk[0] + 0.5, seed=7)[0][: b - a].astype(np.float64)
+        voice = _speech_like(talk[1] - talk[0] + 0.5, seed=7)[: b - a]
         floor[a : a + len(voice)] += voice * 0.5  # 70 dB (REF_DBFS) less 6
     sim = SimAudio(_int16(floor)[:, None], RATE, player, speed=1e9, echo_gain=echo_gain,
                    echo_delay_ms=echo_delay_ms, room_ir=room_response(RATE, rt60_ms=250.0))
@@ -418,6 +416,14 @@ def _start(settings: cfg.Settings, state_dir: Path, seconds: float = 5.0, muted:
     agent.appliance.close()
     return agent
 
+
+
+def _speech_like(seconds: float, seed: int) -> np.ndarray:
+    """A voice's stand-in: a rehearsal's reference (syllables of average-voice noise at REF_DBFS while
+    they sound), float64 at 16 kHz."""
+    speaker = RoomMemory()
+    speaker.ir = np.ones(1, dtype=np.float32)  # rehearsal() needs a path; only its reference is used
+    return speaker.rehearsal(seconds=seconds, seed=seed)[0].astype(np.float64)
 
 
 def test_a_first_start_measures_the_room_with_the_start_up_sound_and_rehearses_it_in_an_average_voice(
@@ -548,9 +554,7 @@ def test_a_voice_over_the_chime_is_power_no_echo_path_explains() -> None:
     echo = np.convolve(ref, _path(delay_ms=20.0))[: len(ref)]
     echo += np.random.default_rng(1).standard_normal(len(ref)) * 30.0  # the floor, 30 dB re 1 LSB
     room = _learnt(_path(delay_ms=20.0))
-    speaker = RoomMemory()
-    speaker.ir = np.ones(1, dtype=np.float32)
-    voice = speaker.rehearsal(seconds=1.0, seed=3)[0][: len(ref)].astype(np.float64)
+    voice = _speech_like(1.0, seed=3)[: len(ref)]
     voice *= np.sqrt(np.mean(echo**2) / np.mean(voice**2)) / 2  # 6 dB under the echo
     alone = room.foreign_db(_int16(ref), _int16(echo), 45.0, 10)
     talked = room.foreign_db(_int16(ref), _int16(echo + voice), 45.0, 10)
