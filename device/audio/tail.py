@@ -252,11 +252,18 @@ class TailCeiling:
     0.15 s into the pause, the tail under it falling 1.2 dB per frame from 48.6 dB, while the gate's
     bound still waited out a long room's tail from 76 dB). A tail swings about its fall frame to frame,
     though (bench, RT60 500 ms: 4-5 dB, the rise after a dip lasting 3-4 frames), so the levels are
-    the mean power of the last `span` frames, and over_db is above such a swing."""
+    the mean power of the last `span` frames, and over_db is above such a swing.
 
-    def __init__(self, over_db: float = 5.0, span: int = 2) -> None:
+    The lowest level, though, is the mean of the last `anchor_span` frames: the tail of a voiced
+    syllable can dip 13 dB for one frame, its few harmonics cancelling, and a ceiling started at that
+    dip had the tail's return stand over it (bench, first start, human_talk_113: allison's reply at
+    gain 1.0, RT60 250 ms; in a pause 0.65 s into it the mic fell 68.8 -> 55.8 dB and rose to 63.1 dB
+    three frames later: 5 frames over, a false barge-in)."""
+
+    def __init__(self, over_db: float = 5.0, span: int = 2, anchor_span: int = 4) -> None:
         self.over_db = over_db
-        self._recent: deque[float] = deque(maxlen=span)  # the last frames' powers (any unit)
+        self._span = span
+        self._recent: deque[float] = deque(maxlen=max(span, anchor_span))  # the last frames' powers (any unit)
         self.ceiling = np.inf  # dB, as the levels pushed; inf: not settled yet
 
     def reset(self) -> None:
@@ -271,9 +278,11 @@ class TailCeiling:
         self._recent.append(10.0 ** (level_db / 10.0))
         if not settled:
             return False
-        level = 10.0 * float(np.log10(sum(self._recent) / len(self._recent) + 1e-30))
+        recent = list(self._recent)[-self._span:]
+        level = 10.0 * float(np.log10(sum(recent) / len(recent) + 1e-30))
+        anchor = 10.0 * float(np.log10(sum(self._recent) / len(self._recent) + 1e-30))
         cap = self.ceiling - decay_db
-        self.ceiling = min(cap, level)
+        self.ceiling = min(cap, anchor)
         return bool(level >= cap + self.over_db)
 
 

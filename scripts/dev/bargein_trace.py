@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Developer trace for the barge-in bench: one scenario, BargeIn's per-frame state at its decisions.
 
-    python3 scripts/dev/bargein_trace.py NAME [--warm] [--path-change] [--restart same|moved] [--quick]
+    python3 scripts/dev/bargein_trace.py NAME [--warm] [--path-change] [--restart same|moved] [--quick] [--no-echo]
                                         [--from S --to S] [--all]
 
 Runs the scenario whose name starts with NAME (full set, or --quick) as the bench does
@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--path-change", action="store_true")
     p.add_argument("--restart", choices=("same", "moved", "startup"))
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--no-echo", action="store_true", help="the mic without the reply's echo (run_scenario(echo=False))")
     p.add_argument("--from", dest="t0", type=float, default=0.0)
     p.add_argument("--to", dest="t1", type=float, default=1e9)
     p.add_argument("--all", action="store_true", help="every frame, not only the echo gate's near-end ones")
@@ -62,7 +63,7 @@ def main() -> None:
     d = b.ensure_set(a.quick)
     sc = next(s for s in b.load_scenarios(d) if s["name"].startswith(a.name))
     r = b.run_scenario(sc, d, warm=a.warm, path_change=b.PATH_CHANGE if a.path_change else None, keep_audio=True,
-                       restart=a.restart)
+                       restart=a.restart, echo=not a.no_echo)
     print(sc["name"], {k: r.get(k) for k in ("detected", "latency_ms", "false_pauses", "false_barge_ins")})
     print([(round(x["t"], 3), x["event"], x.get("detector")) for x in r["records"]
            if x["event"] in ("playback_pause", "playback_resume", "speech_start", "barge_in")])
