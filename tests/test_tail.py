@@ -417,13 +417,14 @@ def test_a_room_s_tail_never_stands_over_its_own_ceiling_however_it_swings() -> 
 
 
 def test_a_voice_holding_its_level_in_the_pause_stands_over_the_tail_s_ceiling_within_a_few_frames() -> None:
-    # Bench, cold (human_talk_103: allison's reply at gain 1.0, 10 ms, no room, "shoe" 6 dB under it):
+    # Bench, cold (human_talk_103: allison's reply at gain 1.0, 10 ms, no room, "stick" 12 dB under it):
     # the pause's echo arrived at 78-79 dB, then the mic fell to 58 dB and the word held 49-56 dB while
-    # the gate's bound still waited out the reply's tail; the ceiling, falling at 2.5 dB per frame,
-    # had the word stand over it from its 11th frame on (4.98-5.00 s), and that confirmed the pause.
+    # the gate's bound still waited out the reply's tail; the pause was confirmed at 5.00 s (echo_tail).
+    # Taken as settled from 4.90 s, with the ceiling falling at the gate's fastest decay (2.5 dB per
+    # frame), the word stands over it from 4.98 s on.
     ceiling = TailCeiling()
     levels = [78.4, 79.2, 58.4, 56.8, 56.8, 55.2, 53.8, 51.2, 51.6, 51.8, 50.6, 49.3, 48.0]
-    over = [ceiling.push(lv, 2.5, k >= 2) for k, lv in enumerate(levels)]  # settled from 4.90 s on
+    over = [ceiling.push(lv, 2.5, k >= 2) for k, lv in enumerate(levels)]  # from 4.88 s
     assert over == [False] * 10 + [True] * 3
     # A word that holds its level for fewer frames past the pause's last echo is not told from the tail:
     # human_talk_115 (cold, "shoe" 12 dB under the reply: 48-50 dB from 0.15 s into the pause, with the

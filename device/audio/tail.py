@@ -244,21 +244,24 @@ class TailCeiling:
     """The most the room's tail can hold in the mic now, once the reference is silent and its echo
     has arrived (TailMeter.settled), per 10 ms frame, and whether the mic stands over it.
 
-    From then on the tail falls, at the room's decay or faster, so it can hold no more than the lowest
+    From then on the tail falls, at the room's decay or faster, so it can hold no more than its lowest
     level since, decayed at that rate to this frame. A mic `over_db` over that ceiling holds something
     new: a voice. Unlike the echo gate's bound, the ceiling starts at what the mic really held, not at
     the reply's loudest echo, so a voice holding its level tells from a tail falling at a long room's
-    rate within a few frames (bench, cold, human_talk_115: a word 12 dB under the reply held 48-50 dB
-    0.15 s into the pause, the tail under it falling 1.2 dB per frame from 48.6 dB, while the gate's
-    bound still waited out a long room's tail from 76 dB). A tail swings about its fall frame to frame,
-    though (bench, RT60 500 ms: 4-5 dB, the rise after a dip lasting 3-4 frames), so the levels are
-    the mean power of the last `span` frames, and over_db is above such a swing.
+    rate within a few frames (bench, cold, human_talk_103: "stick" 12 dB under the reply held 49-56 dB
+    in the pause while the gate's bound still waited out the reply's tail; confirmed 0.14 s into it).
+    A tail swings about its fall frame to frame, though (bench, RT60 500 ms: 4-5 dB, the rise after a
+    dip lasting 3-4 frames), so the level tested is the mean power of the last `span` frames, and
+    over_db is above such a swing.
 
-    The lowest level, though, is the mean of the last `anchor_span` frames: the tail of a voiced
-    syllable can dip 13 dB for one frame, its few harmonics cancelling, and a ceiling started at that
-    dip had the tail's return stand over it (bench, first start, human_talk_113: allison's reply at
-    gain 1.0, RT60 250 ms; in a pause 0.65 s into it the mic fell 68.8 -> 55.8 dB and rose to 63.1 dB
-    three frames later: 5 frames over, a false barge-in)."""
+    The lowest level is the mean of the last `anchor_span` frames (those before the echo all arrived
+    included): the tail of a voiced syllable can dip 13 dB for one frame, its few harmonics cancelling,
+    and a ceiling started at that dip had the tail's return stand over it (bench, first start,
+    human_talk_113: allison's reply at gain 1.0, RT60 250 ms; in a pause 0.65 s into it the mic fell
+    68.8 -> 55.8 dB and rose to 63.1 dB three frames later: 5 frames over, a false barge-in). The
+    cost: a word that holds its level only a few frames past the pause's echo stands over the ceiling
+    later or not at all (human_talk_115, cold: "shoe" 12 dB under the reply, 48-50 dB, caught with
+    anchor_span 2, missed with 4)."""
 
     def __init__(self, over_db: float = 5.0, span: int = 2, anchor_span: int = 4) -> None:
         self.over_db = over_db

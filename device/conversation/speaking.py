@@ -750,10 +750,10 @@ class BargeIn:
     # RESIDUAL_COLD_FRAMES): caught 67 -> 69 (espeak) and 50 -> 53 (human) of 72 (talk_054, _097;
     # human_talk_103, _115, _119: confirmed 0.14-0.27 s into the pause), none lost, no caught word
     # later, false pauses and barge-ins unchanged; the path change in first replies the same run by run.
-    # Stop 45 (another machine, the same code): a one-frame dip of a first start's tail confirmed a false
+    # Later, on another machine, the same code: a one-frame dip of a first start's tail confirmed a false
     # barge-in (human_talk_113); the ceiling now starts at the last 4 frames' mean (TailCeiling), which
     # costs human_talk_115 cold (harness, 240 runs each: first start 66 -> 67 human and 1 -> 0 false
-    # barge-ins, cold 54 -> 53, the other 239 the same in each).
+    # barge-ins, cold 54 -> 53, the other 239 the same in each; warm 240 of 240 the same).
     TAIL_OVER_FRAMES = 3
     TAIL_OVER_DB = 5.0
     # ... or after this many frames in a row, once the reply's echo has all arrived (TailMeter.settled)
