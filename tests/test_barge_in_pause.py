@@ -1266,9 +1266,10 @@ def test_in_a_pause_a_voice_holding_its_level_where_the_room_s_tail_must_fall_co
     for k in range(10):
         _frames(agent, [False], share=1.0, level_db=70.0 - 2.5 * k, floor_db=20.0, settled=k >= 3)
     assert _events(timeline) == ["playback_pause"]
-    # ... a voice at 50 dB over it does, on its third frame over the ceiling (its first is averaged
-    # with the tail's last).
-    _frames(agent, [False] * 3, share=1.0, level_db=50.0, floor_db=20.0, settled=True)
+    # ... a voice at 50 dB over it does, on its third frame over the ceiling: its fifth (its first is
+    # averaged with the tail's last, and the ceiling starts at the tail's last 4 frames' mean, 4.6 dB
+    # over its last frame here, so a one-frame dip of a tail cannot pull it down: TailCeiling).
+    _frames(agent, [False] * 4, share=1.0, level_db=50.0, floor_db=20.0, settled=True)
     assert _events(timeline) == ["playback_pause"]
     _frames(agent, [False], share=1.0, level_db=50.0, floor_db=20.0, settled=True)
     assert _events(timeline) == ["playback_pause", "barge_in"]
