@@ -108,20 +108,21 @@ def test_capture_tone_burst(rig: PulseRig, input_rate: int) -> None:
         assert rate == (input_rate or 44100)  # 0 = the device's default rate (pulse's ALSA plugin: 44.1 kHz)
         assert p.in_channels == 1  # a software device advertising 32 channels opens mono
 
-        async def run() -> tuple[list[np.ndarray], float]:
+        async def run() -> tuple[list[np.ndarray], float, float]:
             await read_for(p, 0.2)  # the stream is running
             rig.feed(np.zeros(1600, np.int16))
             rig.feed(tone(1000, 0.25, rig.mic_rate))
-            t0 = time.monotonic()
+            t0, queued0 = time.monotonic(), p.backlog_s
             blocks = await read_for(p, 0.8)
-            return blocks, time.monotonic() - t0
+            return blocks, time.monotonic() - t0, p.backlog_s - queued0
 
-        blocks, elapsed = asyncio.run(run())
+        blocks, elapsed, queued = asyncio.run(run())
         block = rate * AudioSettings().frames_per_buffer_ms // 1000
         assert all(b.shape == (block, 1) and b.dtype == np.int16 for b in blocks)
         x = np.concatenate(blocks)[:, 0]
-        # real-time pace: what arrived during the wait is about the wait's length
-        assert abs(len(x) / rate - elapsed) < 0.12
+        # real-time pace: what arrived during the wait (read, or queued for the next read) is about
+        # the wait's length; a loaded CPU leaves more of it queued, not less of it captured
+        assert abs(len(x) / rate + queued - elapsed) < 0.12
         span = loud_span(x, rate)
         assert span is not None, "the tone never reached read()"
         a, b = span

@@ -395,6 +395,14 @@ class PyAudioPort:
                 self._waiting = False
                 self._fut = None
 
+    @property
+    def backlog_s(self) -> float:
+        """Mic audio captured and not read yet, in seconds: about 0 while read() keeps up; it grows while
+        the reader is late (a loaded CPU) until the queue's bound drops blocks (stats.overflows)."""
+        queued = list(self._inq)  # a copy: PortAudio's thread appends meanwhile
+        per_s = 2 * self.in_channels * self.in_rate
+        return sum(map(len, queued)) / per_s if per_s else 0.0
+
     def set_idle(self, idle: bool) -> None:
         """See AudioPort.set_idle: while idle, read() returns IDLE_BATCH_MS of blocks at a time."""
         # Called between reads (the agent's block): blocks already queued come at the next read().
