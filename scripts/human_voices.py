@@ -82,7 +82,9 @@ def read(rel: str, rate: int) -> np.ndarray:
         x = np.asarray(G722.G722(16000, 64000).decode(p.read_bytes()), dtype=np.float64)
         src = 16000
     else:
-        raw = subprocess.run(["sox", str(p), "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", "-"],
+        # -R -D: no dither (sox dithers a 16-bit decode of Vorbis at random by default: every set made
+        # its own ktuberling words, and runs at a detector's edge came out differently between machines)
+        raw = subprocess.run(["sox", "-R", "-D", str(p), "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", "-"],
                              check=True, capture_output=True).stdout
         x = np.frombuffer(raw, dtype="<i2").astype(np.float64)
         src = int(subprocess.run(["soxi", "-r", str(p)], check=True, capture_output=True, text=True).stdout)

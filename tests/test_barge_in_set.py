@@ -1,0 +1,43 @@
+"""The barge-in set's recorded words (scripts/make_barge_in_set.py, scripts/human_voices.py): the same
+files on every machine."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from device.bench import versions
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def scripts() -> Iterator[tuple[ModuleType, ModuleType]]:
+    sys.path.insert(0, str(versions.HUMAN_VOICES.parent))
+    try:
+        import human_voices
+        import make_barge_in_set
+    finally:
+        sys.path.pop(0)
+    yield human_voices, make_barge_in_set
+
+
+def _word(hv: ModuleType, name: str) -> np.ndarray:
+    try:
+        return np.asarray(hv.user(name, RATE))
+    except hv.MissingVoices as exc:
+        pytest.skip(str(exc))
+
+
+def test_a_recorded_word_reads_the_same_every_time(scripts: tuple[ModuleType, ModuleType]) -> None:
+    """sox dithered its 16-bit decode of ktuberling's Vorbis words at random: each set made had its own
+    words, 43 of the 240 scenarios' IN.wav differed between two makes, and runs at a detector's edge
+    came out differently from machine to machine."""
+    hv, _ = scripts
+    for name in ("kt_en_f_hat", "kt_en_f_stick"):
+        assert np.array_equal(_word(hv, name), _word(hv, name)), name
+
