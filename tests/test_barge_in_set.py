@@ -1,5 +1,5 @@
 """The barge-in set's recorded words (scripts/make_barge_in_set.py, scripts/human_voices.py): the same
-files on every machine."""
+files on every machine, and an onset where the user's speech begins, not where the recording does."""
 
 from __future__ import annotations
 
@@ -41,3 +41,16 @@ def test_a_recorded_word_reads_the_same_every_time(scripts: tuple[ModuleType, Mo
     for name in ("kt_en_f_hat", "kt_en_f_stick"):
         assert np.array_equal(_word(hv, name), _word(hv, name)), name
 
+
+def test_the_onset_is_where_the_speech_begins_not_the_recordings_hum(
+        scripts: tuple[ModuleType, ModuleType]) -> None:
+    _, mk = scripts
+    t = np.arange(RATE) / RATE
+    hum = 300.0 * np.sin(2 * np.pi * 50 * t[:1280])  # 80 ms of mains hum, 40 dB under the word
+    word = 30000.0 * np.sin(2 * np.pi * 700 * t[:4000])
+    assert mk.speech_start(np.concatenate((hum, word)), RATE) == 1280
+    assert mk.speech_start(word, RATE) == 0
+    # ktuberling's "stick": the trimmed clip opens on 80 ms of hum under 200 Hz before its "s"
+    hv, _ = scripts
+    assert mk.speech_start(_word(hv, "kt_en_f_stick"), RATE) == 1280
+    assert mk.speech_start(_word(hv, "allison_cancelled"), RATE) == 0  # no hum: where the trim cut
