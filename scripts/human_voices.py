@@ -83,7 +83,7 @@ def read(rel: str, rate: int) -> np.ndarray:
         src = 16000
     else:
         # -R -D: no dither (sox dithers a 16-bit decode of Vorbis at random by default: every set made
-        # its own ktuberling words, and runs at a detector's edge came out differently between machines)
+        # had its own ktuberling words, so two machines never measured the same input)
         raw = subprocess.run(["sox", "-R", "-D", str(p), "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", "-"],
                              check=True, capture_output=True).stdout
         x = np.frombuffer(raw, dtype="<i2").astype(np.float64)

@@ -191,7 +191,7 @@ def speech_start(x: np.ndarray, rate: int, rel_db: float = -40.0, above_hz: floa
     """Where the speech in a clip begins (samples): its first 10 ms frame whose power above `above_hz`
     is within `rel_db` of that power's loudest frame. human_voices.trim's rule, on the band speech is
     heard in: the ktuberling recordings hold 20-80 ms of hum under 200 Hz before their words (hat,
-    stick, tie, sofri), within 40 dB of the word's peak in the whole band, 55-63 dB under it above
+    stick, tie, sofri), within 40 dB of the word's peak in the whole band, 42-63 dB under it above
     200 Hz. An onset there would time a barge-in from a sound no listener hears as the user."""
     fr = rate // 100
     n = len(x) // fr

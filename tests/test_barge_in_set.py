@@ -35,8 +35,8 @@ def _word(hv: ModuleType, name: str) -> np.ndarray:
 
 def test_a_recorded_word_reads_the_same_every_time(scripts: tuple[ModuleType, ModuleType]) -> None:
     """sox dithered its 16-bit decode of ktuberling's Vorbis words at random: each set made had its own
-    words, 43 of the 240 scenarios' IN.wav differed between two makes, and runs at a detector's edge
-    came out differently from machine to machine."""
+    words, and 43 of the 240 scenarios' IN.wav differed between two makes (the full bench on two such
+    sets gave the same outcome in every run, but a bench is only comparable on the same input)."""
     hv, _ = scripts
     for name in ("kt_en_f_hat", "kt_en_f_stick"):
         assert np.array_equal(_word(hv, name), _word(hv, name)), name
