@@ -626,3 +626,12 @@ def test_the_report_counts_each_familys_catches_by_the_words_signal_to_echo_rati
         assert sum(c["cold"][0] for c in f["by_ser"].values()) == caught
     table = bb.format_table(result)
     assert "caught by the word's signal-to-echo ratio at the mic, cold:" in table
+
+
+def test_the_full_bench_s_cpu_pass_is_in_the_table_and_the_quick_one_skips_it(result: dict) -> None:
+    assert "cpu_alone" not in result["summary"]  # quick: no CPU pass (bb.cpu_pass; tests/test_barge_in_cpu.py)
+    alone = {"runs": 24, "repeats": 3, "audio_s": 201.3, "aec_per_audio_s": 0.0131,
+             "aec_and_detectors_per_audio_s": 0.0287, "spread": 1.22}
+    table = bb.format_table({**result, "summary": {**result["summary"], "cpu_alone": alone}})
+    lines = [ln for ln in table.splitlines() if "alone (24 runs, quietest of 3)" in ln]
+    assert len(lines) == 1 and "0.0131; 0.0287 s" in lines[0] and "busiest x1.22" in lines[0]
