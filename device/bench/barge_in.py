@@ -957,13 +957,17 @@ def _outcome(rows: list[dict]) -> dict:
     }
 
 
+def _cpu(rows: list[dict]) -> tuple[float, float, float]:
+    """The runs' CPU seconds in the AEC and in the detectors, and the audio seconds the AEC processed."""
+    return (sum(r.get("aec_cpu_s", 0.0) for r in rows), sum(r.get("detector_cpu_s", 0.0) for r in rows),
+            sum(r.get("aec_audio_s", 0.0) for r in rows))
+
+
 def summarize(rows: list[dict]) -> dict:
     silent = [r for r in rows if r["family"] == "silent"]
     talk = [r for r in rows if r["family"] == "talk"]
     dec = [r["decision_ms"] for r in talk if "decision_ms" in r]
-    cpu = sum(r.get("aec_cpu_s", 0.0) for r in rows)
-    det_cpu = sum(r.get("detector_cpu_s", 0.0) for r in rows)
-    audio = sum(r.get("aec_audio_s", 0.0) for r in rows)
+    cpu, det_cpu, audio = _cpu(rows)
     erle: dict[str, dict] = {}
     for fam, rooms in _rooms(silent).items():
         xs = [r["erle_db"] for r in rooms if "erle_db" in r]
@@ -1156,12 +1160,10 @@ def cpu_pass(scenarios: list[dict], set_dir: Path, settings: Any = None, *, ever
     one = run_one or run_scenario
     passes = []
     for _ in range(repeats):
-        rows = [one(sc, set_dir, settings) for sc in picked]
-        audio = sum(r.get("aec_audio_s", 0.0) for r in rows)
+        aec, det, audio = _cpu([one(sc, set_dir, settings) for sc in picked])
         if audio <= 0:
             return None
-        aec = sum(r.get("aec_cpu_s", 0.0) for r in rows)
-        passes.append((aec + sum(r.get("detector_cpu_s", 0.0) for r in rows), aec, audio))
+        passes.append((aec + det, aec, audio))
     if not passes:
         return None
     total, aec, audio = min(passes)
