@@ -15,7 +15,7 @@ import pytest
 from device import config as cfg
 from device.appliance.runtime import ROOM_FILE, Appliance
 from device.audio.player import Player
-from device.audio.room import FRAME, LEAD, RATE, EchoRecord, RoomMemory, speech_spectrum
+from device.audio.room import FRAME, LEAD, RATE, EchoRecord, RoomMemory, noise_floor_db, speech_spectrum
 from device.audio.sim import room_response
 
 pytest.importorskip("livekit.rtc")
@@ -387,11 +387,13 @@ def test_a_hardware_mixers_level_is_part_of_the_set_up(tmp_path: Path) -> None:
 
 def _start(settings: cfg.Settings, state_dir: Path, seconds: float = 5.0, muted: bool = False,
            echo_gain: float = 0.5, echo_delay_ms: float = 30.0,
-           buttons: tuple[tuple[float, str], ...] = (), talk: tuple[float, float] | None = None) -> Any:
-    """An agent started in a room (echo echo_gain x, echo_delay_ms, RT60 250 ms) and left alone for
-    `seconds`: nobody wakes it, unless by `buttons` ((mic time s, "press" | "release" | "hold"), in
-    order); talk: (from, to) s, the user's voice in the mic then (speech-shaped syllables at 64 dB re
-    1 LSB RMS while they sound, over the echo). Its appliance is closed (what it wrote is on disk)."""
+           buttons: tuple[tuple[float, str], ...] = (), talk: tuple[float, float] | None = None,
+           floor_rms: float = 30.0) -> Any:
+    """An agent started in a room (echo echo_gain x, echo_delay_ms, RT60 250 ms, the mic's white noise
+    floor floor_rms LSB RMS) and left alone for `seconds`: nobody wakes it, unless by `buttons`
+    ((mic time s, "press" | "release" | "hold"), in order); talk: (from, to) s, the user's voice in the
+    mic then (speech-shaped syllables at 64 dB re 1 LSB RMS while they sound, over the echo). Its
+    appliance is closed (what it wrote is on disk)."""
     from device.audio.aec import build_aec
     from device.audio.sim import SimAudio
     from device.bench import barge_in as bb
@@ -401,7 +403,7 @@ def _start(settings: cfg.Settings, state_dir: Path, seconds: float = 5.0, muted:
     from device.timeline import Timeline
 
     player = Player(settings.audio.output_rate)
-    floor = np.random.default_rng(0).standard_normal(int(seconds * RATE)) * 30
+    floor = np.random.default_rng(0).standard_normal(int(seconds * RATE)) * floor_rms
     if talk is not None:
         a, b = int(talk[0] * RATE), int(talk[1] * RATE)
         voice = _speech_like(talk[1] - talk[0] + 0.5, seed=7)[: b - a]
@@ -442,6 +444,32 @@ def test_a_first_start_measures_the_room_with_the_start_up_sound_and_rehearses_i
     assert kept.load_json(json.loads((tmp_path / ROOM_FILE).read_text())) is None
     assert not kept.voice and kept.spectrum is not None and np.allclose(kept.spectrum, speech_spectrum(), rtol=1e-3)
     assert kept.setup == agent.audio_setup() and kept.explained_db(*_sweep_record(30.0), 45.0, 10) >= 20.0
+
+
+def test_a_first_start_in_a_noisy_room_keeps_the_floor_the_start_up_sound_s_record_measured(tmp_path: Path) -> None:
+    # The rehearsal plays the kept room over its floor, and the gates start from it: a room 15 dB noisier
+    # than the floor rehearsed held their floors under the mic's (bench: a first start over a 45 dB floor,
+    # false barge-ins on echo alone). The gates have measured no floor yet at a first start, so the sound's
+    # record measures it (the floor used to stay the default 30 dB).
+    agent = _start(cfg.Settings(), tmp_path, floor_rms=10 ** (45.0 / 20))
+    kept = RoomMemory()
+    assert kept.load_json(json.loads((tmp_path / ROOM_FILE).read_text())) is None
+    assert abs(kept.floor_db - 45.0) < 1.5, kept.floor_db  # 44.8
+    assert agent.appliance.room.floor_db == pytest.approx(kept.floor_db, abs=0.01)
+
+
+def test_the_noise_floor_of_a_record_is_its_quietest_50_ms() -> None:
+    # A start-up sound's record: 2.6 s of loud echo, then its tail dying into a 45 dB floor. Where the
+    # echo never dies down, the floor reads high (the gates' floors fall to the real one at once), not low.
+    rng = np.random.default_rng(3)
+    floor = rng.standard_normal(int(3.2 * RATE)) * 10 ** (45.0 / 20)
+    echo = np.convolve(_speech_like(2.6, 2) * 2.0, _path(gain=1.0, rt60_ms=500.0))
+    mic = floor.copy()
+    mic[: len(echo)] += echo[: len(mic)]
+    assert abs(noise_floor_db(_int16(mic)) - 45.0) < 1.0, noise_floor_db(_int16(mic))
+    assert noise_floor_db(_int16(floor[: 4 * FRAME])) == np.inf  # under 50 ms: not measured
+    steady = _int16(floor[:RATE] + rng.standard_normal(RATE) * 1000.0)  # an echo that never pauses
+    assert noise_floor_db(steady) > 55.0
 
 
 def test_the_average_voice_is_byrne_s_long_term_speech_spectrum_per_hz() -> None:

@@ -142,6 +142,26 @@ def estimate_path(ref: np.ndarray, mic: np.ndarray, taps: int = TAPS, lead: int 
     return np.concatenate((full[size - lead :], full[:taps])) if lead else full[:taps]
 
 
+# The mic's noise floor in a record is its quietest this many frames in a row (noise_floor_db): 50 ms
+# read a start-up sound's record 0.2-0.3 dB under the white floor it was played over (45 dB re 1 LSB,
+# RT60 250 and 500 ms); one frame alone reads a chance dip of the noise.
+FLOOR_FRAMES = 5
+
+
+def noise_floor_db(mic: np.ndarray) -> float:
+    """The mic's noise floor in a record (int16 or float [n] at 16 kHz): the RMS level of its quietest
+    FLOOR_FRAMES frames in a row, dB re 1 LSB RMS (inf: a record shorter than that). Read off the start-up
+    sound's record, whose last PROBE_TAIL_S (device/conversation/agent.py) hold the echo dying away into
+    the floor. Where the echo never dies down to it, this reads high: the gates' floors then fall to the
+    real one at its first frame, where a floor read low holds them under it for seconds."""
+    k = len(mic) // FRAME
+    if k < FLOOR_FRAMES:
+        return math.inf
+    power = np.mean(np.square(np.asarray(mic[: k * FRAME], dtype=np.float64)).reshape(k, FRAME), axis=1)
+    quietest = float(np.min(np.convolve(power, np.full(FLOOR_FRAMES, 1.0 / FLOOR_FRAMES), mode="valid")))
+    return 10 * math.log10(quietest + 1e-9)
+
+
 def _band_of(f: np.ndarray) -> np.ndarray:
     """int[len(f)]: each frequency's (Hz) band of the long-term spectrum (band_spectrum)."""
     edges = np.geomspace(50.0, RATE / 2, SPECTRUM_BANDS + 1)
