@@ -143,8 +143,8 @@ def estimate_path(ref: np.ndarray, mic: np.ndarray, taps: int = TAPS, lead: int 
 
 
 # The mic's noise floor in a record is its quietest this many frames in a row (noise_floor_db): 50 ms
-# read a start-up sound's record 0.2-0.3 dB under the white floor it was played over (45 dB re 1 LSB,
-# RT60 250 and 500 ms); one frame alone reads a chance dip of the noise.
+# read a start-up sound's record 0.25-0.4 dB under the white floor it was played over (45 dB re 1 LSB,
+# RT60 500 and 250 ms); one frame alone reads a chance dip of the noise.
 FLOOR_FRAMES = 5
 
 

@@ -545,11 +545,12 @@ class Agent:
         fe, kept, stored = self.frontend, self._kept_room(), self.appliance.room
         room = RoomMemory()
         voice = stored.spectrum if stored.known and stored.voice else None
-        # The floor from the sound's own record: the gates have measured none yet at a first start (a
-        # rehearsal over the default 30 dB in a room 15 dB noisier held their floors under the mic's for
-        # seconds: bench echo-only runs, a first start over a 45 dB floor, false barge-ins in 26 of 48
-        # espeak and 10 of 48 human-voice replies; with the record's floor, none), and after a
-        # rehearsal theirs is the rehearsal's.
+        # The floor from the sound's own record: the gates have measured none yet at a first start, and
+        # after a rehearsal theirs is the rehearsal's. Rehearsed over the default 30 dB in a room 15 dB
+        # noisier, their floors stood at 26-29 dB (rising 1 dB/s) under a 45 dB mic, and the noise in the
+        # reply's gaps read as near-end (dev harness, echo-only first starts over a 45 dB white floor:
+        # false barge-ins in 26 of 48 espeak and 10 of 48 human-voice replies; with the record's floor,
+        # none).
         learnt = taken is not None and room.learn(taken, noise_floor_db(taken[1]), self.audio_setup(), sweep=True,
                                                   voice=voice)
         heard_db = kept_db = None
