@@ -154,12 +154,17 @@ def noise_floor_db(mic: np.ndarray) -> float:
     sound's record, whose last PROBE_TAIL_S (device/conversation/agent.py) hold the echo dying away into
     the floor. Where the echo never dies down to it, this reads high: the gates' floors then fall to the
     real one at its first frame, where a floor read low holds them under it for seconds."""
-    k = len(mic) // FRAME
-    if k < FLOOR_FRAMES:
+    power = _frame_power(mic)
+    if len(power) < FLOOR_FRAMES:
         return math.inf
-    power = np.mean(np.square(np.asarray(mic[: k * FRAME], dtype=np.float64)).reshape(k, FRAME), axis=1)
     quietest = float(np.min(np.convolve(power, np.full(FLOOR_FRAMES, 1.0 / FLOOR_FRAMES), mode="valid")))
     return 10 * math.log10(quietest + 1e-9)
+
+
+def _frame_power(x: np.ndarray) -> np.ndarray:
+    """float64[k]: the mean square of each of x's (int16 or float [n]) whole 10 ms frames, k = n // FRAME."""
+    k = len(x) // FRAME
+    return np.mean(np.square(np.asarray(x[: k * FRAME], dtype=np.float64)).reshape(k, FRAME), axis=1)
 
 
 def _band_of(f: np.ndarray) -> np.ndarray:
@@ -360,7 +365,7 @@ class RoomMemory:
         ref's. None if fewer than min_loud frames are loud."""
         k = min(len(ref), len(mic)) // FRAME * FRAME
         x, y = np.asarray(ref[:k], dtype=np.float64), np.asarray(mic[:k], dtype=np.float64)
-        loud = np.mean(y.reshape(-1, FRAME) ** 2, axis=1) >= 10 ** (loud_db / 10)
+        loud = _frame_power(y) >= 10 ** (loud_db / 10)
         if int(loud.sum()) < min_loud:
             return None
         sides = (np.stack((y, y - self.echo(x) if residual else x)).reshape(2, -1, FRAME) * loud[:, None])

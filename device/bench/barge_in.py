@@ -894,12 +894,12 @@ def _job(args: tuple[dict, str, bool]) -> dict:
         # ... and in server mode, where what the detectors make of the changed echo opens the uplink
         row["path_change"]["server"] = run_scenario(sc, Path(d), warm=True, server_mode=True,
                                                     path_change=PATH_CHANGE)["uplink"]
-    for case in RESTARTS:  # a first reply after a restart: in the room it learnt, or moved since
-        r = run_scenario(sc, Path(d), restart=case)
+    # a first reply after a restart: in the room it learnt, or moved since; and a first start in a
+    # noisier room, whose floor the start-up sound's record measures
+    for case, kw in [(c, {"restart": c}) for c in RESTARTS] + [(NOISY, {"restart": "startup",
+                                                                          "floor_db": NOISY_FLOOR_DB})]:
+        r = run_scenario(sc, Path(d), **kw)
         row[f"restart_{case}"] = {k: r[k] for k in _OUTCOME_KEYS + ("room_memory",) if k in r}
-    # ... and a first start in a noisier room, whose floor the start-up sound's record measures
-    r = run_scenario(sc, Path(d), restart="startup", floor_db=NOISY_FLOOR_DB)
-    row[f"restart_{NOISY}"] = {k: r[k] for k in _OUTCOME_KEYS + ("room_memory",) if k in r}
     row["server"] = run_scenario(sc, Path(d), server_mode=True)["uplink"]
     row["server_warm"] = run_scenario(sc, Path(d), warm=True, server_mode=True)["uplink"]
     if sc["family"] == "talk":
