@@ -6,8 +6,10 @@
 
 MODE: cold, warm, off (earcons off, cold), rs / rm (a first reply after a restart in the same room / a
 moved one: run_scenario(restart=...)), st (a first start with its start-up sound: restart="startup"),
+stn (st in a noisier room, the bench's "noisy" row: white noise at 45 dB re 1 LSB RMS on the mic),
 srvc / srvw (server mode cold / warm), pcw / pcc / pcs (the echo path change in a second turn, a first
 reply, a second turn in server mode; echo-only scenarios), ne (no echo in the mic; talk scenarios),
+nen / nesn (no echo in stn's noisier room: cold / a first start; talk scenarios),
 answer / answer_nogate (each talk scenario's word as an answer after a second turn's reply, run_answer
 at the bench's delay; _nogate: the tail gate never started, BargeIn.reply_played_out patched
 in-process). Uses the tree it is run from (PYTHONPATH or the checkout). Each run keeps what `measure` /
@@ -15,7 +17,7 @@ in-process). Uses the tree it is run from (PYTHONPATH or the checkout). Each run
 be compared run by run (--compare prints every run whose outcome differs, and the totals per voice
 family).
 Not part of `voxbox bench`: this is how a change is tried on the whole set before the full bench
-(which runs every mode at once, ~18 min here) is run from a frozen copy.
+(which runs every mode at once, ~1 h here) is run from a frozen copy.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ MODES = {
     "pcw": {"warm": True, "path_change": True}, "pcc": {"path_change": True},
     "pcs": {"warm": True, "server_mode": True, "path_change": True}, "ne": {"echo": False},
     "answer": {}, "answer_nogate": {},
+    "stn": {"restart": "startup", "floor_db": 45.0}, "nen": {"echo": False, "floor_db": 45.0},
+    "nesn": {"echo": False, "restart": "startup", "floor_db": 45.0},
 }
 KEEP = ("name", "voices", "family", "detected", "latency_ms", "decision_ms", "false_barge_ins", "false_pauses",
         "warm_up_barge_ins", "warm_up_pauses", "uplink", "truncate_err_ms", "room_memory")
@@ -72,7 +76,7 @@ def run(mode: str, out: Path, jobs: int, only: str | None, quick: bool = False) 
     scs = b.load_scenarios(d)
     if mode.startswith("pc"):
         scs = [s for s in scs if s["family"] == "silent"]
-    if mode == "ne" or mode.startswith("answer"):
+    if mode in ("ne", "nen", "nesn") or mode.startswith("answer"):
         scs = [s for s in scs if s["family"] == "talk"]
     if only:
         scs = [s for s in scs if s["name"].startswith(only)]
