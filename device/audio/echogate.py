@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from device.audio.echopath import EchoPath, PathStack
+from device.audio.echopath import EchoPath, PathStack, echo_mags
 from device.audio.tail import TailMeter, decay_from_response
 
 if TYPE_CHECKING:
@@ -417,9 +417,9 @@ class EchoGate:
                 residual.coherence.push(spec[1], spec[2], lag)
             res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self, bands[2])
             if loud:
-                paths.learn(mags[::2], (not (near or path_near), res_echo_only), self._ref_eps)
+                paths.learn(echo_mags(bands[::2], floors), (not (near or path_near), res_echo_only), self._ref_eps)
         elif loud:
-            self.path.learn(pm, echo_only=not (near or path_near), floor=self._ref_eps, mic_mags=mags[0])
+            self.path.learn(pm, echo_only=not (near or path_near), floor=self._ref_eps, mic_mags=echo_mags(pm, floor))
         # What the silence after a reply taught goes once the reference is loud again (see TAIL_FORGET_FRAMES).
         if float(np.add.reduce(now)) > self.ref_floor:
             if self._quiet_run >= self.TAIL_FORGET_FRAMES:

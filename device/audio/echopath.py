@@ -10,6 +10,10 @@ The prediction tracks the reference syllable by syllable, where a bound over a w
 frames (device/audio/echogate.py) stays at the loudest: a user's word a few dB below the
 echo shows in the bands and frames the reply leaves quiet.
 
+The paths learn the echo, not the room's noise: the mic's band powers less their noise floor
+(`echo_mags`). A path has no constant term, so a noise floor under a loud reference was learnt as
+echo: in a 45 dB room, a word 10-20 dB over the noise was predicted away as the reply's echo.
+
 The reference's history (`RefHistory`) can be shared by several paths fed the same reference
 (the echo gate's and the residual gate's): it is shifted, and its NLMS norm summed, once per
 frame; `PathStack` predicts and teaches such paths together. Cost: per frame one [bands, lags]
@@ -19,6 +23,21 @@ product for a path (a stack: one for all of them and the norm), and an NLMS step
 from __future__ import annotations
 
 import numpy as np
+
+# The noise floors the gates hand in are min-tracked, and read under a band's mean noise: white noise
+# at 45 dB, 2.5 dB in the widest band (37 rfft bins), 25-30 dB in the 1-bin bands under 300 Hz. Once
+# the floor takes about half the noise out of the wide bands and little out of the narrow ones, where
+# the gates' excess tests (the mic less 10 x the floor) need the paths to explain it. Measured on the
+# dev harness: twice the floor paused a first reply twice more after its echo path changed; a smoothed
+# floor (0.4-3.6 dB under the mean) out of every band made a false barge-in in a noisy first start.
+NOISE_X = 1.0
+
+
+def echo_mags(power: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """What a path learns towards: the band magnitudes of the echo in a frame, sqrt(max(power -
+    NOISE_X * noise, 0)); power: the frame's band powers, noise: their noise floor (the same shape,
+    band power units; any leading axes, one row per path)."""
+    return np.sqrt(np.maximum(power - NOISE_X * noise, 0.0))
 
 
 class RefHistory:

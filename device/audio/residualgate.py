@@ -75,7 +75,7 @@ import numpy as np
 
 from device.audio.coherence import RefCoherence
 from device.audio.echogate import BAND_DB, BANDS, FRAME, EchoGate
-from device.audio.echopath import EchoPath
+from device.audio.echopath import EchoPath, echo_mags
 from device.audio.speex import LinearCanceller
 
 
@@ -166,7 +166,7 @@ class ResidualGate:
         echo_only = self.judge(float(po.sum()), unexplained, gate, po)
         self._judged = False
         if gate.loud:
-            self.path.learn(po, echo_only=echo_only, floor=1e-3 * gate.ref_floor)
+            self.path.learn(po, echo_only=echo_only, floor=1e-3 * gate.ref_floor, mic_mags=echo_mags(po, floor))
         return self.near
 
     @property
