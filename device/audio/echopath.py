@@ -12,7 +12,7 @@ echo shows in the bands and frames the reply leaves quiet.
 
 The paths learn the echo, not the room's noise: the mic's band powers less their noise floor
 (`echo_mags`). A path has no constant term, so a noise floor under a loud reference was learnt as
-echo: in a 45 dB room, a word 10-20 dB over the noise was predicted away as the reply's echo.
+echo: in a 45 dB room, a word 10-16 dB over the noise was predicted away as the reply's echo.
 
 The reference's history (`RefHistory`) can be shared by several paths fed the same reference
 (the echo gate's and the residual gate's): it is shifted, and its NLMS norm summed, once per
@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 # The noise floors the gates hand in are min-tracked, and read under a band's mean noise: white noise
-# at 45 dB, 2.5 dB in the widest band (37 rfft bins), 25-30 dB in the 1-bin bands under 300 Hz. Once
-# the floor takes about half the noise out of the wide bands and little out of the narrow ones, where
+# at 45 dB, 2.5 dB in the widest band (37 rfft bins), 25-30 dB in the 1-bin bands under 300 Hz. Taken
+# once, the floor takes about half the noise out of the wide bands and little out of the narrow ones, where
 # the gates' excess tests (the mic less 10 x the floor) need the paths to explain it. Measured on the
 # dev harness: twice the floor paused a first reply twice more after its echo path changed; a smoothed
 # floor (0.4-3.6 dB under the mean) out of every band made a false barge-in in a noisy first start.

@@ -9,7 +9,7 @@ moved one: run_scenario(restart=...)), st (a first start with its start-up sound
 stn (st in a noisier room, the bench's "noisy" row: white noise at 45 dB re 1 LSB RMS on the mic),
 srvc / srvw (server mode cold / warm), pcw / pcc / pcs (the echo path change in a second turn, a first
 reply, a second turn in server mode; echo-only scenarios), ne (no echo in the mic; talk scenarios),
-nen / nesn (no echo in stn's noisier room: cold / a first start; talk scenarios),
+nen / nesn (no echo in stn's noisier room: cold / a first start; talk scenarios), srvn (srvc in that room),
 answer / answer_nogate (each talk scenario's word as an answer after a second turn's reply, run_answer
 at the bench's delay; _nogate: the tail gate never started, BargeIn.reply_played_out patched
 in-process). Uses the tree it is run from (PYTHONPATH or the checkout). Each run keeps what `measure` /
@@ -41,6 +41,7 @@ MODES = {
     "answer": {}, "answer_nogate": {},
     "stn": {"restart": "startup", "floor_db": 45.0}, "nen": {"echo": False, "floor_db": 45.0},
     "nesn": {"echo": False, "restart": "startup", "floor_db": 45.0},
+    "srvn": {"server_mode": True, "floor_db": 45.0},
 }
 KEEP = ("name", "voices", "family", "detected", "latency_ms", "decision_ms", "false_barge_ins", "false_pauses",
         "warm_up_barge_ins", "warm_up_pauses", "uplink", "truncate_err_ms", "room_memory")
