@@ -25,11 +25,12 @@ from __future__ import annotations
 import numpy as np
 
 # The noise floors the gates hand in are min-tracked, and read under a band's mean noise: white noise
-# at 45 dB, 2.5 dB in the widest band (37 rfft bins), 25-30 dB in the 1-bin bands under 300 Hz. Taken
-# once, the floor takes about half the noise out of the wide bands and little out of the narrow ones, where
-# the gates' excess tests (the mic less 10 x the floor) need the paths to explain it. Measured on the
-# dev harness: twice the floor paused a first reply twice more after its echo path changed; a smoothed
-# floor (0.4-3.6 dB under the mean) out of every band made a false barge-in in a noisy first start.
+# at 45 dB, 2.5 dB in the widest band (37 rfft bins), 25-30 dB in the 1-bin bands under 300 Hz.
+# Taken once, the floor takes about half the noise out of the wide bands and little out of the
+# narrow ones, where the gates' excess tests (the mic less 10 x the floor) need the paths to explain
+# it. Measured on the dev harness: twice the floor paused a first reply twice more after its echo
+# path changed; a smoothed floor (0.4-3.6 dB under the mean) out of every band made a false
+# barge-in in a noisy first start.
 NOISE_X = 1.0
 
 
