@@ -308,7 +308,6 @@ class EchoGate:
         np.multiply(cur, self._win_halves[1], out=xw[:, FRAME:])
         bands = self._bands(xw, self._spec, self._pow)
         sums = np.add.reduce(bands, axis=1).tolist()  # each side's, as its own sum
-        mags = np.sqrt(bands)
         pm, pr = bands[0], bands[1]
         refs = self._refs
         w = self._w % self.window
@@ -346,7 +345,7 @@ class EchoGate:
         elif self.tail.push(quiet, total, floor_power, 3 if lag is None else lag,
                             ref_loud=ref_power > 1e3 * self.ref_floor):
             self._room_measured()
-        self.path.history.push(mags[1])
+        self.path.history.push(np.sqrt(pr))  # the paths learn the mic's and residual's less the floor (echo_mags)
         if paths is None:
             predicted = self.path.predict()
         else:  # this gate's path and the paired residual gate's, in one product
