@@ -117,8 +117,8 @@ def test_in_a_short_room_a_smaller_fall_of_the_linear_canceller_s_erle_is_double
 
 
 def test_aec3_leaking_over_the_linear_canceller_as_the_reply_falls_away_is_not_double_talk() -> None:
-    # A first reply after a restart in a room the device was not rehearsed in (bench, human_talk_113
-    # after a move, RT60 250 ms, 0.5 s before the user's word): the mic falls 70 -> 62 dB at a phrase's
+    # A first reply after the device moved (bench, human_talk_113: the new room measured and rehearsed,
+    # RT60 250 ms, 0.5 s before the user's word): the mic falls 70 -> 62 dB at a phrase's
     # end, AEC3 passes the reply at 48-51 dB, the linear canceller's residual holds at 39-41 dB. AEC3's
     # ERLE falls 15 dB or more under its average (43 dB there), the linear canceller's 6 or more (32
     # dB; a short room's test), as under a word; this paused the reply.

@@ -154,11 +154,11 @@ class ErleDrop:
     (human_silent_005, no room, 100 ms after the change: the linear canceller leaking it 11-25 dB
     for 7 frames, its residual echo-shaped on 6, then AEC3 too, the shape no longer telling).
 
-    AEC3 also leaks on its own while the linear canceller holds, above all after a restart in a room
-    it was not rehearsed in: its output rises towards the mic as a phrase of the reply falls away, and
-    the linear canceller's ERLE falls with the mic (its residual holds, the mic does not). Both ERLEs
-    then fall as they do under a word, but AEC3's output stands over the linear canceller's, which a
-    user's voice cannot do: the linear canceller passes the user whole. Recorded on every fire over
+    AEC3 also leaks on its own while the linear canceller holds, as in first replies after a restart
+    (after a move, at a first start): its output rises towards the mic as a phrase of the reply falls
+    away, and the linear canceller's ERLE falls with the mic (its residual holds, the mic does not).
+    Both ERLEs then fall as they do under a word, but AEC3's output stands over the linear canceller's,
+    which a user's voice cannot do: the linear canceller passes the user whole. Recorded on every fire over
     960 runs (harness, first replies after a move, second turns, cold, first starts): the 3 false fires
     had AEC3's output 1.8-15.5 dB over the linear canceller's in their runs (6.6 dB or more on the
     last two frames of each); the 34 on a user, 5.7 dB over it at most on any frame, and under it on
