@@ -157,12 +157,16 @@ class ErleDrop:
     AEC3 also leaks on its own while the linear canceller holds, as in first replies after a restart
     (after a move, at a first start): its output rises towards the mic as a phrase of the reply falls
     away, and the linear canceller's ERLE falls with the mic (its residual holds, the mic does not).
-    Both ERLEs then fall as they do under a word, but AEC3's output stands over the linear canceller's,
-    which a user's voice cannot do: the linear canceller passes the user whole. Recorded on every fire over
-    960 runs (harness, first replies after a move, second turns, cold, first starts): the 3 false fires
-    had AEC3's output 1.8-15.5 dB over the linear canceller's in their runs (6.6 dB or more on the
-    last two frames of each); the 34 on a user, 5.7 dB over it at most on any frame, and under it on
-    average in every run. So a frame with AEC3's output aec3_leak_db over it is not double talk.
+    Both ERLEs then fall as they do under a word, but AEC3's output stands over the linear canceller's.
+    A user's voice is in both outputs, whole in the linear canceller's and at most as loud in AEC3's
+    (its suppressor may take some of it), so what AEC3's output holds over the linear canceller's is
+    AEC3's own residual echo; AEC3's ERLE then falls with that leak, whatever else the frame holds, and
+    is no sign of a voice. Recorded on every fire over 960 runs (harness, first replies after a move,
+    second turns, cold, first starts): the 3 false fires had AEC3's output 1.8-15.5 dB over the linear
+    canceller's in their runs (6.6 dB or more on the last two frames of each); the 34 on a user, 5.7 dB
+    over it at most on any frame, and under it on average in every run. So a frame with AEC3's output
+    aec3_leak_db over it is not double talk. (Silero's decisions hear AEC3's output too, but there such
+    frames came before user's words as often as before the reply alone: not used there.)
     """
 
     def __init__(self, drop_db: float = 15.0, linear_drop_db: float = 15.0, frames: int = 3,
@@ -171,8 +175,8 @@ class ErleDrop:
                  short_room_fall_db: float = 3.0, aec3_leak_db: float = 6.0) -> None:
         self.drop_db, self.linear_drop_db, self.frames = drop_db, linear_drop_db, frames
         # A frame whose AEC3 output stands aec3_leak_db or more over the linear canceller's is AEC3
-        # leaking the reply: a user's voice passes the linear canceller whole, so it cannot put
-        # more in AEC3's output than in the linear canceller's (see the class doc).
+        # leaking the reply: a user's voice is in both outputs, so AEC3's ERLE falling there
+        # measures its own leak (see the class doc).
         self.aec3_leak_db = aec3_leak_db
         # In a short room (decaying short_room_decay_db per 10 ms frame or faster: RT60 300 ms or
         # less) the linear canceller's 256 ms filter holds the whole echo path and its ERLE holds
