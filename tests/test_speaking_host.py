@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from device.audio.frontend import Frontend
+from device.audio.frontend import Frontend, MicFrames
 from device.audio.wavio import read_mono
 from device.config import Settings
 from device.conversation import machine as cv
@@ -115,3 +115,37 @@ def test_our_own_sound_in_the_mic_neither_pauses_nor_interrupts_the_reply(word: 
     feed(host, barge, word)
     assert "PausePlayback" not in host.kinds() and "BargeIn" not in host.kinds(), host.kinds()
     assert host.machine.phase == "speaking"
+
+
+class CancellerLevels(Frontend):
+    """The frontend with a canceller's levels on every frame of a block: AEC3's output `aec3_db` and
+    the linear canceller's `linear_db` relative to the mic's own level (dB re 1 LSB RMS)."""
+
+    def __init__(self, aec3_db: float, linear_db: float) -> None:
+        super().__init__(RATE)
+        self.aec3_db, self.linear_db = aec3_db, linear_db
+
+    def process(self, block: np.ndarray) -> MicFrames:
+        frames = super().process(block).frames
+        x = frames.astype(np.float64)
+        mic_db = 10 * np.log10(np.mean(x * x, axis=1) + 1.0)
+        self.residual_db = mic_db + self.linear_db
+        return MicFrames(frames, np.stack((mic_db, mic_db + self.aec3_db), axis=1))
+
+
+@pytest.mark.parametrize(("aec3_db", "linear_db", "pauses"), [
+    # AEC3 takes 25 dB off the mic, the linear canceller 40 dB: AEC3's output stands 15 dB over the
+    # linear canceller's, which would hold a user's voice whole, so what Silero hears is AEC3's leak.
+    (-25.0, -40.0, False),
+    # The linear canceller's output at the mic's level, AEC3's a little under it: both hold the voice.
+    (-3.0, 0.0, True),
+    # AEC3's output 8 dB over the linear canceller's: under BargeIn.AEC3_LEAK_DB, heard as the user.
+    (-12.0, -20.0, True),
+])
+def test_silero_hearing_aec3_leak_the_linear_canceller_does_not_hold_pauses_nothing(
+        word: np.ndarray, aec3_db: float, linear_db: float, pauses: bool) -> None:
+    host, barge = speaking_twin()
+    host.frontend = CancellerLevels(aec3_db, linear_db)
+    feed(host, barge, word)
+    assert ("PausePlayback" in host.kinds()) is pauses, host.kinds()
+    assert host.machine.phase == ("listening" if pauses else "speaking")

@@ -111,6 +111,7 @@ class BargeIn:
         self._near_until = -1.0  # mic time until which the echo gate lets barge-in decisions through
         self._unexplained_until = -1.0  # ... and the echo path's prediction left part of the mic unexplained
         self._sign_until = -1.0  # ... and a frame showed the user for a Silero decision (_heard_enough)
+        self._aec3_leak_until = -1.0  # ... and AEC3 leaked the reply far over the linear canceller (_aec3_leaking)
         # the last frames' mic levels as the canceller measured them (dB; the last frame's last)
         self._mic_recent: deque[float] = deque(maxlen=self.LINEAR_DROP_SPAN)
         self._agree_until = -1.0  # ... and both gates called a frame near-end (_explained)
@@ -229,6 +230,7 @@ class BargeIn:
         # gate's verdict, the linear canceller's drop), for the gate's own pause, and with the
         # path's share lower, for Silero's decisions (_heard_enough).
         drop = self._linear_drop(fr)  # on every frame: it keeps the mic's last level
+        self._aec3_leak(fr)
         cancellers = res_near or drop
         little = share < self.SILERO_SIGN_SHARE
         if cancellers or little:
@@ -965,6 +967,35 @@ class BargeIn:
     # that paused on a user within DETECT_WINDOW_S, 1 had none (talk_063, cold: share 0.49 at least).
     SILERO_SIGN_SHARE = 0.4
 
+    # AEC3's output this far over the linear canceller's output on a frame whose mic is this loud is
+    # AEC3 leaking the reply (dB; ErleDrop.aec3_leak_db's reasoning), and Silero's decisions hold off
+    # this long after it (s). Measured per frame over the 36 Silero pauses of 960 harness runs of
+    # 8da995a (after a move, second turns, cold, first starts): 2 of the 3 false ones had such a
+    # frame in the 100 ms before them (11.3 and 16.2 dB over), and 2 of the 33 on a user (13.4 and
+    # 17.6 dB; with this hold both words were caught 10-20 ms later). At 6 dB, 6 of the 33 had one.
+    AEC3_LEAK_DB = 10.0
+    AEC3_LEAK_MIC_DB = 50.0
+    AEC3_LEAK_HOLD_S = 0.1
+
+    def _aec3_leak(self, fr: _Frame) -> None:
+        """Frame fr.i's AEC3 output (fr.levels[i, 1], dB) against the linear canceller's output
+        (frontend.residual_db[i], dB; -inf: none): AEC3_LEAK_DB or more over it with the mic at
+        AEC3_LEAK_MIC_DB or more holds Silero's decisions off for AEC3_LEAK_HOLD_S (_aec3_leaking)."""
+        lv, residual_db = fr.levels, self.frontend.residual_db
+        if lv is None or fr.i >= len(residual_db) or not np.isfinite(residual_db[fr.i]):
+            return
+        mic_db, out_db = float(lv[fr.i, 0]), float(lv[fr.i, 1])
+        if mic_db >= self.AEC3_LEAK_MIC_DB and out_db >= float(residual_db[fr.i]) + self.AEC3_LEAK_DB:
+            self._aec3_leak_until = self.now + self.AEC3_LEAK_HOLD_S
+
+    def _aec3_leaking(self) -> bool:
+        """Not in a pause, AEC3 leaked the reply within AEC3_LEAK_HOLD_S: its output stood AEC3_LEAK_DB
+        or more over the linear canceller's, which holds a user's voice whole, so what Silero hears
+        there is the reply (harness: human_silent_022's false pause after a move, RT60 500 ms;
+        human_talk_093's at a first start, 0.6 s before its word). In a pause the reply has stopped
+        and what Silero hears is the user or the room's tail, which the pause's own tests judge."""
+        return self.machine.paused_until is None and self.now <= self._aec3_leak_until
+
     def _explained(self) -> bool:
         """While the reply plays, the echo path has predicted all of the mic (EchoGate.echo_share
         1.0: within path_margin_db) for NEAR_HOLD_S: a VAD start or a fast-stage chunk then heard
@@ -977,7 +1008,10 @@ class BargeIn:
         reply's. Harness, cold, 240 runs: caught 60 -> 61 and 44 -> 45 of 72 (talk_108, human_talk_113,
         a voice 12 dB under a reply at gain 1.0), with earcons off 60 -> 61; false pauses unchanged,
         second turns unchanged. The residual gate's verdict alone added a false pause (human_silent_015,
-        RT60 500 ms, a single frame of it 2.19 s into a first reply, the linear canceller unconverged)."""
+        RT60 500 ms, a single frame of it 2.19 s into a first reply, the linear canceller unconverged).
+        Also while AEC3 leaks the reply far over the linear canceller's output (_aec3_leaking)."""
+        if self._aec3_leaking():
+            return True
         gate = self.frontend.echo_gate
         return (gate is not None and gate.active and gate.ready and self.machine.paused_until is None
                 and self.now > self._unexplained_until and self.now > self._agree_until)
