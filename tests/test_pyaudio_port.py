@@ -187,7 +187,10 @@ def test_player_audio_reaches_the_speaker(rig: PulseRig, port: PyAudioPort) -> N
     span = loud_span(out, SPK)
     assert span is not None, "nothing reached the speaker FIFO"
     a, b = span
-    assert abs((b - a) - len(sent)) < SPK * 0.005
+    # A starved player (an underrun: the machine too busy to write in time) stretches the tone with
+    # gaps; the port's xrun counts tell that apart from samples the player lost or repeated.
+    xruns = f"port xruns {port.stats.xruns}, alsa-lib xruns {port.stats.library_xruns}"
+    assert abs((b - a) - len(sent)) < SPK * 0.005, f"tone heard over {b - a} samples, {len(sent)} sent; {xruns}"
     assert abs(dominant_hz(out[a:b], SPK) - 440) < 5
     # sample-exact: at the same rate and 100 % volume the speaker plays exactly what was queued
     off = int(np.flatnonzero(out)[0]) - int(np.flatnonzero(sent)[0])
