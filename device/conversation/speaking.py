@@ -63,6 +63,7 @@ class _Frame:
     leak: bool | None = None  # BargeIn._leak on this frame, once asked (both the drop and ErleDrop ask it)
     adding: bool = False  # the linear canceller leaking a changed echo path (ResidualGate.adding)
     shape: float = float("nan")  # its residual's correlation with the echo's shape (ResidualGate.shape; nan: none)
+    linear_db: float = float("-inf")  # the linear canceller's output level (dB; -inf: the residual gate did not look)
     paused: bool = False  # the reply is paused (as of the pause state; refreshed after the gates' decisions)
     clear: bool = False  # in a pause, old enough and the echo gone: a loud frame may confirm it
     clear_tail: bool = False  # ... and the room's tail too, for the gates' runs and double talk
@@ -229,6 +230,8 @@ class BargeIn:
         # A second measure than the gate's bound shows the user: the cancellers' (the residual
         # gate's verdict, the linear canceller's drop), for the gate's own pause, and with the
         # path's share lower, for Silero's decisions (_heard_enough).
+        if i < len(self.frontend.residual_db):
+            fr.linear_db = float(self.frontend.residual_db[i])
         drop = self._linear_drop(fr)  # on every frame: it keeps the mic's last level
         self._aec3_leak(fr)
         cancellers = res_near or drop
@@ -339,8 +342,7 @@ class BargeIn:
         m, i, levels, gate = self.machine, fr.i, fr.levels, fr.gate
         near_i, res_near, share, tail_near = fr.near, fr.residual, fr.share, fr.tail_near
         erle_drop = False
-        # The linear canceller's output level (-inf where the residual gate did not look: the meters skip it).
-        res_db = float(self.frontend.residual_db[i]) if i < len(self.frontend.residual_db) else -np.inf
+        res_db = fr.linear_db  # -inf where the residual gate did not look: the meters skip it
         if levels is not None and gate is not None and gate.active:
             # The ERLE is measured on echo alone: frames the gate's bound and the echo path's
             # prediction both explain. A word the path does not explain, read as the canceller
@@ -878,11 +880,9 @@ class BargeIn:
         falling = bool(recent) and (mic < recent[-1] - self.LINEAR_DROP_FALL_DB
                                     or mic < max(recent) - self.LINEAR_DROP_SPAN_FALL_DB)
         recent.append(mic)
-        fe = self.frontend
-        avg = self.erle_drop.linear_erle
-        if falling or avg is None or levels is None or i >= len(fe.residual_db):
+        avg, lin = self.erle_drop.linear_erle, fr.linear_db
+        if falling or avg is None or levels is None:
             return False
-        lin = float(fe.residual_db[i])
         return bool(mic >= self.erle_drop.loud_db and np.isfinite(lin) and lin >= mic - avg + self.LINEAR_DROP_DB
                     and not self._frame_leak(fr))
 
@@ -979,13 +979,13 @@ class BargeIn:
 
     def _aec3_leak(self, fr: _Frame) -> None:
         """Frame fr.i's AEC3 output (fr.levels[i, 1], dB) against the linear canceller's output
-        (frontend.residual_db[i], dB; -inf: none): AEC3_LEAK_DB or more over it with the mic at
+        (fr.linear_db, dB; -inf: none): AEC3_LEAK_DB or more over it with the mic at
         AEC3_LEAK_MIC_DB or more holds Silero's decisions off for AEC3_LEAK_HOLD_S (_aec3_leaking)."""
-        lv, residual_db = fr.levels, self.frontend.residual_db
-        if lv is None or fr.i >= len(residual_db) or not np.isfinite(residual_db[fr.i]):
+        lv = fr.levels
+        if lv is None or not np.isfinite(fr.linear_db):
             return
         mic_db, out_db = float(lv[fr.i, 0]), float(lv[fr.i, 1])
-        if mic_db >= self.AEC3_LEAK_MIC_DB and out_db >= float(residual_db[fr.i]) + self.AEC3_LEAK_DB:
+        if mic_db >= self.AEC3_LEAK_MIC_DB and out_db >= fr.linear_db + self.AEC3_LEAK_DB:
             self._aec3_leak_until = self.now + self.AEC3_LEAK_HOLD_S
 
     def _aec3_leaking(self) -> bool:
