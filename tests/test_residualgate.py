@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from device.audio import speex
+from device.audio.coherence import RefCoherence
 from device.audio.echogate import BAND_DB, FRAME, EchoGate
 from device.audio.residualgate import ResidualGate
 from device.audio.speex import LinearCanceller
@@ -299,3 +300,40 @@ def test_a_canceller_that_added_power_over_a_loud_mic_is_not_trusted_for_mismatc
     # hold begun there made the user's word 300 ms later the leak; missed).
     assert _mismatch_then_voice(ResidualGate(), 45.0, 5)
     assert _mismatch_then_voice(ResidualGate(), 45.0, 5, run_on=True)
+
+
+class _Coherence:
+    """RefCoherence's score, set by the test."""
+
+    def __init__(self, score: float) -> None:
+        self.score = score
+
+
+def _near_10_5db_over(gate_rule: ResidualGate, level_db: float, coherence: float, learnt: int = 1000) -> bool:
+    """One frame whose residual, at level_db and with a shape of its own, stands 10.5 dB over its predicted
+    residual in every band, the reference explaining `coherence` of it: near-end?"""
+    envelope = 10 ** np.linspace(5.0, 2.0, 16)  # the echo's falling spectrum
+    own = envelope[::-1] / float(envelope.sum())
+    bands = own * 10 ** ((level_db + BAND_DB) / 10)
+    predicted = bands / 10 ** 1.05
+    gate_rule.floor = np.zeros(16)
+    gate_rule.coherence = cast(RefCoherence, _Coherence(coherence))
+    g = _GateReading(float(bands.sum()) * 2, envelope)  # the mic 3 dB over the residual: the reply's echo in it
+    g.learnt = learnt
+    unexplained = float(np.maximum(bands - gate_rule.margin * predicted, 0.0).sum())  # the caller's, at margin_db
+    gate_rule.judge(float(bands.sum()), unexplained, cast(EchoGate, g), bands, predicted)
+    return gate_rule.near
+
+
+def test_where_the_reference_explains_nothing_a_word_10_db_over_the_predicted_residual_is_near_end() -> None:
+    # Bench, second turns: words 9.5-11.5 dB over the reply's predicted residual (a 0.3 share over an
+    # 8 or 10 dB margin), the reference explaining under 0.07 of it, were counted a frame or more later
+    # at the 10 dB margin (11 of 144 caught 10-80 ms later).
+    assert _near_10_5db_over(ResidualGate(), 55.0, 0.03)
+    assert not _near_10_5db_over(ResidualGate(incoherent_margin_db=10.0), 55.0, 0.03)  # the rule: without it, not
+    # Where the reference explains some of it (the canceller's leak is coherent), before the gate is
+    # warm, or under 50 dB (a reply's late tail the prediction does not hold, human_silent_031): not.
+    assert not _near_10_5db_over(ResidualGate(), 55.0, 0.1)
+    assert not _near_10_5db_over(ResidualGate(), 55.0, 0.03, learnt=999)
+    assert not _near_10_5db_over(ResidualGate(), 48.0, 0.03)
+    assert _near_10_5db_over(ResidualGate(incoherent_level_db=45.0), 48.0, 0.03)

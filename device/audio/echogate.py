@@ -414,7 +414,8 @@ class EchoGate:
             if residual.warm(self):  # the reference's and the residual's spectra, rows 1 and 2
                 spec = self._spec if self._spec is not None else np.fft.rfft(xw)
                 residual.coherence.push(spec[1], spec[2], lag)
-            res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self, bands[2])
+            res_echo_only = residual.judge(sums[2], res_unexplained if ready else None, self, bands[2],
+                                           predicted_both[1])
             if loud:
                 paths.learn(echo_mags(bands[::2], floors), (not (near or path_near), res_echo_only), self._ref_eps)
         elif loud:
