@@ -14,8 +14,8 @@ answer / answer_nogate (each talk scenario's word as an answer after a second tu
 at the bench's delay; _nogate: the tail gate never started, BargeIn.reply_played_out patched
 in-process). Uses the tree it is run from (PYTHONPATH or the checkout). Each run keeps what `measure` /
 `uplink_echo` report plus the detectors named on the timeline's pauses and barge-ins, so two trees can
-be compared run by run (--compare prints every run whose outcome differs, and the totals per voice
-family).
+be compared run by run (--compare prints every run whose outcome differs, every other run whose local
+catch, server VAD on the user or answer VAD moved by more than 5 ms, and the totals per voice family).
 Not part of `voxbox bench`: this is how a change is tried on the whole set before the full bench
 (which runs every mode at once, ~1 h here) is run from a frozen copy.
 """
@@ -136,9 +136,13 @@ def compare(a: Path, b: Path) -> None:
             print(f"{name:22s} {_outcome(x)} -> {_outcome(y)}  {x['decisions']} -> {y['decisions']}")
         else:
             same += 1
-            lx, ly = x.get("latency_ms"), y.get("latency_ms")
-            if lx is not None and ly is not None and abs(lx - ly) > 5:
-                print(f"{name:22s} latency {lx} -> {ly}")
+            # the local catch, the server's VAD on the user (server modes), the answer heard (answer modes)
+            for label, side, key in (("latency", None, "latency_ms"), ("server vad", "uplink", "vad_user_ms"),
+                                     ("answer vad", "answer", "vad_ms")):
+                lx = (x.get(side) or {}).get(key) if side else x.get(key)
+                ly = (y.get(side) or {}).get(key) if side else y.get(key)
+                if lx is not None and ly is not None and abs(lx - ly) > 5:
+                    print(f"{name:22s} {label} {lx} -> {ly}")
     print(f"same outcome: {same} of {len(set(ra) & set(rb))}")
     print("A:")
     _totals(list(ra.values()))
