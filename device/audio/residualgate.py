@@ -175,13 +175,7 @@ class ResidualGate:
         self.prev_out, self.prev_ref = out, now_ref
         predicted = self.path.predict(gate.ref_bands)
         self.floor = floor = np.minimum(self.floor * self._rise, po)
-        unexplained = None
-        if gate.ready:
-            excess = self.margin * predicted
-            np.subtract(po, excess, out=excess)
-            np.subtract(excess, 10.0 * floor, out=excess)
-            np.maximum(excess, 0.0, out=excess)
-            unexplained = float(np.add.reduce(excess))
+        unexplained = self._unexplained(po, predicted, self.margin) if gate.ready else None
         echo_only = self.judge(float(po.sum()), unexplained, gate, po, predicted)
         self._judged = False
         if gate.loud:
@@ -221,6 +215,15 @@ class ResidualGate:
             return float("nan")
         return float(np.corrcoef(x, y)[0, 1])
 
+    def _unexplained(self, bands: np.ndarray, predicted: np.ndarray, margin: float) -> float:
+        """What the predicted residual [16] (x margin) and the floor (x10) cannot explain of the
+        residual's band powers [16], summed (band-power units; the paired echo gate computes the same
+        in its stacked rows)."""
+        excess = margin * predicted
+        np.subtract(bands, excess, out=excess)
+        np.subtract(excess, 10.0 * self.floor, out=excess)
+        return float(np.add.reduce(np.maximum(excess, 0.0, out=excess)))
+
     def judge(self, total: float, unexplained: float | None, gate: EchoGate,
               bands: np.ndarray | None = None, predicted: np.ndarray | None = None) -> bool:
         """This frame's verdict (near, level_db), the floor updated and the echo gate's verdict in:
@@ -235,9 +238,7 @@ class ResidualGate:
                 and self.warm(gate) and self.coherence.score < self.incoherent_score):
             # The reference explains almost none of the residual: what stands over its prediction is
             # hardly the reply's, so a smaller margin does (see the module doc).
-            excess = np.subtract(bands, self.incoherent_margin * predicted)
-            excess -= 10.0 * self.floor
-            unexplained = float(np.maximum(excess, 0.0, out=excess).sum())
+            unexplained = self._unexplained(bands, predicted, self.incoherent_margin)
         self.excess = 0.0 if unexplained is None else min(1.0, unexplained / (total + 1e-9))
         over = unexplained is not None and unexplained >= self.share * (total + 1e-9)
         adds = False  # this very frame's residual is over the mic
